@@ -1,0 +1,50 @@
+"""aioq: an asyncio-native distributed task queue on Redis Streams.
+
+Import everything from here::
+
+    import aioq
+
+    app = aioq.App()
+
+    @app.task
+    async def add(x: int, y: int) -> int:
+        return x + y
+"""
+
+from .app import App as App
+from .context import Context as Context
+from .errors import AioqError as AioqError
+from .errors import BrokerUnavailable as BrokerUnavailable
+from .errors import ConfigurationError as ConfigurationError
+from .errors import JobAborted as JobAborted
+from .errors import MessageTooLarge as MessageTooLarge
+from .errors import ResultTimeout as ResultTimeout
+from .errors import TaskFailed as TaskFailed
+from .job import Job as Job
+from .job import JobInfo as JobInfo
+from .job import JobState as JobState
+from .task import AsyncTask as AsyncTask
+from .task import SyncTask as SyncTask
+from .task import Task as Task
+from .worker import Worker as Worker
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AioqError",
+    "App",
+    "AsyncTask",
+    "BrokerUnavailable",
+    "ConfigurationError",
+    "Context",
+    "Job",
+    "JobAborted",
+    "JobInfo",
+    "JobState",
+    "MessageTooLarge",
+    "ResultTimeout",
+    "SyncTask",
+    "Task",
+    "TaskFailed",
+    "Worker",
+]

@@ -1,0 +1,45 @@
+"""The per-attempt context a task can ask for by annotating a parameter ``aioq.Context``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..app import App
+
+
+class Context:
+    """What a running task knows about itself.
+
+    Declare a parameter annotated ``aioq.Context`` (any name) and the worker
+    passes it in; it is never part of the message::
+
+        @app.task
+        async def resize(ctx: aioq.Context, image_id: int) -> None:
+            log.info("job %s attempt %d", ctx.job_id, ctx.attempt)
+    """
+
+    __slots__ = ("app", "attempt", "job_id", "queue", "task_name", "worker_id")
+
+    def __init__(
+        self,
+        *,
+        app: App,
+        job_id: str,
+        task_name: str,
+        queue: str,
+        attempt: int,
+        worker_id: str,
+    ) -> None:
+        self.app = app
+        self.job_id = job_id
+        self.task_name = task_name
+        self.queue = queue
+        self.attempt = attempt
+        self.worker_id = worker_id
+
+    def __repr__(self) -> str:
+        return (
+            f"Context(job_id={self.job_id!r}, task_name={self.task_name!r}, "
+            f"queue={self.queue!r}, attempt={self.attempt})"
+        )

@@ -1,0 +1,153 @@
+"""The wire format: the message envelope, a job's outcome, and their codecs.
+
+Everything that crosses Redis is msgpack encoded by msgspec. Structs are
+``array_like`` so field names are not repeated in every message; new fields are
+only ever appended, with defaults, so old messages keep decoding.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+import uuid
+from typing import Any
+
+import msgspec
+
+from ..errors import MessageTooLarge
+
+__all__ = [
+    "ErrorInfo",
+    "JobState",
+    "Message",
+    "Outcome",
+    "decode_message",
+    "decode_outcome",
+    "encode",
+    "now_ms",
+]
+
+
+class JobState(str, enum.Enum):
+    """Where a job is in its life."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+    @property
+    def is_final(self) -> bool:
+        return self in _FINAL
+
+
+_FINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED})
+FINAL_STATES = tuple(s.value for s in _FINAL)
+
+
+class Message(msgspec.Struct, array_like=True, frozen=True):
+    """One task invocation as it sits in a queue's stream.
+
+    Options that the caller did not set stay ``None`` and are resolved on the
+    worker against the task's own options and the app's defaults.
+    """
+
+    id: str
+    task: str
+    queue: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    enqueued_ms: int
+    timeout: float | None = None
+    result_ttl: float | None = None
+    store_result: bool | None = None
+
+
+class ErrorInfo(msgspec.Struct, array_like=True, frozen=True):
+    """A remote exception, as text: never a pickled object."""
+
+    type: str
+    message: str
+    traceback: str = ""
+
+
+class Outcome(msgspec.Struct, array_like=True, frozen=True):
+    """The final state of a job: stored in its record and published to waiters.
+
+    ``result`` stays raw msgpack so each reader decodes it against its own
+    idea of the task's return type.
+    """
+
+    state: str
+    finished_ms: int
+    result: msgspec.Raw | None = None
+    error: ErrorInfo | None = None
+
+
+_encoder = msgspec.msgpack.Encoder()
+_message_decoder = msgspec.msgpack.Decoder(Message)
+_outcome_decoder = msgspec.msgpack.Decoder(Outcome)
+
+encode = _encoder.encode
+
+
+def decode_message(data: bytes) -> Message:
+    """Decode a stream entry's payload; raises ``msgspec.DecodeError`` if it is not one."""
+    return _message_decoder.decode(data)
+
+
+def decode_outcome(data: bytes) -> Outcome:
+    return _outcome_decoder.decode(data)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+_typed_decoders: dict[Any, msgspec.msgpack.Decoder[Any]] = {}
+
+
+def decode_value(raw: bytes | msgspec.Raw, type: Any = Any) -> Any:
+    """Decode a msgpack value, converting it to ``type`` where one is known.
+
+    Decoders are built once per type. A type msgspec cannot describe falls
+    back to plain decoding instead of failing the caller.
+    """
+    decoder = _typed_decoders.get(type)
+    if decoder is None:
+        try:
+            decoder = msgspec.msgpack.Decoder(type)
+        except TypeError:
+            decoder = msgspec.msgpack.Decoder()
+        if len(_typed_decoders) < 1024:
+            _typed_decoders[type] = decoder
+    return decoder.decode(raw)
+
+
+def new_message(
+    task: str,
+    queue: str,
+    args: Any,
+    kwargs: dict[str, Any],
+    *,
+    timeout: float | None = None,
+    result_ttl: float | None = None,
+    store_result: bool | None = None,
+    max_bytes: int,
+) -> tuple[str, bytes]:
+    """Build and encode one call; returns (job id, payload).
+
+    Raises ``MessageTooLarge`` before anything is written when the payload is
+    over ``max_bytes``, and ``TypeError`` for an argument msgpack cannot carry.
+    """
+    job_id = uuid.uuid4().hex
+    payload = encode(
+        Message(
+            job_id, task, queue, list(args), kwargs, now_ms(), timeout, result_ttl, store_result
+        )
+    )
+    if len(payload) > max_bytes:
+        raise MessageTooLarge(
+            f"{task}: message is {len(payload)} bytes, over max_message_bytes={max_bytes}"
+        )
+    return job_id, payload

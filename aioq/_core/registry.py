@@ -1,0 +1,138 @@
+"""Task definitions: what the worker needs to run a task by name.
+
+A ``TaskDef`` is built once, at decoration time: the function's type hints
+are read there, so the hot path only converts values.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from typing import Any
+
+import msgspec
+
+from ..errors import ConfigurationError
+from .context import Context
+
+if typing.TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .options import TaskOptions
+
+__all__ = ["ArgumentError", "Registry", "TaskDef"]
+
+
+class ArgumentError(ValueError):
+    """The message's arguments do not fit the task's signature or type hints."""
+
+
+class TaskDef:
+    """A registered task: its function, options and how to convert its arguments."""
+
+    __slots__ = (
+        "_convert",
+        "_ctx_index",
+        "_ctx_name",
+        "_hints",
+        "_signature",
+        "fn",
+        "is_async",
+        "name",
+        "options",
+        "return_type",
+    )
+
+    def __init__(self, fn: Callable[..., Any], name: str, options: TaskOptions) -> None:
+        self.fn = fn
+        self.name = name
+        self.options = options
+        self.is_async = inspect.iscoroutinefunction(fn)
+        try:
+            hints = typing.get_type_hints(fn)
+        except Exception as exc:  # unresolvable forward references
+            raise ConfigurationError(f"cannot read the type hints of task {name!r}: {exc}") from exc
+        self.return_type: Any = hints.pop("return", Any)
+        sig = inspect.signature(fn)
+        self._ctx_name: str | None = None
+        self._ctx_index: int | None = None
+        params = []
+        for index, p in enumerate(sig.parameters.values()):
+            if hints.get(p.name) is Context:
+                self._ctx_name = p.name
+                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+                    self._ctx_index = index
+                continue
+            params.append(p)
+        self._signature = sig.replace(parameters=params)
+        self._hints = {k: v for k, v in hints.items() if k != self._ctx_name}
+        # Only convert when some parameter is annotated with a type worth checking.
+        self._convert = any(h is not Any for h in self._hints.values())
+
+    @property
+    def wants_context(self) -> bool:
+        return self._ctx_name is not None
+
+    def bind(self, args: list[Any], kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+        """Check arity and convert each argument to its annotated type.
+
+        Raises ``ArgumentError`` naming the parameter that does not fit.
+        """
+        if not args and not kwargs and not self._signature.parameters:
+            return args, kwargs
+        try:
+            bound = self._signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise ArgumentError(f"{self.name}: {exc}") from None
+        if not self._convert:
+            return args, kwargs
+        params = self._signature.parameters
+        for pname, value in bound.arguments.items():
+            hint = self._hints.get(pname)
+            if hint is None or hint is Any:
+                continue
+            kind = params[pname].kind
+            try:
+                if kind is inspect.Parameter.VAR_POSITIONAL:
+                    bound.arguments[pname] = tuple(msgspec.convert(v, hint) for v in value)
+                elif kind is inspect.Parameter.VAR_KEYWORD:
+                    bound.arguments[pname] = {k: msgspec.convert(v, hint) for k, v in value.items()}
+                else:
+                    bound.arguments[pname] = msgspec.convert(value, hint)
+            except msgspec.ValidationError as exc:
+                raise ArgumentError(f"{self.name}: argument {pname!r}: {exc}") from None
+        return list(bound.args), dict(bound.kwargs)
+
+    def call(self, ctx: Context | None, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        """Call the function with the context injected where it was declared."""
+        if self._ctx_name is not None:
+            if self._ctx_index is not None and len(args) >= self._ctx_index:
+                args = [*args[: self._ctx_index], ctx, *args[self._ctx_index :]]
+            else:
+                kwargs = {**kwargs, self._ctx_name: ctx}
+        return self.fn(*args, **kwargs)
+
+
+class Registry:
+    """Task name → definition. Owned by one ``App``; there is no global registry."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, TaskDef] = {}
+
+    def add(self, task: TaskDef) -> None:
+        existing = self._tasks.get(task.name)
+        if existing is not None and existing.fn is not task.fn:
+            raise ConfigurationError(f"a different task is already registered as {task.name!r}")
+        self._tasks[task.name] = task
+
+    def get(self, name: str) -> TaskDef | None:
+        return self._tasks.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._tasks)
+
+    def queues(self) -> set[str]:
+        return {t.options.queue for t in self._tasks.values() if isinstance(t.options.queue, str)}
+
+    def __len__(self) -> int:
+        return len(self._tasks)

@@ -1,0 +1,1 @@
+"""The only code that speaks Redis: keys, connections, streams, results, Lua scripts."""

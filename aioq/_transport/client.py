@@ -1,0 +1,85 @@
+"""The producer/awaiter side of the transport, as one object an ``App`` holds.
+
+Creating it does no I/O. Its Redis client belongs to the event loop that
+first uses it; a script that runs ``asyncio.run`` twice gets a fresh client
+the second time instead of one bound to a closed loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any, cast
+
+from . import results
+from .connection import broker_errors, connect
+from .producer import Producer
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from redis.asyncio import Redis
+
+    from .keys import Keyspace
+
+
+class _Bound:
+    """Everything that belongs to one event loop."""
+
+    def __init__(self, url: str, options: dict[str, Any]) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.redis = connect(url, **options)
+        self.producer = Producer(self.redis)
+        self.subs = results.Subscriptions(self.redis)
+
+    async def aclose(self) -> None:
+        await self.subs.aclose()
+        await self.redis.aclose()
+
+
+class Client:
+    def __init__(self, url: str, keys: Keyspace, options: dict[str, Any]) -> None:
+        self.url = url
+        self.keys = keys
+        self._options = options
+        self._bound: _Bound | None = None
+
+    def _get(self) -> _Bound:
+        bound = self._bound
+        if bound is None or bound.loop is not asyncio.get_running_loop():
+            bound = self._bound = _Bound(self.url, self._options)
+        return bound
+
+    @property
+    def redis(self) -> Redis:
+        return self._get().redis
+
+    async def enqueue(self, queue: str, payload: bytes) -> None:
+        async with broker_errors(self.url):
+            await self._get().producer.add(self.keys.stream(queue), payload)
+
+    async def enqueue_many(self, items: Sequence[tuple[str, bytes]]) -> None:
+        async with broker_errors(self.url):
+            await self._get().producer.add_many([(self.keys.stream(q), p) for q, p in items])
+
+    async def wait_outcome(self, job_id: str, timeout: float | None) -> bytes:
+        bound = self._get()
+        async with broker_errors(self.url):
+            return await results.wait_outcome(bound.redis, self.keys, bound.subs, job_id, timeout)
+
+    async def job_state(self, job_id: str) -> bytes | None:
+        async with broker_errors(self.url):
+            state = await self._get().redis.hget(self.keys.job(job_id), "state")
+            return cast("bytes | None", state)
+
+    async def job_record(self, job_id: str) -> dict[bytes, bytes]:
+        async with broker_errors(self.url):
+            return await results.read_record(self._get().redis, self.keys, job_id)
+
+    async def ping(self) -> None:
+        async with broker_errors(self.url):
+            await self._get().redis.ping()
+
+    async def aclose(self) -> None:
+        bound, self._bound = self._bound, None
+        if bound is not None and bound.loop is asyncio.get_running_loop():
+            await bound.aclose()

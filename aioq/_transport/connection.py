@@ -1,0 +1,81 @@
+"""Opening Redis connections and turning connection failures into aioq errors."""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from redis import exceptions as rex
+from redis.asyncio import Redis
+
+from ..errors import BrokerUnavailable
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+log = logging.getLogger("aioq")
+
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    rex.ConnectionError,
+    rex.TimeoutError,
+    rex.AuthenticationError,
+    rex.BusyLoadingError,
+    OSError,
+)
+
+
+def connect(url: str, **options: Any) -> Redis:
+    """A client with a connection pool for ``url``. Does no I/O."""
+    options.setdefault("socket_connect_timeout", 5.0)
+    options.setdefault("socket_keepalive", True)
+    options.setdefault("health_check_interval", 30)
+    return Redis.from_url(url, **options)
+
+
+def describe(url: str) -> str:
+    """``url`` without its password, for log lines and errors."""
+    if "@" in url:
+        scheme, rest = url.split("://", 1) if "://" in url else ("redis", url)
+        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+    return url
+
+
+@asynccontextmanager
+async def broker_errors(url: str) -> AsyncIterator[None]:
+    """Re-raise Redis connection failures as ``BrokerUnavailable``."""
+    try:
+        yield
+    except rex.AuthenticationError as exc:
+        raise BrokerUnavailable(f"Redis at {describe(url)} refused the credentials: {exc}") from exc
+    except rex.ResponseError as exc:
+        if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
+            raise BrokerUnavailable(
+                f"Redis at {describe(url)} needs valid credentials: {exc}"
+            ) from exc
+        raise
+    except CONNECTION_ERRORS as exc:
+        raise BrokerUnavailable(f"cannot reach Redis at {describe(url)}: {exc}") from exc
+
+
+async def wait_until_reachable(redis: Redis, url: str, timeout: float) -> None:
+    """PING until Redis answers, logging one line per failed try.
+
+    Raises ``BrokerUnavailable`` once ``timeout`` seconds have passed.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.25
+    while True:
+        try:
+            async with broker_errors(url):
+                await redis.ping()
+            return
+        except BrokerUnavailable as exc:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise BrokerUnavailable(f"{exc} (gave up after {timeout:g}s)") from None
+            log.warning("%s; retrying in %.1fs", exc, min(delay, left))
+            await anyio.sleep(min(delay, left))
+            delay = min(delay * 2, 5.0)

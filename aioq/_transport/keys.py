@@ -1,0 +1,42 @@
+"""The whole Redis keyspace of aioq, in one place.
+
+Keys of one queue share the hash tag ``{queue}`` so they land in one Redis
+Cluster slot and a Lua script may touch them together. Job records are keyed
+by job id alone (any process can find a job from its id), so they live in
+other slots: nothing writes a queue key and a job key in one script.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+GROUP = "workers"
+"""The consumer group every worker of a queue reads through."""
+
+PAYLOAD_FIELD = b"m"
+"""The single field of a stream entry; its value is the msgpack envelope."""
+
+
+@dataclass(frozen=True, slots=True)
+class Keyspace:
+    prefix: str = "aioq"
+
+    def stream(self, queue: str) -> str:
+        """Ready messages of ``queue`` (consumer group ``workers``)."""
+        return f"{self.prefix}:{{{queue}}}:stream"
+
+    def dead(self, queue: str) -> str:
+        """Dead letters of ``queue``: the original payload plus why it died."""
+        return f"{self.prefix}:{{{queue}}}:dead"
+
+    def job(self, job_id: str) -> str:
+        """The record of one job (a hash with a TTL once final)."""
+        return f"{self.prefix}:job:{job_id}"
+
+    def done_channel(self, job_id: str) -> str:
+        """Pub/sub channel on which a job's outcome is published once."""
+        return f"{self.prefix}:done:{job_id}"
+
+    def queue_keys(self, queue: str) -> tuple[str, ...]:
+        """Every key of one queue (for cleanup and the one-slot check)."""
+        return (self.stream(queue), self.dead(queue))

@@ -1,0 +1,85 @@
+"""Lua scripts: one ``.lua`` file per atomic command, loaded once, called by SHA.
+
+Scripts are sent with EVALSHA. After a Redis restart or ``SCRIPT FLUSH`` the
+cache is empty and every script fails with NOSCRIPT together, so a pipeline
+that saw NOSCRIPT anywhere is re-run whole once the scripts are loaded again:
+every operation we put in such a pipeline is idempotent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import NoScriptError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from redis.asyncio import Redis
+    from redis.asyncio.client import Pipeline
+
+__all__ = ["SCRIPTS", "Scripts", "run_pipeline"]
+
+
+class Script:
+    __slots__ = ("name", "sha", "source")
+
+    def __init__(self, name: str, source: str) -> None:
+        self.name = name
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+
+class Scripts:
+    """The loaded ``lua/*.lua`` files, addressable by file stem."""
+
+    def __init__(self) -> None:
+        folder = resources.files(__package__).joinpath("lua")
+        self._by_name = {
+            entry.name.removesuffix(".lua"): Script(entry.name, entry.read_text("utf-8"))
+            for entry in folder.iterdir()
+            if entry.name.endswith(".lua")
+        }
+
+    def __getitem__(self, name: str) -> Script:
+        return self._by_name[name]
+
+    async def load_all(self, redis: Redis) -> None:
+        pipe = redis.pipeline(transaction=False)
+        for script in self._by_name.values():
+            pipe.script_load(script.source)
+        await pipe.execute()
+
+    def queue(self, pipe: Pipeline, name: str, keys: list[str], args: list[Any]) -> None:
+        """Append one EVALSHA of script ``name`` to ``pipe``."""
+        pipe.evalsha(self._by_name[name].sha, len(keys), *keys, *args)
+
+    async def call(self, redis: Redis, name: str, keys: list[str], args: list[Any]) -> Any:
+        """Run one script now, loading the scripts first if Redis lost them."""
+        sha = self._by_name[name].sha
+        try:
+            return await redis.evalsha(sha, len(keys), *keys, *args)
+        except NoScriptError:
+            await self.load_all(redis)
+            return await redis.evalsha(sha, len(keys), *keys, *args)
+
+
+SCRIPTS = Scripts()
+
+
+async def run_pipeline(redis: Redis, build: Callable[[Pipeline], None]) -> list[Any]:
+    """Build and execute a non-transactional pipeline; replies may be exceptions.
+
+    When any reply is NOSCRIPT the scripts are loaded and the pipeline is
+    rebuilt and executed once more.
+    """
+    for _ in range(2):
+        pipe = redis.pipeline(transaction=False)
+        build(pipe)
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+        if not any(isinstance(r, NoScriptError) for r in replies):
+            return replies
+        await SCRIPTS.load_all(redis)
+    return replies

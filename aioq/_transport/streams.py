@@ -1,0 +1,211 @@
+"""Worker-side stream operations: group set-up, reads, start/finish/ack, dead letters,
+lease renewal and recovery of a dead worker's messages."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from redis import exceptions as rex
+
+from .keys import GROUP, PAYLOAD_FIELD, Keyspace
+from .scripts import SCRIPTS, run_pipeline
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from redis.asyncio import Redis
+    from redis.asyncio.client import Pipeline
+
+log = logging.getLogger("aioq.worker")
+
+ACK_CHUNK = 500  # ids per ack.lua call: stays far below Lua's unpack() limit
+
+
+class Entry(NamedTuple):
+    """One stream entry handed to a worker."""
+
+    queue: str
+    id: bytes
+    payload: bytes | None  # None when the entry has no payload field (garbage)
+    deliveries: int = 1
+
+
+class Start(NamedTuple):
+    job_key: str
+    args: list[Any]
+
+
+class Finish(NamedTuple):
+    """What the completer writes for one finished attempt."""
+
+    queue: str
+    entry_id: bytes
+    job_id: str
+    state: str
+    outcome: bytes
+    finished_ms: int
+    ttl_ms: int
+
+
+class Streams:
+    def __init__(self, redis: Redis, keys: Keyspace) -> None:
+        self.redis = redis
+        self.keys = keys
+
+    async def ensure_group(self, queue: str) -> None:
+        """Create the stream and its group, reading from the very start (``0``),
+        so messages enqueued before any worker ran are processed."""
+        try:
+            await self.redis.xgroup_create(self.keys.stream(queue), GROUP, id="0", mkstream=True)
+        except rex.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def read(
+        self, consumer: str, queues: Sequence[str], count: int, block_ms: int
+    ) -> list[Entry]:
+        """XREADGROUP new entries from ``queues``; ``count`` is per stream."""
+        streams: dict[Any, Any] = {self.keys.stream(q): ">" for q in queues}
+        reply = await self.redis.xreadgroup(GROUP, consumer, streams, count=count, block=block_ms)
+        return self._entries(reply, queues)
+
+    def _entries(self, reply: Any, queues: Sequence[str]) -> list[Entry]:
+        if not reply:
+            return []
+        by_key = {self.keys.stream(q).encode(): q for q in queues}
+        out: list[Entry] = []
+        for stream, items in reply:
+            queue = by_key[stream if isinstance(stream, bytes) else stream.encode()]
+            for entry_id, fields in items:
+                out.append(Entry(queue, entry_id, fields.get(PAYLOAD_FIELD) if fields else None))
+        return out
+
+    async def start(self, starts: Sequence[Start]) -> list[Any]:
+        """Run start.lua for each job in one pipeline; a reply is None (run it),
+        bytes (already final: skip), or an exception."""
+
+        def build(pipe: Pipeline) -> None:
+            for s in starts:
+                SCRIPTS.queue(pipe, "start", [s.job_key], s.args)
+
+        return await run_pipeline(self.redis, build)
+
+    async def finish(self, done: Sequence[Finish], group_ack: Sequence[tuple[str, bytes]]) -> None:
+        """Write outcomes, then ack — in that order, in one pipeline.
+
+        ``group_ack`` lists (queue, entry id) of every message to acknowledge,
+        including ones that were skipped without an outcome to write.
+
+        Order matters: each outcome is written before its ack, so a crash in
+        between leaves an unacked message whose job is already final; the next
+        worker to receive it sees that in start.lua and only acks it.
+        """
+        by_queue: dict[str, list[bytes]] = {}
+        for queue, entry_id in group_ack:
+            by_queue.setdefault(queue, []).append(entry_id)
+
+        def build(pipe: Pipeline) -> None:
+            for f in done:
+                SCRIPTS.queue(
+                    pipe,
+                    "finish",
+                    [self.keys.job(f.job_id)],
+                    [f.state, f.outcome, f.finished_ms, f.ttl_ms, self.keys.done_channel(f.job_id)],
+                )
+            for queue, ids in by_queue.items():
+                stream = self.keys.stream(queue)
+                for i in range(0, len(ids), ACK_CHUNK):
+                    SCRIPTS.queue(pipe, "ack", [stream], [GROUP, *ids[i : i + ACK_CHUNK]])
+
+        replies = await run_pipeline(self.redis, build)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+
+    async def dead_letter(self, entry: Entry, reason: str, maxlen: int, now_ms: int) -> None:
+        """Move ``entry`` to its queue's dead-letter stream with ``reason``, atomically."""
+        await SCRIPTS.call(
+            self.redis,
+            "dead",
+            [self.keys.stream(entry.queue), self.keys.dead(entry.queue)],
+            [GROUP, entry.id, entry.payload or b"", reason, maxlen, now_ms],
+        )
+
+    async def renew(self, queue: str, consumer: str, ids: Sequence[bytes]) -> list[bytes]:
+        """Refresh the lease on ``ids``; returns those this consumer no longer owns."""
+        lost: list[bytes] = await SCRIPTS.call(
+            self.redis, "renew", [self.keys.stream(queue)], [GROUP, consumer, *ids]
+        )
+        return lost
+
+    async def autoclaim(
+        self, queue: str, consumer: str, min_idle_ms: int, cursor: bytes, count: int
+    ) -> tuple[bytes, list[Entry], list[bytes]]:
+        """XAUTOCLAIM entries idle longer than ``min_idle_ms`` (a dead worker's).
+
+        Returns the next cursor (follow it: each call scans a bounded part of
+        the pending list), the claimed entries, and ids that were deleted from
+        the stream while pending.
+        """
+        reply = await self.redis.execute_command(  # type: ignore[no-untyped-call]
+            "XAUTOCLAIM",
+            self.keys.stream(queue),
+            GROUP,
+            consumer,
+            min_idle_ms,
+            cursor,
+            "COUNT",
+            count,
+        )
+        next_cursor, items = reply[0], reply[1]
+        deleted = list(reply[2]) if len(reply) > 2 else []
+        entries = []
+        for entry_id, fields in items:
+            payload = None
+            if fields:
+                flat = (
+                    dict(zip(fields[::2], fields[1::2], strict=False))
+                    if isinstance(fields, list)
+                    else fields
+                )
+                payload = flat.get(PAYLOAD_FIELD)
+            entries.append(Entry(queue, entry_id, payload))
+        return next_cursor, entries, deleted
+
+    async def delivery_counts(self, queue: str, ids: Sequence[bytes]) -> dict[bytes, int]:
+        if not ids:
+            return {}
+        pipe = self.redis.pipeline(transaction=False)
+        stream = self.keys.stream(queue)
+        for entry_id in ids:
+            pipe.xpending_range(stream, GROUP, min=entry_id, max=entry_id, count=1)
+        counts: dict[bytes, int] = {}
+        for rows in await pipe.execute():
+            for row in rows:
+                counts[row["message_id"]] = int(row["times_delivered"])
+        return counts
+
+    async def remove_consumer_if_idle(self, queue: str, consumer: str) -> None:
+        """Delete this consumer from the group when it holds no pending entries
+        (deleting one that does would orphan them)."""
+        stream = self.keys.stream(queue)
+        info = await self.redis.xpending_range(stream, GROUP, "-", "+", 1, consumername=consumer)
+        if not info:
+            await self.redis.xgroup_delconsumer(stream, GROUP, consumer)
+
+    async def release(self, queue: str, consumer: str, ids: Sequence[bytes], idle_ms: int) -> None:
+        """Hand unfinished entries back at once: mark them idle for ``idle_ms`` so
+        the next recovery pass of any worker claims them (used on shutdown)."""
+        if ids:
+            await self.redis.execute_command(  # type: ignore[no-untyped-call]
+                "XCLAIM",
+                self.keys.stream(queue),
+                GROUP,
+                consumer,
+                0,
+                *ids,
+                "IDLE",
+                idle_ms,
+                "JUSTID",
+            )

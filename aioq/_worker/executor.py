@@ -1,0 +1,70 @@
+"""Running one attempt of a task: argument conversion, timeout, threads, outcome.
+
+Nothing here speaks Redis: an attempt turns a decoded message into an
+``Outcome``; the worker decides what to write.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import msgspec
+
+from .._core.message import ErrorInfo, JobState, Message, Outcome, encode, now_ms
+
+if TYPE_CHECKING:
+    from .._core.context import Context
+    from .._core.options import Effective
+    from .._core.registry import TaskDef
+
+log = logging.getLogger("aioq.worker")
+
+
+def error_outcome(type_name: str, message: str, tb: str = "") -> Outcome:
+    return Outcome(JobState.FAILED.value, now_ms(), error=ErrorInfo(type_name, message, tb))
+
+
+def _exception_outcome(exc: BaseException) -> Outcome:
+    tb = "".join(traceback.format_exception(exc))
+    return error_outcome(type(exc).__name__, str(exc), tb)
+
+
+async def run_attempt(
+    task: TaskDef,
+    msg: Message,
+    ctx: Context | None,
+    opts: Effective,
+    threads: anyio.CapacityLimiter,
+) -> Outcome:
+    """Run the task once and describe how it ended.
+
+    ``ArgumentError`` (arguments that do not fit the signature) propagates:
+    the caller dead-letters such a message instead of just failing it.
+    Cancellation from outside (shutdown, lost lease) propagates too.
+    """
+    args, kwargs = task.bind(msg.args, msg.kwargs)
+    value: Any = None
+    with anyio.move_on_after(opts.timeout) as scope:
+        try:
+            if task.is_async:
+                value = await task.call(ctx, args, kwargs)
+            else:
+                # A thread cannot be interrupted: on timeout the job fails at
+                # once, but the thread runs on until the function returns.
+                value = await anyio.to_thread.run_sync(
+                    lambda: task.call(ctx, args, kwargs), abandon_on_cancel=True, limiter=threads
+                )
+        except Exception as exc:
+            return _exception_outcome(exc)
+    if scope.cancelled_caught:
+        return error_outcome("TimeoutError", f"task {task.name} timed out after {opts.timeout:g}s")
+    if not opts.store_result:
+        return Outcome(JobState.SUCCEEDED.value, now_ms())
+    try:
+        raw = msgspec.Raw(encode(value))
+    except (TypeError, ValueError) as exc:
+        return error_outcome("TypeError", f"the result of {task.name} cannot be encoded: {exc}")
+    return Outcome(JobState.SUCCEEDED.value, now_ms(), result=raw)

@@ -1,0 +1,235 @@
+"""The ``App``: configuration, the task registry, and the client side of the queue."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
+
+import msgspec
+
+from ._core.message import new_message
+from ._core.options import Effective, TaskOptions, validate, wire
+from ._core.registry import Registry, TaskDef
+from ._transport.client import Client
+from ._transport.keys import Keyspace
+from .errors import ConfigurationError
+from .job import Job
+from .task import AsyncTask, SyncTask, Task
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine, Sequence
+    from types import TracebackType
+
+    from ._core.context import Context
+
+__all__ = ["App"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+DEFAULT_URL = "redis://localhost:6379/0"
+_UNSET: Any = msgspec.UNSET
+
+
+class TaskDecorator(Protocol):
+    """What ``@app.task(...)`` with options returns."""
+
+    @overload
+    def __call__(  # type: ignore[overload-overlap]  # coroutine functions match first
+        self, fn: Callable[Concatenate[Context, P], Coroutine[Any, Any, R]], /
+    ) -> AsyncTask[P, R]: ...
+    @overload
+    def __call__(  # type: ignore[overload-overlap]
+        self, fn: Callable[P, Coroutine[Any, Any, R]], /
+    ) -> AsyncTask[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[Concatenate[Context, P], R], /) -> SyncTask[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> SyncTask[P, R]: ...
+
+
+class App:
+    """An aioq application: where tasks are registered and from which they are sent.
+
+    Creating an ``App`` does no I/O; the connection pool opens on first use.
+    Use ``async with app:`` (or ``await app.aclose()``) to close it.
+
+    Args:
+        url: Redis URL. Default: ``$AIOQ_REDIS_URL``, else ``redis://localhost:6379/0``.
+        prefix: prefix of every Redis key aioq writes.
+        default_queue: queue of tasks and calls that name none.
+        result_ttl: seconds a finished job's record (and result) is kept.
+        visibility_timeout: seconds a message of a worker that stopped renewing
+            its lease (it died) waits before another worker takes it over.
+        max_message_bytes: largest encoded call ``kiq()`` accepts.
+        dead_letter_maxlen: approximate cap on each dead-letter stream.
+        **redis_options: passed to ``redis.asyncio.Redis.from_url``.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        prefix: str = "aioq",
+        default_queue: str = "default",
+        result_ttl: float = 86400.0,
+        visibility_timeout: float = 60.0,
+        max_message_bytes: int = 1 << 20,
+        dead_letter_maxlen: int = 100_000,
+        **redis_options: Any,
+    ) -> None:
+        self.url = url or os.environ.get("AIOQ_REDIS_URL") or DEFAULT_URL
+        if not prefix or "{" in prefix or "}" in prefix:
+            raise ConfigurationError(f"prefix {prefix!r} must be non-empty without braces")
+        if visibility_timeout <= 0:
+            raise ConfigurationError("visibility_timeout must be positive")
+        validate(TaskOptions(queue=default_queue, result_ttl=result_ttl))
+        self.prefix = prefix
+        self.default_queue = default_queue
+        self.result_ttl = result_ttl
+        self.visibility_timeout = visibility_timeout
+        self.max_message_bytes = max_message_bytes
+        self.dead_letter_maxlen = dead_letter_maxlen
+        self.registry = Registry()
+        self.keys = Keyspace(prefix)
+        self.redis_options = redis_options
+        self._transport = Client(self.url, self.keys, redis_options)
+
+    def __repr__(self) -> str:
+        return f"<App prefix={self.prefix!r} tasks={len(self.registry)}>"
+
+    # -- registration -------------------------------------------------------
+
+    @overload
+    def task(  # type: ignore[overload-overlap]  # coroutine functions match first
+        self, fn: Callable[Concatenate[Context, P], Coroutine[Any, Any, R]], /
+    ) -> AsyncTask[P, R]: ...
+    @overload
+    def task(  # type: ignore[overload-overlap]
+        self, fn: Callable[P, Coroutine[Any, Any, R]], /
+    ) -> AsyncTask[P, R]: ...
+    @overload
+    def task(self, fn: Callable[Concatenate[Context, P], R], /) -> SyncTask[P, R]: ...
+    @overload
+    def task(self, fn: Callable[P, R], /) -> SyncTask[P, R]: ...
+    @overload
+    def task(
+        self,
+        fn: None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str = ...,
+        timeout: float | None = ...,
+        result_ttl: float = ...,
+        store_result: bool = ...,
+    ) -> TaskDecorator: ...
+
+    def task(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str = _UNSET,
+        timeout: float | None = _UNSET,
+        result_ttl: float = _UNSET,
+        store_result: bool = _UNSET,
+    ) -> Any:
+        """Register a function as a task: ``@app.task`` or ``@app.task(name=…, queue=…)``.
+
+        The name defaults to ``f"{fn.__module__}.{fn.__qualname__}"``. A plain
+        (sync) function runs in a worker thread; a coroutine function on the
+        worker's event loop.
+        """
+        options = validate(
+            TaskOptions(
+                queue=queue, timeout=timeout, result_ttl=result_ttl, store_result=store_result
+            )
+        )
+
+        def register(f: Callable[..., Any]) -> Task[Any, Any]:
+            definition = TaskDef(f, name or f"{f.__module__}.{f.__qualname__}", options)
+            self.registry.add(definition)
+            cls = AsyncTask if definition.is_async else SyncTask
+            return cls(self, definition)
+
+        return register if fn is None else register(fn)
+
+    @property
+    def task_names(self) -> list[str]:
+        return self.registry.names()
+
+    def queues(self) -> list[str]:
+        """The default queue and every queue a registered task names."""
+        return sorted({self.default_queue, *self.registry.queues()})
+
+    def defaults(self) -> Effective:
+        return Effective(
+            queue=self.default_queue, timeout=None, result_ttl=self.result_ttl, store_result=True
+        )
+
+    # -- sending ------------------------------------------------------------
+
+    async def send(
+        self,
+        name: str,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        queue: str | None = None,
+        timeout: float | None = _UNSET,
+        result_ttl: float = _UNSET,
+        store_result: bool = _UNSET,
+    ) -> Job[Any]:
+        """Enqueue a task by name, without importing it (Celery's ``send_task``).
+
+        The queue is ``queue`` if given, else the task's own queue when it is
+        registered in this process, else the default queue. Arguments are
+        checked against the task's type hints on the worker: a mismatch fails
+        the job and dead-letters the message.
+        """
+        call = validate(
+            TaskOptions(timeout=timeout, result_ttl=result_ttl, store_result=store_result)
+        )
+        local = self.registry.get(name)
+        if queue is None:
+            task_queue = local.options.queue if local is not None else _UNSET
+            queue = task_queue if isinstance(task_queue, str) else self.default_queue
+        else:
+            validate(TaskOptions(queue=queue))
+        job_id, payload = new_message(
+            name,
+            queue,
+            args,
+            dict(kwargs or {}),
+            **wire(call),
+            max_bytes=self.max_message_bytes,
+        )
+        await self._transport.enqueue(queue, payload)
+        return Job(self, job_id, local.return_type if local is not None else Any)
+
+    def job(self, job_id: str) -> Job[Any]:
+        """A handle on an existing job, from its id (works in any process)."""
+        return Job(self, job_id)
+
+    # -- lifecycle ----------------------------------------------------------
+
+    async def ping(self) -> None:
+        """Check that Redis answers; raises ``BrokerUnavailable`` if not."""
+        await self._transport.ping()
+
+    async def aclose(self) -> None:
+        """Close this process's connections of the app (safe to call twice)."""
+        await self._transport.aclose()
+
+    async def __aenter__(self) -> App:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

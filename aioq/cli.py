@@ -1,0 +1,155 @@
+"""The ``aioq`` command line.
+
+aioq worker myapp.tasks:app [-Q default,math] [-c 100] [-w 1] [--log-level info]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from typing import TYPE_CHECKING
+
+import anyio
+
+from .errors import BrokerUnavailable
+
+if TYPE_CHECKING:
+    from .app import App
+
+log = logging.getLogger("aioq")
+
+
+class CliError(Exception):
+    """A problem to report in one line, without a traceback."""
+
+
+def load_app(spec: str) -> App:
+    """Import ``module:attribute`` (or ``module``, taking its ``app``) and return the App."""
+    from .app import App
+
+    module_name, _, attr = spec.partition(":")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise CliError(f"cannot import {module_name!r}: {exc}") from None
+    obj = getattr(module, attr or "app", None)
+    if not isinstance(obj, App):
+        raise CliError(f"{spec!r} is not an aioq.App (got {type(obj).__name__})")
+    return obj
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aioq", description="aioq task queue")
+    sub = parser.add_subparsers(dest="command", required=True)
+    w = sub.add_parser("worker", help="run a worker")
+    w.add_argument("app", help="the App to serve, as module:attribute (e.g. myapp.tasks:app)")
+    w.add_argument(
+        "-Q",
+        "--queues",
+        help="comma-separated queues (default: every queue the "
+        "app's tasks name, plus its default queue)",
+    )
+    w.add_argument(
+        "-c",
+        "--concurrency",
+        type=int,
+        default=100,
+        help="tasks run at once per process (default 100)",
+    )
+    w.add_argument(
+        "-w",
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes, each with its own event loop (default 1)",
+    )
+    w.add_argument(
+        "--grace",
+        type=float,
+        default=30.0,
+        help="seconds in-flight tasks get to finish on SIGTERM (default 30)",
+    )
+    w.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=30.0,
+        help="seconds to keep retrying an unreachable Redis at start (default 30)",
+    )
+    w.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error", "critical"]
+    )
+    w.add_argument("--name", help=argparse.SUPPRESS)
+    return parser
+
+
+def _run_worker(args: argparse.Namespace) -> int:
+    from ._worker.worker import Worker
+
+    app = load_app(args.app)
+    queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else None
+    worker = Worker(
+        app,
+        queues=queues,
+        concurrency=args.concurrency,
+        grace=args.grace,
+        connect_timeout=args.connect_timeout,
+        name=args.name,
+    )
+
+    async def main() -> None:
+        await worker.run(handle_signals=True)
+        await app.aclose()
+
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        anyio.run(main)
+    else:
+        anyio.run(main, backend_options={"use_uvloop": True})
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)-7s %(name)s [%(process)d] %(message)s",
+    )
+    try:
+        if args.command == "worker":
+            if args.workers < 1 or args.concurrency < 1:
+                raise CliError("--workers and --concurrency must be at least 1")
+            if args.workers > 1:
+                from ._worker.supervisor import supervise
+
+                load_app(args.app)  # fail fast, in one line, before forking anything
+                child = [a for a in (argv if argv is not None else sys.argv[1:])]
+                return supervise([*_without_workers(child), "-w", "1"], args.workers)
+            return _run_worker(args)
+    except (CliError, BrokerUnavailable) as exc:
+        print(f"aioq: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 2
+
+
+def _without_workers(argv: list[str]) -> list[str]:
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg in ("-w", "--workers"):
+            skip = True
+            continue
+        if arg.startswith("--workers=") or (arg.startswith("-w") and arg != "-w"):
+            continue
+        out.append(arg)
+    return out

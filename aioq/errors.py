@@ -1,0 +1,69 @@
+"""Every error aioq raises, in one tree.
+
+::
+
+    AioqError
+    ├── ConfigurationError          bad settings, unknown task name on send
+    ├── BrokerUnavailable           Redis cannot be reached (connect, auth, timeout)
+    ├── MessageTooLarge             a payload over ``max_message_bytes``
+    ├── TaskFailed                  the task raised; carries the remote error
+    ├── JobAborted                  the job was aborted before it finished
+    └── ResultTimeout               ``job.result(timeout=…)`` ran out (also a TimeoutError)
+
+Errors never carry pickled exceptions: a remote failure arrives as its type name,
+message and formatted traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AioqError",
+    "BrokerUnavailable",
+    "ConfigurationError",
+    "JobAborted",
+    "MessageTooLarge",
+    "ResultTimeout",
+    "TaskFailed",
+]
+
+
+class AioqError(Exception):
+    """Base class of every error raised by aioq."""
+
+
+class ConfigurationError(AioqError):
+    """The app, a task or a call was configured in a way that cannot work."""
+
+
+class BrokerUnavailable(AioqError):
+    """Redis could not be reached, refused the credentials, or did not answer in time."""
+
+
+class MessageTooLarge(AioqError):
+    """An encoded message is larger than the app's ``max_message_bytes``."""
+
+
+class TaskFailed(AioqError):
+    """The task raised an exception on the worker.
+
+    Attributes:
+        type: the remote exception's type name, e.g. ``"ValueError"``.
+        message: ``str()`` of the remote exception.
+        traceback: the formatted remote traceback (may be empty).
+        job_id: the id of the job that failed.
+    """
+
+    def __init__(self, type: str, message: str, traceback: str = "", job_id: str = "") -> None:
+        self.type = type
+        self.message = message
+        self.traceback = traceback
+        self.job_id = job_id
+        super().__init__(f"{type}: {message}" if message else type)
+
+
+class JobAborted(AioqError):
+    """The job was aborted and will not produce a result."""
+
+
+class ResultTimeout(AioqError, TimeoutError):
+    """The job did not finish within the time given to ``Job.result()``."""

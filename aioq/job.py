@@ -1,0 +1,126 @@
+"""Handles on enqueued jobs: await their result, read their state and record."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import msgspec
+
+from ._core.message import ErrorInfo, JobState, decode_outcome, decode_value
+from .errors import ResultTimeout, TaskFailed
+
+if TYPE_CHECKING:
+    from .app import App
+
+__all__ = ["Job", "JobInfo", "JobState"]
+
+R = TypeVar("R")
+
+
+class JobInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A snapshot of a job's record.
+
+    A job that no worker has picked up yet has no record: its info says
+    ``state=queued`` with every other field ``None`` (the same is said of an id
+    that never existed or whose record expired after ``result_ttl``).
+    """
+
+    id: str
+    state: JobState
+    task: str | None = None
+    queue: str | None = None
+    attempts: int = 0
+    enqueued_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    worker: str | None = None
+    result: Any = None
+    error: ErrorInfo | None = None
+
+
+def _when(ms: bytes | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(int(ms) / 1000, tz=UTC)
+
+
+class Job(Generic[R]):
+    """A handle on one job. Cheap to create; holds no connection of its own.
+
+    Get one from ``task.kiq()``, ``app.send()``, or ``app.job(id)`` in any process.
+    """
+
+    __slots__ = ("_app", "_return_type", "id")
+
+    def __init__(self, app: App, id: str, return_type: Any = Any) -> None:
+        self._app = app
+        self.id = id
+        self._return_type = return_type
+
+    def __repr__(self) -> str:
+        return f"Job({self.id!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Job) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    async def result(self, timeout: float | None = None) -> R:
+        """Wait for the job to finish and return its result.
+
+        No polling: the waiter is woken by the worker's notification.
+
+        Raises:
+            TaskFailed: the task raised (``.type``, ``.message``, ``.traceback``).
+            ResultTimeout: not finished within ``timeout`` seconds (a ``TimeoutError``).
+            BrokerUnavailable: Redis cannot be reached.
+        """
+        try:
+            payload = await self._app._transport.wait_outcome(self.id, timeout)
+        except TimeoutError:
+            raise ResultTimeout(f"job {self.id} did not finish within {timeout:g}s") from None
+        return self._unwrap(payload)
+
+    def _unwrap(self, payload: bytes) -> R:
+        outcome = decode_outcome(payload)
+        if outcome.state == JobState.SUCCEEDED.value:
+            if outcome.result is None:
+                return None  # type: ignore[return-value]  # the task does not store results
+            value: R = decode_value(outcome.result, self._return_type)
+            return value
+        error = outcome.error or ErrorInfo("Error", f"job ended {outcome.state}")
+        raise TaskFailed(error.type, error.message, error.traceback, job_id=self.id)
+
+    async def state(self) -> JobState:
+        """The job's current state (``queued`` when no worker has recorded it yet)."""
+        raw = await self._app._transport.job_state(self.id)
+        return JobState(raw.decode()) if raw else JobState.QUEUED
+
+    async def info(self) -> JobInfo:
+        """A snapshot of the job's record: state, result or error, attempts, times, worker."""
+        rec = await self._app._transport.job_record(self.id)
+        if not rec:
+            return JobInfo(id=self.id, state=JobState.QUEUED)
+        result: Any = None
+        error: ErrorInfo | None = None
+        finished_at = None
+        if b"outcome" in rec:
+            outcome = decode_outcome(rec[b"outcome"])
+            finished_at = _when(str(outcome.finished_ms).encode())
+            error = outcome.error
+            if outcome.result is not None:
+                result = decode_value(outcome.result, self._return_type)
+        worker = rec.get(b"worker")
+        return JobInfo(
+            id=self.id,
+            state=JobState(rec.get(b"state", b"queued").decode()),
+            task=rec[b"task"].decode() if b"task" in rec else None,
+            queue=rec[b"queue"].decode() if b"queue" in rec else None,
+            attempts=int(rec.get(b"attempts", 0)),
+            enqueued_at=_when(rec.get(b"enqueued_ms")),
+            started_at=_when(rec.get(b"started_ms")),
+            finished_at=finished_at,
+            worker=worker.decode() if worker else None,
+            result=result,
+            error=error,
+        )
