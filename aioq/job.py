@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import msgspec
 
-from ._core.message import ErrorInfo, JobState, decode_outcome, decode_value
+from ._core.message import NIL, ErrorInfo, JobState, decode_outcome, decode_value
 from .errors import ResultTimeout, TaskFailed
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ class Job(Generic[R]):
     def _unwrap(self, payload: bytes) -> R:
         outcome = decode_outcome(payload)
         if outcome.state == JobState.SUCCEEDED.value:
-            if outcome.result is None:
+            if bytes(outcome.result) == NIL:
                 return None  # type: ignore[return-value]  # the task does not store results
             value: R = decode_value(outcome.result, self._return_type)
             return value
@@ -108,7 +108,7 @@ class Job(Generic[R]):
             outcome = decode_outcome(rec[b"outcome"])
             finished_at = _when(str(outcome.finished_ms).encode())
             error = outcome.error
-            if outcome.result is not None:
+            if bytes(outcome.result) != NIL:
                 result = decode_value(outcome.result, self._return_type)
         worker = rec.get(b"worker")
         return JobInfo(

@@ -71,16 +71,21 @@ class ErrorInfo(msgspec.Struct, array_like=True, frozen=True):
     traceback: str = ""
 
 
+NIL = msgspec.Raw(b"\xc0")
+"""msgpack nil, as a raw value."""
+
+
 class Outcome(msgspec.Struct, array_like=True, frozen=True):
     """The final state of a job: stored in its record and published to waiters.
 
     ``result`` stays raw msgpack so each reader decodes it against its own
-    idea of the task's return type.
+    idea of the task's return type; it is msgpack ``nil`` when the task's
+    result is not stored.
     """
 
     state: str
     finished_ms: int
-    result: msgspec.Raw | None = None
+    result: msgspec.Raw = NIL
     error: ErrorInfo | None = None
 
 

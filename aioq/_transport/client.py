@@ -11,8 +11,9 @@ import asyncio
 from typing import TYPE_CHECKING, Any, cast
 
 from . import results
+from .batcher import Batcher
 from .connection import broker_errors, connect
-from .producer import Producer
+from .keys import PAYLOAD_FIELD
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -28,7 +29,7 @@ class _Bound:
     def __init__(self, url: str, options: dict[str, Any]) -> None:
         self.loop = asyncio.get_running_loop()
         self.redis = connect(url, **options)
-        self.producer = Producer(self.redis)
+        self.batcher = Batcher(self.redis)
         self.subs = results.Subscriptions(self.redis)
 
     async def aclose(self) -> None:
@@ -55,25 +56,29 @@ class Client:
 
     async def enqueue(self, queue: str, payload: bytes) -> None:
         async with broker_errors(self.url):
-            await self._get().producer.add(self.keys.stream(queue), payload)
+            await self._get().batcher.call(
+                "XADD", self.keys.stream(queue), "*", PAYLOAD_FIELD, payload
+            )
 
     async def enqueue_many(self, items: Sequence[tuple[str, bytes]]) -> None:
         async with broker_errors(self.url):
-            await self._get().producer.add_many([(self.keys.stream(q), p) for q, p in items])
+            await self._get().batcher.pipeline(
+                [("XADD", self.keys.stream(q), "*", PAYLOAD_FIELD, p) for q, p in items]
+            )
 
     async def wait_outcome(self, job_id: str, timeout: float | None) -> bytes:
         bound = self._get()
         async with broker_errors(self.url):
-            return await results.wait_outcome(bound.redis, self.keys, bound.subs, job_id, timeout)
+            return await results.wait_outcome(bound.batcher, self.keys, bound.subs, job_id, timeout)
 
     async def job_state(self, job_id: str) -> bytes | None:
         async with broker_errors(self.url):
-            state = await self._get().redis.hget(self.keys.job(job_id), "state")
+            state = await self._get().batcher.call("HGET", self.keys.job(job_id), "state")
             return cast("bytes | None", state)
 
     async def job_record(self, job_id: str) -> dict[bytes, bytes]:
         async with broker_errors(self.url):
-            return await results.read_record(self._get().redis, self.keys, job_id)
+            return await results.read_record(self._get().batcher, self.keys, job_id)
 
     async def ping(self) -> None:
         async with broker_errors(self.url):

@@ -48,6 +48,8 @@ async def broker_errors(url: str) -> AsyncIterator[None]:
     """Re-raise Redis connection failures as ``BrokerUnavailable``."""
     try:
         yield
+    except TimeoutError:
+        raise  # the caller's own deadline (a builtin TimeoutError is also an OSError)
     except rex.AuthenticationError as exc:
         raise BrokerUnavailable(f"Redis at {describe(url)} refused the credentials: {exc}") from exc
     except rex.ResponseError as exc:

@@ -12,14 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from .connection import CONNECTION_ERRORS
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
-    from redis.asyncio.connection import Connection
 
+    from .batcher import Batcher
     from .keys import Keyspace
 
 log = logging.getLogger("aioq")
@@ -28,12 +28,15 @@ RECHECK_INTERVAL = 5.0
 """Seconds between record reads while waiting, to cover a lost notification."""
 
 
-async def read_outcome(redis: Redis, keys: Keyspace, job_id: str) -> bytes | None:
-    return cast("bytes | None", await redis.hget(keys.job(job_id), "outcome"))
+async def read_outcome(batcher: Batcher, keys: Keyspace, job_id: str) -> bytes | None:
+    return cast("bytes | None", await batcher.call("HGET", keys.job(job_id), "outcome"))
 
 
-async def read_record(redis: Redis, keys: Keyspace, job_id: str) -> dict[bytes, bytes]:
-    return cast("dict[bytes, bytes]", await redis.hgetall(keys.job(job_id)))
+async def read_record(batcher: Batcher, keys: Keyspace, job_id: str) -> dict[bytes, bytes]:
+    flat = await batcher.call("HGETALL", keys.job(job_id))
+    if isinstance(flat, dict):
+        return flat
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 class Waiter:
@@ -51,10 +54,8 @@ class Subscriptions:
     """One pub/sub connection shared by every waiter of a client."""
 
     def __init__(self, redis: Redis) -> None:
-        self._redis = redis
-        self._conn: Connection | None = None
+        self._pubsub = redis.pubsub()
         self._reader: asyncio.Task[None] | None = None
-        self._connected = asyncio.Event()
         self._waiters: dict[bytes, set[Waiter]] = {}
         self._confirm: dict[bytes, asyncio.Future[None]] = {}
         self._to_subscribe: set[bytes] = set()
@@ -63,7 +64,7 @@ class Subscriptions:
     async def subscribe(self, channel: str) -> Waiter:
         """Register a waiter on ``channel``; returns once Redis confirmed the subscription.
 
-        Concurrent subscriptions made in one loop tick share one SUBSCRIBE.
+        Subscriptions asked for in the same loop tick share one SUBSCRIBE.
         """
         key = channel.encode()
         loop = asyncio.get_running_loop()
@@ -95,90 +96,67 @@ class Subscriptions:
         if not waiters:
             del self._waiters[key]
             self._to_subscribe.discard(key)
-            if key not in self._confirm and self._conn is not None and self._connected.is_set():
+            if key not in self._confirm:
                 asyncio.ensure_future(self._unsubscribe(key))
 
     async def _unsubscribe(self, key: bytes) -> None:
         with contextlib.suppress(*CONNECTION_ERRORS):
-            if self._conn is not None and key not in self._waiters:
-                await self._conn.send_command("UNSUBSCRIBE", key, check_health=False)
+            if key not in self._waiters and self._pubsub.connection is not None:
+                await self._pubsub.unsubscribe(key)
 
     async def _send_subscribes(self) -> None:
         self._flush_scheduled = False
+        channels, self._to_subscribe = self._to_subscribe, set()
+        if not channels:
+            return
         try:
-            await self._ensure_reader()
-            channels, self._to_subscribe = self._to_subscribe, set()
-            if channels and self._conn is not None:
-                await self._conn.send_command("SUBSCRIBE", *channels, check_health=False)
+            await self._pubsub.subscribe(*channels)
         except Exception as exc:
-            for key in list(self._confirm):
-                fut = self._confirm.pop(key)
-                if not fut.done():
+            for key in channels:
+                fut = self._confirm.pop(key, None)
+                if fut is not None and not fut.done():
                     fut.set_exception(exc)
-
-    async def _ensure_reader(self) -> None:
+            return
         if self._reader is None or self._reader.done():
             self._reader = asyncio.create_task(self._run())
-        if not self._connected.is_set():
-            ready = asyncio.ensure_future(self._connected.wait())
-            done, _ = await asyncio.wait({ready, self._reader}, return_when=asyncio.FIRST_COMPLETED)
-            if ready not in done:
-                ready.cancel()
-                self._reader.result()  # re-raise why the reader ended
 
     async def _run(self) -> None:
         delay = 0.1
-        first = True
+        outage = False
         while True:
-            conn = self._redis.connection_pool.make_connection()  # type: ignore[no-untyped-call]
             try:
-                await conn.connect()
+                msg = await self._pubsub.get_message(timeout=None)
             except CONNECTION_ERRORS as exc:
-                if first:
-                    raise
-                log.warning("pub/sub connection lost (%s); retrying in %.1fs", exc, delay)
+                # redis-py reconnects and re-subscribes on the next read; until
+                # then, keep trying without spinning.
+                if not outage:
+                    log.warning("pub/sub connection lost (%s); reconnecting", exc)
+                    outage = True
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
             delay = 0.1
-            self._conn = conn
-            try:
-                if not first and self._waiters:
-                    # Reconnected: restore every subscription, then wake every
-                    # waiter so it re-reads its record (messages sent while we
-                    # were away are lost: pub/sub is at-most-once).
-                    await conn.send_command("SUBSCRIBE", *self._waiters, check_health=False)
-                    self._wake_all()
-                first = False
-                self._connected.set()
-                await self._read_loop(conn)
-            except CONNECTION_ERRORS as exc:
-                log.warning("pub/sub connection lost (%s); reconnecting", exc)
-            finally:
-                self._connected.clear()
-                self._conn = None
-                with contextlib.suppress(Exception):
-                    await conn.disconnect()
+            outage = False
+            if msg is not None:
+                self._handle(msg)
 
-    def _wake_all(self) -> None:
-        for waiters in self._waiters.values():
-            for waiter in waiters:
+    def _handle(self, msg: dict[str, Any]) -> None:
+        kind, channel = msg["type"], msg["channel"]
+        if kind == "message":
+            for waiter in self._waiters.get(channel, ()):
+                waiter.payload = msg["data"]
                 waiter.event.set()
-
-    async def _read_loop(self, conn: Connection) -> None:
-        while True:
-            msg = await conn.read_response(timeout=None)
-            if not isinstance(msg, list) or len(msg) < 3:
-                continue
-            kind, channel = msg[0], msg[1]
-            if kind == b"message":
-                for waiter in self._waiters.get(channel, ()):
-                    waiter.payload = msg[2]
-                    waiter.event.set()
-            elif kind == b"subscribe":
-                confirm = self._confirm.pop(channel, None)
-                if confirm is not None and not confirm.done():
+        elif kind == "subscribe":
+            confirm = self._confirm.pop(channel, None)
+            if confirm is not None:
+                if not confirm.done():
                     confirm.set_result(None)
+            else:
+                # A re-subscription after a reconnect: anything published while
+                # we were away is lost (pub/sub is at-most-once), so wake the
+                # waiters to re-read their records.
+                for waiter in self._waiters.get(channel, ()):
+                    waiter.event.set()
 
     async def aclose(self) -> None:
         if self._reader is not None:
@@ -190,10 +168,12 @@ class Subscriptions:
             fut.cancel()
         self._confirm.clear()
         self._waiters.clear()
+        with contextlib.suppress(Exception):
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
 async def wait_outcome(
-    redis: Redis, keys: Keyspace, subs: Subscriptions, job_id: str, timeout: float | None
+    batcher: Batcher, keys: Keyspace, subs: Subscriptions, job_id: str, timeout: float | None
 ) -> bytes:
     """The job's outcome payload, as soon as it exists.
 
@@ -205,7 +185,7 @@ async def wait_outcome(
     try:
         while True:
             # Subscribed first, read second: no outcome can slip between the two.
-            outcome = await read_outcome(redis, keys, job_id)
+            outcome = await read_outcome(batcher, keys, job_id)
             if outcome is not None:
                 return outcome
             while True:

@@ -1,0 +1,76 @@
+"""Auto-batching: concurrent single commands share one pipeline round trip.
+
+Every caller awaits its own reply, but commands issued while a pipeline is in
+flight wait for the next one together. One lone caller still pays exactly one
+round trip; N concurrent callers (a web app's requests, ``gather`` of many
+``kiq()`` or ``result()`` calls) pay a handful instead of N, and hold one
+connection instead of N.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from redis.asyncio import Redis
+
+MAX_BATCH = 1000
+
+Command = tuple[Any, ...]
+
+
+class Batcher:
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._pending: list[tuple[Command, asyncio.Future[Any]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def call(self, *command: Any) -> Any:
+        """Run one raw command (e.g. ``"XADD", key, "*", "m", payload``); returns its reply."""
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append((command, fut))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush())
+        return await fut
+
+    async def pipeline(self, commands: Sequence[Command]) -> list[Any]:
+        """Run many commands in pipelined chunks of ``MAX_BATCH``; raises the first error."""
+        replies: list[Any] = []
+        for start in range(0, len(commands), MAX_BATCH):
+            pipe = self._redis.pipeline(transaction=False)
+            for command in commands[start : start + MAX_BATCH]:
+                pipe.execute_command(*command)
+            replies.extend(await pipe.execute())
+        return replies
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+                try:
+                    if len(batch) == 1:
+                        command = batch[0][0]
+                        replies: list[Any] = [
+                            await self._redis.execute_command(*command)  # type: ignore[no-untyped-call]
+                        ]
+                    else:
+                        pipe = self._redis.pipeline(transaction=False)
+                        for command, _ in batch:
+                            pipe.execute_command(*command)
+                        replies = await pipe.execute(raise_on_error=False)
+                except Exception as exc:
+                    replies = [exc] * len(batch)
+                for (_, fut), reply in zip(batch, replies, strict=True):
+                    if fut.done():
+                        continue
+                    if isinstance(reply, Exception):
+                        fut.set_exception(reply)
+                    else:
+                        fut.set_result(reply)
+        finally:
+            self._flusher = None
+            if self._pending:  # arrived while an error unwound the loop
+                self._flusher = asyncio.create_task(self._flush())
