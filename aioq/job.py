@@ -84,7 +84,7 @@ class Job(Generic[R]):
     def _unwrap(self, payload: bytes) -> R:
         outcome = decode_outcome(payload)
         if outcome.state == JobState.SUCCEEDED.value:
-            if bytes(outcome.result) == NIL:
+            if bytes(outcome.result) == bytes(NIL):
                 return None  # type: ignore[return-value]  # the task does not store results
             value: R = decode_value(outcome.result, self._return_type)
             return value
@@ -108,7 +108,7 @@ class Job(Generic[R]):
             outcome = decode_outcome(rec[b"outcome"])
             finished_at = _when(str(outcome.finished_ms).encode())
             error = outcome.error
-            if bytes(outcome.result) != NIL:
+            if bytes(outcome.result) != bytes(NIL):
                 result = decode_value(outcome.result, self._return_type)
         worker = rec.get(b"worker")
         return JobInfo(

@@ -85,7 +85,8 @@ class Worker:
         self._inflight: dict[tuple[str, bytes], anyio.CancelScope] = {}
         self._unfinished: list[tuple[str, bytes]] = []
         self._stopping = False
-        self._stopped = anyio.Event()
+        self.ready = anyio.Event()
+        """Set once the worker has connected, created its groups and started reading."""
         self._exec_scope: anyio.CancelScope | None = None
         self._rotate = 0
         self._claim_cursors = {q: b"0-0" for q in self.queues}
@@ -139,13 +140,13 @@ class Worker:
                 with anyio.CancelScope() as self._exec_scope:
                     async with anyio.create_task_group() as executors:
                         task_status.started()
+                        self.ready.set()
                         await self._read_loop(executors)
                         await self._drain()
                 await self._release_unfinished()
                 services.cancel_scope.cancel()
             await self._forget_self()
         finally:
-            self._stopped.set()
             await redis.aclose()
         log.info("worker %s stopped", self.id)
 

@@ -1,0 +1,126 @@
+"""Shared fixtures: a real Redis for the whole session, an isolated prefix per test.
+
+Redis comes from ``AIOQ_REDIS_URL`` (``make test`` sets it through
+``scripts/with_redis.py``); without it, a private ``redis-server`` is started
+here. A test never writes outside its own key prefix and deletes its keys
+afterwards, so a user-provided Redis is left as it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import shutil
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+import aioq
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _load_with_redis():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("with_redis", ROOT / "scripts" / "with_redis.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    url = os.environ.get("AIOQ_REDIS_URL")
+    with_redis = _load_with_redis()
+    if url and with_redis.reachable(url):
+        yield url
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.exit(with_redis.INSTALL_HINT, returncode=1)
+    server = with_redis.PrivateRedis(binary)
+    server.start()
+    os.environ["AIOQ_REDIS_URL"] = server.url
+    os.environ["AIOQ_PRIVATE_REDIS"] = "1"
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix no other test uses; every key under it is deleted afterwards."""
+    value = f"aioqtest-{uuid.uuid4().hex[:10]}"
+    yield value
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{value}:*", count=1000))
+        for i in range(0, len(keys), 500):
+            client.delete(*keys[i : i + 500])
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def sync_redis(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+sys.path.insert(0, str(ROOT))  # so worker subprocesses and tests import tests.apps
+
+
+@pytest.fixture
+async def app(redis_url: str, prefix: str) -> AsyncIterator[aioq.App]:
+    """A fresh App on the test Redis with its own prefix and a short visibility timeout."""
+    application = aioq.App(redis_url, prefix=prefix, visibility_timeout=2.0)
+    yield application
+    await application.aclose()
+
+
+class WorkerRunner:
+    """Starts in-process workers for a test and stops them all at the end."""
+
+    def __init__(self) -> None:
+        self.running: list[tuple[aioq.Worker, asyncio.Task[None]]] = []
+
+    async def start(self, app: aioq.App, **options: Any) -> aioq.Worker:
+        options.setdefault("block", 0.1)
+        options.setdefault("grace", 5.0)
+        worker = aioq.Worker(app, **options)
+        task = asyncio.create_task(worker.run())
+        self.running.append((worker, task))
+        ready = asyncio.create_task(worker.ready.wait())
+        await asyncio.wait({ready, task}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            task.result()
+        assert worker.ready.is_set(), "worker did not start within 10 s"
+        return worker
+
+    async def stop(self, worker: aioq.Worker) -> None:
+        for w, task in self.running:
+            if w is worker:
+                w.stop()
+                await asyncio.wait_for(task, 15)
+
+    async def stop_all(self) -> None:
+        for worker, _ in self.running:
+            worker.stop()
+        for _, task in self.running:
+            await asyncio.wait_for(task, 15)
+        self.running.clear()
+
+
+@pytest.fixture
+async def workers() -> AsyncIterator[WorkerRunner]:
+    runner = WorkerRunner()
+    yield runner
+    await runner.stop_all()
