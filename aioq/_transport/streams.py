@@ -198,14 +198,6 @@ class Streams:
         """Hand unfinished entries back at once: mark them idle for ``idle_ms`` so
         the next recovery pass of any worker claims them (used on shutdown)."""
         if ids:
-            await self.redis.execute_command(  # type: ignore[no-untyped-call]
-                "XCLAIM",
-                self.keys.stream(queue),
-                GROUP,
-                consumer,
-                0,
-                *ids,
-                "IDLE",
-                idle_ms,
-                "JUSTID",
+            await self.redis.xclaim(
+                self.keys.stream(queue), GROUP, consumer, 0, list(ids), idle=idle_ms, justid=True
             )

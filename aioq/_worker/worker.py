@@ -81,6 +81,7 @@ class Worker:
         self.block_ms = max(1, int(block * 1000))
         self.id = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._free = concurrency
+        self._reading = 0  # slots reserved by the read in progress
         self._slot_freed = anyio.Event()
         self._inflight: dict[tuple[str, bytes], anyio.CancelScope] = {}
         self._unfinished: list[tuple[str, bytes]] = []
@@ -112,7 +113,7 @@ class Worker:
     @property
     def running(self) -> int:
         """Messages held right now (running or waiting for their completion write)."""
-        return self.concurrency - self._free
+        return self.concurrency - self._free - self._reading
 
     # -- main ------------------------------------------------------------------
 
@@ -222,6 +223,7 @@ class Worker:
             n = await self._reserve()
             if n == 0:
                 return
+            self._reading = n
             try:
                 entries = await self._fetch(n)
             except CONNECTION_ERRORS as exc:
@@ -239,6 +241,8 @@ class Worker:
                 for queue in self.queues:
                     await self._streams.ensure_group(queue)
                 continue
+            finally:
+                self._reading = 0
             if outage:
                 log.info("Redis is reachable again; reading resumed")
                 outage = False
@@ -411,13 +415,17 @@ class Worker:
             "dead-lettering message %s of queue %r: %s", entry.id.decode(), entry.queue, reason
         )
         try:
+            # Dead letter first, then the job's record: a crash in between leaves
+            # the message safe in the dead-letter stream (re-drivable); the other
+            # order could leave a failed record that makes the redelivered
+            # message look finished, and it would never reach the dead letters.
+            await self._streams.dead_letter(entry, reason, self.app.dead_letter_maxlen, now_ms())
             if msg is not None:
                 kind = "ArgumentError" if reason.startswith("invalid arguments") else "UnknownTask"
                 outcome = error_outcome(kind, reason)
                 await self._completer.write_now(
                     self._finish(entry, msg.id, outcome, self.app.result_ttl)
                 )
-            await self._streams.dead_letter(entry, reason, self.app.dead_letter_maxlen, now_ms())
         except CONNECTION_ERRORS as exc:
             log.warning("could not dead-letter %s (%s); it will be retried", entry.id, exc)
 

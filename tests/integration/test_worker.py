@@ -1,0 +1,132 @@
+"""Worker behaviour: bounded concurrency, late acks, leases and recovery."""
+
+from __future__ import annotations
+
+import asyncio
+
+import redis
+
+import aioq
+from tests.conftest import WorkerRunner
+
+
+async def test_concurrency_is_bounded(app: aioq.App, workers: WorkerRunner) -> None:
+    running = 0
+    peak = 0
+
+    @app.task
+    async def hold() -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.05)
+        running -= 1
+
+    worker = await workers.start(app, concurrency=3)
+    jobs = await hold.kiq_many([()] * 30)
+    await asyncio.gather(*(j.result(timeout=20) for j in jobs))
+    assert peak == 3
+    assert worker.running == 0
+
+
+async def test_a_finished_job_is_not_run_again(
+    app: aioq.App, workers: WorkerRunner, sync_redis: redis.Redis
+) -> None:
+    """A crash between writing the result and the ack redelivers the message:
+    the worker sees the final record and acks it without running the task."""
+    runs = 0
+
+    @app.task
+    async def once() -> int:
+        nonlocal runs
+        runs += 1
+        return runs
+
+    await workers.start(app)
+    job = await once.kiq()
+    assert await job.result(timeout=10) == 1
+    # Re-deliver the very same message, as after a crash before XACK.
+    stream = app.keys.stream("default")
+    record = sync_redis.hgetall(app.keys.job(job.id))
+    assert record[b"state"] == b"succeeded"
+    from aioq._core.message import Message, encode
+
+    sync_redis.xadd(stream, {"m": encode(Message(job.id, once.name, "default", [], {}, 0))})
+    for _ in range(100):
+        if sync_redis.xlen(stream) == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert sync_redis.xlen(stream) == 0
+    assert runs == 1
+    assert await job.result(timeout=1) == 1
+
+
+async def test_a_dead_workers_message_is_recovered(
+    app: aioq.App, workers: WorkerRunner, sync_redis: redis.Redis
+) -> None:
+    @app.task
+    async def add(x: int, y: int) -> int:
+        return x + y
+
+    job = await add.kiq(2, 3)
+    stream = app.keys.stream("default")
+    # A "worker" that reads the message and dies without acking it.
+    sync_redis.xgroup_create(stream, "workers", id="0", mkstream=True)
+    got = sync_redis.xreadgroup("workers", "ghost", {stream: ">"}, count=10)
+    assert len(got[0][1]) == 1
+    await workers.start(app)  # visibility_timeout is 2 s in the test app
+    assert await job.result(timeout=10) == 5
+    assert sync_redis.xpending(stream, "workers")["pending"] == 0
+
+
+async def test_a_long_task_on_a_live_worker_is_not_taken_over(
+    app: aioq.App, workers: WorkerRunner
+) -> None:
+    runs = 0
+
+    @app.task
+    async def long() -> int:
+        nonlocal runs
+        runs += 1
+        await asyncio.sleep(app.visibility_timeout * 2)  # twice the lease
+        return runs
+
+    await workers.start(app)
+    job = await long.kiq()
+    await asyncio.sleep(0.3)
+    await workers.start(app)  # a second worker that would steal an unrenewed message
+    assert await job.result(timeout=15) == 1
+    assert runs == 1
+    assert (await job.info()).attempts == 1
+
+
+async def test_stop_lets_in_flight_tasks_finish(app: aioq.App, workers: WorkerRunner) -> None:
+    @app.task
+    async def slow(n: int) -> int:
+        await asyncio.sleep(0.5)
+        return n
+
+    worker = await workers.start(app, concurrency=5)
+    jobs = await slow.kiq_many([(i,) for i in range(5)])
+    while worker.running < 5:
+        await asyncio.sleep(0.01)
+    await workers.stop(worker)
+    assert [await j.result(timeout=1) for j in jobs] == list(range(5))
+
+
+async def test_grace_expiry_hands_messages_to_other_workers(
+    app: aioq.App, workers: WorkerRunner, sync_redis: redis.Redis
+) -> None:
+    @app.task
+    async def stuck(n: int) -> int:
+        await asyncio.sleep(60 if n == 0 else 0)
+        return n
+
+    first = await workers.start(app, concurrency=1, grace=0.2)
+    job = await stuck.kiq(0)
+    while first.running < 1:
+        await asyncio.sleep(0.01)
+    await workers.stop(first)  # cancels the task after 0.2 s, releases its message
+    assert await job.state() is aioq.JobState.RUNNING
+    pending = sync_redis.xpending_range(app.keys.stream("default"), "workers", "-", "+", 10)
+    assert len(pending) == 1 and pending[0]["time_since_delivered"] >= 2000
