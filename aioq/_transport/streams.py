@@ -63,9 +63,10 @@ class Streams:
                 raise
 
     async def read(
-        self, consumer: str, queues: Sequence[str], count: int, block_ms: int
+        self, consumer: str, queues: Sequence[str], count: int, block_ms: int | None
     ) -> list[Entry]:
-        """XREADGROUP new entries from ``queues``; ``count`` is per stream."""
+        """XREADGROUP new entries from ``queues``; ``count`` is per stream.
+        ``block_ms=None`` returns at once when there is nothing to read."""
         streams: dict[Any, Any] = {self.keys.stream(q): ">" for q in queues}
         reply = await self.redis.xreadgroup(GROUP, consumer, streams, count=count, block=block_ms)
         return self._entries(reply, queues)

@@ -262,13 +262,22 @@ class Worker:
         return await self._read(n)
 
     async def _read(self, n: int) -> list[Entry]:
-        # COUNT applies per stream: read at most min(queues, n) streams with
-        # n // k each, so one read never returns more than the n free slots.
-        k = min(len(self.queues), n)
+        """Up to ``n`` new entries. COUNT applies per stream, so a blocking read of
+        every queue asks each for ``n // queues``; with fewer free slots than
+        queues, each queue is looked at in turn without blocking instead, so one
+        read never returns more than the ``n`` free slots."""
         start = self._rotate % len(self.queues)
         self._rotate += 1
-        queues = [self.queues[(start + i) % len(self.queues)] for i in range(k)]
-        return await self._streams.read(self.id, queues, n // k, self.block_ms)
+        queues = self.queues[start:] + self.queues[:start]
+        if n >= len(queues):
+            return await self._streams.read(self.id, queues, n // len(queues), self.block_ms)
+        for queue in queues:
+            entries = await self._streams.read(self.id, [queue], n, None)
+            if entries:
+                return entries
+        with anyio.move_on_after(self.block_ms / 1000):
+            await self._slot_freed.wait()  # more free slots: a blocking read becomes possible
+        return []
 
     async def _claim(self, n: int) -> list[Entry]:
         """Take over entries idle longer than the visibility timeout (a dead worker's)."""

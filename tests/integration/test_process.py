@@ -1,0 +1,186 @@
+"""The ``aioq worker`` command as real processes: start-up, SIGTERM, SIGKILL, ``-w``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+import aioq
+from tests import procapp
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.slow
+
+
+class Proc:
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self._out = open(log, "wb")  # noqa: SIM115
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "aioq", *args], env=env, cwd=ROOT,
+            stdout=self._out, stderr=subprocess.STDOUT,
+        )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_for_output(self, text: str, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.output():
+            if self.popen.poll() is not None:
+                raise AssertionError(f"process exited with {self.popen.returncode}:\n{self.output()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not printed in {timeout}s:\n{self.output()}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait(10)
+        self._out.close()
+
+
+@pytest.fixture
+def spawn(redis_url: str, prefix: str, tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
+    procs: list[Proc] = []
+    env = {**os.environ, "AIOQ_REDIS_URL": redis_url, "AIOQ_TEST_PREFIX": prefix,
+           "AIOQ_TEST_VT": "2.0", "PYTHONPATH": str(ROOT)}
+
+    def start(*args: str, extra_env: dict[str, str] | None = None) -> Proc:
+        proc = Proc(list(args), {**env, **(extra_env or {})}, tmp_path / f"proc{len(procs)}.log")
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        proc.stop()
+
+
+@pytest.fixture
+async def client(redis_url: str, prefix: str) -> AsyncIterator[aioq.App]:
+    # Share the task definitions of procapp, but talk to this test's prefix.
+    procapp.app.__init__(redis_url, prefix=prefix, visibility_timeout=2.0)  # type: ignore[misc]
+    for definition in (procapp.add, procapp.sleepy, procapp.mul):
+        procapp.app.registry.add(definition.definition)
+    yield procapp.app
+    await procapp.app.aclose()
+
+
+def children_of(pid: int) -> set[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return {int(p) for p in out.split()}
+
+
+async def test_worker_command_runs_tasks_and_logs_startup(spawn, client: aioq.App) -> None:  # type: ignore[no-untyped-def]
+    proc = spawn("worker", "tests.procapp:app", "-c", "10", "--log-level", "info")
+    proc.wait_for_output("task(s) registered")
+    out = proc.output()
+    assert "consuming queue 'default'" in out and "consuming queue 'math'" in out
+    assert "math.mul" in out and "tests.procapp.add" in out
+    assert await (await procapp.add.kiq(2, 2)).result(timeout=10) == 4
+    assert await (await procapp.mul.kiq(3, 3)).result(timeout=10) == 9
+    proc.popen.send_signal(signal.SIGTERM)
+    assert proc.popen.wait(15) == 0
+
+
+async def test_queue_selection_with_Q(spawn, client: aioq.App) -> None:  # type: ignore[no-untyped-def]
+    proc = spawn("worker", "tests.procapp:app", "-Q", "math")
+    proc.wait_for_output("task(s) registered")
+    assert "consuming queue 'default'" not in proc.output()
+    assert await (await procapp.mul.kiq(3, 4)).result(timeout=10) == 12
+    with pytest.raises(aioq.ResultTimeout):
+        await (await procapp.add.kiq(1, 1)).result(timeout=0.5)
+
+
+async def test_sigterm_drains_in_flight_tasks(  # type: ignore[no-untyped-def]
+    spawn, client: aioq.App, sync_redis: redis.Redis
+) -> None:
+    proc = spawn("worker", "tests.procapp:app", "-c", "4", "--grace", "10")
+    proc.wait_for_output("task(s) registered")
+    jobs = await procapp.sleepy.kiq_many([(1.0,)] * 4)
+    while not all([await j.state() == aioq.JobState.RUNNING for j in jobs]):
+        await asyncio.sleep(0.02)
+    proc.popen.send_signal(signal.SIGTERM)
+    assert proc.popen.wait(15) == 0
+    assert all([await j.state() == aioq.JobState.SUCCEEDED for j in jobs])
+    assert "finishing 4 in-flight task(s)" in proc.output()
+    executions = sync_redis.hgetall(f"{client.prefix}:executions")
+    assert sorted(int(v) for v in executions.values()) == [1, 1, 1, 1]
+
+
+async def test_sigkilled_workers_tasks_finish_elsewhere(  # type: ignore[no-untyped-def]
+    spawn, client: aioq.App, sync_redis: redis.Redis
+) -> None:
+    doomed = spawn("worker", "tests.procapp:app", "-c", "10")
+    doomed.wait_for_output("task(s) registered")
+    jobs = await procapp.sleepy.kiq_many([(1.0,)] * 10)
+    while not all([await j.state() == aioq.JobState.RUNNING for j in jobs]):
+        await asyncio.sleep(0.02)
+    doomed.popen.kill()
+    doomed.popen.wait(5)
+    rescuer = spawn("worker", "tests.procapp:app", "-c", "10")
+    killed_at = time.monotonic()
+    results = await asyncio.gather(*(j.result(timeout=20) for j in jobs))
+    elapsed = time.monotonic() - killed_at
+    assert len(set(results)) == 1  # all finished by the rescuer
+    assert elapsed < client.visibility_timeout + 1.0 + 2.0  # lease + a recovery pass + the task
+    executions = sync_redis.hgetall(f"{client.prefix}:executions")
+    assert sorted(int(v) for v in executions.values()) == [2] * 10  # killed once, rerun once
+    assert all([(await j.info()).attempts == 2 for j in jobs])
+    rescuer.popen.send_signal(signal.SIGTERM)
+    assert rescuer.popen.wait(15) == 0
+
+
+async def test_supervisor_restarts_a_dead_process(spawn, client: aioq.App) -> None:  # type: ignore[no-untyped-def]
+    sup = spawn("worker", "tests.procapp:app", "-w", "2", "-c", "5")
+    deadline = time.monotonic() + 15
+    while sup.output().count("task(s) registered") < 2:
+        assert time.monotonic() < deadline, sup.output()
+        await asyncio.sleep(0.05)
+    kids = children_of(sup.popen.pid)
+    assert len(kids) == 2
+    victim = min(kids)
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while True:
+        now = children_of(sup.popen.pid)
+        if len(now) == 2 and victim not in now:
+            break
+        assert time.monotonic() < deadline, sup.output()
+        await asyncio.sleep(0.1)
+    assert "restarting it" in sup.output()
+    jobs = await procapp.add.kiq_many([(i, i) for i in range(50)])
+    assert await asyncio.gather(*(j.result(timeout=15) for j in jobs)) == [2 * i for i in range(50)]
+    sup.popen.send_signal(signal.SIGTERM)
+    assert sup.popen.wait(20) == 0
+    assert not children_of(sup.popen.pid)
+
+
+def test_unreachable_redis_fails_clearly(spawn) -> None:  # type: ignore[no-untyped-def]
+    start = time.monotonic()
+    proc = spawn("worker", "tests.procapp:app", "--connect-timeout", "1",
+                 extra_env={"AIOQ_REDIS_URL": "redis://127.0.0.1:1/0"})
+    assert proc.popen.wait(20) == 1
+    assert time.monotonic() - start < 15
+    out = proc.output()
+    assert "Traceback" not in out
+    assert out.strip().splitlines()[-1].startswith("aioq: error: cannot reach Redis at "
+                                                    "redis://127.0.0.1:1/0")
+    assert "retrying in" in out
+
+
+def test_bad_app_path_fails_clearly(spawn) -> None:  # type: ignore[no-untyped-def]
+    proc = spawn("worker", "no_such_module:app")
+    assert proc.popen.wait(20) == 1
+    assert "Traceback" not in proc.output()
+    assert "aioq: error: cannot import 'no_such_module'" in proc.output()
