@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Job", "JobInfo", "JobState"]
 
-R = TypeVar("R")
+R = TypeVar("R", covariant=True)
 
 
 class JobInfo(msgspec.Struct, frozen=True, kw_only=True):

@@ -40,7 +40,9 @@ def _ping(host: str, port: int, password: str | None = None, timeout: float = 1.
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
             if password:
-                sock.sendall(b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n" % (len(password), password.encode()))
+                sock.sendall(
+                    b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n" % (len(password), password.encode())
+                )
                 if not sock.recv(64).startswith(b"+OK"):
                     return False
             sock.sendall(b"*1\r\n$4\r\nPING\r\n")
@@ -77,16 +79,32 @@ class PrivateRedis:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
-             "--save", "", "--appendonly", "no", "--daemonize", "no",
-             "--logfile", os.path.join(self.dir, "redis.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                self.dir,
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+                "--logfile",
+                os.path.join(self.dir, "redis.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise SystemExit(f"redis-server exited with {self.proc.returncode}; see its log in "
-                                 f"{self.dir}")
+                raise SystemExit(
+                    f"redis-server exited with {self.proc.returncode}; see its log in {self.dir}"
+                )
             if _ping("127.0.0.1", self.port):
                 return
             time.sleep(0.05)
@@ -116,8 +134,11 @@ def main(argv: list[str]) -> int:
         print(f"[with_redis] using AIOQ_REDIS_URL={url}", file=sys.stderr)
     else:
         if url:
-            print(f"[with_redis] AIOQ_REDIS_URL={url} does not answer; starting a private "
-                  "redis-server instead", file=sys.stderr)
+            print(
+                f"[with_redis] AIOQ_REDIS_URL={url} does not answer; starting a private "
+                "redis-server instead",
+                file=sys.stderr,
+            )
         binary = shutil.which("redis-server")
         if binary is None:
             print(INSTALL_HINT, file=sys.stderr)

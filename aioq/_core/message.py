@@ -110,6 +110,7 @@ def now_ms() -> int:
 
 
 _typed_decoders: dict[Any, msgspec.msgpack.Decoder[Any]] = {}
+_plain_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder()
 
 
 def decode_value(raw: bytes | msgspec.Raw, type: Any = Any) -> Any:
@@ -123,10 +124,15 @@ def decode_value(raw: bytes | msgspec.Raw, type: Any = Any) -> Any:
         try:
             decoder = msgspec.msgpack.Decoder(type)
         except TypeError:
-            decoder = msgspec.msgpack.Decoder()
+            decoder = _plain_decoder
         if len(_typed_decoders) < 1024:
             _typed_decoders[type] = decoder
-    return decoder.decode(raw)
+    try:
+        return decoder.decode(raw)
+    except msgspec.ValidationError:
+        # The value does not fit the declared type (a type msgspec only knows by
+        # name, or a task whose annotation is wrong): hand back what was sent.
+        return _plain_decoder.decode(raw)
 
 
 def new_message(

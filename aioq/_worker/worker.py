@@ -24,18 +24,13 @@ import uuid
 from typing import TYPE_CHECKING
 
 import anyio
-import msgspec
 from redis import exceptions as rex
 
-from .._core.context import Context
-from .._core.message import JobState, Message, Outcome, decode_message, encode, now_ms
-from .._core.options import TaskOptions, resolve
-from .._core.registry import ArgumentError, TaskDef
 from .._transport.connection import CONNECTION_ERRORS, connect, wait_until_reachable
 from .._transport.scripts import SCRIPTS
-from .._transport.streams import Entry, Finish, Start, Streams
+from .._transport.streams import Entry, Streams
 from .completer import Completer
-from .executor import error_outcome, run_attempt
+from .dispatch import Dispatcher
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -83,8 +78,6 @@ class Worker:
         self._free = concurrency
         self._reading = 0  # slots reserved by the read in progress
         self._slot_freed = anyio.Event()
-        self._inflight: dict[tuple[str, bytes], anyio.CancelScope] = {}
-        self._unfinished: list[tuple[str, bytes]] = []
         self._stopping = False
         self.ready = anyio.Event()
         """Set once the worker has connected, created its groups and started reading."""
@@ -96,6 +89,7 @@ class Worker:
         self._vt_ms = int(app.visibility_timeout * 1000)
         self._streams: Streams
         self._completer: Completer
+        self._dispatcher: Dispatcher
 
     # -- control ---------------------------------------------------------------
 
@@ -130,6 +124,9 @@ class Worker:
             await SCRIPTS.load_all(redis)
             self._streams = Streams(redis, self.app.keys)
             self._completer = Completer(self._streams)
+            self._dispatcher = Dispatcher(
+                self.app, self.id, self._streams, self._completer, self._threads, self._release
+            )
             for queue in self.queues:
                 await self._streams.ensure_group(queue)
             self._log_startup()
@@ -137,7 +134,7 @@ class Worker:
                 if handle_signals:
                     services.start_soon(self._handle_signals)
                 services.start_soon(self._completer.run)
-                services.start_soon(self._heartbeat)
+                services.start_soon(self._dispatcher.heartbeat)
                 with anyio.CancelScope() as self._exec_scope:
                     async with anyio.create_task_group() as executors:
                         task_status.started()
@@ -249,7 +246,7 @@ class Worker:
             if len(entries) < n:
                 self._release(n - len(entries))
             if entries:
-                await self._dispatch(entries, executors)
+                await self._dispatcher.dispatch(entries, executors)
 
     async def _fetch(self, n: int) -> list[Entry]:
         """Up to ``n`` entries: a dead worker's, when a recovery pass is due, else new ones."""
@@ -305,186 +302,12 @@ class Worker:
             claimed.extend(entries)
         return claimed
 
-    # -- dispatch --------------------------------------------------------------
-
-    async def _dispatch(self, entries: list[Entry], executors: TaskGroup) -> None:
-        """Decode, mark started (skipping finished jobs), and start an executor each.
-
-        Every entry arrives holding one slot; each path below releases it once.
-        """
-        good: list[tuple[Entry, Message, TaskDef]] = []
-        for entry in entries:
-            msg, task, reason = self._decode(entry)
-            if reason is not None:
-                executors.start_soon(self._reject, entry, msg, reason)
-            else:
-                assert msg is not None and task is not None
-                good.append((entry, msg, task))
-        if not good:
-            return
-        started = now_ms()
-        ttl_ms = int(self.app.result_ttl * 1000)
-        starts = [
-            Start(
-                self.app.keys.job(m.id), [self.id, started, m.task, m.queue, m.enqueued_ms, ttl_ms]
-            )
-            for _, m, _ in good
-        ]
-        try:
-            replies = await self._streams.start(starts)
-        except CONNECTION_ERRORS:
-            # Nothing ran; the entries stay in our pending list and come back
-            # through recovery once the lease lapses. Hand them back now instead.
-            for entry, _, _ in good:
-                executors.start_soon(self._give_back, entry)
-            return
-        for (entry, msg, task), reply in zip(good, replies, strict=True):
-            if isinstance(reply, bytes):
-                log.info("job %s already finished; acking its redelivered message", msg.id)
-                executors.start_soon(self._ack_only, entry)
-                continue
-            attempt = reply if isinstance(reply, int) else 1
-            if isinstance(reply, Exception):
-                log.warning("could not mark job %s started (%s); running it anyway", msg.id, reply)
-            executors.start_soon(self._execute, entry, msg, task, attempt)
-
-    def _decode(self, entry: Entry) -> tuple[Message | None, TaskDef | None, str | None]:
-        if entry.payload is None:
-            return None, None, "undecodable message: the entry has no 'm' field"
-        try:
-            msg = decode_message(entry.payload)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            return None, None, f"undecodable message: {exc}"
-        task = self.app.registry.get(msg.task)
-        if task is None:
-            return msg, None, f"unknown task {msg.task!r}: no task of that name is registered"
-        return msg, task, None
-
-    # -- executors -------------------------------------------------------------
-
-    async def _execute(self, entry: Entry, msg: Message, task: TaskDef, attempt: int) -> None:
-        key = (entry.queue, entry.id)
-        settled = False  # completion written, or the message belongs to someone else now
-        try:
-            with anyio.CancelScope() as scope:
-                self._inflight[key] = scope
-                opts = resolve(self.app.defaults(), task.options, _call_options(msg))
-                ctx = (
-                    Context(
-                        app=self.app,
-                        job_id=msg.id,
-                        task_name=msg.task,
-                        queue=msg.queue,
-                        attempt=attempt,
-                        worker_id=self.id,
-                    )
-                    if task.wants_context
-                    else None
-                )
-                try:
-                    outcome = await run_attempt(task, msg, ctx, opts, self._threads)
-                except ArgumentError as exc:
-                    await self._dead_letter(entry, msg, f"invalid arguments: {exc}")
-                    settled = True
-                    return
-                finish = self._finish(entry, msg.id, outcome, opts.result_ttl)
-                await self._completer.submit(entry.queue, entry.id, finish)
-                settled = True
-            if scope.cancelled_caught:  # lost the lease: another worker runs it now
-                settled = True
-                log.warning("job %s was taken over by another worker; stopped it here", msg.id)
-        finally:
-            self._inflight.pop(key, None)
-            if not settled:
-                self._unfinished.append(key)
-            self._release()
-
-    def _finish(self, entry: Entry, job_id: str, outcome: Outcome, ttl: float) -> Finish:
-        if outcome.state == JobState.FAILED.value and outcome.error is not None:
-            log.warning("job %s failed: %s: %s", job_id, outcome.error.type, outcome.error.message)
-        return Finish(
-            entry.queue,
-            entry.id,
-            job_id,
-            outcome.state,
-            encode(outcome),
-            outcome.finished_ms,
-            int(ttl * 1000),
-        )
-
-    async def _reject(self, entry: Entry, msg: Message | None, reason: str) -> None:
-        try:
-            await self._dead_letter(entry, msg, reason)
-        finally:
-            self._release()
-
-    async def _dead_letter(self, entry: Entry, msg: Message | None, reason: str) -> None:
-        """Dead-letter a message that cannot run, failing its job so waiters learn why."""
-        log.error(
-            "dead-lettering message %s of queue %r: %s", entry.id.decode(), entry.queue, reason
-        )
-        try:
-            # Dead letter first, then the job's record: a crash in between leaves
-            # the message safe in the dead-letter stream (re-drivable); the other
-            # order could leave a failed record that makes the redelivered
-            # message look finished, and it would never reach the dead letters.
-            await self._streams.dead_letter(entry, reason, self.app.dead_letter_maxlen, now_ms())
-            if msg is not None:
-                kind = "ArgumentError" if reason.startswith("invalid arguments") else "UnknownTask"
-                outcome = error_outcome(kind, reason)
-                await self._completer.write_now(
-                    self._finish(entry, msg.id, outcome, self.app.result_ttl)
-                )
-        except CONNECTION_ERRORS as exc:
-            log.warning("could not dead-letter %s (%s); it will be retried", entry.id, exc)
-
-    async def _ack_only(self, entry: Entry) -> None:
-        try:
-            await self._completer.submit(entry.queue, entry.id, None)
-        finally:
-            self._release()
-
-    async def _give_back(self, entry: Entry) -> None:
-        try:
-            await self._streams.release(entry.queue, self.id, [entry.id], self._vt_ms)
-        except CONNECTION_ERRORS:
-            pass
-        finally:
-            self._release()
-
-    # -- lease -----------------------------------------------------------------
-
-    async def _heartbeat(self) -> None:
-        """Renew the lease of every in-flight entry well within the visibility timeout,
-        so a long task on a live worker is never taken over by another."""
-        interval = max(0.05, self.app.visibility_timeout / 4)
-        while True:
-            await anyio.sleep(interval)
-            by_queue: dict[str, list[bytes]] = {}
-            for queue, entry_id in list(self._inflight):
-                by_queue.setdefault(queue, []).append(entry_id)
-            for queue, ids in by_queue.items():
-                try:
-                    lost = await self._streams.renew(queue, self.id, ids)
-                except CONNECTION_ERRORS as exc:
-                    log.warning("could not renew leases (%s)", exc)
-                    break
-                for entry_id in lost:
-                    scope = self._inflight.get((queue, entry_id))
-                    if scope is not None:
-                        log.warning(
-                            "lost the lease on %s (another worker took it over); "
-                            "cancelling it here",
-                            entry_id.decode(),
-                        )
-                        scope.cancel()
-
     # -- shutdown --------------------------------------------------------------
 
     async def _release_unfinished(self) -> None:
         """Hand messages whose tasks were cancelled straight to other workers."""
         left: dict[str, list[bytes]] = {}
-        for queue, entry_id in self._unfinished:
+        for queue, entry_id in self._dispatcher.unfinished:
             left.setdefault(queue, []).append(entry_id)
         with anyio.move_on_after(5):
             for queue, ids in left.items():
@@ -501,13 +324,3 @@ class Worker:
                     await self._streams.remove_consumer_if_idle(queue, self.id)
                 except (*CONNECTION_ERRORS, rex.ResponseError):  # type: ignore[misc]
                     return
-
-
-def _call_options(msg: Message) -> TaskOptions:
-    """The options the caller set on this message (``None`` fields were not set)."""
-    return TaskOptions(
-        queue=msg.queue,
-        timeout=msgspec.UNSET if msg.timeout is None else msg.timeout,
-        result_ttl=msgspec.UNSET if msg.result_ttl is None else msg.result_ttl,
-        store_result=msgspec.UNSET if msg.store_result is None else msg.store_result,
-    )

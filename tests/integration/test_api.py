@@ -135,8 +135,14 @@ async def test_failure_carries_the_remote_error(app: aioq.App, workers: WorkerRu
 async def test_context_is_injected_and_not_sent(app: aioq.App, workers: WorkerRunner) -> None:
     @app.task
     async def who(ctx: aioq.Context, n: int) -> dict[str, object]:
-        return {"id": ctx.job_id, "task": ctx.task_name, "queue": ctx.queue,
-                "attempt": ctx.attempt, "same_app": ctx.app is app, "n": n}
+        return {
+            "id": ctx.job_id,
+            "task": ctx.task_name,
+            "queue": ctx.queue,
+            "attempt": ctx.attempt,
+            "same_app": ctx.app is app,
+            "n": n,
+        }
 
     @app.task
     def who_sync(n: int, context: aioq.Context) -> str:
@@ -145,16 +151,23 @@ async def test_context_is_injected_and_not_sent(app: aioq.App, workers: WorkerRu
     await workers.start(app)
     job = await who.kiq(5)
     got = await job.result(timeout=10)
-    assert got == {"id": job.id, "task": who.name, "queue": "default", "attempt": 1,
-                   "same_app": True, "n": 5}
+    assert got == {
+        "id": job.id,
+        "task": who.name,
+        "queue": "default",
+        "attempt": 1,
+        "same_app": True,
+        "n": 5,
+    }
     job2 = await who_sync.kiq(3)
     assert await job2.result(timeout=10) == f"3:{job2.id}"
 
 
 async def test_typed_values_round_trip(app: aioq.App, workers: WorkerRunner) -> None:
     @app.task
-    async def echo(order: Order, when: dt.datetime, ids: list[uuid.UUID],
-                   points: dict[str, Point]) -> Order:
+    async def echo(
+        order: Order, when: dt.datetime, ids: list[uuid.UUID], points: dict[str, Point]
+    ) -> Order:
         assert isinstance(order, Order) and isinstance(order.lines[0], Point)
         assert isinstance(when, dt.datetime) and isinstance(ids[0], uuid.UUID)
         assert isinstance(points["a"], Point)
@@ -162,8 +175,9 @@ async def test_typed_values_round_trip(app: aioq.App, workers: WorkerRunner) -> 
 
     await workers.start(app)
     order = Order(uuid.uuid4(), dt.datetime.now(dt.UTC), [Point(1, 2), Point(3, 4)])
-    job = await echo.kiq(order, dt.datetime(2030, 1, 1, tzinfo=dt.UTC), [uuid.uuid4()],
-                         {"a": Point(5, 6)})
+    job = await echo.kiq(
+        order, dt.datetime(2030, 1, 1, tzinfo=dt.UTC), [uuid.uuid4()], {"a": Point(5, 6)}
+    )
     back = await job.result(timeout=10)
     assert back == order and isinstance(back, Order)
 

@@ -25,10 +25,13 @@ pytestmark = pytest.mark.slow
 class Proc:
     def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
         self.log = log
-        self._out = open(log, "wb")  # noqa: SIM115
+        self._out = open(log, "wb")
         self.popen = subprocess.Popen(
-            [sys.executable, "-m", "aioq", *args], env=env, cwd=ROOT,
-            stdout=self._out, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "aioq", *args],
+            env=env,
+            cwd=ROOT,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
         )
 
     def output(self) -> str:
@@ -38,7 +41,9 @@ class Proc:
         deadline = time.monotonic() + timeout
         while text not in self.output():
             if self.popen.poll() is not None:
-                raise AssertionError(f"process exited with {self.popen.returncode}:\n{self.output()}")
+                raise AssertionError(
+                    f"process exited with {self.popen.returncode}:\n{self.output()}"
+                )
             if time.monotonic() > deadline:
                 raise AssertionError(f"{text!r} not printed in {timeout}s:\n{self.output()}")
             time.sleep(0.05)
@@ -53,8 +58,13 @@ class Proc:
 @pytest.fixture
 def spawn(redis_url: str, prefix: str, tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
     procs: list[Proc] = []
-    env = {**os.environ, "AIOQ_REDIS_URL": redis_url, "AIOQ_TEST_PREFIX": prefix,
-           "AIOQ_TEST_VT": "2.0", "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "AIOQ_REDIS_URL": redis_url,
+        "AIOQ_TEST_PREFIX": prefix,
+        "AIOQ_TEST_VT": "2.0",
+        "PYTHONPATH": str(ROOT),
+    }
 
     def start(*args: str, extra_env: dict[str, str] | None = None) -> Proc:
         proc = Proc(list(args), {**env, **(extra_env or {})}, tmp_path / f"proc{len(procs)}.log")
@@ -168,14 +178,22 @@ async def test_supervisor_restarts_a_dead_process(spawn, client: aioq.App) -> No
 
 def test_unreachable_redis_fails_clearly(spawn) -> None:  # type: ignore[no-untyped-def]
     start = time.monotonic()
-    proc = spawn("worker", "tests.procapp:app", "--connect-timeout", "1",
-                 extra_env={"AIOQ_REDIS_URL": "redis://127.0.0.1:1/0"})
+    proc = spawn(
+        "worker",
+        "tests.procapp:app",
+        "--connect-timeout",
+        "1",
+        extra_env={"AIOQ_REDIS_URL": "redis://127.0.0.1:1/0"},
+    )
     assert proc.popen.wait(20) == 1
     assert time.monotonic() - start < 15
     out = proc.output()
     assert "Traceback" not in out
-    assert out.strip().splitlines()[-1].startswith("aioq: error: cannot reach Redis at "
-                                                    "redis://127.0.0.1:1/0")
+    assert (
+        out.strip()
+        .splitlines()[-1]
+        .startswith("aioq: error: cannot reach Redis at redis://127.0.0.1:1/0")
+    )
     assert "retrying in" in out
 
 

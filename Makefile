@@ -1,0 +1,40 @@
+# Thin wrappers; each target creates .venv if needed and installs the project.
+# Redis: $AIOQ_REDIS_URL when it answers, else a private redis-server that is
+# started for the command and stopped after (scripts/with_redis.py).
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-dev
+WITH_REDIS := $(PY) scripts/with_redis.py --
+
+.PHONY: demo test lint typecheck unit bench chaos clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "aioq needs Python 3.11 or newer (found " + sys.version.split()[0] + "); set PYTHON=python3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(WITH_REDIS) $(PY) -m examples.quickstart.demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check aioq tests examples benchmarks scripts
+	$(VENV)/bin/ruff format --check aioq tests examples benchmarks scripts
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+test: lint typecheck
+	$(WITH_REDIS) $(PY) -m pytest
+
+unit: $(STAMP)
+	$(PY) -m pytest tests/unit
+
+bench: $(STAMP)
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,238 @@
+"""Handling each message a worker received: decode, start, execute, complete.
+
+Every entry handed to ``Dispatcher.dispatch`` holds one concurrency slot;
+whichever path it takes (run, skip, dead-letter, give back) releases it
+exactly once, after its completion is written.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import anyio
+import msgspec
+
+from .._core.context import Context
+from .._core.message import JobState, Message, Outcome, decode_message, encode, now_ms
+from .._core.options import TaskOptions, resolve
+from .._core.registry import ArgumentError, TaskDef
+from .._transport.connection import CONNECTION_ERRORS
+from .._transport.streams import Entry, Finish, Start, Streams
+from .executor import error_outcome, run_attempt
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from anyio.abc import TaskGroup
+
+    from ..app import App
+    from .completer import Completer
+
+log = logging.getLogger("aioq.worker")
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        app: App,
+        worker_id: str,
+        streams: Streams,
+        completer: Completer,
+        threads: anyio.CapacityLimiter,
+        release: Callable[[], None],
+    ) -> None:
+        self.app = app
+        self.worker_id = worker_id
+        self.streams = streams
+        self.completer = completer
+        self.threads = threads
+        self.release = release
+        self._vt_ms = int(app.visibility_timeout * 1000)
+        self.inflight: dict[tuple[str, bytes], anyio.CancelScope] = {}
+        """Entries running here, with the scope that cancels each."""
+        self.unfinished: list[tuple[str, bytes]] = []
+        """Entries whose task was cancelled (shutdown) before its completion was written."""
+
+    async def dispatch(self, entries: list[Entry], executors: TaskGroup) -> None:
+        """Decode, mark started (skipping finished jobs), and start an executor each.
+
+        Every entry arrives holding one slot; each path below releases it once.
+        """
+        good: list[tuple[Entry, Message, TaskDef]] = []
+        for entry in entries:
+            msg, task, reason = self._decode(entry)
+            if reason is not None:
+                executors.start_soon(self._reject, entry, msg, reason)
+            else:
+                assert msg is not None and task is not None
+                good.append((entry, msg, task))
+        if not good:
+            return
+        started = now_ms()
+        ttl_ms = int(self.app.result_ttl * 1000)
+        starts = [
+            Start(
+                self.app.keys.job(m.id),
+                [self.worker_id, started, m.task, m.queue, m.enqueued_ms, ttl_ms],
+            )
+            for _, m, _ in good
+        ]
+        try:
+            replies = await self.streams.start(starts)
+        except CONNECTION_ERRORS:
+            # Nothing ran; the entries stay in our pending list and come back
+            # through recovery once the lease lapses. Hand them back now instead.
+            for entry, _, _ in good:
+                executors.start_soon(self._give_back, entry)
+            return
+        for (entry, msg, task), reply in zip(good, replies, strict=True):
+            if isinstance(reply, bytes):
+                log.info("job %s already finished; acking its redelivered message", msg.id)
+                executors.start_soon(self._ack_only, entry)
+                continue
+            attempt = reply if isinstance(reply, int) else 1
+            if isinstance(reply, Exception):
+                log.warning("could not mark job %s started (%s); running it anyway", msg.id, reply)
+            executors.start_soon(self._execute, entry, msg, task, attempt)
+
+    def _decode(self, entry: Entry) -> tuple[Message | None, TaskDef | None, str | None]:
+        if entry.payload is None:
+            return None, None, "undecodable message: the entry has no 'm' field"
+        try:
+            msg = decode_message(entry.payload)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            return None, None, f"undecodable message: {exc}"
+        task = self.app.registry.get(msg.task)
+        if task is None:
+            return msg, None, f"unknown task {msg.task!r}: no task of that name is registered"
+        return msg, task, None
+
+    # -- executors -------------------------------------------------------------
+
+    async def _execute(self, entry: Entry, msg: Message, task: TaskDef, attempt: int) -> None:
+        key = (entry.queue, entry.id)
+        settled = False  # completion written, or the message belongs to someone else now
+        try:
+            with anyio.CancelScope() as scope:
+                self.inflight[key] = scope
+                opts = resolve(self.app.defaults(), task.options, _call_options(msg))
+                ctx = (
+                    Context(
+                        app=self.app,
+                        job_id=msg.id,
+                        task_name=msg.task,
+                        queue=msg.queue,
+                        attempt=attempt,
+                        worker_id=self.worker_id,
+                    )
+                    if task.wants_context
+                    else None
+                )
+                try:
+                    outcome = await run_attempt(task, msg, ctx, opts, self.threads)
+                except ArgumentError as exc:
+                    await self._dead_letter(entry, msg, f"invalid arguments: {exc}")
+                    settled = True
+                    return
+                finish = self._finish(entry, msg.id, outcome, opts.result_ttl)
+                await self.completer.submit(entry.queue, entry.id, finish)
+                settled = True
+            if scope.cancelled_caught:  # lost the lease: another worker runs it now
+                settled = True
+                log.warning("job %s was taken over by another worker; stopped it here", msg.id)
+        finally:
+            self.inflight.pop(key, None)
+            if not settled:
+                self.unfinished.append(key)
+            self.release()
+
+    def _finish(self, entry: Entry, job_id: str, outcome: Outcome, ttl: float) -> Finish:
+        if outcome.state == JobState.FAILED.value and outcome.error is not None:
+            log.warning("job %s failed: %s: %s", job_id, outcome.error.type, outcome.error.message)
+        return Finish(
+            entry.queue,
+            entry.id,
+            job_id,
+            outcome.state,
+            encode(outcome),
+            outcome.finished_ms,
+            int(ttl * 1000),
+        )
+
+    async def _reject(self, entry: Entry, msg: Message | None, reason: str) -> None:
+        try:
+            await self._dead_letter(entry, msg, reason)
+        finally:
+            self.release()
+
+    async def _dead_letter(self, entry: Entry, msg: Message | None, reason: str) -> None:
+        """Dead-letter a message that cannot run, failing its job so waiters learn why."""
+        log.error(
+            "dead-lettering message %s of queue %r: %s", entry.id.decode(), entry.queue, reason
+        )
+        try:
+            # Dead letter first, then the job's record: a crash in between leaves
+            # the message safe in the dead-letter stream (re-drivable); the other
+            # order could leave a failed record that makes the redelivered
+            # message look finished, and it would never reach the dead letters.
+            await self.streams.dead_letter(entry, reason, self.app.dead_letter_maxlen, now_ms())
+            if msg is not None:
+                kind = "ArgumentError" if reason.startswith("invalid arguments") else "UnknownTask"
+                outcome = error_outcome(kind, reason)
+                await self.completer.write_now(
+                    self._finish(entry, msg.id, outcome, self.app.result_ttl)
+                )
+        except CONNECTION_ERRORS as exc:
+            log.warning("could not dead-letter %s (%s); it will be retried", entry.id, exc)
+
+    async def _ack_only(self, entry: Entry) -> None:
+        try:
+            await self.completer.submit(entry.queue, entry.id, None)
+        finally:
+            self.release()
+
+    async def _give_back(self, entry: Entry) -> None:
+        try:
+            await self.streams.release(entry.queue, self.worker_id, [entry.id], self._vt_ms)
+        except CONNECTION_ERRORS:
+            pass
+        finally:
+            self.release()
+
+    # -- lease -----------------------------------------------------------------
+
+    async def heartbeat(self) -> None:
+        """Renew the lease of every in-flight entry well within the visibility timeout,
+        so a long task on a live worker is never taken over by another."""
+        interval = max(0.05, self.app.visibility_timeout / 4)
+        while True:
+            await anyio.sleep(interval)
+            by_queue: dict[str, list[bytes]] = {}
+            for queue, entry_id in list(self.inflight):
+                by_queue.setdefault(queue, []).append(entry_id)
+            for queue, ids in by_queue.items():
+                try:
+                    lost = await self.streams.renew(queue, self.worker_id, ids)
+                except CONNECTION_ERRORS as exc:
+                    log.warning("could not renew leases (%s)", exc)
+                    break
+                for entry_id in lost:
+                    scope = self.inflight.get((queue, entry_id))
+                    if scope is not None:
+                        log.warning(
+                            "lost the lease on %s (another worker took it over); "
+                            "cancelling it here",
+                            entry_id.decode(),
+                        )
+                        scope.cancel()
+
+
+def _call_options(msg: Message) -> TaskOptions:
+    """The options the caller set on this message (``None`` fields were not set)."""
+    return TaskOptions(
+        queue=msg.queue,
+        timeout=msgspec.UNSET if msg.timeout is None else msg.timeout,
+        result_ttl=msgspec.UNSET if msg.result_ttl is None else msg.result_ttl,
+        store_result=msgspec.UNSET if msg.store_result is None else msg.store_result,
+    )

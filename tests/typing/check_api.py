@@ -1,0 +1,70 @@
+"""Static checks of the public API's types, run by ``mypy --strict --warn-unused-ignores``.
+
+Each ``# type: ignore[...]`` below is a negative case: if the error it
+silences ever stops being reported, mypy fails on the unused ignore.
+This file is type-checked, never executed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, assert_type
+
+import aioq
+
+app = aioq.App("redis://127.0.0.1:6379/0")
+
+
+@app.task
+async def add(x: int, y: int) -> int:
+    return x + y
+
+
+@app.task(name="math.mul", queue="math", timeout=30.0, result_ttl=600.0, store_result=True)
+def mul(x: int, y: int) -> int:
+    return x * y
+
+
+@app.task
+async def with_ctx(ctx: aioq.Context, name: str) -> str:
+    return f"{ctx.job_id}:{name}"
+
+
+@app.task
+def sync_with_ctx(ctx: aioq.Context, n: int) -> list[int]:
+    return [n]
+
+
+async def usage() -> None:
+    async_task: aioq.Task[[int, int], int] = add
+    sync_task: aioq.Task[[int, int], int] = mul
+    del async_task, sync_task
+
+    job = await add.kiq(1, 2)
+    assert_type(job, aioq.Job[int])
+    assert_type(await job.result(timeout=10), int)
+    assert_type(await job.state(), aioq.JobState)
+    assert_type(await job.info(), aioq.JobInfo)
+
+    assert_type(await mul.kiq(2, 3), aioq.Job[int])
+    assert_type(await add.with_options(queue="other").kiq(1, 2), aioq.Job[int])
+    assert_type(await add.kiq_many([(1, 2), (3, 4)]), list[aioq.Job[int]])
+
+    # The context parameter is injected by the worker, never passed by callers.
+    assert_type(await with_ctx.kiq("x"), aioq.Job[str])
+    assert_type(await sync_with_ctx.kiq(3), aioq.Job[list[int]])
+
+    # Direct calls still run the function: async tasks give an awaitable.
+    assert_type(await add(1, 2), int)
+    assert_type(mul(2, 3), int)
+
+    sent = await app.send("math.mul", args=[2, 3], kwargs={}, queue="math")
+    assert_type(sent, aioq.Job[Any])
+    assert_type(app.job(sent.id), aioq.Job[Any])
+
+    # Negative cases: wrong argument types and counts are type errors.
+    await add.kiq("a", 2)  # type: ignore[arg-type]
+    await add.kiq(1)  # type: ignore[call-arg]
+    await mul.kiq(1, 2, 3)  # type: ignore[call-arg]
+    await with_ctx.kiq(1)  # type: ignore[arg-type]
+    bad: str = await job.result()  # type: ignore[assignment]
+    del bad

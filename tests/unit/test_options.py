@@ -1,0 +1,57 @@
+"""Options resolve call > task > app, and bad values are refused."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from aioq._core.options import Effective, TaskOptions, resolve, validate, wire
+from aioq.errors import ConfigurationError
+
+APP = Effective(queue="default", timeout=None, result_ttl=100.0, store_result=True)
+
+maybe_queue = st.sampled_from([msgspec.UNSET, "a", "b"])
+maybe_ttl = st.sampled_from([msgspec.UNSET, 5.0, 7.0])
+
+
+@given(tq=maybe_queue, cq=maybe_queue, tt=maybe_ttl, ct=maybe_ttl)
+def test_precedence(tq, cq, tt, ct) -> None:  # type: ignore[no-untyped-def]
+    eff = resolve(APP, TaskOptions(queue=tq, result_ttl=tt), TaskOptions(queue=cq, result_ttl=ct))
+    assert eff.queue == (
+        cq if cq is not msgspec.UNSET else tq if tq is not msgspec.UNSET else "default"
+    )
+    assert eff.result_ttl == (
+        ct if ct is not msgspec.UNSET else tt if tt is not msgspec.UNSET else 100.0
+    )
+
+
+def test_explicit_none_timeout_overrides_a_task_timeout() -> None:
+    eff = resolve(APP, TaskOptions(timeout=5.0), TaskOptions(timeout=None))
+    assert eff.timeout is None
+
+
+def test_wire_carries_only_call_overrides() -> None:
+    assert wire(TaskOptions()) == {"timeout": None, "result_ttl": None, "store_result": None}
+    assert wire(TaskOptions(timeout=3.0, store_result=False)) == {
+        "timeout": 3.0,
+        "result_ttl": None,
+        "store_result": False,
+    }
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        TaskOptions(queue=""),
+        TaskOptions(queue="a{b}"),
+        TaskOptions(timeout=0),
+        TaskOptions(timeout=-1.0),
+        TaskOptions(result_ttl=0.0),
+        TaskOptions(timeout=float("inf")),
+    ],
+)
+def test_validate_rejects(bad: TaskOptions) -> None:
+    with pytest.raises(ConfigurationError):
+        validate(bad)
