@@ -81,3 +81,18 @@ async def wait_until_reachable(redis: Redis, url: str, timeout: float) -> None:
             log.warning("%s; retrying in %.1fs", exc, min(delay, left))
             await anyio.sleep(min(delay, left))
             delay = min(delay * 2, 5.0)
+
+
+MIN_REDIS = (7, 0)
+
+
+async def check_server_version(redis: Redis, url: str) -> None:
+    """Refuse a Redis older than 7.0 (XAUTOCLAIM's deleted-entry reply, and the
+    stream semantics aioq relies on), with one clear error."""
+    info = await redis.info("server")
+    version = str(info.get("redis_version", "0"))
+    parts = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+    if parts < MIN_REDIS:
+        raise BrokerUnavailable(
+            f"Redis at {describe(url)} is version {version}; aioq needs 7.0 or newer"
+        )

@@ -26,7 +26,12 @@ from typing import TYPE_CHECKING
 import anyio
 from redis import exceptions as rex
 
-from .._transport.connection import CONNECTION_ERRORS, connect, wait_until_reachable
+from .._transport.connection import (
+    CONNECTION_ERRORS,
+    check_server_version,
+    connect,
+    wait_until_reachable,
+)
 from .._transport.scripts import SCRIPTS
 from .._transport.streams import Entry, Streams
 from .completer import Completer
@@ -121,6 +126,7 @@ class Worker:
         redis = connect(self.app.url, **self.app.redis_options)
         try:
             await wait_until_reachable(redis, self.app.url, self.connect_timeout)
+            await check_server_version(redis, self.app.url)
             await SCRIPTS.load_all(redis)
             self._streams = Streams(redis, self.app.keys)
             self._completer = Completer(self._streams)

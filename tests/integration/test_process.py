@@ -202,3 +202,57 @@ def test_bad_app_path_fails_clearly(spawn) -> None:  # type: ignore[no-untyped-d
     assert proc.popen.wait(20) == 1
     assert "Traceback" not in proc.output()
     assert "aioq: error: cannot import 'no_such_module'" in proc.output()
+
+
+@pytest.fixture
+def password_redis(tmp_path: Path) -> Iterator[str]:
+    """A second private Redis that requires a password."""
+    import shutil
+
+    from tests.conftest import _load_with_redis
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("needs a redis-server binary")
+    port = _load_with_redis().free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(tmp_path), "--requirepass", "s3cret"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                redis.Redis(port=port, password="s3cret").ping()
+                break
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_refused_credentials_fail_clearly(spawn, password_redis: str) -> None:  # type: ignore[no-untyped-def]
+    wrong = password_redis.replace("redis://", "redis://:wrong@")
+    proc = spawn("worker", "tests.procapp:app", "--connect-timeout", "1",
+                 extra_env={"AIOQ_REDIS_URL": wrong})
+    assert proc.popen.wait(20) == 1
+    out = proc.output()
+    assert "Traceback" not in out
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("aioq: error: Redis at redis://***@127.0.0.1:")
+    assert "refused the credentials" in last and "wrong" not in out
+
+
+async def test_client_with_refused_credentials_raises(password_redis: str) -> None:
+    app = aioq.App(password_redis)  # no password at all
+
+    @app.task
+    async def t() -> None: ...
+
+    with pytest.raises(aioq.BrokerUnavailable, match="credentials"):
+        await t.kiq()
+    await app.aclose()
