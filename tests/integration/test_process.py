@@ -216,9 +216,23 @@ def password_redis(tmp_path: Path) -> Iterator[str]:
         pytest.skip("needs a redis-server binary")
     port = _load_with_redis().free_port()
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(tmp_path), "--requirepass", "s3cret"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+            "--requirepass",
+            "s3cret",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 10
@@ -237,8 +251,9 @@ def password_redis(tmp_path: Path) -> Iterator[str]:
 
 def test_refused_credentials_fail_clearly(spawn, password_redis: str) -> None:  # type: ignore[no-untyped-def]
     wrong = password_redis.replace("redis://", "redis://:wrong@")
-    proc = spawn("worker", "tests.procapp:app", "--connect-timeout", "1",
-                 extra_env={"AIOQ_REDIS_URL": wrong})
+    proc = spawn(
+        "worker", "tests.procapp:app", "--connect-timeout", "1", extra_env={"AIOQ_REDIS_URL": wrong}
+    )
     assert proc.popen.wait(20) == 1
     out = proc.output()
     assert "Traceback" not in out
