@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from .connection import bounded
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -43,7 +45,8 @@ class Batcher:
             pipe = self._redis.pipeline(transaction=False)
             for command in commands[start : start + MAX_BATCH]:
                 pipe.execute_command(*command)
-            replies.extend(await pipe.execute())
+            async with bounded():
+                replies.extend(await pipe.execute())
         return replies
 
     async def _flush(self) -> None:
@@ -51,16 +54,8 @@ class Batcher:
             while self._pending:
                 batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
                 try:
-                    if len(batch) == 1:
-                        command = batch[0][0]
-                        replies: list[Any] = [
-                            await self._redis.execute_command(*command)  # type: ignore[no-untyped-call]
-                        ]
-                    else:
-                        pipe = self._redis.pipeline(transaction=False)
-                        for command, _ in batch:
-                            pipe.execute_command(*command)
-                        replies = await pipe.execute(raise_on_error=False)
+                    async with bounded():
+                        replies = await self._execute([command for command, _ in batch])
                 except Exception as exc:
                     replies = [exc] * len(batch)
                 for (_, fut), reply in zip(batch, replies, strict=True):
@@ -74,3 +69,12 @@ class Batcher:
             self._flusher = None
             if self._pending:  # arrived while an error unwound the loop
                 self._flusher = asyncio.create_task(self._flush())
+
+    async def _execute(self, commands: list[Command]) -> list[Any]:
+        if len(commands) == 1:
+            return [await self._redis.execute_command(*commands[0])]  # type: ignore[no-untyped-call]
+        pipe = self._redis.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+        return replies

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import NoScriptError
 
+from .connection import bounded
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -59,11 +61,12 @@ class Scripts:
     async def call(self, redis: Redis, name: str, keys: list[str], args: list[Any]) -> Any:
         """Run one script now, loading the scripts first if Redis lost them."""
         sha = self._by_name[name].sha
-        try:
-            return await redis.evalsha(sha, len(keys), *keys, *args)
-        except NoScriptError:
-            await self.load_all(redis)
-            return await redis.evalsha(sha, len(keys), *keys, *args)
+        async with bounded():
+            try:
+                return await redis.evalsha(sha, len(keys), *keys, *args)
+            except NoScriptError:
+                await self.load_all(redis)
+                return await redis.evalsha(sha, len(keys), *keys, *args)
 
 
 SCRIPTS = Scripts()
@@ -78,7 +81,8 @@ async def run_pipeline(redis: Redis, build: Callable[[Pipeline], None]) -> list[
     for _ in range(2):
         pipe = redis.pipeline(transaction=False)
         build(pipe)
-        replies: list[Any] = await pipe.execute(raise_on_error=False)
+        async with bounded():
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
         if not any(isinstance(r, NoScriptError) for r in replies):
             return replies
         await SCRIPTS.load_all(redis)

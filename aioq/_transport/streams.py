@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from redis import exceptions as rex
 
+from .connection import OPERATION_TIMEOUT, bounded
 from .keys import GROUP, PAYLOAD_FIELD, Keyspace
 from .scripts import SCRIPTS, run_pipeline
 
@@ -68,7 +69,10 @@ class Streams:
         """XREADGROUP new entries from ``queues``; ``count`` is per stream.
         ``block_ms=None`` returns at once when there is nothing to read."""
         streams: dict[Any, Any] = {self.keys.stream(q): ">" for q in queues}
-        reply = await self.redis.xreadgroup(GROUP, consumer, streams, count=count, block=block_ms)
+        async with bounded((block_ms or 0) / 1000 + OPERATION_TIMEOUT):
+            reply = await self.redis.xreadgroup(
+                GROUP, consumer, streams, count=count, block=block_ms
+            )
         return self._entries(reply, queues)
 
     def _entries(self, reply: Any, queues: Sequence[str]) -> list[Entry]:
@@ -149,16 +153,17 @@ class Streams:
         the pending list), the claimed entries, and ids that were deleted from
         the stream while pending.
         """
-        reply = await self.redis.execute_command(  # type: ignore[no-untyped-call]
-            "XAUTOCLAIM",
-            self.keys.stream(queue),
-            GROUP,
-            consumer,
-            min_idle_ms,
-            cursor,
-            "COUNT",
-            count,
-        )
+        async with bounded():
+            reply = await self.redis.execute_command(  # type: ignore[no-untyped-call]
+                "XAUTOCLAIM",
+                self.keys.stream(queue),
+                GROUP,
+                consumer,
+                min_idle_ms,
+                cursor,
+                "COUNT",
+                count,
+            )
         next_cursor, items = reply[0], reply[1]
         deleted = list(reply[2]) if len(reply) > 2 else []
         entries = []
@@ -173,19 +178,6 @@ class Streams:
                 payload = flat.get(PAYLOAD_FIELD)
             entries.append(Entry(queue, entry_id, payload))
         return next_cursor, entries, deleted
-
-    async def delivery_counts(self, queue: str, ids: Sequence[bytes]) -> dict[bytes, int]:
-        if not ids:
-            return {}
-        pipe = self.redis.pipeline(transaction=False)
-        stream = self.keys.stream(queue)
-        for entry_id in ids:
-            pipe.xpending_range(stream, GROUP, min=entry_id, max=entry_id, count=1)
-        counts: dict[bytes, int] = {}
-        for rows in await pipe.execute():
-            for row in rows:
-                counts[row["message_id"]] = int(row["times_delivered"])
-        return counts
 
     async def remove_consumer_if_idle(self, queue: str, consumer: str) -> None:
         """Delete this consumer from the group when it holds no pending entries

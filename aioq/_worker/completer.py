@@ -27,7 +27,7 @@ class Completer:
         self._streams = streams
         self._finishes: list[Finish] = []
         self._acks: list[tuple[str, bytes]] = []
-        self._waiters: list[asyncio.Event] = []
+        self._waiters: list[asyncio.Future[None]] = []
         self._wake = asyncio.Event()
 
     async def submit(self, queue: str, entry_id: bytes, finish: Finish | None) -> None:
@@ -36,10 +36,10 @@ class Completer:
         if finish is not None:
             self._finishes.append(finish)
         self._acks.append((queue, entry_id))
-        done = asyncio.Event()
+        done = asyncio.get_running_loop().create_future()
         self._waiters.append(done)
         self._wake.set()
-        await done.wait()
+        await done
 
     async def write_now(self, finish: Finish) -> None:
         """Write one outcome without acking its message (the caller acks it another way)."""
@@ -54,7 +54,8 @@ class Completer:
             waiters, self._waiters = self._waiters, []
             await self._write(finishes, acks)
             for done in waiters:
-                done.set()
+                if not done.done():
+                    done.set_result(None)
 
     async def _write(self, finishes: list[Finish], acks: list[tuple[str, bytes]]) -> None:
         """Write until it succeeds: results finished while Redis is away are

@@ -6,6 +6,7 @@ Nothing here speaks Redis: an attempt turns a decoded message into an
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import traceback
 from typing import TYPE_CHECKING, Any
@@ -46,21 +47,21 @@ async def run_attempt(
     Cancellation from outside (shutdown, lost lease) propagates too.
     """
     args, kwargs = task.bind(msg.args, msg.kwargs)
-    value: Any = None
-    with anyio.move_on_after(opts.timeout) as scope:
-        try:
-            if task.is_async:
-                value = await task.call(ctx, args, kwargs)
-            else:
-                # A thread cannot be interrupted: on timeout the job fails at
-                # once, but the thread runs on until the function returns.
-                value = await anyio.to_thread.run_sync(
-                    lambda: task.call(ctx, args, kwargs), abandon_on_cancel=True, limiter=threads
-                )
-        except Exception as exc:
-            return _exception_outcome(exc)
-    if scope.cancelled_caught:
-        return error_outcome("TimeoutError", f"task {task.name} timed out after {opts.timeout:g}s")
+    timeout = asyncio.timeout(opts.timeout) if opts.timeout is not None else None
+    try:
+        if timeout is None:
+            value = await _invoke(task, ctx, args, kwargs, threads)
+        else:
+            async with timeout:
+                value = await _invoke(task, ctx, args, kwargs, threads)
+    except TimeoutError as exc:
+        if timeout is not None and timeout.expired():
+            return error_outcome(
+                "TimeoutError", f"task {task.name} timed out after {opts.timeout:g}s"
+            )
+        return _exception_outcome(exc)
+    except Exception as exc:
+        return _exception_outcome(exc)
     if not opts.store_result:
         return Outcome(JobState.SUCCEEDED.value, now_ms())
     try:
@@ -68,3 +69,19 @@ async def run_attempt(
     except (TypeError, ValueError) as exc:
         return error_outcome("TypeError", f"the result of {task.name} cannot be encoded: {exc}")
     return Outcome(JobState.SUCCEEDED.value, now_ms(), result=raw)
+
+
+async def _invoke(
+    task: TaskDef,
+    ctx: Context | None,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    threads: anyio.CapacityLimiter,
+) -> Any:
+    if task.is_async:
+        return await task.call(ctx, args, kwargs)
+    # A thread cannot be interrupted: on timeout the job fails at once, but the
+    # thread runs on until the function returns (its result is then dropped).
+    return await anyio.to_thread.run_sync(
+        lambda: task.call(ctx, args, kwargs), abandon_on_cancel=True, limiter=threads
+    )

@@ -14,6 +14,7 @@ Shape of one worker process (one event loop)::
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import random
@@ -40,7 +41,7 @@ from .dispatch import Dispatcher
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from anyio.abc import TaskGroup, TaskStatus
+    from anyio.abc import TaskStatus
 
     from ..app import App
 
@@ -86,7 +87,6 @@ class Worker:
         self._stopping = False
         self.ready = anyio.Event()
         """Set once the worker has connected, created its groups and started reading."""
-        self._exec_scope: anyio.CancelScope | None = None
         self._rotate = 0
         self._claim_cursors = {q: b"0-0" for q in self.queues}
         self._next_claim = 0.0
@@ -94,7 +94,7 @@ class Worker:
         self._vt_ms = int(app.visibility_timeout * 1000)
         self._streams: Streams
         self._completer: Completer
-        self._dispatcher: Dispatcher
+        self._dispatcher: Dispatcher | None = None
 
     # -- control ---------------------------------------------------------------
 
@@ -106,8 +106,8 @@ class Worker:
     def kill(self) -> None:
         """Stop now: cancel in-flight tasks (their messages are left for other workers)."""
         self.stop()
-        if self._exec_scope is not None:
-            self._exec_scope.cancel()
+        if self._dispatcher is not None:
+            self._dispatcher.cancel_all()
 
     @property
     def running(self) -> int:
@@ -141,12 +141,12 @@ class Worker:
                     services.start_soon(self._handle_signals)
                 services.start_soon(self._completer.run)
                 services.start_soon(self._dispatcher.heartbeat)
-                with anyio.CancelScope() as self._exec_scope:
-                    async with anyio.create_task_group() as executors:
-                        task_status.started()
-                        self.ready.set()
-                        await self._read_loop(executors)
-                        await self._drain()
+                async with asyncio.TaskGroup() as executors:
+                    self._dispatcher.bind(executors)
+                    task_status.started()
+                    self.ready.set()
+                    await self._read_loop()
+                    await self._drain()
                 await self._release_unfinished()
                 services.cancel_scope.cancel()
             await self._forget_self()
@@ -192,12 +192,12 @@ class Worker:
         with anyio.move_on_after(self.grace):
             while self._free < self.concurrency:
                 await self._slot_freed.wait()
-        if self._free < self.concurrency and self._exec_scope is not None:
+        if self._free < self.concurrency and self._dispatcher is not None:
             log.warning(
                 "grace period over: cancelling %d task(s); their messages go to other workers",
                 self.concurrency - self._free,
             )
-            self._exec_scope.cancel()
+            self._dispatcher.cancel_all()
 
     # -- slots -----------------------------------------------------------------
 
@@ -220,7 +220,9 @@ class Worker:
 
     # -- reading ---------------------------------------------------------------
 
-    async def _read_loop(self, executors: TaskGroup) -> None:
+    async def _read_loop(self) -> None:
+        dispatcher = self._dispatcher
+        assert dispatcher is not None
         outage = False
         while True:
             n = await self._reserve()
@@ -252,7 +254,7 @@ class Worker:
             if len(entries) < n:
                 self._release(n - len(entries))
             if entries:
-                await self._dispatcher.dispatch(entries, executors)
+                await dispatcher.dispatch(entries)
 
     async def _fetch(self, n: int) -> list[Entry]:
         """Up to ``n`` entries: a dead worker's, when a recovery pass is due, else new ones."""
@@ -313,7 +315,7 @@ class Worker:
     async def _release_unfinished(self) -> None:
         """Hand messages whose tasks were cancelled straight to other workers."""
         left: dict[str, list[bytes]] = {}
-        for queue, entry_id in self._dispatcher.unfinished:
+        for queue, entry_id in self._dispatcher.unfinished if self._dispatcher else ():
             left.setdefault(queue, []).append(entry_id)
         with anyio.move_on_after(5):
             for queue, ids in left.items():
