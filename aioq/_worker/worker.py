@@ -259,7 +259,9 @@ class Worker:
     async def _fetch(self, n: int) -> list[Entry]:
         """Up to ``n`` entries: a dead worker's, when a recovery pass is due, else new ones."""
         if time.monotonic() >= self._next_claim:
-            every = max(0.05, self.app.visibility_timeout / 4)
+            # Frequent passes (one cheap XAUTOCLAIM per queue) keep recovery close
+            # to the visibility timeout itself.
+            every = min(1.0, max(0.05, self.app.visibility_timeout / 4))
             self._next_claim = time.monotonic() + every * random.uniform(0.75, 1.25)
             entries = await self._claim(n)
             if entries:
