@@ -19,6 +19,7 @@ from .errors import ConfigurationError as ConfigurationError
 from .errors import JobAborted as JobAborted
 from .errors import MessageTooLarge as MessageTooLarge
 from .errors import ResultTimeout as ResultTimeout
+from .errors import Retry as Retry
 from .errors import TaskFailed as TaskFailed
 from .job import Job as Job
 from .job import JobInfo as JobInfo
@@ -43,6 +44,7 @@ __all__ = [
     "JobState",
     "MessageTooLarge",
     "ResultTimeout",
+    "Retry",
     "SyncTask",
     "Task",
     "TaskFailed",

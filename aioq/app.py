@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 import msgspec
 
-from ._core.message import new_message
-from ._core.options import Effective, TaskOptions, validate, wire
+from ._core.message import new_message, now_ms
+from ._core.options import Effective, TaskOptions, When, due_ms, validate, wire
 from ._core.registry import Registry, TaskDef
 from ._transport.client import Client
 from ._transport.keys import Keyspace
@@ -18,6 +18,7 @@ from .task import AsyncTask, SyncTask, Task
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Sequence
+    from datetime import datetime
     from types import TracebackType
 
     from ._core.context import Context
@@ -63,6 +64,8 @@ class App:
             its lease (it died) waits before another worker takes it over.
         max_message_bytes: largest encoded call ``kiq()`` accepts.
         dead_letter_maxlen: approximate cap on each dead-letter stream.
+        retries, retry_backoff, retry_backoff_max, max_deliveries: defaults for
+            every task (see ``App.task``).
         **redis_options: passed to ``redis.asyncio.Redis.from_url``.
     """
 
@@ -76,6 +79,10 @@ class App:
         visibility_timeout: float = 60.0,
         max_message_bytes: int = 1 << 20,
         dead_letter_maxlen: int = 100_000,
+        retries: int = 0,
+        retry_backoff: float = 1.0,
+        retry_backoff_max: float = 600.0,
+        max_deliveries: int = 5,
         **redis_options: Any,
     ) -> None:
         self.url = url or os.environ.get("AIOQ_REDIS_URL") or DEFAULT_URL
@@ -83,7 +90,20 @@ class App:
             raise ConfigurationError(f"prefix {prefix!r} must be non-empty without braces")
         if visibility_timeout <= 0:
             raise ConfigurationError("visibility_timeout must be positive")
-        validate(TaskOptions(queue=default_queue, result_ttl=result_ttl))
+        validate(
+            TaskOptions(
+                queue=default_queue,
+                result_ttl=result_ttl,
+                retries=retries,
+                retry_backoff=retry_backoff,
+                retry_backoff_max=retry_backoff_max,
+                max_deliveries=max_deliveries,
+            )
+        )
+        self.retries = retries
+        self.retry_backoff = retry_backoff
+        self.retry_backoff_max = retry_backoff_max
+        self.max_deliveries = max_deliveries
         self.prefix = prefix
         self.default_queue = default_queue
         self.result_ttl = result_ttl
@@ -123,6 +143,11 @@ class App:
         timeout: float | None = ...,
         result_ttl: float = ...,
         store_result: bool = ...,
+        retries: int = ...,
+        retry_backoff: float = ...,
+        retry_backoff_max: float = ...,
+        retry_on: tuple[type[BaseException], ...] = ...,
+        max_deliveries: int = ...,
     ) -> TaskDecorator: ...
 
     def task(
@@ -135,21 +160,41 @@ class App:
         timeout: float | None = _UNSET,
         result_ttl: float = _UNSET,
         store_result: bool = _UNSET,
+        retries: int = _UNSET,
+        retry_backoff: float = _UNSET,
+        retry_backoff_max: float = _UNSET,
+        retry_on: tuple[type[BaseException], ...] = (Exception,),
+        max_deliveries: int = _UNSET,
     ) -> Any:
         """Register a function as a task: ``@app.task`` or ``@app.task(name=…, queue=…)``.
 
         The name defaults to ``f"{fn.__module__}.{fn.__qualname__}"``. A plain
         (sync) function runs in a worker thread; a coroutine function on the
         worker's event loop.
+
+        ``retries`` more attempts follow a failure whose exception is an instance
+        of ``retry_on`` (default: any exception), after an exponential backoff
+        with full jitter: up to ``retry_backoff * 2**(n-1)`` seconds before retry
+        n, never more than ``retry_backoff_max``. A message delivered more than
+        ``max_deliveries`` times (it keeps killing its worker) is dead-lettered.
         """
         options = validate(
             TaskOptions(
-                queue=queue, timeout=timeout, result_ttl=result_ttl, store_result=store_result
+                queue=queue,
+                timeout=timeout,
+                result_ttl=result_ttl,
+                store_result=store_result,
+                retries=retries,
+                retry_backoff=retry_backoff,
+                retry_backoff_max=retry_backoff_max,
+                max_deliveries=max_deliveries,
             )
         )
 
         def register(f: Callable[..., Any]) -> Task[Any, Any]:
-            definition = TaskDef(f, name or f"{f.__module__}.{f.__qualname__}", options)
+            definition = TaskDef(
+                f, name or f"{f.__module__}.{f.__qualname__}", options, retry_on=retry_on
+            )
             self.registry.add(definition)
             cls = AsyncTask if definition.is_async else SyncTask
             return cls(self, definition)
@@ -166,7 +211,14 @@ class App:
 
     def defaults(self) -> Effective:
         return Effective(
-            queue=self.default_queue, timeout=None, result_ttl=self.result_ttl, store_result=True
+            queue=self.default_queue,
+            timeout=None,
+            result_ttl=self.result_ttl,
+            store_result=True,
+            retries=self.retries,
+            retry_backoff=self.retry_backoff,
+            retry_backoff_max=self.retry_backoff_max,
+            max_deliveries=self.max_deliveries,
         )
 
     # -- sending ------------------------------------------------------------
@@ -181,6 +233,9 @@ class App:
         timeout: float | None = _UNSET,
         result_ttl: float = _UNSET,
         store_result: bool = _UNSET,
+        retries: int = _UNSET,
+        delay: float | None = None,
+        eta: datetime | None = None,
     ) -> Job[Any]:
         """Enqueue a task by name, without importing it (Celery's ``send_task``).
 
@@ -190,7 +245,9 @@ class App:
         the job and dead-letters the message.
         """
         call = validate(
-            TaskOptions(timeout=timeout, result_ttl=result_ttl, store_result=store_result)
+            TaskOptions(
+                timeout=timeout, result_ttl=result_ttl, store_result=store_result, retries=retries
+            )
         )
         local = self.registry.get(name)
         if queue is None:
@@ -198,16 +255,32 @@ class App:
             queue = task_queue if isinstance(task_queue, str) else self.default_queue
         else:
             validate(TaskOptions(queue=queue))
-        job_id, payload = new_message(
-            name,
-            queue,
-            args,
-            dict(kwargs or {}),
-            **wire(call),
-            max_bytes=self.max_message_bytes,
-        )
-        await self._transport.enqueue(queue, payload)
+        when = When(delay, eta) if delay is not None or eta is not None else None
+        job_id = await self._submit(name, queue, args, dict(kwargs or {}), call, when)
         return Job(self, job_id, local.return_type if local is not None else Any)
+
+    async def _submit(
+        self,
+        name: str,
+        queue: str,
+        args: Sequence[Any],
+        kwargs: dict[str, Any],
+        call: TaskOptions,
+        when: When | None,
+    ) -> str:
+        """Build, check and write one call: to the stream, or to the delayed set."""
+        job_id, payload = new_message(
+            name, queue, args, kwargs, **wire(call), max_bytes=self.max_message_bytes
+        )
+        now = now_ms()
+        due = due_ms(when.delay, when.eta, now) if when is not None else None
+        if due is None or due <= now:
+            await self._transport.enqueue(queue, payload)
+        else:
+            ttl = call.result_ttl if isinstance(call.result_ttl, (int, float)) else self.result_ttl
+            ttl_ms = due - now + int(ttl * 1000)
+            await self._transport.schedule(queue, job_id, name, payload, due, ttl_ms)
+        return job_id
 
     def job(self, job_id: str) -> Job[Any]:
         """A handle on an existing job, from its id (works in any process)."""

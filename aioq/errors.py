@@ -12,6 +12,10 @@
 
 Errors never carry pickled exceptions: a remote failure arrives as its type name,
 message and formatted traceback.
+
+Control flow, raised *by a task* (not an error of aioq)::
+
+    Retry                           retry this job now, or after ``delay`` seconds
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ __all__ = [
     "JobAborted",
     "MessageTooLarge",
     "ResultTimeout",
+    "Retry",
     "TaskFailed",
 ]
 
@@ -67,3 +72,16 @@ class JobAborted(AioqError):
 
 class ResultTimeout(AioqError, TimeoutError):
     """The job did not finish within the time given to ``Job.result()``."""
+
+
+class Retry(Exception):
+    """Raise inside a task to ask for another attempt.
+
+    ``raise aioq.Retry(delay=30)`` retries after 30 s (default: the task's
+    backoff). It counts against the task's ``retries``; once they are used up
+    the job fails with this error.
+    """
+
+    def __init__(self, message: str = "retry requested", *, delay: float | None = None) -> None:
+        super().__init__(message)
+        self.delay = delay

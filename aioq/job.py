@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import msgspec
 
 from ._core.message import NIL, ErrorInfo, JobState, decode_outcome, decode_value
-from .errors import ResultTimeout, TaskFailed
+from .errors import JobAborted, ResultTimeout, TaskFailed
 
 if TYPE_CHECKING:
     from .app import App
@@ -35,8 +35,11 @@ class JobInfo(msgspec.Struct, frozen=True, kw_only=True):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     worker: str | None = None
+    due_at: datetime | None = None
+    """When a ``scheduled`` or ``retrying`` job is due to (re)start."""
     result: Any = None
     error: ErrorInfo | None = None
+    """The error a failed job ended with, or the last error of a job being retried."""
 
 
 def _when(ms: bytes | None) -> datetime | None:
@@ -88,6 +91,8 @@ class Job(Generic[R]):
                 return None  # type: ignore[return-value]  # the task does not store results
             value: R = decode_value(outcome.result, self._return_type)
             return value
+        if outcome.state == JobState.ABORTED.value:
+            raise JobAborted(f"job {self.id} was aborted")
         error = outcome.error or ErrorInfo("Error", f"job ended {outcome.state}")
         raise TaskFailed(error.type, error.message, error.traceback, job_id=self.id)
 
@@ -110,6 +115,8 @@ class Job(Generic[R]):
             error = outcome.error
             if bytes(outcome.result) != bytes(NIL):
                 result = decode_value(outcome.result, self._return_type)
+        elif b"error" in rec:  # the last failed attempt of a job being retried
+            error = decode_value(rec[b"error"], ErrorInfo)
         worker = rec.get(b"worker")
         return JobInfo(
             id=self.id,
@@ -121,6 +128,7 @@ class Job(Generic[R]):
             started_at=_when(rec.get(b"started_ms")),
             finished_at=finished_at,
             worker=worker.decode() if worker else None,
+            due_at=_when(rec.get(b"due_ms")),
             result=result,
             error=error,
         )

@@ -8,17 +8,19 @@ type checker rejects ``add.kiq("a", 2)`` for ``add(x: int, y: int)``.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 import msgspec
 
 from ._core.context import Context
 from ._core.message import new_message
-from ._core.options import TaskOptions, validate, wire
+from ._core.options import TaskOptions, When, due_ms, validate, wire
 from .job import Job
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine, Iterable
+    from datetime import datetime
     from typing import Self
 
     from ._core.registry import TaskDef
@@ -35,12 +37,19 @@ _UNSET: Any = msgspec.UNSET
 class Task(Generic[P, R]):
     """A registered task. ``Task[[int, int], int]`` takes two ints and returns an int."""
 
-    __slots__ = ("_call", "_queue", "app", "definition")
+    __slots__ = ("_call", "_queue", "_when", "app", "definition")
 
-    def __init__(self, app: App, definition: TaskDef, call: TaskOptions | None = None) -> None:
+    def __init__(
+        self,
+        app: App,
+        definition: TaskDef,
+        call: TaskOptions | None = None,
+        when: When | None = None,
+    ) -> None:
         self.app = app
         self.definition = definition
         self._call = call or TaskOptions()
+        self._when = when
         merged = definition.options.merged(self._call)
         self._queue = merged.queue if isinstance(merged.queue, str) else app.default_queue
 
@@ -63,24 +72,28 @@ class Task(Generic[P, R]):
         timeout: float | None = _UNSET,
         result_ttl: float = _UNSET,
         store_result: bool = _UNSET,
+        retries: int = _UNSET,
+        delay: float | None = None,
+        eta: datetime | None = None,
     ) -> Self:
-        """A copy of this task whose calls use these options (call > task > app)."""
+        """A copy of this task whose calls use these options (call > task > app).
+
+        ``delay`` (seconds) or ``eta`` (an aware datetime) make each call wait in
+        the queue's delayed set, state ``scheduled``, until it is due.
+        """
         over = validate(
             TaskOptions(
-                queue=queue, timeout=timeout, result_ttl=result_ttl, store_result=store_result
+                queue=queue,
+                timeout=timeout,
+                result_ttl=result_ttl,
+                store_result=store_result,
+                retries=retries,
             )
         )
-        return type(self)(self.app, self.definition, self._call.merged(over))
-
-    def _message(self, args: Any, kwargs: dict[str, Any]) -> tuple[str, bytes]:
-        return new_message(
-            self.definition.name,
-            self._queue,
-            args,
-            kwargs,
-            **wire(self._call),
-            max_bytes=self.app.max_message_bytes,
-        )
+        when = When(delay, eta) if delay is not None or eta is not None else self._when
+        if when is not None:
+            due_ms(when.delay, when.eta, 0)  # validate now, not at the first kiq()
+        return type(self)(self.app, self.definition, self._call.merged(over), when)
 
     async def kiq(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
         """Enqueue a call; returns once the message is in Redis.
@@ -90,8 +103,9 @@ class Task(Generic[P, R]):
             BrokerUnavailable: Redis cannot be reached.
             TypeError: an argument msgspec cannot encode.
         """
-        job_id, payload = self._message(args, kwargs)
-        await self.app._transport.enqueue(self._queue, payload)
+        job_id = await self.app._submit(
+            self.definition.name, self._queue, args, kwargs, self._call, self._when
+        )
         return Job(self.app, job_id, self.definition.return_type)
 
     async def kiq_many(self, calls: Iterable[tuple[Any, ...]]) -> list[Job[R]]:
@@ -100,10 +114,20 @@ class Task(Generic[P, R]):
         ``await add.kiq_many([(1, 2), (3, 4)])`` costs a round trip per
         thousand messages instead of one per message.
         """
-        built = [self._message(args, {}) for args in calls]
-        await self.app._transport.enqueue_many([(self._queue, payload) for _, payload in built])
+        name, queue, call = self.definition.name, self._queue, self._call
+        if self._when is not None:  # scheduled calls each get a record; auto-batched
+            ids = await asyncio.gather(
+                *(self.app._submit(name, queue, args, {}, call, self._when) for args in calls)
+            )
+        else:
+            limit = self.app.max_message_bytes
+            built = [
+                new_message(name, queue, args, {}, **wire(call), max_bytes=limit) for args in calls
+            ]
+            await self.app._transport.enqueue_many([(queue, payload) for _, payload in built])
+            ids = [job_id for job_id, _ in built]
         rtype = self.definition.return_type
-        return [Job(self.app, job_id, rtype) for job_id, _ in built]
+        return [Job(self.app, job_id, rtype) for job_id in ids]
 
     def _local_context(self) -> Context:
         return Context(

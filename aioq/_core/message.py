@@ -31,17 +31,22 @@ __all__ = [
 class JobState(str, enum.Enum):
     """Where a job is in its life."""
 
+    SCHEDULED = "scheduled"
+    """Waiting for its time (``delay`` / ``eta``) in the queue's delayed set."""
     QUEUED = "queued"
     RUNNING = "running"
+    RETRYING = "retrying"
+    """An attempt failed; the next one waits for its backoff."""
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    ABORTED = "aborted"
 
     @property
     def is_final(self) -> bool:
         return self in _FINAL
 
 
-_FINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED})
+_FINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.ABORTED})
 FINAL_STATES = tuple(s.value for s in _FINAL)
 
 
@@ -61,6 +66,9 @@ class Message(msgspec.Struct, array_like=True, frozen=True):
     timeout: float | None = None
     result_ttl: float | None = None
     store_result: bool | None = None
+    retries: int | None = None
+    retry: int = 0
+    """How many retries preceded this message (0 for the first attempt)."""
 
 
 class ErrorInfo(msgspec.Struct, array_like=True, frozen=True):
@@ -144,6 +152,7 @@ def new_message(
     timeout: float | None = None,
     result_ttl: float | None = None,
     store_result: bool | None = None,
+    retries: int | None = None,
     max_bytes: int,
 ) -> tuple[str, bytes]:
     """Build and encode one call; returns (job id, payload).
@@ -154,7 +163,16 @@ def new_message(
     job_id = uuid.uuid4().hex
     payload = encode(
         Message(
-            job_id, task, queue, list(args), kwargs, now_ms(), timeout, result_ttl, store_result
+            job_id,
+            task,
+            queue,
+            list(args),
+            kwargs,
+            now_ms(),
+            timeout,
+            result_ttl,
+            store_result,
+            retries,
         )
     )
     if len(payload) > max_bytes:

@@ -7,6 +7,7 @@ lives in exactly one place.
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -23,6 +24,10 @@ class TaskOptions(msgspec.Struct, frozen=True, kw_only=True):
     timeout: float | None | msgspec.UnsetType = msgspec.UNSET
     result_ttl: float | msgspec.UnsetType = msgspec.UNSET
     store_result: bool | msgspec.UnsetType = msgspec.UNSET
+    retries: int | msgspec.UnsetType = msgspec.UNSET
+    retry_backoff: float | msgspec.UnsetType = msgspec.UNSET
+    retry_backoff_max: float | msgspec.UnsetType = msgspec.UNSET
+    max_deliveries: int | msgspec.UnsetType = msgspec.UNSET
 
     def merged(self, over: TaskOptions) -> TaskOptions:
         """These options with every field that ``over`` sets replaced."""
@@ -41,6 +46,16 @@ class Effective(msgspec.Struct, frozen=True):
     timeout: float | None
     result_ttl: float
     store_result: bool
+    retries: int = 0
+    retry_backoff: float = 1.0
+    retry_backoff_max: float = 600.0
+    max_deliveries: int = 5
+
+    def backoff(self, retry: int, rand: float) -> float:
+        """Seconds before retry number ``retry`` (1-based): exponential, capped at
+        ``retry_backoff_max``, with full jitter (``rand`` uniform in [0, 1))."""
+        ceiling = min(self.retry_backoff_max, self.retry_backoff * 2.0 ** (retry - 1))
+        return float(ceiling * rand)
 
 
 def validate(opts: TaskOptions) -> TaskOptions:
@@ -51,6 +66,16 @@ def validate(opts: TaskOptions) -> TaskOptions:
         raise ConfigurationError(
             f"timeout must be a positive number of seconds, got {opts.timeout}"
         )
+    for name in ("retries", "max_deliveries"):
+        value = getattr(opts, name)
+        if isinstance(value, int) and value < (0 if name == "retries" else 1):
+            raise ConfigurationError(
+                f"{name} must be a whole number >= {0 if name == 'retries' else 1}, got {value}"
+            )
+    for name in ("retry_backoff", "retry_backoff_max"):
+        value = getattr(opts, name)
+        if isinstance(value, (int, float)) and not (0 <= value < math.inf):
+            raise ConfigurationError(f"{name} must be >= 0 seconds, got {value}")
     if isinstance(opts.result_ttl, (int, float)) and not (0 < opts.result_ttl < math.inf):
         raise ConfigurationError(f"result_ttl must be positive seconds, got {opts.result_ttl}")
     return opts
@@ -60,12 +85,10 @@ def resolve(app: Effective, task: TaskOptions, call: TaskOptions) -> Effective:
     """The effective options: what the call set, else what the task set, else the app's."""
     merged = task.merged(call)
     return Effective(
-        queue=app.queue if merged.queue is msgspec.UNSET else merged.queue,
-        timeout=app.timeout if merged.timeout is msgspec.UNSET else merged.timeout,
-        result_ttl=app.result_ttl if merged.result_ttl is msgspec.UNSET else merged.result_ttl,
-        store_result=(
-            app.store_result if merged.store_result is msgspec.UNSET else merged.store_result
-        ),
+        **{
+            f: getattr(app, f) if getattr(merged, f) is msgspec.UNSET else getattr(merged, f)
+            for f in Effective.__struct_fields__
+        }
     )
 
 
@@ -74,5 +97,30 @@ def wire(call: TaskOptions) -> dict[str, Any]:
     the worker resolves it against the task and the app)."""
     return {
         f: None if getattr(call, f) is msgspec.UNSET else getattr(call, f)
-        for f in ("timeout", "result_ttl", "store_result")
+        for f in ("timeout", "result_ttl", "store_result", "retries")
     }
+
+
+class When(msgspec.Struct, frozen=True):
+    """A call's schedule: run after ``delay`` seconds, or at ``eta``."""
+
+    delay: float | None = None
+    eta: datetime | None = None
+
+
+def due_ms(delay: float | None, eta: datetime | None, now_ms: int) -> int | None:
+    """When a call should run, in ms since the epoch; None for "now".
+
+    ``eta`` must be timezone-aware (a naive datetime is ambiguous across hosts).
+    """
+    if delay is not None and eta is not None:
+        raise ConfigurationError("give either delay or eta, not both")
+    if eta is not None:
+        if eta.tzinfo is None or eta.utcoffset() is None:
+            raise ConfigurationError("eta must be a timezone-aware datetime")
+        return int(eta.timestamp() * 1000)
+    if delay is not None:
+        if not (0 <= delay < math.inf):
+            raise ConfigurationError(f"delay must be >= 0 seconds, got {delay}")
+        return now_ms + int(delay * 1000) if delay > 0 else None
+    return None

@@ -40,11 +40,19 @@ class TaskDef:
         "is_async",
         "name",
         "options",
+        "retry_on",
         "return_type",
     )
 
-    def __init__(self, fn: Callable[..., Any], name: str, options: TaskOptions) -> None:
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        name: str,
+        options: TaskOptions,
+        retry_on: tuple[type[BaseException], ...] = (Exception,),
+    ) -> None:
         self.fn = fn
+        self.retry_on = retry_on
         self.name = name
         self.options = options
         self.is_async = inspect.iscoroutinefunction(fn)

@@ -60,6 +60,34 @@ class Client:
                 "XADD", self.keys.stream(queue), "*", PAYLOAD_FIELD, payload
             )
 
+    async def schedule(
+        self, queue: str, job_id: str, task: str, payload: bytes, due_ms: int, ttl_ms: int
+    ) -> None:
+        """Put a message in the queue's delayed set, with a ``scheduled`` record.
+
+        The record is written first, in the same pipeline: the message cannot be
+        started before its record exists, so ``running`` is never overwritten.
+        """
+        batcher = self._get().batcher
+        record = self.keys.job(job_id)
+        async with broker_errors(self.url):
+            await asyncio.gather(
+                batcher.call(
+                    "HSET",
+                    record,
+                    "state",
+                    "scheduled",
+                    "task",
+                    task,
+                    "queue",
+                    queue,
+                    "due_ms",
+                    due_ms,
+                ),
+                batcher.call("PEXPIRE", record, ttl_ms),
+                batcher.call("ZADD", self.keys.delayed(queue), due_ms, payload),
+            )
+
     async def enqueue_many(self, items: Sequence[tuple[str, bytes]]) -> None:
         async with broker_errors(self.url):
             await self._get().batcher.pipeline(

@@ -25,6 +25,10 @@ class Keyspace:
         """Ready messages of ``queue`` (consumer group ``workers``)."""
         return f"{self.prefix}:{{{queue}}}:stream"
 
+    def delayed(self, queue: str) -> str:
+        """Messages waiting for their due time (sorted set, score = due ms)."""
+        return f"{self.prefix}:{{{queue}}}:delayed"
+
     def dead(self, queue: str) -> str:
         """Dead letters of ``queue``: the original payload plus why it died."""
         return f"{self.prefix}:{{{queue}}}:dead"
@@ -39,4 +43,4 @@ class Keyspace:
 
     def queue_keys(self, queue: str) -> tuple[str, ...]:
         """Every key of one queue (for cleanup and the one-slot check)."""
-        return (self.stream(queue), self.dead(queue))
+        return (self.stream(queue), self.delayed(queue), self.dead(queue))

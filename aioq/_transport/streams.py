@@ -137,6 +137,46 @@ class Streams:
             [GROUP, entry.id, entry.payload or b"", reason, maxlen, now_ms],
         )
 
+    async def pump(self, queue: str, now_ms: int, limit: int) -> tuple[int, int]:
+        """Move due delayed messages into the stream; returns (moved, next due ms or -1)."""
+        moved, next_due = await SCRIPTS.call(
+            self.redis,
+            "pump",
+            [self.keys.delayed(queue), self.keys.stream(queue)],
+            [now_ms, limit],
+        )
+        return int(moved), int(next_due)
+
+    async def retry(self, entry: Entry, consumer: str, payload: bytes, due_ms: int) -> bool:
+        """Schedule the next attempt and ack this one, atomically; False when this
+        consumer no longer owns the entry (nothing was done)."""
+        done = await SCRIPTS.call(
+            self.redis,
+            "retry",
+            [self.keys.stream(entry.queue), self.keys.delayed(entry.queue)],
+            [GROUP, consumer, entry.id, payload, due_ms],
+        )
+        return bool(done)
+
+    async def mark(self, job_id: str, state: str, ttl_ms: int, *fields: Any) -> bool:
+        """Set an interim state unless the job already ended; False if it had."""
+        done = await SCRIPTS.call(
+            self.redis, "mark", [self.keys.job(job_id)], [state, ttl_ms, *fields]
+        )
+        return bool(done)
+
+    async def deliveries(self, queue: str, ids: Sequence[bytes]) -> dict[bytes, int]:
+        """How many times each pending entry has been delivered."""
+        if not ids:
+            return {}
+        stream = self.keys.stream(queue)
+        pipe = self.redis.pipeline(transaction=False)
+        for entry_id in ids:
+            pipe.xpending_range(stream, GROUP, min=entry_id, max=entry_id, count=1)
+        async with bounded():
+            rows = await pipe.execute()
+        return {r["message_id"]: int(r["times_delivered"]) for found in rows for r in found}
+
     async def renew(self, queue: str, consumer: str, ids: Sequence[bytes]) -> list[bytes]:
         """Refresh the lease on ``ids``; returns those this consumer no longer owns."""
         lost: list[bytes] = await SCRIPTS.call(

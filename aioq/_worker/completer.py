@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 
 from .._transport.connection import CONNECTION_ERRORS
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from .._transport.streams import Finish, Streams
 
 log = logging.getLogger("aioq.worker")
+
+T = TypeVar("T")
 
 
 class Completer:
@@ -58,22 +62,26 @@ class Completer:
                     done.set_result(None)
 
     async def _write(self, finishes: list[Finish], acks: list[tuple[str, bytes]]) -> None:
-        """Write until it succeeds: results finished while Redis is away are
-        written once it is back, not dropped."""
-        delay = 0.1
-        failing = False
-        while True:
-            try:
-                await self._streams.finish(finishes, acks)
-            except CONNECTION_ERRORS as exc:
-                if not failing:
-                    log.warning("cannot write %d completions (%s); retrying", len(acks), exc)
-                    failing = True
-            except Exception:
-                log.exception("writing %d completions failed; retrying", len(acks))
-            else:
-                if failing:
-                    log.info("completions written after the outage")
-                return
-            await anyio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+        await persist(lambda: self._streams.finish(finishes, acks), f"{len(acks)} completions")
+
+
+async def persist(op: Callable[[], Awaitable[T]], what: str) -> T:
+    """Run a write until it succeeds: what finished while Redis is away is
+    written once it is back, not dropped. Retries back off up to 5 s."""
+    delay = 0.1
+    failing = False
+    while True:
+        try:
+            result = await op()
+        except CONNECTION_ERRORS as exc:
+            if not failing:
+                log.warning("cannot write %s (%s); retrying until Redis is back", what, exc)
+                failing = True
+        except Exception:
+            log.exception("writing %s failed; retrying", what)
+        else:
+            if failing:
+                log.info("wrote %s after the outage", what)
+            return result
+        await anyio.sleep(delay)
+        delay = min(delay * 2, 5.0)

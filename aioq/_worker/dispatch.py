@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -20,6 +21,8 @@ from .._core.options import Effective, TaskOptions, resolve
 from .._core.registry import ArgumentError, TaskDef
 from .._transport.connection import CONNECTION_ERRORS
 from .._transport.streams import Entry, Finish, Start, Streams
+from ..errors import Retry
+from .completer import persist
 from .executor import error_outcome, run_attempt
 
 if TYPE_CHECKING:
@@ -83,7 +86,7 @@ class Dispatcher:
         for entry in entries:
             msg, task, reason = self._decode(entry)
             if reason is not None:
-                self._spawn(self._reject(entry, msg, reason))
+                self._spawn(self._reject(entry, msg, *reason))
             else:
                 assert msg is not None and task is not None
                 good.append((entry, msg, task))
@@ -116,16 +119,33 @@ class Dispatcher:
                 log.warning("could not mark job %s started (%s); running it anyway", msg.id, reply)
             self._spawn(self._execute(entry, msg, task, attempt))
 
-    def _decode(self, entry: Entry) -> tuple[Message | None, TaskDef | None, str | None]:
+    def _decode(
+        self, entry: Entry
+    ) -> tuple[Message | None, TaskDef | None, tuple[str, str] | None]:
+        """The message and its task, or why it cannot run: (error type, reason)."""
         if entry.payload is None:
-            return None, None, "undecodable message: the entry has no 'm' field"
+            return None, None, ("UndecodableMessage", "undecodable message: no 'm' field")
+        if len(entry.payload) > self.app.max_message_bytes:
+            reason = (
+                f"message too large: {len(entry.payload)} bytes, over "
+                f"max_message_bytes={self.app.max_message_bytes}"
+            )
+            return None, None, ("MessageTooLarge", reason)
         try:
             msg = decode_message(entry.payload)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            return None, None, f"undecodable message: {exc}"
+            return None, None, ("UndecodableMessage", f"undecodable message: {exc}")
         task = self.app.registry.get(msg.task)
         if task is None:
-            return msg, None, f"unknown task {msg.task!r}: no task of that name is registered"
+            reason = f"unknown task {msg.task!r}: no task of that name is registered"
+            return msg, None, ("UnknownTask", reason)
+        limit = self._effective(task, msg).max_deliveries
+        if entry.deliveries > limit:
+            reason = (
+                f"delivered {entry.deliveries} times, over max_deliveries={limit}: "
+                "it may be crashing or stalling its workers"
+            )
+            return msg, task, ("MaxDeliveries", reason)
         return msg, task, None
 
     # -- executors -------------------------------------------------------------
@@ -151,9 +171,13 @@ class Dispatcher:
                 else None
             )
             try:
-                outcome = await run_attempt(task, msg, ctx, opts, self.threads)
+                outcome, error = await run_attempt(task, msg, ctx, opts, self.threads)
             except ArgumentError as exc:
-                await self._dead_letter(entry, msg, f"invalid arguments: {exc}")
+                await self._dead_letter(entry, msg, "ArgumentError", f"invalid arguments: {exc}")
+                settled = True
+                return
+            if error is not None and self._retryable(task, msg, opts, error):
+                await self._retry(entry, msg, opts, outcome, error)
                 settled = True
                 return
             await self.completer.submit(
@@ -173,9 +197,57 @@ class Dispatcher:
                 self.unfinished.append(key)
             self.release()
 
+    @staticmethod
+    def _retryable(task: TaskDef, msg: Message, opts: Effective, error: BaseException) -> bool:
+        if msg.retry >= opts.retries:
+            return False  # used up: the job fails with this error
+        return isinstance(error, (Retry, *task.retry_on))
+
+    async def _retry(
+        self, entry: Entry, msg: Message, opts: Effective, outcome: Outcome, error: BaseException
+    ) -> None:
+        """Schedule the next attempt after the backoff, acking this one atomically.
+
+        The record says ``retrying`` (with the last error) first: a crash before
+        the retry is scheduled redelivers this message, which just runs again.
+        """
+        number = msg.retry + 1
+        if isinstance(error, Retry) and error.delay is not None:
+            delay = max(0.0, error.delay)
+        else:
+            delay = opts.backoff(number, random.random())
+        due = now_ms() + int(delay * 1000)
+        ttl_ms = int((delay + opts.result_ttl) * 1000)
+        last = encode(outcome.error)
+        log.warning(
+            "job %s failed (%s: %s); retry %d of %d in %.2fs",
+            msg.id,
+            type(error).__name__,
+            error,
+            number,
+            opts.retries,
+            delay,
+        )
+        await persist(
+            lambda: self.streams.mark(msg.id, "retrying", ttl_ms, "error", last, "due_ms", due),
+            f"the retry state of job {msg.id}",
+        )
+        payload = encode(msgspec.structs.replace(msg, retry=number))
+        owned = await persist(
+            lambda: self.streams.retry(entry, self.worker_id, payload, due),
+            f"the retry of job {msg.id}",
+        )
+        if not owned:
+            log.warning("job %s was taken over by another worker; not scheduling its retry", msg.id)
+
     def _effective(self, task: TaskDef, msg: Message) -> Effective:
         """Resolved options; cached per task for the usual message with no overrides."""
-        if msg.timeout is None and msg.result_ttl is None and msg.store_result is None:
+        if (
+            msg.timeout is None
+            and msg.result_ttl is None
+            and msg.store_result is None
+            and msg.retries is None
+        ):
             cached = self._options.get(task.name)
             if cached is None or cached.queue != msg.queue:
                 cached = self._options[task.name] = resolve(
@@ -197,13 +269,13 @@ class Dispatcher:
             int(ttl * 1000),
         )
 
-    async def _reject(self, entry: Entry, msg: Message | None, reason: str) -> None:
+    async def _reject(self, entry: Entry, msg: Message | None, kind: str, reason: str) -> None:
         try:
-            await self._dead_letter(entry, msg, reason)
+            await self._dead_letter(entry, msg, kind, reason)
         finally:
             self.release()
 
-    async def _dead_letter(self, entry: Entry, msg: Message | None, reason: str) -> None:
+    async def _dead_letter(self, entry: Entry, msg: Message | None, kind: str, reason: str) -> None:
         """Dead-letter a message that cannot run, failing its job so waiters learn why."""
         log.error(
             "dead-lettering message %s of queue %r: %s", entry.id.decode(), entry.queue, reason
@@ -215,7 +287,6 @@ class Dispatcher:
             # message look finished, and it would never reach the dead letters.
             await self.streams.dead_letter(entry, reason, self.app.dead_letter_maxlen, now_ms())
             if msg is not None:
-                kind = "ArgumentError" if reason.startswith("invalid arguments") else "UnknownTask"
                 outcome = error_outcome(kind, reason)
                 await self.completer.write_now(
                     self._finish(entry, msg.id, outcome, self.app.result_ttl)
@@ -281,4 +352,5 @@ def _call_options(msg: Message) -> TaskOptions:
         timeout=msgspec.UNSET if msg.timeout is None else msg.timeout,
         result_ttl=msgspec.UNSET if msg.result_ttl is None else msg.result_ttl,
         store_result=msgspec.UNSET if msg.store_result is None else msg.store_result,
+        retries=msgspec.UNSET if msg.retries is None else msg.retries,
     )

@@ -39,8 +39,8 @@ async def run_attempt(
     ctx: Context | None,
     opts: Effective,
     threads: anyio.CapacityLimiter,
-) -> Outcome:
-    """Run the task once and describe how it ended.
+) -> tuple[Outcome, BaseException | None]:
+    """Run the task once and describe how it ended (with the exception, if any).
 
     ``ArgumentError`` (arguments that do not fit the signature) propagates:
     the caller dead-letters such a message instead of just failing it.
@@ -56,19 +56,19 @@ async def run_attempt(
                 value = await _invoke(task, ctx, args, kwargs, threads)
     except TimeoutError as exc:
         if timeout is not None and timeout.expired():
-            return error_outcome(
-                "TimeoutError", f"task {task.name} timed out after {opts.timeout:g}s"
-            )
-        return _exception_outcome(exc)
+            message = f"task {task.name} timed out after {opts.timeout:g}s"
+            return error_outcome("TimeoutError", message), TimeoutError(message)
+        return _exception_outcome(exc), exc
     except Exception as exc:
-        return _exception_outcome(exc)
+        return _exception_outcome(exc), exc
     if not opts.store_result:
-        return Outcome(JobState.SUCCEEDED.value, now_ms())
+        return Outcome(JobState.SUCCEEDED.value, now_ms()), None
     try:
         raw = msgspec.Raw(encode(value))
     except (TypeError, ValueError) as exc:
-        return error_outcome("TypeError", f"the result of {task.name} cannot be encoded: {exc}")
-    return Outcome(JobState.SUCCEEDED.value, now_ms(), result=raw)
+        message = f"the result of {task.name} cannot be encoded: {exc}"
+        return error_outcome("TypeError", message), None  # not worth retrying
+    return Outcome(JobState.SUCCEEDED.value, now_ms(), result=raw), None
 
 
 async def _invoke(

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import anyio
 from redis import exceptions as rex
 
+from .._core.message import now_ms
 from .._transport.connection import (
     CONNECTION_ERRORS,
     check_server_version,
@@ -46,6 +47,10 @@ if TYPE_CHECKING:
     from ..app import App
 
 log = logging.getLogger("aioq.worker")
+
+PUMP_IDLE = 0.5
+"""Longest sleep of the delayed-message pump, in seconds."""
+PUMP_BATCH = 500
 
 
 class Worker:
@@ -140,6 +145,7 @@ class Worker:
                 if handle_signals:
                     services.start_soon(self._handle_signals)
                 services.start_soon(self._completer.run)
+                services.start_soon(self._pump)
                 services.start_soon(self._dispatcher.heartbeat)
                 async with asyncio.TaskGroup() as executors:
                     self._dispatcher.bind(executors)
@@ -309,8 +315,38 @@ class Worker:
                     len(entries),
                     queue,
                 )
+                # XAUTOCLAIM counted this delivery; a message that keeps coming
+                # back is dead-lettered by max_deliveries instead of looping.
+                counts = await self._streams.deliveries(queue, [e.id for e in entries])
+                entries = [e._replace(deliveries=counts.get(e.id, 1)) for e in entries]
             claimed.extend(entries)
         return claimed
+
+    # -- delayed messages ------------------------------------------------------
+
+    async def _pump(self) -> None:
+        """Move due delayed messages (``delay``/``eta``, retries) into their streams.
+
+        Every worker pumps; ``pump.lua`` moves each message exactly once. It sleeps
+        until the earliest known due time, at most ``PUMP_IDLE`` seconds (a new
+        delayed message may be due sooner than anything it has seen).
+        """
+        outage = False
+        while True:
+            wake = PUMP_IDLE
+            try:
+                for queue in self.queues:
+                    moved, next_due = await self._streams.pump(queue, now_ms(), PUMP_BATCH)
+                    if moved == PUMP_BATCH:
+                        wake = 0.0
+                    elif next_due >= 0:
+                        wake = min(wake, max(0.0, (next_due - now_ms()) / 1000))
+                outage = False
+            except CONNECTION_ERRORS as exc:
+                if not outage:
+                    log.warning("cannot move delayed messages (%s); retrying", exc)
+                    outage = True
+            await anyio.sleep(max(0.005, wake) if wake else 0)
 
     # -- shutdown --------------------------------------------------------------
 

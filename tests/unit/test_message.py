@@ -75,3 +75,25 @@ def test_decode_value_converts_to_the_declared_type() -> None:
         pass
 
     assert decode_value(encode({"x": 1}), NotMsgspec) == {"x": 1}
+
+
+def test_new_message_carries_every_call_option() -> None:
+    _, payload = new_message(
+        "t",
+        "q",
+        [],
+        {},
+        timeout=1.5,
+        result_ttl=9.0,
+        store_result=False,
+        retries=4,
+        max_bytes=1000,
+    )
+    msg = decode_message(payload)
+    assert (msg.timeout, msg.result_ttl, msg.store_result, msg.retries, msg.retry) == (
+        1.5,
+        9.0,
+        False,
+        4,
+        0,
+    )

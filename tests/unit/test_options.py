@@ -33,12 +33,30 @@ def test_explicit_none_timeout_overrides_a_task_timeout() -> None:
 
 
 def test_wire_carries_only_call_overrides() -> None:
-    assert wire(TaskOptions()) == {"timeout": None, "result_ttl": None, "store_result": None}
-    assert wire(TaskOptions(timeout=3.0, store_result=False)) == {
+    assert wire(TaskOptions()) == {
+        "timeout": None,
+        "result_ttl": None,
+        "store_result": None,
+        "retries": None,
+    }
+    assert wire(TaskOptions(timeout=3.0, store_result=False, retries=2)) == {
         "timeout": 3.0,
         "result_ttl": None,
         "store_result": False,
+        "retries": 2,
     }
+
+
+@given(
+    retry=st.integers(1, 60),
+    rand=st.floats(0, 0.999999),
+    base=st.floats(0.01, 10),
+    cap=st.floats(0.1, 1000),
+)
+def test_backoff_is_bounded(retry: int, rand: float, base: float, cap: float) -> None:
+    eff = Effective("q", None, 1.0, True, retry_backoff=base, retry_backoff_max=cap)
+    delay = eff.backoff(retry, rand)
+    assert 0 <= delay <= min(cap, base * 2 ** (retry - 1)) + 1e-9
 
 
 @pytest.mark.parametrize(

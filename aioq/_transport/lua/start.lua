@@ -13,7 +13,7 @@
 --          the stored outcome (bytes) when the job already finished, so the
 --          caller acks the redelivered message without running it again.
 local state = redis.call('HGET', KEYS[1], 'state')
-if state == 'succeeded' or state == 'failed' then
+if state == 'succeeded' or state == 'failed' or state == 'aborted' then
   return redis.call('HGET', KEYS[1], 'outcome') or ''
 end
 local attempt = redis.call('HINCRBY', KEYS[1], 'attempts', 1)

@@ -1,0 +1,21 @@
+-- retry: schedule the next attempt of a failed message and acknowledge the
+-- failed one, in one step. Guarded: a worker that lost the entry to another
+-- (it stalled past the visibility timeout) schedules nothing.
+--
+-- KEYS[1]  queue stream
+-- KEYS[2]  delayed set of the queue
+-- ARGV[1]  consumer group
+-- ARGV[2]  this consumer's name
+-- ARGV[3]  entry id of the failed attempt
+-- ARGV[4]  payload of the next attempt
+-- ARGV[5]  due time of the next attempt (ms since epoch)
+--
+-- Returns: 1 when scheduled, 0 when this consumer no longer owns the entry.
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
+if not p[1] or p[1][2] ~= ARGV[2] then
+  return 0
+end
+redis.call('ZADD', KEYS[2], ARGV[5], ARGV[4])
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
+redis.call('XDEL', KEYS[1], ARGV[3])
+return 1
