@@ -13,6 +13,7 @@ Import everything from here::
 
 from .app import App as App
 from .context import Context as Context
+from .deadletter import DeadLetter as DeadLetter
 from .errors import AioqError as AioqError
 from .errors import BrokerUnavailable as BrokerUnavailable
 from .errors import ConfigurationError as ConfigurationError
@@ -38,6 +39,7 @@ __all__ = [
     "BrokerUnavailable",
     "ConfigurationError",
     "Context",
+    "DeadLetter",
     "Job",
     "JobAborted",
     "JobInfo",

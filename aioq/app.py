@@ -7,10 +7,12 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 import msgspec
 
+from . import deadletter
 from ._core.message import new_message, now_ms
 from ._core.options import Effective, TaskOptions, When, due_ms, validate, wire
 from ._core.registry import Registry, TaskDef
 from ._transport.client import Client
+from ._transport.connection import broker_errors
 from ._transport.keys import Keyspace
 from .errors import ConfigurationError
 from .job import Job
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from ._core.context import Context
+    from .deadletter import DeadLetter
 
 __all__ = ["App"]
 
@@ -285,6 +288,24 @@ class App:
     def job(self, job_id: str) -> Job[Any]:
         """A handle on an existing job, from its id (works in any process)."""
         return Job(self, job_id)
+
+    # -- dead letters -------------------------------------------------------
+
+    async def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:
+        """Dead-lettered messages of ``queue`` (default: every queue), oldest first."""
+        async with broker_errors(self.url):
+            return await deadletter.list_dead(self, queue, limit)
+
+    async def retry_dead(self, queue: str, ids: Sequence[str] | None = None) -> int:
+        """Put dead letters (all of ``queue``'s when ``ids`` is None) back on their
+        queue, as they were; their jobs start afresh. Returns how many moved."""
+        async with broker_errors(self.url):
+            return await deadletter.retry_dead(self, queue, ids)
+
+    async def purge_dead(self, queue: str | None = None) -> int:
+        """Delete the dead letters of ``queue`` (default: every queue); returns how many."""
+        async with broker_errors(self.url):
+            return await deadletter.purge_dead(self, queue)
 
     # -- lifecycle ----------------------------------------------------------
 

@@ -84,6 +84,22 @@ def _parser() -> argparse.ArgumentParser:
         "--log-level", default="info", choices=["debug", "info", "warning", "error", "critical"]
     )
     w.add_argument("--name", help=argparse.SUPPRESS)
+
+    d = sub.add_parser("dead", help="list, retry or purge dead letters")
+    d.add_argument("action", choices=["list", "retry", "purge"])
+    d.add_argument("ids", nargs="*", help="dead-letter ids to retry (see `aioq dead list`)")
+    d.add_argument(
+        "--app",
+        help="module:attribute of your App (for its Redis URL and "
+        "prefix); default: $AIOQ_REDIS_URL with --prefix",
+    )
+    d.add_argument("--prefix", default="aioq", help="key prefix when --app is not given")
+    d.add_argument("-Q", "--queue", help="queue (default: every queue; required for retry)")
+    d.add_argument("--all", action="store_true", help="with retry: every dead letter of -Q")
+    d.add_argument("--limit", type=int, default=100, help="with list: at most this many")
+    d.add_argument(
+        "--log-level", default="warning", choices=["debug", "info", "warning", "error", "critical"]
+    )
     return parser
 
 
@@ -114,6 +130,35 @@ def _run_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dead(args: argparse.Namespace) -> int:
+    from .app import App
+
+    app = load_app(args.app) if args.app else App(prefix=args.prefix)
+
+    async def run() -> int:
+        try:
+            if args.action == "list":
+                letters = await app.dead_letters(args.queue, limit=args.limit)
+                for d in letters:
+                    when = d.dead_at.isoformat(timespec="seconds") if d.dead_at else "-"
+                    print(
+                        f"{d.queue}\t{d.id}\t{when}\t{d.task or '-'}\t{d.job_id or '-'}\t{d.reason}"
+                    )
+                print(f"{len(letters)} dead letter(s)", file=sys.stderr)
+            elif args.action == "retry":
+                if not args.queue or (not args.ids and not args.all):
+                    raise CliError("retry needs -Q QUEUE and either ids or --all")
+                moved = await app.retry_dead(args.queue, None if args.all else args.ids)
+                print(f"re-queued {moved} message(s) on {args.queue!r}")
+            else:
+                print(f"purged {await app.purge_dead(args.queue)} dead letter(s)")
+            return 0
+        finally:
+            await app.aclose()
+
+    return anyio.run(run)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
@@ -131,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
                 child = [a for a in (argv if argv is not None else sys.argv[1:])]
                 return supervise([*_without_workers(child), "-w", "1"], args.workers)
             return _run_worker(args)
+        if args.command == "dead":
+            return _dead(args)
     except (CliError, BrokerUnavailable) as exc:
         print(f"aioq: error: {exc}", file=sys.stderr)
         return 1

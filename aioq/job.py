@@ -7,7 +7,16 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import msgspec
 
-from ._core.message import NIL, ErrorInfo, JobState, decode_outcome, decode_value
+from ._core.message import (
+    NIL,
+    ErrorInfo,
+    JobState,
+    Outcome,
+    decode_outcome,
+    decode_value,
+    encode,
+    now_ms,
+)
 from .errors import JobAborted, ResultTimeout, TaskFailed
 
 if TYPE_CHECKING:
@@ -95,6 +104,19 @@ class Job(Generic[R]):
             raise JobAborted(f"job {self.id} was aborted")
         error = outcome.error or ErrorInfo("Error", f"job ended {outcome.state}")
         raise TaskFailed(error.type, error.message, error.traceback, job_id=self.id)
+
+    async def abort(self) -> bool:
+        """Abort the job: a queued or scheduled job never starts; a running async
+        task is cancelled by its worker within about a second (a sync task's
+        thread runs on, its result is dropped). ``result()`` then raises
+        ``JobAborted``.
+
+        Returns False when the job had already ended (nothing changes then).
+        """
+        now = now_ms()
+        outcome = encode(Outcome(JobState.ABORTED.value, now))
+        ttl_ms = int(self._app.result_ttl * 1000)
+        return await self._app._transport.abort(self.id, outcome, now, ttl_ms)
 
     async def state(self) -> JobState:
         """The job's current state (``queued`` when no worker has recorded it yet)."""

@@ -14,6 +14,7 @@ from . import results
 from .batcher import Batcher
 from .connection import broker_errors, connect
 from .keys import PAYLOAD_FIELD
+from .scripts import SCRIPTS
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -98,6 +99,25 @@ class Client:
         bound = self._get()
         async with broker_errors(self.url):
             return await results.wait_outcome(bound.batcher, self.keys, bound.subs, job_id, timeout)
+
+    async def abort(self, job_id: str, outcome: bytes, now_ms: int, ttl_ms: int) -> bool:
+        """End the job as aborted unless it already ended; True if it was aborted."""
+        bound = self._get()
+        async with broker_errors(self.url):
+            done = await SCRIPTS.call(
+                bound.redis,
+                "abort",
+                [self.keys.job(job_id)],
+                [
+                    outcome,
+                    now_ms,
+                    ttl_ms,
+                    self.keys.done_channel(job_id),
+                    self.keys.abort_channel(),
+                    job_id,
+                ],
+            )
+        return bool(done)
 
     async def job_state(self, job_id: str) -> bytes | None:
         async with broker_errors(self.url):

@@ -41,6 +41,10 @@ class Keyspace:
         """Pub/sub channel on which a job's outcome is published once."""
         return f"{self.prefix}:done:{job_id}"
 
+    def abort_channel(self) -> str:
+        """Pub/sub channel on which job ids to abort are announced to workers."""
+        return f"{self.prefix}:abort"
+
     def queue_keys(self, queue: str) -> tuple[str, ...]:
         """Every key of one queue (for cleanup and the one-slot check)."""
         return (self.stream(queue), self.delayed(queue), self.dead(queue))

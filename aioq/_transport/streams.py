@@ -3,17 +3,19 @@ lease renewal and recovery of a dead worker's messages."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from redis import exceptions as rex
 
-from .connection import OPERATION_TIMEOUT, bounded
+from .connection import CONNECTION_ERRORS, OPERATION_TIMEOUT, bounded
 from .keys import GROUP, PAYLOAD_FIELD, Keyspace
 from .scripts import SCRIPTS, run_pipeline
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import AsyncIterator, Sequence
 
     from redis.asyncio import Redis
     from redis.asyncio.client import Pipeline
@@ -176,6 +178,35 @@ class Streams:
         async with bounded():
             rows = await pipe.execute()
         return {r["message_id"]: int(r["times_delivered"]) for found in rows for r in found}
+
+    async def abort_requests(self) -> AsyncIterator[str]:
+        """Job ids announced for abort, forever; survives reconnects (an
+        announcement made while disconnected is caught by ``states``)."""
+        delay = 0.1
+        while True:
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.keys.abort_channel())
+                delay = 0.1
+                while True:
+                    msg = await pubsub.get_message(timeout=None)
+                    if msg is not None and msg["type"] == "message":
+                        yield msg["data"].decode()
+            except CONNECTION_ERRORS as exc:
+                log.warning("abort channel lost (%s); resubscribing", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def states(self, job_ids: Sequence[str]) -> list[bytes | None]:
+        """The ``state`` field of each job's record."""
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hget(self.keys.job(job_id), "state")
+        async with bounded():
+            return cast("list[bytes | None]", await pipe.execute())
 
     async def renew(self, queue: str, consumer: str, ids: Sequence[bytes]) -> list[bytes]:
         """Refresh the lease on ``ids``; returns those this consumer no longer owns."""

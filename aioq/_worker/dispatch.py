@@ -56,6 +56,8 @@ class Dispatcher:
         self.unfinished: list[tuple[str, bytes]] = []
         """Entries whose task was cancelled (shutdown) before its completion was written."""
         self._taken_over: set[tuple[str, bytes]] = set()
+        self._aborted: set[tuple[str, bytes]] = set()
+        self._by_job: dict[str, tuple[str, bytes]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._group: asyncio.TaskGroup | None = None
         self._options: dict[str, Effective] = {}
@@ -155,6 +157,7 @@ class Dispatcher:
         current = asyncio.current_task()
         assert current is not None
         self.inflight[key] = current
+        self._by_job[msg.id] = key
         settled = False  # completion written, or the message belongs to someone else now
         try:
             opts = self._effective(task, msg)
@@ -185,14 +188,23 @@ class Dispatcher:
             )
             settled = True
         except asyncio.CancelledError:
-            if key not in self._taken_over:
+            if key in self._aborted:
+                # abort.lua already ended the job; only the message is left to ack.
+                current.uncancel()
+                log.info("job %s was aborted while running; cancelled it", msg.id)
+                await self.completer.submit(entry.queue, entry.id, None)
+                settled = True
+            elif key in self._taken_over:
+                current.uncancel()  # lost the lease: another worker runs it now
+                settled = True
+                log.warning("job %s was taken over by another worker; stopped it here", msg.id)
+            else:
                 raise  # shutdown: the message is handed back by the worker
-            current.uncancel()  # lost the lease: another worker runs it now
-            settled = True
-            log.warning("job %s was taken over by another worker; stopped it here", msg.id)
         finally:
             self.inflight.pop(key, None)
+            self._by_job.pop(msg.id, None)
             self._taken_over.discard(key)
+            self._aborted.discard(key)
             if not settled:
                 self.unfinished.append(key)
             self.release()
@@ -308,6 +320,28 @@ class Dispatcher:
         finally:
             self.release()
 
+    # -- abort -----------------------------------------------------------------
+
+    def abort(self, job_id: str) -> None:
+        """Cancel the job's task if it runs here (its record already says aborted)."""
+        key = self._by_job.get(job_id)
+        task = self.inflight.get(key) if key is not None else None
+        if key is not None and task is not None and key not in self._aborted:
+            self._aborted.add(key)
+            task.cancel()
+
+    async def abort_listener(self) -> None:
+        async for job_id in self.streams.abort_requests():
+            self.abort(job_id)
+
+    async def check_aborted(self) -> None:
+        """Fallback for an abort announced while the listener was disconnected."""
+        jobs = list(self._by_job)
+        if jobs:
+            for job_id, state in zip(jobs, await self.streams.states(jobs), strict=True):
+                if state == b"aborted":
+                    self.abort(job_id)
+
     # -- lease -----------------------------------------------------------------
 
     async def heartbeat(self) -> None:
@@ -316,6 +350,10 @@ class Dispatcher:
         interval = max(0.05, self.app.visibility_timeout / 4)
         while True:
             await anyio.sleep(interval)
+            try:
+                await self.check_aborted()
+            except CONNECTION_ERRORS:
+                pass
             by_queue: dict[str, list[bytes]] = {}
             for queue, entry_id in list(self.inflight):
                 by_queue.setdefault(queue, []).append(entry_id)

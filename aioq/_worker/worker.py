@@ -147,6 +147,7 @@ class Worker:
                 services.start_soon(self._completer.run)
                 services.start_soon(self._pump)
                 services.start_soon(self._dispatcher.heartbeat)
+                services.start_soon(self._dispatcher.abort_listener)
                 async with asyncio.TaskGroup() as executors:
                     self._dispatcher.bind(executors)
                     task_status.started()

@@ -14,6 +14,7 @@ LAYERS = {
     "cli": 0,
     "__main__": 0,
     "app": 1,
+    "deadletter": 1,
     "task": 1,
     "job": 1,
     "context": 1,

@@ -1,0 +1,65 @@
+"""Reading, re-driving and purging dead-letter streams."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
+
+from .connection import bounded
+from .scripts import SCRIPTS
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from redis.asyncio import Redis
+
+    from .keys import Keyspace
+
+CHUNK = 500
+
+
+async def dead_queues(redis: Redis, keys: Keyspace) -> list[str]:
+    """Queues that have a dead-letter stream."""
+    prefix = f"{keys.prefix}:{{"
+    found = set()
+    async with bounded(60):
+        async for key in redis.scan_iter(match=f"{keys.prefix}:{{*}}:dead", count=1000):
+            name = key.decode() if isinstance(key, bytes) else key
+            found.add(name[len(prefix) : -len("}:dead")])
+    return sorted(found)
+
+
+async def read(
+    redis: Redis, keys: Keyspace, queue: str, limit: int | None, start: bytes | str = "-"
+) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    async with bounded():
+        rows = await redis.xrange(keys.dead(queue), min=start, max="+", count=limit)
+    return cast("list[tuple[bytes, dict[bytes, bytes]]]", list(rows or []))
+
+
+async def redrive(redis: Redis, keys: Keyspace, queue: str, ids: Sequence[bytes | str]) -> int:
+    moved = 0
+    for i in range(0, len(ids), CHUNK):
+        moved += int(
+            await SCRIPTS.call(
+                redis, "redrive", [keys.dead(queue), keys.stream(queue)], list(ids[i : i + CHUNK])
+            )
+        )
+    return moved
+
+
+async def forget_jobs(redis: Redis, keys: Keyspace, job_ids: Sequence[str]) -> None:
+    """Delete job records so re-driven messages run again (a failed record
+    would make the worker skip them as finished)."""
+    for i in range(0, len(job_ids), CHUNK):
+        async with bounded():
+            await redis.delete(*(keys.job(j) for j in job_ids[i : i + CHUNK]))
+
+
+async def purge(redis: Redis, keys: Keyspace, queue: str) -> int:
+    dead = keys.dead(queue)
+    pipe = redis.pipeline(transaction=False)
+    pipe.xlen(dead)
+    pipe.delete(dead)
+    async with bounded():
+        count, _ = await pipe.execute()
+    return int(count)

@@ -1,0 +1,100 @@
+"""Dead letters: messages that could not run, kept with the reason, re-drivable.
+
+A message lands in its queue's dead-letter stream (``{prefix}:{queue}:dead``)
+when it cannot be decoded, names an unknown task, has arguments that do not
+fit the task, is over ``max_message_bytes``, or was delivered more than
+``max_deliveries`` times. ``App.dead_letters()``, ``App.retry_dead()`` and
+``App.purge_dead()`` (and ``aioq dead list|retry|purge``) work on them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from ._core.message import decode_message
+from ._transport import deadletters
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from .app import App
+
+__all__ = ["DeadLetter"]
+
+
+class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
+    """One dead-lettered message."""
+
+    id: str
+    """Its id in the dead-letter stream (what ``retry_dead`` takes)."""
+    queue: str
+    reason: str
+    dead_at: datetime | None
+    origin: str | None
+    """Its id in the work stream before it died."""
+    job_id: str | None
+    """The job it belongs to, when the payload could be decoded."""
+    task: str | None
+    payload: bytes
+
+
+def _parse(queue: str, entry_id: bytes, fields: dict[bytes, bytes]) -> DeadLetter:
+    payload = fields.get(b"m", b"")
+    job_id = task = None
+    try:
+        msg = decode_message(payload)
+        job_id, task = msg.id, msg.task
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        pass
+    at = fields.get(b"at")
+    origin = fields.get(b"origin")
+    return DeadLetter(
+        id=entry_id.decode(),
+        queue=queue,
+        reason=fields.get(b"reason", b"").decode(errors="replace"),
+        dead_at=datetime.fromtimestamp(int(at) / 1000, tz=UTC) if at else None,
+        origin=origin.decode() if origin else None,
+        job_id=job_id,
+        task=task,
+        payload=payload,
+    )
+
+
+async def list_dead(app: App, queue: str | None, limit: int) -> list[DeadLetter]:
+    redis, keys = app._transport.redis, app.keys
+    queues = [queue] if queue else await deadletters.dead_queues(redis, keys)
+    out: list[DeadLetter] = []
+    for q in queues:
+        rows = await deadletters.read(redis, keys, q, limit - len(out))
+        out.extend(_parse(q, entry_id, fields) for entry_id, fields in rows)
+        if len(out) >= limit:
+            break
+    return out
+
+
+async def retry_dead(app: App, queue: str, ids: Sequence[str] | None) -> int:
+    redis, keys = app._transport.redis, app.keys
+    if ids is None:
+        rows = await deadletters.read(redis, keys, queue, None)
+    else:
+        wanted = set(ids)
+        rows = [
+            row
+            for i in ids
+            for row in await deadletters.read(redis, keys, queue, 1, start=i)
+            if row[0].decode() in wanted
+        ]
+    letters = [_parse(queue, entry_id, fields) for entry_id, fields in rows]
+    # Forget the failed records first: a re-driven message whose job is still
+    # marked failed would be skipped as finished.
+    await deadletters.forget_jobs(redis, keys, [d.job_id for d in letters if d.job_id])
+    return await deadletters.redrive(redis, keys, queue, [d.id for d in letters])
+
+
+async def purge_dead(app: App, queue: str | None) -> int:
+    redis, keys = app._transport.redis, app.keys
+    queues = [queue] if queue else await deadletters.dead_queues(redis, keys)
+    return sum([await deadletters.purge(redis, keys, q) for q in queues])
