@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
 import anyio
@@ -17,8 +18,6 @@ import anyio
 from .._transport.connection import CONNECTION_ERRORS
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
-
     from .._transport.streams import Finish, Streams
 
 log = logging.getLogger("aioq.worker")
@@ -26,13 +25,27 @@ log = logging.getLogger("aioq.worker")
 T = TypeVar("T")
 
 
+Fence = Callable[[list[tuple[str, bytes]]], Awaitable[set[tuple[str, bytes]]]]
+"""Given (queue, entry id) pairs, return those this worker no longer owns."""
+
+
 class Completer:
-    def __init__(self, streams: Streams) -> None:
+    def __init__(
+        self,
+        streams: Streams,
+        fence: Fence | None = None,
+        stale: Callable[[], bool] | None = None,
+    ) -> None:
         self._streams = streams
+        self._fence = fence
+        self._stale = stale
         self._finishes: list[Finish] = []
         self._acks: list[tuple[str, bytes]] = []
         self._waiters: list[asyncio.Future[None]] = []
         self._wake = asyncio.Event()
+
+    def fence_with(self, fence: Fence, stale: Callable[[], bool]) -> None:
+        self._fence, self._stale = fence, stale
 
     async def submit(self, queue: str, entry_id: bytes, finish: Finish | None) -> None:
         """Queue an outcome (or a bare ack when ``finish`` is None) and wait until
@@ -56,10 +69,31 @@ class Completer:
             finishes, self._finishes = self._finishes, []
             acks, self._acks = self._acks, []
             waiters, self._waiters = self._waiters, []
+            if self._fence is not None and self._stale is not None and self._stale():
+                finishes, acks = await self._fenced(finishes, acks)
             await self._write(finishes, acks)
             for done in waiters:
                 if not done.done():
                     done.set_result(None)
+
+    async def _fenced(
+        self, finishes: list[Finish], acks: list[tuple[str, bytes]]
+    ) -> tuple[list[Finish], list[tuple[str, bytes]]]:
+        """After a stall longer than the lease allows (GC pause, SIGSTOP, a blocked
+        loop), another worker may own these messages now: write nothing for those.
+        The other worker's own outcome is the one that counts."""
+        assert self._fence is not None
+        lost = await persist(lambda: self._fence(acks), "a lease check")  # type: ignore[misc]
+        if lost:
+            log.warning(
+                "dropping %d completion(s) of messages other workers took over "
+                "while this worker was stalled",
+                len(lost),
+            )
+        return (
+            [f for f in finishes if (f.queue, f.entry_id) not in lost],
+            [a for a in acks if a not in lost],
+        )
 
     async def _write(self, finishes: list[Finish], acks: list[tuple[str, bytes]]) -> None:
         await persist(lambda: self._streams.finish(finishes, acks), f"{len(acks)} completions")

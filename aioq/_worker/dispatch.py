@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -61,6 +62,8 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._group: asyncio.TaskGroup | None = None
         self._options: dict[str, Effective] = {}
+        self.renewed_at = time.monotonic()
+        """When every in-flight lease was last renewed (or known fresh)."""
 
     # Executors are plain asyncio tasks in one asyncio.TaskGroup: per message, an
     # anyio task and cancel scope cost more than the whole no-op task (profiled).
@@ -344,6 +347,20 @@ class Dispatcher:
 
     # -- lease -----------------------------------------------------------------
 
+    def lease_stale(self) -> bool:
+        """True when leases may have lapsed: no renewal for most of the timeout."""
+        return time.monotonic() - self.renewed_at > self.app.visibility_timeout * 0.75
+
+    async def owned_elsewhere(self, keys: list[tuple[str, bytes]]) -> set[tuple[str, bytes]]:
+        """Renew the leases of ``keys``; return those another consumer owns now."""
+        by_queue: dict[str, list[bytes]] = {}
+        for queue, entry_id in keys:
+            by_queue.setdefault(queue, []).append(entry_id)
+        lost: set[tuple[str, bytes]] = set()
+        for queue, ids in by_queue.items():
+            lost.update((queue, i) for i in await self.streams.renew(queue, self.worker_id, ids))
+        return lost
+
     async def heartbeat(self) -> None:
         """Renew the lease of every in-flight entry well within the visibility timeout,
         so a long task on a live worker is never taken over by another."""
@@ -354,14 +371,17 @@ class Dispatcher:
                 await self.check_aborted()
             except CONNECTION_ERRORS:
                 pass
+            began = time.monotonic()
             by_queue: dict[str, list[bytes]] = {}
             for queue, entry_id in list(self.inflight):
                 by_queue.setdefault(queue, []).append(entry_id)
+            renewed_all = True
             for queue, ids in by_queue.items():
                 try:
                     lost = await self.streams.renew(queue, self.worker_id, ids)
                 except CONNECTION_ERRORS as exc:
                     log.warning("could not renew leases (%s)", exc)
+                    renewed_all = False
                     break
                 for entry_id in lost:
                     task = self.inflight.get((queue, entry_id))
@@ -373,6 +393,8 @@ class Dispatcher:
                         )
                         self._taken_over.add((queue, entry_id))
                         task.cancel()
+            if renewed_all:
+                self.renewed_at = began
 
 
 async def _guarded(coro: Coroutine[Any, Any, None]) -> None:

@@ -135,9 +135,10 @@ class Worker:
             await SCRIPTS.load_all(redis)
             self._streams = Streams(redis, self.app.keys)
             self._completer = Completer(self._streams)
-            self._dispatcher = Dispatcher(
+            dispatcher = self._dispatcher = Dispatcher(
                 self.app, self.id, self._streams, self._completer, self._threads, self._release
             )
+            self._completer.fence_with(dispatcher.owned_elsewhere, dispatcher.lease_stale)
             for queue in self.queues:
                 await self._streams.ensure_group(queue)
             self._log_startup()
