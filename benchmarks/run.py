@@ -1,0 +1,641 @@
+#!/usr/bin/env python3
+"""Benchmark aioq against its peers on one private Redis. See benchmarks/README.md.
+
+    .venv/bin/python benchmarks/run.py                  # everything, 3 repetitions
+    .venv/bin/python benchmarks/run.py --smoke          # aioq only, tiny N, < 30 s
+    .venv/bin/python benchmarks/run.py --systems aioq,taskiq --reps 1
+
+Each peer gets its own virtualenv under benchmarks/.venvs/<name>; its client side
+runs as ``benchmarks/driver.py`` with that venv's python, its workers with the
+commands its adapter (benchmarks/systems/<name>_.py) gives. Systems are
+interleaved within each scenario and repetition, so drift hits all alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "benchmarks"
+VENVS = BENCH / ".venvs"
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.systems import SYSTEMS, load  # noqa: E402
+
+FULL = {
+    "A_n": 20_000,
+    "B_n": 20_000,
+    "B_c": 100,
+    "C_n": 5_000,
+    "C_c": 500,
+    "C_sleep": 0.05,
+    "D_n": 500,
+    "F_n": 100,
+    "F_sleep": 1.0,
+    "F_vt": 5.0,
+}
+SMOKE = {
+    "A_n": 300,
+    "B_n": 300,
+    "B_c": 100,
+    "C_n": 200,
+    "C_c": 100,
+    "C_sleep": 0.05,
+    "D_n": 20,
+    "F_n": 10,
+    "F_sleep": 0.5,
+    "F_vt": 1.0,
+}
+# Per-system overrides of N for slow peers (recorded in the JSON and the README).
+SLOW: dict[str, dict[str, int]] = {}
+
+
+# --------------------------------------------------------------------------- redis
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Redis:
+    """A private redis-server (flushed between runs), or a given URL in smoke mode
+    (then only keys under our own prefix are ever touched, and deleted after)."""
+
+    def __init__(self, url: str | None, prefix: str) -> None:
+        import redis
+
+        self.prefix = prefix
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.dir: str | None = None
+        if url is None:
+            port = free_port()
+            self.dir = tempfile.mkdtemp(prefix="aioq-bench-redis-")
+            self.proc = subprocess.Popen(
+                [
+                    *("redis-server", "--bind", "127.0.0.1", "--port", str(port)),
+                    *("--save", "", "--appendonly", "no", "--dir", self.dir),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            url = f"redis://127.0.0.1:{port}/0"
+        self.url = url
+        self.client = redis.Redis.from_url(url)
+        for _ in range(200):
+            with contextlib.suppress(redis.ConnectionError):
+                if self.client.ping():
+                    break
+            time.sleep(0.05)
+        info = self.client.info("server")
+        self.version = str(info["redis_version"])
+        self.host = self.client.connection_pool.connection_kwargs.get("host", "127.0.0.1")
+        self.port = int(self.client.connection_pool.connection_kwargs.get("port", 6379))
+
+    @property
+    def private(self) -> bool:
+        return self.proc is not None
+
+    def clean(self) -> None:
+        if self.private:
+            self.client.flushall()
+            return
+        keys = list(self.client.scan_iter(match=f"{self.prefix}:*", count=1000))
+        for i in range(0, len(keys), 500):
+            self.client.delete(*keys[i : i + 500])
+
+    def stop(self) -> None:
+        self.clean()
+        self.client.close()
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------- processes
+
+
+def descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        with contextlib.suppress(OSError):
+            for t in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{t}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+    return out
+
+
+def status_kb(pid: int, field_name: str) -> int:
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+@dataclass
+class Worker:
+    """A system's worker command in its own session; RSS sampled every 50 ms."""
+
+    cmd: list[str]
+    env: dict[str, str]
+    log: Path
+    proc: subprocess.Popen[bytes] = field(init=False)
+    started: float = field(init=False)
+    peak_rss_kb: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> Worker:
+        self.started = time.monotonic()
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.cmd, env=self.env, cwd=ROOT, stdout=log, stderr=log, start_new_session=True
+            )
+        threading.Thread(target=self._sample, daemon=True).start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.05):
+            rss = sum(status_kb(p, "VmRSS") for p in descendants(self.proc.pid))
+            self.peak_rss_kb = max(self.peak_rss_kb, rss)
+
+    def hwm_kb(self) -> int:
+        return sum(status_kb(p, "VmHWM") for p in descendants(self.proc.pid))
+
+    def check_alive(self) -> None:
+        if self.proc.poll() is not None:
+            tail = self.log.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"worker exited {self.proc.returncode}: {tail}")
+
+    def kill(self) -> None:
+        self._stop.set()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # stragglers of the session
+        self.proc.wait()
+
+
+# --------------------------------------------------------------------------- venvs
+
+
+def venv_python(name: str, packages: list[str] | None, log: Callable[[str], None]) -> str:
+    """The python that runs ``name``: the project's, or benchmarks/.venvs/<name>."""
+    if packages is None:
+        return sys.executable
+    venv = VENVS / name
+    stamp = venv / ".bench-packages.json"
+    python = str(venv / "bin" / "python")
+    if stamp.exists() and json.loads(stamp.read_text()) == packages:
+        return python
+    log(f"creating {venv} with {' '.join(packages)}")
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", "--clear", str(venv)], check=True)
+    pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.run([*pip, "--upgrade", "pip"], check=True)
+    subprocess.run([*pip, *packages, "redis", "uvloop"], check=True)
+    stamp.write_text(json.dumps(packages))
+    return python
+
+
+def versions(python: str) -> dict[str, str]:
+    code = (
+        "import json, importlib.metadata as m; "
+        "print(json.dumps({d.metadata['Name'].lower(): d.version for d in m.distributions()}))"
+    )
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True)
+    return dict(sorted(json.loads(out.stdout).items()))
+
+
+# ------------------------------------------------------------------------ harness
+
+
+class Harness:
+    def __init__(self, args: argparse.Namespace, redis: Redis, tmp: Path) -> None:
+        self.args = args
+        self.redis = redis
+        self.tmp = tmp
+        self.p = SMOKE if args.smoke else FULL
+        self.pythons: dict[str, str] = {}
+
+    def log(self, msg: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+    def env(self, system: str, concurrency: int = 100) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BENCH_")}
+        env.update(
+            BENCH_REDIS_URL=self.redis.url,
+            BENCH_PREFIX=self.redis.prefix,
+            BENCH_VT=str(self.p["F_vt"]),
+            BENCH_CONCURRENCY=str(concurrency),
+            PYTHONPATH=str(ROOT),
+            PYTHONDONTWRITEBYTECODE="1",
+        )
+        return env
+
+    def n(self, system: str, key: str) -> int:
+        return SLOW.get(system, {}).get(key, self.p[key])
+
+    def worker(self, system: str, workers: int, concurrency: int) -> Worker:
+        mod = load(system)
+        cmd = mod.worker_cmd(self.pythons[system], workers, concurrency)
+        log = self.tmp / f"{system}-worker.log"
+        return Worker(cmd, self.env(system, concurrency), log)
+
+    def driver(
+        self,
+        system: str,
+        params: dict[str, Any],
+        on_phase: Callable[[dict[str, Any]], None] | None = None,
+        timeout: float = 900.0,
+    ) -> dict[str, Any]:
+        cmd = [self.pythons[system], str(BENCH / "driver.py"), system, json.dumps(params)]
+        errlog = self.tmp / f"{system}-driver.log"
+        with open(errlog, "ab") as err:
+            proc = subprocess.Popen(
+                cmd,
+                env=self.env(system),
+                cwd=ROOT,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+            )
+        assert proc.stdout is not None and proc.stdin is not None
+        timer = threading.Timer(timeout, proc.kill)
+        timer.start()
+        result: dict[str, Any] | None = None
+        try:
+            for line in proc.stdout:
+                msg = json.loads(line)
+                if "phase" in msg:
+                    if on_phase is not None:
+                        on_phase(msg)
+                    proc.stdin.write("go\n")
+                    proc.stdin.flush()
+                elif "result" in msg:
+                    result = msg["result"]
+        finally:
+            timer.cancel()
+            proc.wait()
+        if result is None or proc.returncode != 0:
+            tail = errlog.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"driver {system} {params['scenario']} failed: {tail}")
+        return result
+
+    # ---------------------------------------------------------------- scenarios
+
+    def a_one(self, system: str) -> dict[str, float]:
+        n = self.n(system, "A_n")
+        r = self.driver(system, {"scenario": "enqueue_one", "n": n, "concurrency": 32})
+        return {"A_one_per_s": n / r["seconds"]}
+
+    def a_batch(self, system: str) -> dict[str, float]:
+        if not load(system).BATCH:
+            return {}
+        n = self.n(system, "A_n")
+        r = self.driver(system, {"scenario": "enqueue_batch", "n": n})
+        return {"A_batch_per_s": n / r["seconds"]}
+
+    def _drain(self, system: str, workers: int) -> tuple[dict[str, Any], Worker]:
+        n = self.n(system, "B_n")
+        holder: dict[str, Worker] = {}
+
+        def start(_: dict[str, Any]) -> None:
+            holder["w"] = self.worker(system, workers, self.p["B_c"]).start()
+
+        try:
+            r = self.driver(system, {"scenario": "drain", "n": n}, start)
+            w = holder["w"]
+            r["hwm_kb"] = w.hwm_kb()
+            r["n"] = n
+            return r, w
+        finally:
+            if "w" in holder:
+                holder["w"].stop()
+
+    def b1(self, system: str) -> dict[str, float]:
+        r, w = self._drain(system, 1)
+        return {
+            "B_w1_per_s": r["n"] / (r["done"] - w.started),
+            "B_w1_first_result_s": r["first_done"] - w.started,
+            "E_peak_rss_mb": w.peak_rss_kb / 1024,
+            "E_hwm_mb": r["hwm_kb"] / 1024,
+        }
+
+    def b2(self, system: str) -> dict[str, float]:
+        if not load(system).MULTIPROC:
+            return {}
+        r, w = self._drain(system, 2)
+        return {"B_w2_per_s": r["n"] / (r["done"] - w.started)}
+
+    def c(self, system: str) -> dict[str, float]:
+        if "C" in getattr(load(system), "SKIP", set()):
+            return {}
+        w = self.worker(system, 1, self.p["C_c"]).start()
+        try:
+            params = {
+                "scenario": "burst",
+                "n": self.n(system, "C_n"),
+                "task": "sleep",
+                "args": [self.p["C_sleep"]],
+            }
+            r = self.driver(system, params)
+            w.check_alive()
+        finally:
+            w.stop()
+        return {"C_seconds": r["seconds"], "C_enqueue_seconds": r["enqueue_seconds"]}
+
+    def d(self, system: str) -> dict[str, float]:
+        if "D" in getattr(load(system), "SKIP", set()):
+            return {}
+        w = self.worker(system, 1, 100).start()
+        try:
+            r = self.driver(system, {"scenario": "roundtrip", "n": self.n(system, "D_n")})
+        finally:
+            w.stop()
+        lat = sorted(r["latencies"])
+
+        def pct(q: float) -> float:
+            return 1000 * lat[min(len(lat) - 1, int(q * len(lat)))]
+
+        return {"D_p50_ms": pct(0.50), "D_p95_ms": pct(0.95), "D_p99_ms": pct(0.99)}
+
+    def f(self, system: str) -> dict[str, float]:
+        if not load(system).RECOVERY:
+            return {}
+        first = self.worker(system, 1, 100).start()
+        holder: dict[str, Any] = {}
+
+        def kill_and_replace(_: dict[str, Any]) -> None:
+            time.sleep(0.3)  # let the first worker start every task
+            first.kill()
+            holder["killed"] = time.monotonic()
+            holder["w"] = self.worker(system, 1, 100).start()
+
+        params = {
+            "scenario": "recovery",
+            "n": self.p["F_n"],
+            "task": "sleep",
+            "args": [self.p["F_sleep"]],
+        }
+        try:
+            r = self.driver(system, params, kill_and_replace)
+        finally:
+            first.stop()
+            if "w" in holder:
+                holder["w"].stop()
+        return {"F_seconds": r["done"] - holder["killed"], "F_visibility_timeout_s": self.p["F_vt"]}
+
+    def redis_benchmark(self) -> dict[str, float]:
+        base = ["redis-benchmark", "-h", "127.0.0.1", "-p", str(self.redis.port), "-q"]
+        out = {}
+        runs = {
+            "xadd_P16_per_s": [*base, "-P", "16", "-n", "200000", "XADD", "s", "*", "f", "v"],
+            "set_P16_per_s": [*base, "-t", "set", "-P", "16", "-n", "200000"],
+            "xadd_P1_per_s": [*base, "-n", "50000", "XADD", "s", "*", "f", "v"],
+        }
+        for key, cmd in runs.items():
+            text = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+            rates = re.findall(r"([\d.]+) requests per second", text)
+            out[key] = float(rates[-1])
+        return out
+
+
+SCENARIOS: list[tuple[str, str]] = [
+    ("A_one", "a_one"),
+    ("A_batch", "a_batch"),
+    ("B_w1", "b1"),
+    ("B_w2", "b2"),
+    ("C", "c"),
+    ("D", "d"),
+    ("F", "f"),
+]
+
+
+# ------------------------------------------------------------------------ report
+
+METRICS = [
+    ("A_one_per_s", "A enqueue one-by-one (x32), /s", True),
+    ("A_batch_per_s", "A enqueue batch API, /s", True),
+    ("B_w1_per_s", "B drain 1 process, /s", True),
+    ("B_w2_per_s", "B drain 2 processes, /s", True),
+    ("B_w1_first_result_s", "B start -> first result, s", False),
+    ("C_seconds", "C 5k x sleep(0.05) @500, s (ideal 0.5)", False),
+    ("D_p50_ms", "D round trip p50, ms", False),
+    ("D_p95_ms", "D round trip p95, ms", False),
+    ("D_p99_ms", "D round trip p99, ms", False),
+    ("E_peak_rss_mb", "E worker peak RSS in B, MB", False),
+    ("E_hwm_mb", "E worker VmHWM sum in B, MB", False),
+    ("F_seconds", "F recovery after SIGKILL, s", False),
+]
+
+
+def fmt(v: float | None) -> str:
+    if v is None:
+        return "-"
+    if v >= 1000:
+        return f"{v:,.0f}"
+    if v >= 10:
+        return f"{v:.1f}"
+    return f"{v:.3g}"
+
+
+def table(medians: dict[str, dict[str, float]], systems: list[str]) -> str:
+    peers = [s for s in systems if s not in ("aioq", "raw")]
+    head = ["metric", *systems, *(f"aioq/{p}" for p in ["raw", *peers] if p in systems)]
+    rows = [head]
+    for key, label, _ in METRICS:
+        vals = [medians.get(s, {}).get(key) for s in systems]
+        if all(v is None for v in vals):
+            continue
+        a = medians.get("aioq", {}).get(key)
+        ratios = []
+        for p in ["raw", *peers]:
+            if p not in systems:
+                continue
+            v = medians.get(p, {}).get(key)
+            ratios.append(f"{a / v:.2f}" if a is not None and v else "-")
+        rows.append([label, *(fmt(v) for v in vals), *ratios])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = [
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
+        for r in rows
+    ]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = status_kb_meminfo()
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "ram_gb": round(mem / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+    }
+
+
+def status_kb_meminfo() -> int:
+    with contextlib.suppress(OSError), open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1])
+    return 0
+
+
+@contextlib.contextmanager
+def private_tmp() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="aioq-bench-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def run_all(
+    h: Harness,
+    systems: list[str],
+    reps: int,
+    wanted: list[str],
+    raw: dict[str, dict[str, list[float]]],
+    errors: list[str],
+) -> dict[str, list[float]]:
+    """Every repetition; within one, each scenario for every system in turn."""
+    redis = h.redis
+    bench: dict[str, list[float]] = {}
+    for rep in range(reps):
+        if redis.private and "raw" in systems:
+            redis.clean()
+            for k, v in h.redis_benchmark().items():
+                bench.setdefault(k, []).append(v)
+        for scen, method in SCENARIOS:
+            if scen not in wanted:
+                continue
+            for s in systems:
+                redis.clean()
+                h.log(f"rep {rep + 1}/{reps} {scen} {s}")
+                try:
+                    got = getattr(h, method)(s)
+                except Exception as exc:  # a peer failing must not end the run
+                    errors.append(f"rep {rep + 1} {scen} {s}: {exc}")
+                    h.log(f"FAILED {scen} {s}: {str(exc)[-600:]}")
+                    continue
+                if got:
+                    h.log(f"  {', '.join(f'{k}={fmt(v)}' for k, v in got.items())}")
+                for k, v in got.items():
+                    raw[s].setdefault(k, []).append(v)
+    return bench
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--smoke", action="store_true", help="aioq only, tiny N, 1 repetition")
+    ap.add_argument(
+        "--systems", default=None, help="comma-separated subset of " + ",".join(SYSTEMS)
+    )
+    ap.add_argument(
+        "--scenarios", default=None, help="comma-separated subset of A_one,A_batch,B_w1,B_w2,C,D,F"
+    )
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--out", default=str(BENCH / "results" / "latest.json"))
+    args = ap.parse_args(argv)
+    systems = args.systems.split(",") if args.systems else (["aioq"] if args.smoke else SYSTEMS)
+    reps = 1 if args.smoke else args.reps
+    wanted = args.scenarios.split(",") if args.scenarios else [s for s, _ in SCENARIOS]
+
+    prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    url = os.environ.get("AIOQ_REDIS_URL") if args.smoke else None
+    if url is None and shutil.which("redis-server") is None:
+        print("benchmarks need redis-server on PATH", file=sys.stderr)
+        return 2
+    redis = Redis(url, prefix)
+    raw: dict[str, dict[str, list[float]]] = {s: {} for s in systems}
+    bench: dict[str, list[float]] = {}
+    errors: list[str] = []
+    with private_tmp() as tmp:
+        h = Harness(args, redis, tmp)
+        try:
+            for s in systems:
+                h.pythons[s] = venv_python(s, load(s).PACKAGES, h.log)
+            bench = run_all(h, systems, reps, wanted, raw, errors)
+        finally:
+            redis.stop()
+
+    medians = {s: {k: statistics.median(v) for k, v in m.items()} for s, m in raw.items()}
+    out = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "machine": {**machine(), "redis": redis.version},
+        "params": h.p,
+        "reduced_n": SLOW,
+        "repetitions": reps,
+        "systems": systems,
+        "versions": {s: versions(h.pythons[s]) for s in systems},
+        "redis_benchmark": {k: statistics.median(v) for k, v in bench.items()},
+        "medians": medians,
+        "runs": raw,
+        "errors": errors,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+    print(f"medians of {reps} repetition(s); ratio columns are aioq value / peer value")
+    print("(for /s rows above 1 favours aioq; for s, ms and MB rows below 1 does)\n")
+    print(table(medians, systems))
+    if out["redis_benchmark"]:
+        print()
+        for k, v in out["redis_benchmark"].items():
+            print(f"redis-benchmark {k}: {v:,.0f}")
+    if errors:
+        print("\nerrors:\n  " + "\n  ".join(e[:300] for e in errors))
+    print(f"\nJSON: {args.out}")
+    return 1 if args.smoke and errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""aioq: the system under test. Runs in the project venv."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from benchmarks.systems import base
+
+PACKAGES: list[str] | None = None  # the project venv, aioq installed editable
+BATCH = True
+MULTIPROC = True
+RECOVERY = True
+SKIP: set[str] = set()
+AVAILABLE = base.available("aioq")
+
+
+def worker_cmd(python: str, workers: int, concurrency: int) -> list[str]:
+    return [
+        python,
+        *("-m", "aioq", "worker", "benchmarks.systems.aioq_:app"),
+        *("-w", str(workers), "-c", str(concurrency), "--log-level", "warning"),
+    ]
+
+
+if AVAILABLE:
+    import redis.asyncio
+
+    import aioq
+
+    app = aioq.App(
+        base.REDIS_URL,
+        prefix=base.PREFIX,
+        default_queue="default",
+        visibility_timeout=base.VISIBILITY_TIMEOUT,
+    )
+
+    @app.task(name="noop")
+    async def noop() -> None:
+        return None
+
+    @app.task(name="sleep")
+    async def sleep(seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    TASKS: dict[str, Any] = {"noop": noop, "sleep": sleep}
+
+    class Client(base.Client):
+        async def open(self) -> None:
+            await app.ping()
+            self.redis = redis.asyncio.Redis.from_url(base.REDIS_URL)  # remaining() only
+            self.stream = f"{base.PREFIX}:{{default}}:stream"
+
+        async def close(self) -> None:
+            await app.aclose()
+            await self.redis.aclose()
+
+        async def enqueue(self, task: str, args: tuple[Any, ...]) -> Any:
+            return await TASKS[task].kiq(*args)
+
+        async def enqueue_many(self, task: str, calls: Sequence[tuple[Any, ...]]) -> list[Any]:
+            return list(await TASKS[task].kiq_many(calls))
+
+        async def result(self, handle: Any, timeout: float) -> Any:
+            return await handle.result(timeout=timeout)
+
+        async def remaining(self, handles: Sequence[Any]) -> int:
+            # The worker writes the result, then XACK + XDEL: an empty stream means
+            # every result is visible.
+            return int(await self.redis.xlen(self.stream))

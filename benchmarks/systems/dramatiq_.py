@@ -1,0 +1,70 @@
+"""Dramatiq with the Redis broker and the Results middleware (Redis backend).
+
+``--processes W --threads C``. The client API is synchronous: calls run in a
+32-thread pool (``base.SyncClient``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from benchmarks.systems import base
+
+PACKAGES = ["dramatiq[redis]", "hiredis"]
+BATCH = False
+MULTIPROC = True
+RECOVERY = False
+SKIP: set[str] = set()
+AVAILABLE = base.available("dramatiq")
+
+
+def worker_cmd(python: str, workers: int, concurrency: int) -> list[str]:
+    return [
+        *(python, "-m", "dramatiq", "benchmarks.systems.dramatiq_"),
+        *("--processes", str(workers), "--threads", str(concurrency)),
+    ]
+
+
+if AVAILABLE:
+    import dramatiq
+    import redis.asyncio as aredis
+    from dramatiq.brokers.redis import RedisBroker
+    from dramatiq.results import Results
+    from dramatiq.results.backends import RedisBackend
+
+    backend = RedisBackend(url=base.REDIS_URL)
+    broker = RedisBroker(url=base.REDIS_URL)
+    broker.add_middleware(Results(backend=backend))
+    dramatiq.set_broker(broker)
+
+    @dramatiq.actor(actor_name="noop", store_results=True)
+    def noop() -> None:
+        return None
+
+    @dramatiq.actor(actor_name="sleep", store_results=True)
+    def sleep(seconds: float) -> None:
+        time.sleep(seconds)
+
+    TASKS: dict[str, Any] = {"noop": noop, "sleep": sleep}
+
+    class Client(base.SyncClient):
+        async def open(self) -> None:
+            self.redis = aredis.Redis.from_url(base.REDIS_URL)
+            self.window = base.KeyWindow(self.redis, backend.build_message_key)
+
+        async def close(self) -> None:
+            await super().close()
+            await self.redis.aclose()
+
+        async def enqueue(self, task: str, args: tuple[Any, ...]) -> Any:
+            return await self.call(TASKS[task].send, *args)
+
+        async def result(self, handle: Any, timeout: float) -> Any:
+            return await self.call(
+                lambda: handle.get_result(block=True, timeout=int(timeout * 1000))
+            )
+
+        async def remaining(self, handles: Sequence[Any]) -> int:
+            return await self.window.remaining(handles)

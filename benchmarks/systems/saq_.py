@@ -1,0 +1,53 @@
+"""saq: ``Queue.enqueue``, a worker from a settings dict."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from benchmarks.systems import base
+
+PACKAGES = ["saq[hiredis]", "typing_extensions"]
+BATCH = False  # Queue.map enqueues *and waits*; there is no enqueue-only batch
+MULTIPROC = True
+RECOVERY = False
+SKIP: set[str] = set()
+AVAILABLE = base.available("saq")
+
+
+def worker_cmd(python: str, workers: int, concurrency: int) -> list[str]:
+    return [python, "-m", "saq", "benchmarks.systems.saq_.settings", "--workers", str(workers)]
+
+
+async def noop(ctx: Any) -> None:
+    return None
+
+
+async def sleep(ctx: Any, *, seconds: float) -> None:
+    await asyncio.sleep(seconds)
+
+
+if AVAILABLE:
+    from saq import Queue
+
+    queue = Queue.from_url(base.REDIS_URL)
+    settings = {"queue": queue, "functions": [noop, sleep], "concurrency": base.CONCURRENCY}
+
+    class Client(base.Client):
+        async def open(self) -> None:
+            await queue.connect()
+
+        async def close(self) -> None:
+            await queue.disconnect()
+
+        async def enqueue(self, task: str, args: tuple[Any, ...]) -> Any:
+            kwargs = {"seconds": args[0]} if task == "sleep" else {}
+            return await queue.enqueue(task, **kwargs)
+
+        async def result(self, handle: Any, timeout: float) -> Any:
+            await handle.refresh(until_complete=timeout)
+            return handle.result
+
+        async def remaining(self, handles: Sequence[Any]) -> int:
+            return int(await queue.count("incomplete"))

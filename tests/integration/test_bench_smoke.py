@@ -1,0 +1,50 @@
+"""The benchmark harness runs end to end (``benchmarks/run.py --smoke``).
+
+No timing assertions: only that it exits 0 and reports every aioq scenario with
+positive numbers. It uses the suite's Redis under its own key prefix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+EXPECTED = [
+    "A_one_per_s",
+    "A_batch_per_s",
+    "B_w1_per_s",
+    "B_w2_per_s",
+    "C_seconds",
+    "D_p50_ms",
+    "D_p99_ms",
+    "E_peak_rss_mb",
+    "F_seconds",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_bench_smoke(redis_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "smoke.json"
+    env = {**os.environ, "AIOQ_REDIS_URL": redis_url}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--smoke", "--out", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=80,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(out.read_text())
+    aioq = report["medians"]["aioq"]
+    for key in EXPECTED:
+        assert aioq.get(key, 0) > 0, (key, aioq)
+    assert report["errors"] == []
