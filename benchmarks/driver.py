@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.systems import load
 
 POLL = 0.01
+STALL = 20.0  # seconds without a single job finishing: report the jobs as stuck
 
 
 def emit(obj: dict[str, Any]) -> None:
@@ -55,9 +56,11 @@ async def gathered(client: Any, task: str, calls: list[tuple[Any, ...]], conc: i
 
 async def wait_done(client: Any, handles: list[Any], timeout: float) -> tuple[float, float]:
     """Poll until every result is visible; returns (first_done, all_done) times."""
-    deadline = time.monotonic() + timeout
+    start = time.monotonic()
+    deadline = start + timeout
     first = 0.0
-    n = len(handles)
+    n = last = len(handles)
+    progress = start
     while True:
         left = await client.remaining(handles)
         now = time.monotonic()
@@ -65,8 +68,13 @@ async def wait_done(client: Any, handles: list[Any], timeout: float) -> tuple[fl
             first = now
         if left == 0:
             return first, now
-        if now > deadline:
-            raise TimeoutError(f"{left} of {n} jobs still unfinished after {timeout} s")
+        if left != last:
+            last, progress = left, now
+        if now > deadline or (first and now - progress > STALL):
+            raise TimeoutError(
+                f"{left} of {n} jobs unfinished after {now - start:.1f} s"
+                f" (no progress for {now - progress:.1f} s)"
+            )
         await asyncio.sleep(POLL)
 
 
@@ -92,14 +100,14 @@ async def scenario(mod: Any, client: Any, p: dict[str, Any]) -> dict[str, Any]:
         handles = await enqueue_all(mod, client, task, calls)
         emit({"phase": "enqueued", "at": time.monotonic()})
         await wait_line()
-        first, done = await wait_done(client, handles, p.get("timeout", 600.0))
+        first, done = await wait_done(client, handles, p.get("timeout", 120.0))
         return {"first_done": first, "done": done}
     if name == "burst":  # C: worker already running
         await warm_up(client)
         t = time.monotonic()
         handles = await enqueue_all(mod, client, task, calls)
         enqueued = time.monotonic()
-        _, done = await wait_done(client, handles, p.get("timeout", 600.0))
+        _, done = await wait_done(client, handles, p.get("timeout", 120.0))
         return {"seconds": done - t, "enqueue_seconds": enqueued - t}
     if name == "roundtrip":  # D
         for _ in range(20):
@@ -116,7 +124,7 @@ async def scenario(mod: Any, client: Any, p: dict[str, Any]) -> dict[str, Any]:
         handles = await enqueue_all(mod, client, task, calls)
         emit({"phase": "enqueued", "at": time.monotonic()})
         await wait_line()
-        first, done = await wait_done(client, handles, p.get("timeout", 600.0))
+        first, done = await wait_done(client, handles, p.get("timeout", 120.0))
         return {"first_done": first, "done": done}
     raise ValueError(f"unknown scenario {name!r}")
 

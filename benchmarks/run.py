@@ -310,6 +310,9 @@ class Harness:
                     proc.stdin.flush()
                 elif "result" in msg:
                     result = msg["result"]
+        except BaseException:
+            proc.kill()  # interrupted: never leave a driver waiting on its stdin
+            raise
         finally:
             timer.cancel()
             proc.wait()
@@ -354,6 +357,7 @@ class Harness:
         return {
             "B_w1_per_s": r["n"] / (r["done"] - w.started),
             "B_w1_first_result_s": r["first_done"] - w.started,
+            "B_w1_steady_per_s": r["n"] / (r["done"] - r["first_done"]),
             "E_peak_rss_mb": w.peak_rss_kb / 1024,
             "E_hwm_mb": r["hwm_kb"] / 1024,
         }
@@ -455,6 +459,7 @@ METRICS = [
     ("A_batch_per_s", "A enqueue batch API, /s", True),
     ("B_w1_per_s", "B drain 1 process, /s", True),
     ("B_w2_per_s", "B drain 2 processes, /s", True),
+    ("B_w1_steady_per_s", "B drain 1 process after 1st result, /s", True),
     ("B_w1_first_result_s", "B start -> first result, s", False),
     ("C_seconds", "C 5k x sleep(0.05) @500, s (ideal 0.5)", False),
     ("D_p50_ms", "D round trip p50, ms", False),
@@ -529,6 +534,20 @@ def status_kb_meminfo() -> int:
     return 0
 
 
+def git_head() -> str:
+    """The commit aioq was measured at (``+dirty`` when aioq/ had local changes)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "aioq"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
 @contextlib.contextmanager
 def private_tmp() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="aioq-bench-"))
@@ -573,7 +592,12 @@ def run_all(
     return bench
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # unwind: stop workers, drivers and the private Redis
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _terminate)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--smoke", action="store_true", help="aioq only, tiny N, 1 repetition")
     ap.add_argument(
@@ -589,6 +613,7 @@ def main(argv: list[str] | None = None) -> int:
     reps = 1 if args.smoke else args.reps
     wanted = args.scenarios.split(",") if args.scenarios else [s for s, _ in SCENARIOS]
 
+    load_before = os.getloadavg()
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
     url = os.environ.get("AIOQ_REDIS_URL") if args.smoke else None
     if url is None and shutil.which("redis-server") is None:
@@ -612,6 +637,9 @@ def main(argv: list[str] | None = None) -> int:
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": {**machine(), "redis": redis.version},
+        "aioq_commit": git_head(),
+        "loadavg_before": load_before,
+        "loadavg_after": os.getloadavg(),
         "params": h.p,
         "reduced_n": SLOW,
         "repetitions": reps,

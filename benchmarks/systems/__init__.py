@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-SYSTEMS = ["aioq", "raw", "taskiq", "saq", "arq", "celery", "dramatiq"]
+SYSTEMS = ["aioq", "raw", "taskiq", "saq", "arq", "celery", "dramatiq", "streaq"]
 """Every system, in the order the harness interleaves them."""
 
 
