@@ -36,5 +36,9 @@ unit: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
 
+# The fault-injection suite at full size (make test runs a bounded version).
+chaos: $(STAMP)
+	AIOQ_CHAOS=full $(PY) -m pytest tests/chaos -v -s
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

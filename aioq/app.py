@@ -69,6 +69,9 @@ class App:
         dead_letter_maxlen: approximate cap on each dead-letter stream.
         retries, retry_backoff, retry_backoff_max, max_deliveries: defaults for
             every task (see ``App.task``).
+        operation_timeout: seconds a client call (``kiq``, ``state``, …) waits for
+            Redis before raising ``BrokerUnavailable`` (``result(timeout=…)``
+            has its own deadline).
         **redis_options: passed to ``redis.asyncio.Redis.from_url``.
     """
 
@@ -86,6 +89,7 @@ class App:
         retry_backoff: float = 1.0,
         retry_backoff_max: float = 600.0,
         max_deliveries: int = 5,
+        operation_timeout: float = 15.0,
         **redis_options: Any,
     ) -> None:
         self.url = url or os.environ.get("AIOQ_REDIS_URL") or DEFAULT_URL
@@ -116,7 +120,8 @@ class App:
         self.registry = Registry()
         self.keys = Keyspace(prefix)
         self.redis_options = redis_options
-        self._transport = Client(self.url, self.keys, redis_options)
+        self.operation_timeout = operation_timeout
+        self._transport = Client(self.url, self.keys, redis_options, operation_timeout)
 
     def __repr__(self) -> str:
         return f"<App prefix={self.prefix!r} tasks={len(self.registry)}>"

@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from .connection import bounded
+from redis import exceptions as rex
+
+from .connection import OPERATION_TIMEOUT, bounded
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -25,8 +27,9 @@ Command = tuple[Any, ...]
 
 
 class Batcher:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, timeout: float = OPERATION_TIMEOUT) -> None:
         self._redis = redis
+        self._timeout = timeout
         self._pending: list[tuple[Command, asyncio.Future[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -45,7 +48,7 @@ class Batcher:
             pipe = self._redis.pipeline(transaction=False)
             for command in commands[start : start + MAX_BATCH]:
                 pipe.execute_command(*command)
-            async with bounded():
+            async with bounded(self._timeout):
                 replies.extend(await pipe.execute())
         return replies
 
@@ -53,9 +56,16 @@ class Batcher:
         try:
             while self._pending:
                 batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+                commands = [command for command, _ in batch]
                 try:
-                    async with bounded():
-                        replies = await self._execute([command for command, _ in batch])
+                    async with bounded(self._timeout):
+                        try:
+                            replies = await self._execute(commands)
+                        except rex.ConnectionError:
+                            # Most often a pooled connection that died with a Redis
+                            # restart: one immediate retry gets a fresh one. (The
+                            # first try may have landed: delivery is at-least-once.)
+                            replies = await self._execute(commands)
                 except Exception as exc:
                     replies = [exc] * len(batch)
                 for (_, fut), reply in zip(batch, replies, strict=True):

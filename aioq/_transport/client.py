@@ -27,10 +27,10 @@ if TYPE_CHECKING:
 class _Bound:
     """Everything that belongs to one event loop."""
 
-    def __init__(self, url: str, options: dict[str, Any]) -> None:
+    def __init__(self, url: str, options: dict[str, Any], timeout: float) -> None:
         self.loop = asyncio.get_running_loop()
         self.redis = connect(url, **options)
-        self.batcher = Batcher(self.redis)
+        self.batcher = Batcher(self.redis, timeout)
         self.subs = results.Subscriptions(self.redis)
 
     async def aclose(self) -> None:
@@ -39,8 +39,9 @@ class _Bound:
 
 
 class Client:
-    def __init__(self, url: str, keys: Keyspace, options: dict[str, Any]) -> None:
+    def __init__(self, url: str, keys: Keyspace, options: dict[str, Any], timeout: float) -> None:
         self.url = url
+        self.timeout = timeout
         self.keys = keys
         self._options = options
         self._bound: _Bound | None = None
@@ -48,7 +49,7 @@ class Client:
     def _get(self) -> _Bound:
         bound = self._bound
         if bound is None or bound.loop is not asyncio.get_running_loop():
-            bound = self._bound = _Bound(self.url, self._options)
+            bound = self._bound = _Bound(self.url, self._options, self.timeout)
         return bound
 
     @property

@@ -369,8 +369,8 @@ class Dispatcher:
             await anyio.sleep(interval)
             try:
                 await self.check_aborted()
-            except CONNECTION_ERRORS:
-                pass
+            except Exception as exc:
+                log.debug("abort check failed: %s", exc)
             began = time.monotonic()
             by_queue: dict[str, list[bytes]] = {}
             for queue, entry_id in list(self.inflight):
@@ -379,7 +379,7 @@ class Dispatcher:
             for queue, ids in by_queue.items():
                 try:
                     lost = await self.streams.renew(queue, self.worker_id, ids)
-                except CONNECTION_ERRORS as exc:
+                except Exception as exc:
                     log.warning("could not renew leases (%s)", exc)
                     renewed_all = False
                     break

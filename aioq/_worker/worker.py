@@ -344,10 +344,11 @@ class Worker:
                     elif next_due >= 0:
                         wake = min(wake, max(0.0, (next_due - now_ms()) / 1000))
                 outage = False
-            except CONNECTION_ERRORS as exc:
+            except Exception as exc:
                 if not outage:
                     log.warning("cannot move delayed messages (%s); retrying", exc)
                     outage = True
+                wake = 0.5
             await anyio.sleep(max(0.005, wake) if wake else 0)
 
     # -- shutdown --------------------------------------------------------------

@@ -271,3 +271,34 @@ async def test_client_with_refused_credentials_raises(password_redis: str) -> No
     with pytest.raises(aioq.BrokerUnavailable, match="credentials"):
         await t.kiq()
     await app.aclose()
+
+
+def test_a_hung_redis_makes_kiq_fail_after_its_timeout(password_redis: str) -> None:
+    """A Redis that accepts connections but never answers (SIGSTOPped): kiq() raises
+    BrokerUnavailable after operation_timeout instead of hanging."""
+    port = int(password_redis.rsplit(":", 1)[1].split("/")[0])
+    pid = int(
+        subprocess.run(
+            ["pgrep", "-f", f"redis-server.*:{port}"], capture_output=True, text=True
+        ).stdout.split()[0]
+    )
+    url = password_redis.replace("redis://", "redis://:s3cret@")
+
+    async def scenario() -> float:
+        app = aioq.App(url, operation_timeout=0.5)
+
+        @app.task
+        async def t() -> None: ...
+
+        await app.ping()  # connected while Redis still answers
+        os.kill(pid, signal.SIGSTOP)
+        started = time.monotonic()
+        try:
+            with pytest.raises(aioq.BrokerUnavailable, match="did not answer within 0.5s"):
+                await t.kiq()
+            return time.monotonic() - started
+        finally:
+            os.kill(pid, signal.SIGCONT)
+            await app.aclose()
+
+    assert asyncio.run(scenario()) < 3

@@ -19,6 +19,6 @@ else
   id = redis.call('XADD', KEYS[2], '*',
     'm', ARGV[3], 'reason', ARGV[4], 'origin', ARGV[2], 'at', ARGV[6])
 end
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.pcall('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 return id

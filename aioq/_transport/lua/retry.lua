@@ -11,11 +11,13 @@
 -- ARGV[5]  due time of the next attempt (ms since epoch)
 --
 -- Returns: 1 when scheduled, 0 when this consumer no longer owns the entry.
-local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
-if not p[1] or p[1][2] ~= ARGV[2] then
+-- (When the group is gone — Redis lost its data — nobody else can own it: the
+-- retry is scheduled.)
+local p = redis.pcall('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
+if not p.err and (not p[1] or p[1][2] ~= ARGV[2]) then
   return 0
 end
 redis.call('ZADD', KEYS[2], ARGV[5], ARGV[4])
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
+redis.pcall('XACK', KEYS[1], ARGV[1], ARGV[3])
 redis.call('XDEL', KEYS[1], ARGV[3])
 return 1

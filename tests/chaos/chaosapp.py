@@ -1,0 +1,44 @@
+"""Tasks for the chaos suite. Every execution is recorded in a separate *oracle*
+Redis (``AIOQ_ORACLE_URL``) that no fault touches, so lost and duplicated work
+can be counted after the run."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import redis.asyncio as aredis
+
+import aioq
+
+app = aioq.App(
+    prefix=os.environ.get("AIOQ_TEST_PREFIX", "chaos"),
+    visibility_timeout=float(os.environ.get("AIOQ_TEST_VT", "2.0")),
+)
+_oracle: aredis.Redis | None = None
+
+
+def oracle() -> aredis.Redis:
+    global _oracle
+    if _oracle is None:
+        _oracle = aredis.Redis.from_url(os.environ["AIOQ_ORACLE_URL"])
+    return _oracle
+
+
+@app.task
+async def work(ctx: aioq.Context, ms: int) -> int:
+    await oracle().hincrby("executions", ctx.job_id, 1)
+    await asyncio.sleep(ms / 1000)
+    await oracle().hincrby("finishes", ctx.job_id, 1)
+    return ms
+
+
+@app.task(retries=3, retry_backoff=0.05)
+async def flaky(ctx: aioq.Context, fail_times: int) -> int:
+    """Fails its first ``fail_times`` attempts (counted in the oracle), then succeeds."""
+    n = await oracle().hincrby("attempts", ctx.job_id, 1)
+    await asyncio.sleep(0.2)
+    if n <= fail_times:
+        raise RuntimeError(f"planned failure {n}")
+    await oracle().hincrby("successes", ctx.job_id, 1)
+    return n

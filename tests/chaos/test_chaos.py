@@ -1,0 +1,334 @@
+"""Fault injection with real worker processes and real Redis servers.
+
+Every test prints its figures (tasks, kills, executions, duplicates, lost) and
+checks them against explicit bounds. Executions are counted in a separate
+oracle Redis that no fault touches. ``make chaos`` runs the full sizes
+(``AIOQ_CHAOS=full``); ``make test`` runs a bounded version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+
+import aioq
+from aioq._core.message import Message, encode
+from tests.chaos import chaosapp
+from tests.chaos.harness import ROOT, Fleet, RedisServer, scale
+
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(600)]
+
+VT = 2.0  # visibility timeout of the chaos app, seconds
+
+
+@dataclass
+class Chaos:
+    broker: RedisServer
+    oracle: RedisServer
+    fleet: Fleet
+    app: aioq.App
+    rng: random.Random
+
+    def states(self, job_ids: list[str]) -> list[bytes | None]:
+        client = self.broker.client()
+        try:
+            pipe = client.pipeline(transaction=False)
+            for job_id in job_ids:
+                pipe.hget(self.app.keys.job(job_id), "state")
+            return list(pipe.execute())
+        finally:
+            client.close()
+
+    async def wait_final(self, job_ids: list[str], timeout: float) -> list[bytes | None]:
+        """Poll the records (tolerating a Redis that is down) until every job ended."""
+        deadline = time.monotonic() + timeout
+        states: list[bytes | None] = []
+        while time.monotonic() < deadline:
+            try:
+                states = self.states(job_ids)
+            except redis.ConnectionError:
+                await asyncio.sleep(0.2)
+                continue
+            if all(s in (b"succeeded", b"failed", b"aborted") for s in states):
+                return states
+            await asyncio.sleep(0.2)
+        return states
+
+    def counts(self, name: str) -> dict[str, int]:
+        client = self.oracle.client()
+        try:
+            return {k.decode(): int(v) for k, v in client.hgetall(name).items()}
+        finally:
+            client.close()
+
+    def leftovers(self, queue: str = "default") -> tuple[int, int]:
+        client = self.broker.client()
+        try:
+            stream = self.app.keys.stream(queue)
+            if not client.exists(stream):
+                return 0, 0
+            return client.xlen(stream), client.xpending(stream, "workers")["pending"]
+        finally:
+            client.close()
+
+    def report(self, name: str, job_ids: list[str], states: list[bytes | None]) -> dict[str, int]:
+        executions = self.counts("executions")
+        figures = {
+            "tasks": len(job_ids),
+            "kills": self.fleet.kills,
+            "executions": sum(executions.get(j, 0) for j in job_ids),
+            "duplicates": sum(max(0, executions.get(j, 0) - 1) for j in job_ids),
+            "lost": sum(1 for s in states if s != b"succeeded"),
+        }
+        print(f"\n[chaos] {name}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
+        return figures
+
+
+@pytest.fixture
+def servers(request: pytest.FixtureRequest) -> Iterator[tuple[RedisServer, RedisServer]]:
+    aof = getattr(request, "param", False)
+    broker, oracle = RedisServer(aof=aof), RedisServer()
+    yield broker, oracle
+    broker.stop()
+    oracle.stop()
+
+
+@pytest.fixture
+async def chaos(servers: tuple[RedisServer, RedisServer], tmp_path: Path) -> AsyncIterator[Chaos]:
+    broker, oracle = servers
+    env = {
+        **os.environ,
+        "AIOQ_REDIS_URL": broker.url,
+        "AIOQ_ORACLE_URL": oracle.url,
+        "AIOQ_TEST_PREFIX": "chaos",
+        "AIOQ_TEST_VT": str(VT),
+        "PYTHONPATH": str(ROOT),
+    }
+    fleet = Fleet(env=env, logdir=tmp_path)
+    app = chaosapp.app
+    app.__init__(broker.url, prefix="chaos", visibility_timeout=VT)  # type: ignore[misc]
+    for task in (chaosapp.work, chaosapp.flaky):
+        app.registry.add(task.definition)
+    seed = int(os.environ.get("AIOQ_CHAOS_SEED", random.randrange(1 << 30)))
+    print(f"\n[chaos] seed={seed}")
+    yield Chaos(broker, oracle, fleet, app, random.Random(seed))
+    fleet.stop()
+    await app.aclose()
+
+
+async def wait_started(chaos: Chaos, n: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while len(chaos.counts("executions")) < n:
+        assert time.monotonic() < deadline, "tasks did not start:\n" + chaos.fleet.logs()[-3000:]
+        await asyncio.sleep(0.05)
+
+
+async def test_sigkill_storm(chaos: Chaos) -> None:
+    """T1: random SIGKILLs while restarting workers: nothing lost, duplicates bounded."""
+    n = scale(1500, 5000)
+    for _ in range(3):
+        chaos.fleet.spawn()
+    jobs = await chaosapp.work.kiq_many([(chaos.rng.randint(10, 50),) for _ in range(n)])
+    ids = [j.id for j in jobs]
+    end = time.monotonic() + scale(8, 20)
+    while time.monotonic() < end:
+        await asyncio.sleep(scale(1, 2))
+        chaos.fleet.kill_one(chaos.rng)
+        chaos.fleet.spawn()
+    states = await chaos.wait_final(ids, timeout=120)
+    figures = chaos.report("sigkill storm", ids, states)
+    assert figures["lost"] == 0
+    assert figures["executions"] >= n
+    assert figures["duplicates"] <= figures["kills"] * chaos.fleet.concurrency
+    assert chaos.leftovers() == (0, 0)
+
+
+async def test_sigterm_drains_without_duplicates(chaos: Chaos) -> None:
+    """T2: SIGTERM during load: in-flight tasks finish, the rest go to the other worker."""
+    n = scale(600, 2000)
+    leaving, staying = chaos.fleet.spawn(), chaos.fleet.spawn()
+    jobs = await chaosapp.work.kiq_many([(chaos.rng.randint(50, 100),) for _ in range(n)])
+    ids = [j.id for j in jobs]
+    await wait_started(chaos, 40)
+    leaving.send_signal(signal.SIGTERM)
+    assert leaving.wait(30) == 0
+    states = await chaos.wait_final(ids, timeout=120)
+    figures = chaos.report("sigterm drain", ids, states)
+    assert figures["lost"] == 0 and figures["duplicates"] == 0
+    assert staying.poll() is None
+    assert chaos.leftovers() == (0, 0)
+
+
+@pytest.mark.parametrize("servers", [True], indirect=True, ids=["aof-always"])
+async def test_redis_restart_with_aof_loses_nothing(chaos: Chaos) -> None:
+    """T3: Redis killed and restarted (appendfsync always) mid-run: zero lost."""
+    n = scale(800, 3000)
+    for _ in range(2):
+        chaos.fleet.spawn()
+    jobs = await chaosapp.work.kiq_many([(chaos.rng.randint(10, 50),) for _ in range(n)])
+    ids = [j.id for j in jobs]
+    await wait_started(chaos, 50)
+    chaos.broker.kill()
+    await asyncio.sleep(1.5)
+    chaos.broker.start()
+    states = await chaos.wait_final(ids, timeout=120)
+    figures = chaos.report("redis restart (aof always)", ids, states)
+    assert figures["lost"] == 0
+    assert all(p.poll() is None for p in chaos.fleet.procs), "a worker died"
+    assert chaos.leftovers() == (0, 0)
+
+
+async def test_redis_restart_without_persistence(chaos: Chaos) -> None:
+    """T3b: without persistence a restart loses what Redis held — queued messages and
+    finished records — while tasks running at that moment still finish and record
+    their outcome, and the workers carry on with new work (docs/reliability.md)."""
+    chaos.fleet.concurrency = 8
+    chaos.fleet.spawn()
+    jobs = await chaosapp.work.kiq_many([(400,) for _ in range(scale(80, 200))])
+    ids = [j.id for j in jobs]
+    await wait_started(chaos, 8)
+    running = set(chaos.counts("executions")) - set(chaos.counts("finishes"))
+    chaos.broker.kill()
+    chaos.broker.start()  # empty
+    await asyncio.sleep(1.0)
+    states = dict(zip(ids, chaos.states(ids), strict=True))
+    for job_id in running:
+        deadline = time.monotonic() + 10
+        while states[job_id] != b"succeeded" and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            states[job_id] = chaos.states([job_id])[0]
+    lost = [j for j in ids if states[j] is None]
+    print(
+        f"\n[chaos] redis restart (no persistence): tasks={len(ids)} running={len(running)} "
+        f"lost={len(lost)}"
+    )
+    assert all(states[j] == b"succeeded" for j in running)  # in flight: finished
+    assert set(lost) <= set(ids) - running  # only what sat in Redis was lost
+    after = await chaosapp.work.kiq(5)  # the worker recreated its group
+    assert await after.result(timeout=20) == 5
+
+
+async def test_killed_connections(chaos: Chaos) -> None:
+    """T4: CLIENT KILL TYPE normal, repeatedly: zero lost, workers still running."""
+    n = scale(2000, 10000)
+    for _ in range(2):
+        chaos.fleet.spawn()
+    jobs = await chaosapp.work.kiq_many([(chaos.rng.randint(5, 20),) for _ in range(n)])
+    ids = [j.id for j in jobs]
+    admin = chaos.broker.client()
+    kills = 0
+    end = time.monotonic() + scale(5, 15)
+    while time.monotonic() < end:
+        await asyncio.sleep(0.5)
+        kills += admin.client_kill_filter(_type="normal", skipme=True)
+    admin.close()
+    states = await chaos.wait_final(ids, timeout=120)
+    figures = chaos.report(f"client kill x{kills} connections", ids, states)
+    assert figures["lost"] == 0
+    assert all(p.poll() is None for p in chaos.fleet.procs), "a worker died"
+
+
+async def test_long_task_on_a_live_worker_runs_once(chaos: Chaos) -> None:
+    """T5: a task three times longer than the visibility timeout is never taken over."""
+    for _ in range(2):
+        chaos.fleet.spawn()
+    jobs = await chaosapp.work.kiq_many([(int(VT * 3000),) for _ in range(4)])
+    ids = [j.id for j in jobs]
+    states = await chaos.wait_final(ids, timeout=60)
+    figures = chaos.report("long tasks", ids, states)
+    assert figures["lost"] == 0 and figures["duplicates"] == 0
+
+
+async def test_poison_messages(chaos: Chaos) -> None:
+    """T6: garbage, unknown task, wrong types, oversized: each dead-lettered with its
+    reason (jobs with a record fail at once); the good ones around them succeed."""
+    chaos.fleet.spawn()
+    client = chaos.broker.client()
+    stream = chaos.app.keys.stream("default")
+    good = await chaosapp.work.kiq_many([(5,)] * 20)
+    client.xadd(stream, {"m": b"\x00garbage"})
+    unknown = await chaos.app.send("no.such.task")
+    wrong = await chaos.app.send(chaosapp.work.name, args=["not an int"])
+    client.xadd(
+        stream,
+        {"m": encode(Message("big", chaosapp.work.name, "default", ["x" * (2 << 20)], {}, 0))},
+    )
+    good += await chaosapp.work.kiq_many([(5,)] * 20)
+    for job, kind in ((unknown, "UnknownTask"), (wrong, "ArgumentError")):
+        with pytest.raises(aioq.TaskFailed) as err:
+            await job.result(timeout=20)
+        assert err.value.type == kind
+    assert await asyncio.gather(*(j.result(timeout=20) for j in good)) == [5] * 40
+    reasons = sorted(
+        f[b"reason"].decode().split(":")[0]
+        for _, f in client.xrange(chaos.app.keys.dead("default"))
+    )
+    client.close()
+    print(f"\n[chaos] poison: dead letters={reasons}")
+    assert reasons == [
+        "invalid arguments",
+        "message too large",
+        "undecodable message",
+        "unknown task 'no.such.task'",
+    ]
+
+
+async def test_retries_under_kills(chaos: Chaos) -> None:
+    """T7: tasks that fail twice then succeed, while workers are killed."""
+    n = scale(60, 200)
+    for _ in range(3):
+        chaos.fleet.spawn()
+    jobs = await chaosapp.flaky.kiq_many([(2,)] * n)
+    ids = [j.id for j in jobs]
+    for _ in range(scale(3, 8)):
+        await asyncio.sleep(1.0)
+        chaos.fleet.kill_one(chaos.rng)
+        chaos.fleet.spawn()
+    states = await chaos.wait_final(ids, timeout=120)
+    successes = chaos.counts("successes")
+    attempts = [(await chaos.app.job(j).info()).attempts for j in ids]
+    print(
+        f"\n[chaos] retries under kills: tasks={n} kills={chaos.fleet.kills} "
+        f"successes={sum(successes.values())} min attempts={min(attempts)}"
+    )
+    assert all(s == b"succeeded" for s in states)
+    assert all(successes.get(j, 0) >= 1 for j in ids)
+    extra = sum(successes.get(j, 0) - 1 for j in ids)
+    assert extra <= chaos.fleet.kills * chaos.fleet.concurrency
+    assert min(attempts) >= 3
+
+
+async def test_zombie_worker(chaos: Chaos) -> None:
+    """T8: SIGSTOP a worker past its lease, SIGCONT it: its tasks finish elsewhere and
+    its late completions never overwrite a record or ack another worker's message."""
+    chaos.fleet.concurrency = 5
+    zombie = chaos.fleet.spawn()
+    jobs = await chaosapp.work.kiq_many([(3000,)] * 5)
+    ids = [j.id for j in jobs]
+    await wait_started(chaos, 5)
+    zombie.send_signal(signal.SIGSTOP)
+    rescuer = chaos.fleet.spawn()
+    deadline = time.monotonic() + 30
+    while min(chaos.counts("executions").get(j, 0) for j in ids) < 2:
+        assert time.monotonic() < deadline, chaos.fleet.logs()[-3000:]
+        await asyncio.sleep(0.1)
+    zombie.send_signal(signal.SIGCONT)
+    states = await chaos.wait_final(ids, timeout=30)
+    workers = {(await chaos.app.job(j).info()).worker for j in ids}
+    print(f"\n[chaos] zombie: finished by {workers}; zombie pid {zombie.pid}")
+    assert all(s == b"succeeded" for s in states)
+    assert all(w is not None and f":{zombie.pid}:" not in w for w in workers)
+    assert f":{rescuer.pid}:" in next(iter(workers))
+    await asyncio.sleep(0.5)
+    assert chaos.leftovers() == (0, 0)
+    logs = chaos.fleet.logs()
+    assert "while this worker was stalled" in logs or "taken over by another worker" in logs
