@@ -354,19 +354,25 @@ class Harness:
 
     def b1(self, system: str) -> dict[str, float]:
         r, w = self._drain(system, 1)
+        done = r["n"] - r.get("stuck", 0)  # jobs that never finished are left out, and flagged
         return {
-            "B_w1_per_s": r["n"] / (r["done"] - w.started),
+            "B_w1_per_s": done / (r["done"] - w.started),
             "B_w1_first_result_s": r["first_done"] - w.started,
-            "B_w1_steady_per_s": r["n"] / (r["done"] - r["first_done"]),
+            "B_w1_steady_per_s": done / (r["done"] - r["first_done"]),
             "E_peak_rss_mb": w.peak_rss_kb / 1024,
             "E_hwm_mb": r["hwm_kb"] / 1024,
+            **({"B_w1_stuck_jobs": r["stuck"]} if r.get("stuck") else {}),
         }
 
     def b2(self, system: str) -> dict[str, float]:
         if not load(system).MULTIPROC:
             return {}
         r, w = self._drain(system, 2)
-        return {"B_w2_per_s": r["n"] / (r["done"] - w.started)}
+        done = r["n"] - r.get("stuck", 0)
+        return {
+            "B_w2_per_s": done / (r["done"] - w.started),
+            **({"B_w2_stuck_jobs": r["stuck"]} if r.get("stuck") else {}),
+        }
 
     def c(self, system: str) -> dict[str, float]:
         if "C" in getattr(load(system), "SKIP", set()):
@@ -383,7 +389,11 @@ class Harness:
             w.check_alive()
         finally:
             w.stop()
-        return {"C_seconds": r["seconds"], "C_enqueue_seconds": r["enqueue_seconds"]}
+        return {
+            "C_seconds": r["seconds"],
+            "C_enqueue_seconds": r["enqueue_seconds"],
+            **({"C_stuck_jobs": r["stuck"]} if r.get("stuck") else {}),
+        }
 
     def d(self, system: str) -> dict[str, float]:
         if "D" in getattr(load(system), "SKIP", set()):

@@ -29,9 +29,13 @@ async def sleep(ctx: Any, *, seconds: float) -> None:
 
 
 if AVAILABLE:
-    from saq import Queue
+    import redis.asyncio as aredis
+    from saq.queue.redis import RedisQueue
 
-    queue = Queue.from_url(base.REDIS_URL)
+    # Queue.from_url(url) would build its client with redis-py's default pool, which
+    # redis-py 8 caps at 100 connections: at concurrency >= 100 the worker then fails
+    # with MaxConnectionsError and leaves jobs "active" forever. Hence our own client.
+    queue = RedisQueue(aredis.from_url(base.REDIS_URL, max_connections=10_000))
     settings = {"queue": queue, "functions": [noop, sleep], "concurrency": base.CONCURRENCY}
 
     class Client(base.Client):
