@@ -183,17 +183,21 @@ class Streams:
         """Job ids announced for abort, forever; survives reconnects (an
         announcement made while disconnected is caught by ``states``)."""
         delay = 0.1
+        outage = False
         while True:
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self.keys.abort_channel())
                 delay = 0.1
+                outage = False
                 while True:
                     msg = await pubsub.get_message(timeout=None)
                     if msg is not None and msg["type"] == "message":
                         yield msg["data"].decode()
             except CONNECTION_ERRORS as exc:
-                log.warning("abort channel lost (%s); resubscribing", exc)
+                if not outage:
+                    log.warning("abort channel lost (%s); resubscribing", exc)
+                    outage = True
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
             finally:
