@@ -99,7 +99,9 @@ class Client:
     async def wait_outcome(self, job_id: str, timeout: float | None) -> bytes:
         bound = self._get()
         async with broker_errors(self.url):
-            return await results.wait_outcome(bound.batcher, self.keys, bound.subs, job_id, timeout)
+            return await results.wait_outcome(
+                bound.batcher, self.keys, bound.subs, job_id, timeout, self.timeout
+            )
 
     async def abort(self, job_id: str, outcome: bytes, now_ms: int, ttl_ms: int) -> bool:
         """End the job as aborted unless it already ended; True if it was aborted."""

@@ -173,34 +173,76 @@ class Subscriptions:
 
 
 async def wait_outcome(
-    batcher: Batcher, keys: Keyspace, subs: Subscriptions, job_id: str, timeout: float | None
+    batcher: Batcher,
+    keys: Keyspace,
+    subs: Subscriptions,
+    job_id: str,
+    timeout: float | None,
+    patience: float,
 ) -> bytes:
     """The job's outcome payload, as soon as it exists.
 
+    Rides out a Redis outage (a restart, dropped connections) for up to
+    ``patience`` seconds before letting the connection error through.
     Raises ``TimeoutError`` when ``timeout`` seconds pass first.
     """
     loop = asyncio.get_running_loop()
     deadline = None if timeout is None else loop.time() + timeout
-    waiter = await subs.subscribe(keys.done_channel(job_id))
+    outage = _Outage(patience, deadline)
+    while True:
+        try:
+            waiter = await subs.subscribe(keys.done_channel(job_id))
+            break
+        except CONNECTION_ERRORS as exc:
+            await outage.pause(exc)
     try:
         while True:
             # Subscribed first, read second: no outcome can slip between the two.
-            outcome = await read_outcome(batcher, keys, job_id)
+            try:
+                outcome = await read_outcome(batcher, keys, job_id)
+            except CONNECTION_ERRORS as exc:
+                await outage.pause(exc)
+                continue
+            outage.over()
             if outcome is not None:
                 return outcome
-            while True:
-                wait = RECHECK_INTERVAL
-                if deadline is not None:
-                    wait = min(wait, deadline - loop.time())
-                    if wait <= 0:
-                        raise TimeoutError(job_id)
-                try:
-                    await asyncio.wait_for(waiter.event.wait(), wait)
-                except TimeoutError:
-                    break  # slow re-check of the record
-                if waiter.payload is not None:
-                    return waiter.payload
-                waiter.event.clear()  # woken by a reconnect: re-check the record
-                break
+            wait = RECHECK_INTERVAL
+            if deadline is not None:
+                wait = min(wait, deadline - loop.time())
+                if wait <= 0:
+                    raise TimeoutError(job_id)
+            try:
+                await asyncio.wait_for(waiter.event.wait(), wait)
+            except TimeoutError:
+                continue  # slow re-check of the record
+            if waiter.payload is not None:
+                return waiter.payload
+            waiter.event.clear()  # woken by a reconnect: re-check the record
     finally:
         subs.discard(waiter)
+
+
+class _Outage:
+    """Backoff while Redis is unreachable; re-raises once it lasted ``patience``
+    seconds or the caller's deadline passed."""
+
+    def __init__(self, patience: float, deadline: float | None) -> None:
+        self.patience = patience
+        self.deadline = deadline
+        self.since: float | None = None
+        self.delay = 0.05
+
+    async def pause(self, error: BaseException) -> None:
+        now = asyncio.get_running_loop().time()
+        if self.since is None:
+            self.since = now
+        if now - self.since >= self.patience:
+            raise error
+        if self.deadline is not None and now >= self.deadline:
+            raise error
+        await asyncio.sleep(self.delay)
+        self.delay = min(self.delay * 2, 1.0)
+
+    def over(self) -> None:
+        self.since = None
+        self.delay = 0.05

@@ -335,3 +335,19 @@ async def test_zombie_worker(chaos: Chaos) -> None:
     assert chaos.leftovers() == (0, 0)
     logs = chaos.fleet.logs()
     assert "while this worker was stalled" in logs or "taken over by another worker" in logs
+
+
+@pytest.mark.parametrize("servers", [True], indirect=True, ids=["aof-always"])
+async def test_client_awaits_through_a_redis_restart(chaos: Chaos) -> None:
+    """T9: job.result() rides out a Redis restart instead of failing."""
+    chaos.fleet.spawn()
+    job = await chaosapp.work.kiq(2000)
+    await wait_started(chaos, 1)
+    waiting = asyncio.ensure_future(job.result(timeout=30))
+    await asyncio.sleep(0.2)
+    chaos.broker.kill()
+    await asyncio.sleep(1.0)
+    assert not waiting.done()
+    chaos.broker.start()
+    assert await waiting == 2000
+    print("\n[chaos] result awaited through a Redis restart")
