@@ -11,6 +11,7 @@ Import everything from here::
         return x + y
 """
 
+from ._core.message import Progress as Progress
 from .app import App as App
 from .context import Context as Context
 from .deadletter import DeadLetter as DeadLetter
@@ -25,6 +26,8 @@ from .errors import TaskFailed as TaskFailed
 from .job import Job as Job
 from .job import JobInfo as JobInfo
 from .job import JobState as JobState
+from .job import JobUpdate as JobUpdate
+from .job import gather as gather
 from .task import AsyncTask as AsyncTask
 from .task import SyncTask as SyncTask
 from .task import Task as Task
@@ -44,11 +47,14 @@ __all__ = [
     "JobAborted",
     "JobInfo",
     "JobState",
+    "JobUpdate",
     "MessageTooLarge",
+    "Progress",
     "ResultTimeout",
     "Retry",
     "SyncTask",
     "Task",
     "TaskFailed",
     "Worker",
+    "gather",
 ]

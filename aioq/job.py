@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -12,6 +13,7 @@ from ._core.message import (
     ErrorInfo,
     JobState,
     Outcome,
+    Progress,
     decode_outcome,
     decode_value,
     encode,
@@ -20,9 +22,11 @@ from ._core.message import (
 from .errors import JobAborted, ResultTimeout, TaskFailed
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from .app import App
 
-__all__ = ["Job", "JobInfo", "JobState"]
+__all__ = ["Job", "JobInfo", "JobState", "JobUpdate", "gather"]
 
 R = TypeVar("R", covariant=True)
 
@@ -46,9 +50,22 @@ class JobInfo(msgspec.Struct, frozen=True, kw_only=True):
     worker: str | None = None
     due_at: datetime | None = None
     """When a ``scheduled`` or ``retrying`` job is due to (re)start."""
+    progress: Progress | None = None
+    """The task's last ``ctx.progress(...)`` report."""
     result: Any = None
     error: ErrorInfo | None = None
     """The error a failed job ended with, or the last error of a job being retried."""
+
+
+class JobUpdate(msgspec.Struct, frozen=True, kw_only=True):
+    """One event of ``job.updates()``: the state, and the progress report if it is one."""
+
+    state: JobState
+    progress: Progress | None = None
+
+    @property
+    def is_final(self) -> bool:
+        return self.state.is_final
 
 
 def _when(ms: bytes | None) -> datetime | None:
@@ -118,6 +135,27 @@ class Job(Generic[R]):
         ttl_ms = int(self._app.result_ttl * 1000)
         return await self._app._transport.abort(self.id, outcome, now, ttl_ms)
 
+    async def updates(self) -> AsyncIterator[JobUpdate]:
+        """The job's state now, then each progress report as the task makes it,
+        then its final state — pushed by the worker, never polled::
+
+            async for update in job.updates():
+                if update.progress:
+                    bar.update(update.progress.current, update.progress.total)
+            result = await job.result()
+        """
+        async for kind, data in self._app._transport.watch(self.id):
+            if kind == "record":
+                state = JobState(data.get(b"state", b"queued").decode())
+                progress = (
+                    decode_value(data[b"progress"], Progress) if b"progress" in data else None
+                )
+                yield JobUpdate(state=state, progress=progress)
+            elif kind == "progress":
+                yield JobUpdate(state=JobState.RUNNING, progress=decode_value(data, Progress))
+            else:
+                yield JobUpdate(state=JobState(decode_outcome(data).state))
+
     async def state(self) -> JobState:
         """The job's current state (``queued`` when no worker has recorded it yet)."""
         raw = await self._app._transport.job_state(self.id)
@@ -151,6 +189,14 @@ class Job(Generic[R]):
             finished_at=finished_at,
             worker=worker.decode() if worker else None,
             due_at=_when(rec.get(b"due_ms")),
+            progress=decode_value(rec[b"progress"], Progress) if b"progress" in rec else None,
             result=result,
             error=error,
         )
+
+
+async def gather(*jobs: Job[Any], timeout: float | None = None) -> list[Any]:
+    """Wait for every job and return their results in order (like ``asyncio.gather``;
+    the first failure is raised). All waits share the client's one pub/sub
+    connection and batched reads."""
+    return list(await asyncio.gather(*(job.result(timeout) for job in jobs)))

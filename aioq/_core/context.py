@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from .message import Progress, encode, now_ms
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from ..app import App
 
 
@@ -19,7 +23,7 @@ class Context:
             log.info("job %s attempt %d", ctx.job_id, ctx.attempt)
     """
 
-    __slots__ = ("app", "attempt", "job_id", "queue", "task_name", "worker_id")
+    __slots__ = ("_report", "app", "attempt", "job_id", "queue", "task_name", "worker_id")
 
     def __init__(
         self,
@@ -30,6 +34,7 @@ class Context:
         queue: str,
         attempt: int,
         worker_id: str,
+        report: Callable[[str, bytes], Awaitable[None]] | None = None,
     ) -> None:
         self.app = app
         self.job_id = job_id
@@ -37,6 +42,15 @@ class Context:
         self.queue = queue
         self.attempt = attempt
         self.worker_id = worker_id
+        self._report = report
+
+    async def progress(self, current: float, total: float | None = None, **info: Any) -> None:
+        """Report progress: stored in the job's record (``job.info().progress``) and
+        sent to every ``job.updates()`` watcher. A no-op when the task is called
+        directly rather than run by a worker."""
+        if self._report is not None:
+            report = Progress(current=current, total=total, info=info, at_ms=now_ms())
+            await self._report(self.job_id, encode(report))
 
     def __repr__(self) -> str:
         return (

@@ -71,6 +71,15 @@ class Message(msgspec.Struct, array_like=True, frozen=True):
     """How many retries preceded this message (0 for the first attempt)."""
 
 
+class Progress(msgspec.Struct, frozen=True, kw_only=True):
+    """A task's own report of how far it got (``await ctx.progress(…)``)."""
+
+    current: float
+    total: float | None = None
+    info: dict[str, Any] = {}
+    at_ms: int = 0
+
+
 class ErrorInfo(msgspec.Struct, array_like=True, frozen=True):
     """A remote exception, as text: never a pickled object."""
 

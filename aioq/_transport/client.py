@@ -17,7 +17,7 @@ from .keys import PAYLOAD_FIELD
 from .scripts import SCRIPTS
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import AsyncIterator, Sequence
 
     from redis.asyncio import Redis
 
@@ -121,6 +121,20 @@ class Client:
                 ],
             )
         return bool(done)
+
+    async def report_progress(self, job_id: str, payload: bytes) -> None:
+        batcher = self._get().batcher
+        async with broker_errors(self.url):
+            await asyncio.gather(
+                batcher.call("HSET", self.keys.job(job_id), "progress", payload),
+                batcher.call("PUBLISH", self.keys.progress_channel(job_id), payload),
+            )
+
+    async def watch(self, job_id: str) -> AsyncIterator[tuple[str, Any]]:
+        bound = self._get()
+        async with broker_errors(self.url):
+            async for event in results.watch(bound.batcher, self.keys, bound.subs, job_id):
+                yield event
 
     async def job_state(self, job_id: str) -> bytes | None:
         async with broker_errors(self.url):

@@ -41,6 +41,10 @@ class Keyspace:
         """Pub/sub channel on which a job's outcome is published once."""
         return f"{self.prefix}:done:{job_id}"
 
+    def progress_channel(self, job_id: str) -> str:
+        """Pub/sub channel of a job's progress reports."""
+        return f"{self.prefix}:progress:{job_id}"
+
     def abort_channel(self) -> str:
         """Pub/sub channel on which job ids to abort are announced to workers."""
         return f"{self.prefix}:abort"

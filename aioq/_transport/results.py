@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, cast
 from .connection import CONNECTION_ERRORS
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from redis.asyncio import Redis
 
     from .batcher import Batcher
@@ -42,12 +44,14 @@ async def read_record(batcher: Batcher, keys: Keyspace, job_id: str) -> dict[byt
 class Waiter:
     """One awaiting caller: woken by its job's notification, or by a reconnect."""
 
-    __slots__ = ("channel", "event", "payload")
+    __slots__ = ("channel", "event", "inbox", "payload")
 
-    def __init__(self, channel: bytes) -> None:
+    def __init__(self, channel: bytes, event: asyncio.Event | None = None) -> None:
         self.channel = channel
-        self.event = asyncio.Event()
+        self.event = event or asyncio.Event()
         self.payload: bytes | None = None
+        self.inbox: list[bytes] = []
+        """Every message received, in order (for watchers that want them all)."""
 
 
 class Subscriptions:
@@ -61,14 +65,14 @@ class Subscriptions:
         self._to_subscribe: set[bytes] = set()
         self._flush_scheduled = False
 
-    async def subscribe(self, channel: str) -> Waiter:
+    async def subscribe(self, channel: str, event: asyncio.Event | None = None) -> Waiter:
         """Register a waiter on ``channel``; returns once Redis confirmed the subscription.
 
         Subscriptions asked for in the same loop tick share one SUBSCRIBE.
         """
         key = channel.encode()
         loop = asyncio.get_running_loop()
-        waiter = Waiter(key)
+        waiter = Waiter(key, event)
         waiters = self._waiters.setdefault(key, set())
         waiters.add(waiter)
         if len(waiters) == 1 and key not in self._confirm:
@@ -145,6 +149,7 @@ class Subscriptions:
         if kind == "message":
             for waiter in self._waiters.get(channel, ()):
                 waiter.payload = msg["data"]
+                waiter.inbox.append(msg["data"])
                 waiter.event.set()
         elif kind == "subscribe":
             confirm = self._confirm.pop(channel, None)
@@ -246,3 +251,36 @@ class _Outage:
     def over(self) -> None:
         self.since = None
         self.delay = 0.05
+
+
+async def watch(
+    batcher: Batcher, keys: Keyspace, subs: Subscriptions, job_id: str
+) -> AsyncIterator[tuple[str, Any]]:
+    """A job's record now, then each progress report, then its outcome:
+    ``("record", dict)``, ``("progress", bytes)``…, ``("outcome", bytes)``."""
+    wake = asyncio.Event()
+    done = await subs.subscribe(keys.done_channel(job_id), wake)
+    progress = await subs.subscribe(keys.progress_channel(job_id), wake)
+    try:
+        record = await read_record(batcher, keys, job_id)
+        yield "record", record
+        if b"outcome" in record:
+            return
+        while True:
+            try:
+                await asyncio.wait_for(wake.wait(), RECHECK_INTERVAL)
+            except TimeoutError:
+                pass
+            wake.clear()
+            while progress.inbox:
+                yield "progress", progress.inbox.pop(0)
+            if done.payload is not None:
+                yield "outcome", done.payload
+                return
+            outcome = await read_outcome(batcher, keys, job_id)  # missed while away?
+            if outcome is not None:
+                yield "outcome", outcome
+                return
+    finally:
+        subs.discard(done)
+        subs.discard(progress)

@@ -172,6 +172,7 @@ class Dispatcher:
                     queue=msg.queue,
                     attempt=attempt,
                     worker_id=self.worker_id,
+                    report=self.app._transport.report_progress,
                 )
                 if task.wants_context
                 else None

@@ -61,6 +61,13 @@ async def usage() -> None:
     assert_type(sent, aioq.Job[Any])
     assert_type(app.job(sent.id), aioq.Job[Any])
 
+    assert_type(await job.abort(), bool)
+    async for update in job.updates():
+        assert_type(update, aioq.JobUpdate)
+    assert_type(await aioq.gather(job, sent), list[Any])
+    assert_type(await app.dead_letters("default"), list[aioq.DeadLetter])
+    assert_type(await add.with_options(delay=5.0, retries=2).kiq(1, 2), aioq.Job[int])
+
     # Negative cases: wrong argument types and counts are type errors.
     await add.kiq("a", 2)  # type: ignore[arg-type]
     await add.kiq(1)  # type: ignore[call-arg]
