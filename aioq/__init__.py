@@ -13,6 +13,14 @@ Import everything from here::
 
 from ._core.message import Progress as Progress
 from .app import App as App
+from .canvas import Chain as Chain
+from .canvas import Chord as Chord
+from .canvas import Group as Group
+from .canvas import GroupJob as GroupJob
+from .canvas import Signature as Signature
+from .canvas import chain as chain
+from .canvas import chord as chord
+from .canvas import group as group
 from .context import Context as Context
 from .deadletter import DeadLetter as DeadLetter
 from .errors import AioqError as AioqError
@@ -40,9 +48,13 @@ __all__ = [
     "App",
     "AsyncTask",
     "BrokerUnavailable",
+    "Chain",
+    "Chord",
     "ConfigurationError",
     "Context",
     "DeadLetter",
+    "Group",
+    "GroupJob",
     "Job",
     "JobAborted",
     "JobInfo",
@@ -52,9 +64,13 @@ __all__ = [
     "Progress",
     "ResultTimeout",
     "Retry",
+    "Signature",
     "SyncTask",
     "Task",
     "TaskFailed",
     "Worker",
+    "chain",
+    "chord",
     "gather",
+    "group",
 ]

@@ -8,12 +8,14 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
 import msgspec
 
 from . import deadletter
+from ._core.canvas import SigData
 from ._core.message import new_message, now_ms
 from ._core.options import Effective, TaskOptions, When, due_ms, validate, wire
 from ._core.registry import Registry, TaskDef
 from ._transport.client import Client
 from ._transport.connection import broker_errors
 from ._transport.keys import Keyspace
+from .canvas import Signature
 from .errors import ConfigurationError
 from .job import Job
 from .task import AsyncTask, SyncTask, Task
@@ -289,6 +291,22 @@ class App:
             ttl_ms = due - now + int(ttl * 1000)
             await self._transport.schedule(queue, job_id, name, payload, due, ttl_ms)
         return job_id
+
+    def signature(
+        self,
+        name: str,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        queue: str | None = None,
+    ) -> Signature[Any]:
+        """A signature of a task by name, without importing it (for workflows)."""
+        local = self.registry.get(name)
+        if queue is None:
+            task_queue = local.options.queue if local is not None else _UNSET
+            queue = task_queue if isinstance(task_queue, str) else self.default_queue
+        data = SigData(name, list(args), dict(kwargs or {}), queue, {})
+        return Signature(self, data, local.return_type if local is not None else Any)
 
     def job(self, job_id: str) -> Job[Any]:
         """A handle on an existing job, from its id (works in any process)."""

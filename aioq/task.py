@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 import msgspec
 
+from ._core.canvas import SigData
 from ._core.context import Context
 from ._core.message import new_message
 from ._core.options import TaskOptions, When, due_ms, validate, wire
+from .canvas import Signature
 from .job import Job
 
 if TYPE_CHECKING:
@@ -107,6 +109,14 @@ class Task(Generic[P, R]):
             self.definition.name, self._queue, args, kwargs, self._call, self._when
         )
         return Job(self.app, job_id, self.definition.return_type)
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature[R]:
+        """A signature of this task called with these arguments, for workflows
+        (``chain``, ``group``, ``chord``). In a chain, the previous step's result
+        is passed before ``args``."""
+        options = {k: v for k, v in wire(self._call).items() if v is not None}
+        data = SigData(self.definition.name, list(args), kwargs, self._queue, options)
+        return Signature(self.app, data, self.definition.return_type)
 
     async def kiq_many(self, calls: Iterable[tuple[Any, ...]]) -> list[Job[R]]:
         """Enqueue one call per tuple of positional arguments, in pipelined batches.

@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 
 from ..errors import MessageTooLarge
+from .canvas import Cont
 
 __all__ = [
     "ErrorInfo",
@@ -69,6 +70,8 @@ class Message(msgspec.Struct, array_like=True, frozen=True):
     retries: int | None = None
     retry: int = 0
     """How many retries preceded this message (0 for the first attempt)."""
+    cont: Cont | None = None
+    """What follows this job in a workflow (chain, group, chord); None for a lone job."""
 
 
 class Progress(msgspec.Struct, frozen=True, kw_only=True):
@@ -163,13 +166,15 @@ def new_message(
     store_result: bool | None = None,
     retries: int | None = None,
     max_bytes: int,
+    job_id: str | None = None,
+    cont: Cont | None = None,
 ) -> tuple[str, bytes]:
     """Build and encode one call; returns (job id, payload).
 
     Raises ``MessageTooLarge`` before anything is written when the payload is
     over ``max_bytes``, and ``TypeError`` for an argument msgpack cannot carry.
     """
-    job_id = uuid.uuid4().hex
+    job_id = job_id or uuid.uuid4().hex
     payload = encode(
         Message(
             job_id,
@@ -182,6 +187,8 @@ def new_message(
             result_ttl,
             store_result,
             retries,
+            0,
+            cont,
         )
     )
     if len(payload) > max_bytes:

@@ -33,6 +33,14 @@ class Keyspace:
         """Dead letters of ``queue``: the original payload plus why it died."""
         return f"{self.prefix}:{{{queue}}}:dead"
 
+    def once(self, queue: str, job_id: str) -> str:
+        """Marker that a workflow follow-up job was already sent to ``queue``."""
+        return f"{self.prefix}:{{{queue}}}:once:{job_id}"
+
+    def barrier(self, group_id: str) -> str:
+        """A group's member results, by index (hash with a TTL)."""
+        return f"{self.prefix}:barrier:{group_id}"
+
     def job(self, job_id: str) -> str:
         """The record of one job (a hash with a TTL once final)."""
         return f"{self.prefix}:job:{job_id}"

@@ -212,6 +212,25 @@ class Streams:
         async with bounded():
             return cast("list[bytes | None]", await pipe.execute())
 
+    async def enqueue_once(self, queue: str, job_id: str, payload: bytes, ttl_ms: int) -> bool:
+        """Send a workflow follow-up unless it was sent before (deterministic id)."""
+        added = await SCRIPTS.call(
+            self.redis,
+            "enqueue_once",
+            [self.keys.stream(queue), self.keys.once(queue, job_id)],
+            [payload, ttl_ms],
+        )
+        return bool(added)
+
+    async def join(
+        self, group_id: str, index: int, value: bytes, size: int, ttl_ms: int
+    ) -> list[bytes] | None:
+        """Record a member's result; all results (in order) once the group is complete."""
+        values = await SCRIPTS.call(
+            self.redis, "join", [self.keys.barrier(group_id)], [index, value, size, ttl_ms]
+        )
+        return list(values) if values else None
+
     async def renew(self, queue: str, consumer: str, ids: Sequence[bytes]) -> list[bytes]:
         """Refresh the lease on ``ids``; returns those this consumer no longer owns."""
         lost: list[bytes] = await SCRIPTS.call(

@@ -17,7 +17,16 @@ import anyio
 import msgspec
 
 from .._core.context import Context
-from .._core.message import JobState, Message, Outcome, decode_message, encode, now_ms
+from .._core.message import (
+    JobState,
+    Message,
+    Outcome,
+    decode_message,
+    decode_outcome,
+    decode_value,
+    encode,
+    now_ms,
+)
 from .._core.options import Effective, TaskOptions, resolve
 from .._core.registry import ArgumentError, TaskDef
 from .._transport.connection import CONNECTION_ERRORS
@@ -25,6 +34,7 @@ from .._transport.streams import Entry, Finish, Start, Streams
 from ..errors import Retry
 from .completer import persist
 from .executor import error_outcome, run_attempt
+from .flow import Flow
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -51,6 +61,7 @@ class Dispatcher:
         self.completer = completer
         self.threads = threads
         self.release = release
+        self.flow = Flow(app, streams, completer)
         self._vt_ms = int(app.visibility_timeout * 1000)
         self.inflight: dict[tuple[str, bytes], asyncio.Task[Any]] = {}
         """Entries running here, with the task running each."""
@@ -117,7 +128,10 @@ class Dispatcher:
         for (entry, msg, task), reply in zip(good, replies, strict=True):
             if isinstance(reply, bytes):
                 log.info("job %s already finished; acking its redelivered message", msg.id)
-                self._spawn(self._ack_only(entry))
+                if msg.cont is not None and reply:
+                    self._spawn(self._resume(entry, msg, decode_outcome(reply)))
+                else:
+                    self._spawn(self._ack_only(entry))
                 continue
             attempt = reply if isinstance(reply, int) else 1
             if isinstance(reply, Exception):
@@ -164,6 +178,9 @@ class Dispatcher:
         settled = False  # completion written, or the message belongs to someone else now
         try:
             opts = self._effective(task, msg)
+            if msg.cont is not None and not opts.store_result:
+                # the next step needs this result, also after a redelivery
+                opts = msgspec.structs.replace(opts, store_result=True)
             ctx = (
                 Context(
                     app=self.app,
@@ -187,9 +204,14 @@ class Dispatcher:
                 await self._retry(entry, msg, opts, outcome, error)
                 settled = True
                 return
-            await self.completer.submit(
-                entry.queue, entry.id, self._finish(entry, msg.id, outcome, opts.result_ttl)
-            )
+            finish = self._finish(entry, msg.id, outcome, opts.result_ttl)
+            if msg.cont is None:
+                await self.completer.submit(entry.queue, entry.id, finish)
+            else:
+                # A workflow step: outcome, then what follows, then the ack.
+                await self.completer.write_now(finish)
+                await self._follow(msg, outcome)
+                await self.completer.submit(entry.queue, entry.id, None)
             settled = True
         except asyncio.CancelledError:
             if key in self._aborted:
@@ -307,8 +329,26 @@ class Dispatcher:
                 await self.completer.write_now(
                     self._finish(entry, msg.id, outcome, self.app.result_ttl)
                 )
+                if msg.cont is not None and outcome.error is not None:
+                    await self.flow.failed(msg, outcome.error)
         except CONNECTION_ERRORS as exc:
             log.warning("could not dead-letter %s (%s); it will be retried", entry.id, exc)
+
+    async def _follow(self, msg: Message, outcome: Outcome) -> None:
+        assert msg.cont is not None
+        if outcome.state == JobState.SUCCEEDED.value:
+            await self.flow.succeeded(msg.cont, decode_value(outcome.result))
+        elif outcome.error is not None:
+            await self.flow.failed(msg, outcome.error)
+
+    async def _resume(self, entry: Entry, msg: Message, outcome: Outcome) -> None:
+        """A finished workflow step came back (its worker died before the ack):
+        make sure what follows it was sent, then ack."""
+        try:
+            await self._follow(msg, outcome)
+            await self.completer.submit(entry.queue, entry.id, None)
+        finally:
+            self.release()
 
     async def _ack_only(self, entry: Entry) -> None:
         try:

@@ -15,6 +15,7 @@ LAYERS = {
     "cli": 0,
     "__main__": 0,
     "app": 1,
+    "canvas": 1,
     "deadletter": 1,
     "task": 1,
     "job": 1,

@@ -1,0 +1,24 @@
+-- join: record one group member's result; when every member is in, return all
+-- results in member order. Counted by member index in a hash (HSETNX), so a
+-- redelivered or retried member never counts twice; every call that finds the
+-- group complete returns the results, and the follow-up it sends is deduplicated
+-- by enqueue_once, so the callback runs exactly once.
+--
+-- KEYS[1]  the group's barrier (hash: member index -> msgpack result)
+-- ARGV[1]  member index
+-- ARGV[2]  the member's result (msgpack)
+-- ARGV[3]  group size
+-- ARGV[4]  barrier TTL (ms)
+--
+-- Returns: the list of results when complete, else nil.
+redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+local size = tonumber(ARGV[3])
+if redis.call('HLEN', KEYS[1]) < size then
+  return false
+end
+local fields = {}
+for i = 0, size - 1 do
+  fields[#fields + 1] = tostring(i)
+end
+return redis.call('HMGET', KEYS[1], unpack(fields))

@@ -1,0 +1,85 @@
+"""Carrying workflows forward: after a step ends, send what follows it.
+
+Runs after the step's outcome is written and before its message is acked, so
+a crash in between redelivers the message and this runs again; every send is
+deduplicated on the follow-up's deterministic job id, and group barriers
+count members by index, so each follow-up runs once.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from .._core.canvas import Launch, complete, downstream
+from .._core.message import ErrorInfo, JobState, Outcome, decode_value, encode, new_message, now_ms
+from .._transport.streams import Finish
+from .completer import persist
+
+if TYPE_CHECKING:
+    from .._core.canvas import Cont, Join
+    from .._core.message import Message
+    from .._transport.streams import Streams
+    from ..app import App
+    from .completer import Completer
+
+log = logging.getLogger("aioq.worker")
+
+
+class Flow:
+    def __init__(self, app: App, streams: Streams, completer: Completer) -> None:
+        self.app = app
+        self.streams = streams
+        self.completer = completer
+        self._ttl_ms = int(app.result_ttl * 1000)
+
+    async def succeeded(self, cont: Cont, result: Any) -> None:
+        """Send what follows a step that returned ``result``."""
+        pending = complete(result, cont)
+        while pending:
+            action = pending.pop(0)
+            if isinstance(action, Launch):
+                await self._launch(action)
+                continue
+            join, raw = action.join, encode(action.value)
+
+            async def record(join: Join = join, raw: bytes = raw) -> list[bytes] | None:
+                return await self.streams.join(
+                    join.barrier, join.index, raw, join.size, self._ttl_ms
+                )
+
+            values = await persist(record, f"group {join.barrier} member {join.index}")
+            if values is not None:  # the whole group is in: carry its results on
+                pending.extend(complete([decode_value(v) for v in values], join.outer))
+
+    async def failed(self, msg: Message, error: ErrorInfo) -> None:
+        """Fail every job that can no longer run because this step failed, so
+        whoever awaits the workflow's handle learns why at once."""
+        assert msg.cont is not None
+        now = now_ms()
+        note = ErrorInfo(
+            error.type, f"step {msg.task} (job {msg.id}) failed: {error.message}", error.traceback
+        )
+        payload = encode(Outcome(JobState.FAILED.value, now, error=note))
+        for job_id in downstream(msg.cont):
+            # first writer wins: a job that somehow ended already keeps its outcome
+            await self.completer.write_now(
+                Finish("", b"", job_id, JobState.FAILED.value, payload, now, self._ttl_ms)
+            )
+
+    async def _launch(self, action: Launch) -> None:
+        sig = action.sig
+        _, payload = new_message(
+            sig.task,
+            sig.queue,
+            [*action.prefix, *sig.args],
+            sig.kwargs,
+            **sig.options,
+            max_bytes=max(self.app.max_message_bytes, 1 << 26),
+            job_id=action.job_id,
+            cont=action.cont,
+        )
+        await persist(
+            lambda: self.streams.enqueue_once(sig.queue, action.job_id, payload, self._ttl_ms),
+            f"workflow job {action.job_id}",
+        )

@@ -1,0 +1,196 @@
+"""Workflows: ``chain``, ``group``, ``chord`` of task signatures.
+
+    job = await chain(add.s(2, 2), mul.s(10), mul.s(3)).kiq()   # 120
+    job = await (add.s(2, 2) | mul.s(10)).kiq()
+    g = await group(add.s(i, i) for i in range(100)).kiq()      # GroupJob
+    j = await chord((add.s(i, i) for i in range(10)), tsum.s()).kiq()
+
+Each chain step gets the previous result as its first argument; a step after a
+group gets the list of the members' results. The handle of a chain is its last
+step's job, of a chord its callback's, of a group a ``GroupJob``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import msgspec
+
+from ._core.canvas import ChainNode, Cont, GroupNode, Launch, Node, SigData, TaskNode, start
+from ._core.message import new_message
+from ._core.options import TaskOptions, validate, wire
+from .errors import ConfigurationError
+from .job import Job
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from .app import App
+
+__all__ = ["Chain", "Chord", "Group", "GroupJob", "Signature", "chain", "chord", "group"]
+
+R = TypeVar("R", covariant=True)
+_UNSET: Any = msgspec.UNSET
+
+
+class _Canvas:
+    """What chain, group and chord are made of."""
+
+    app: App
+
+    def _build(self) -> tuple[Node, Any]:
+        """The node tree with fresh job ids, and the handle of its result."""
+        raise NotImplementedError
+
+    def __or__(self, other: _Canvas) -> Chain:
+        return chain(self, other)
+
+    async def kiq(self) -> Any:
+        """Send the workflow; returns its handle once every first message is in Redis."""
+        node, handle = self._build()
+        launches = [a for a in start(node, [], Cont()) if isinstance(a, Launch)]
+        limit = self.app.max_message_bytes
+        items = []
+        for launch in launches:
+            sig = launch.sig
+            _, payload = new_message(
+                sig.task,
+                sig.queue,
+                [*launch.prefix, *sig.args],
+                sig.kwargs,
+                **sig.options,
+                max_bytes=limit,
+                job_id=launch.job_id,
+                cont=launch.cont,
+            )
+            items.append((sig.queue, payload))
+        await self.app._transport.enqueue_many(items)
+        return handle
+
+
+class Signature(_Canvas, Generic[R]):
+    """A task call as data (``task.s(...)`` or ``app.signature(name, ...)``), bound to
+    an app. ``sig.data`` is a msgspec Struct: build it in one process, send it in
+    another."""
+
+    __slots__ = ("app", "data", "return_type")
+
+    def __init__(self, app: App, data: SigData, return_type: Any = Any) -> None:
+        self.app = app
+        self.data = data
+        self.return_type = return_type
+
+    def __repr__(self) -> str:
+        return f"<Signature {self.data.task}{tuple(self.data.args)!r}>"
+
+    def with_options(
+        self,
+        *,
+        queue: str = _UNSET,
+        timeout: float | None = _UNSET,
+        result_ttl: float = _UNSET,
+        retries: int = _UNSET,
+    ) -> Signature[R]:
+        """A copy with these per-call options."""
+        over = validate(
+            TaskOptions(queue=queue, timeout=timeout, result_ttl=result_ttl, retries=retries)
+        )
+        options = {**self.data.options, **{k: v for k, v in wire(over).items() if v is not None}}
+        data = msgspec.structs.replace(
+            self.data, options=options, queue=queue if isinstance(queue, str) else self.data.queue
+        )
+        return Signature(self.app, data, self.return_type)
+
+    def _build(self) -> tuple[Node, Any]:
+        job_id = uuid.uuid4().hex
+        return TaskNode(self.data, job_id), Job(self.app, job_id, self.return_type)
+
+    async def kiq(self) -> Job[R]:
+        handle: Job[R] = await super().kiq()
+        return handle
+
+
+class Chain(_Canvas):
+    """Steps run one after another; each gets the previous result first."""
+
+    def __init__(self, steps: list[_Canvas]) -> None:
+        if not steps:
+            raise ConfigurationError("a chain needs at least one step")
+        self.steps = steps
+        self.app = steps[0].app
+
+    def _build(self) -> tuple[Node, Any]:
+        built = [step._build() for step in self.steps]
+        return ChainNode([node for node, _ in built]), built[-1][1]
+
+    def __or__(self, other: _Canvas) -> Chain:
+        return Chain([*self.steps, other])
+
+
+class Group(_Canvas):
+    """Members run in parallel; the group's result is the list of theirs, in order."""
+
+    def __init__(self, members: list[_Canvas]) -> None:
+        if not members:
+            raise ConfigurationError("a group needs at least one member")
+        self.members = members
+        self.app = members[0].app
+
+    def _build(self) -> tuple[Node, Any]:
+        built = [member._build() for member in self.members]
+        node = GroupNode([n for n, _ in built], uuid.uuid4().hex)
+        return node, GroupJob(self.app, [h for _, h in built])
+
+    async def kiq(self) -> GroupJob:
+        handle: GroupJob = await super().kiq()
+        return handle
+
+
+class Chord(Chain):
+    """A group, then a callback that gets the list of the members' results."""
+
+    def __init__(self, header: Group, body: _Canvas) -> None:
+        super().__init__([header, body])
+
+
+class GroupJob:
+    """The handle of a group: ``jobs`` are its members' handles, in order."""
+
+    def __init__(self, app: App, jobs: list[Any]) -> None:
+        self.app = app
+        self.jobs = jobs
+
+    def __repr__(self) -> str:
+        return f"GroupJob({len(self.jobs)} members)"
+
+    async def result(self, timeout: float | None = None) -> list[Any]:
+        """Every member's result, in order (raises the first failure)."""
+        return list(await asyncio.gather(*(j.result(timeout) for j in self.jobs)))
+
+    async def states(self) -> list[Any]:
+        """Every member's state, in order (a nested group gives a list)."""
+        return list(
+            await asyncio.gather(
+                *(j.states() if isinstance(j, GroupJob) else j.state() for j in self.jobs)
+            )
+        )
+
+
+def chain(*steps: _Canvas) -> Chain:
+    """Run ``steps`` one after another, each getting the previous result first."""
+    flat: list[_Canvas] = []
+    for step in steps:
+        flat.extend(step.steps if type(step) is Chain else [step])
+    return Chain(flat)
+
+
+def group(members: Iterable[_Canvas]) -> Group:
+    """Run ``members`` in parallel."""
+    return Group(list(members))
+
+
+def chord(header: Iterable[_Canvas] | Group, body: _Canvas) -> Chord:
+    """Run ``header`` in parallel, then ``body`` with the list of their results."""
+    return Chord(header if isinstance(header, Group) else group(header), body)
