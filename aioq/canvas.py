@@ -26,6 +26,7 @@ from .job import Job
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+    from typing import Self
 
     from .app import App
 
@@ -39,6 +40,13 @@ class _Canvas:
     """What chain, group and chord are made of."""
 
     app: App
+    on_error_sig: SigData | None = None
+
+    def on_error(self, handler: Signature[Any]) -> Self:
+        """Run ``handler`` with ``(failed_job_id, error)`` — ``error`` a dict of
+        ``type``, ``message``, ``traceback`` — if any step of this workflow fails."""
+        self.on_error_sig = handler.data
+        return self
 
     def _build(self) -> tuple[Node, Any]:
         """The node tree with fresh job ids, and the handle of its result."""
@@ -50,7 +58,8 @@ class _Canvas:
     async def kiq(self) -> Any:
         """Send the workflow; returns its handle once every first message is in Redis."""
         node, handle = self._build()
-        launches = [a for a in start(node, [], Cont()) if isinstance(a, Launch)]
+        root = Cont(on_error=self.on_error_sig)
+        launches = [a for a in start(node, [], root) if isinstance(a, Launch)]
         limit = self.app.max_message_bytes
         items = []
         for launch in launches:
@@ -178,19 +187,24 @@ class GroupJob:
         )
 
 
-def chain(*steps: _Canvas) -> Chain:
+def chain(*steps: _Canvas, on_error: Signature[Any] | None = None) -> Chain:
     """Run ``steps`` one after another, each getting the previous result first."""
     flat: list[_Canvas] = []
     for step in steps:
         flat.extend(step.steps if type(step) is Chain else [step])
-    return Chain(flat)
+    made = Chain(flat)
+    return made.on_error(on_error) if on_error is not None else made
 
 
-def group(members: Iterable[_Canvas]) -> Group:
+def group(members: Iterable[_Canvas], on_error: Signature[Any] | None = None) -> Group:
     """Run ``members`` in parallel."""
-    return Group(list(members))
+    made = Group(list(members))
+    return made.on_error(on_error) if on_error is not None else made
 
 
-def chord(header: Iterable[_Canvas] | Group, body: _Canvas) -> Chord:
+def chord(
+    header: Iterable[_Canvas] | Group, body: _Canvas, on_error: Signature[Any] | None = None
+) -> Chord:
     """Run ``header`` in parallel, then ``body`` with the list of their results."""
-    return Chord(header if isinstance(header, Group) else group(header), body)
+    made = Chord(header if isinstance(header, Group) else group(header), body)
+    return made.on_error(on_error) if on_error is not None else made

@@ -76,6 +76,8 @@ class Join(msgspec.Struct, frozen=True, array_like=True):
 class Cont(msgspec.Struct, frozen=True, array_like=True):
     then: list[Node] = []
     join: Join | None = None
+    on_error: SigData | None = None
+    """Called with (failed job id, error dict) when a step of this workflow fails."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,12 +107,12 @@ def start(node: Node, prefix: list[Any], cont: Cont) -> list[Action]:
         return [Launch(node.job_id, node.sig, prefix, cont)]
     if isinstance(node, ChainNode):
         first, *rest = node.steps
-        return start(first, prefix, Cont(then=[*rest, *cont.then], join=cont.join))
+        return start(first, prefix, Cont([*rest, *cont.then], cont.join, cont.on_error))
     size = len(node.members)
     actions: list[Action] = []
     for index, member in enumerate(node.members):
         join = Join(barrier=node.group_id, size=size, index=index, outer=cont)
-        actions.extend(start(member, list(prefix), Cont(join=join)))
+        actions.extend(start(member, list(prefix), Cont(join=join, on_error=cont.on_error)))
     return actions
 
 
@@ -118,7 +120,7 @@ def complete(value: Any, cont: Cont) -> list[Action]:
     """What follows when the node that ran under ``cont`` finished with ``value``."""
     if cont.then:
         first, *rest = cont.then
-        return start(first, [value], Cont(then=rest, join=cont.join))
+        return start(first, [value], Cont(rest, cont.join, cont.on_error))
     if cont.join is not None:
         return [Report(cont.join, value)]
     return []

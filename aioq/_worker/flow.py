@@ -11,13 +11,13 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from .._core.canvas import Launch, complete, downstream
+from .._core.canvas import Cont, Launch, complete, downstream
 from .._core.message import ErrorInfo, JobState, Outcome, decode_value, encode, new_message, now_ms
 from .._transport.streams import Finish
 from .completer import persist
 
 if TYPE_CHECKING:
-    from .._core.canvas import Cont, Join
+    from .._core.canvas import Join
     from .._core.message import Message
     from .._transport.streams import Streams
     from ..app import App
@@ -66,6 +66,10 @@ class Flow:
             await self.completer.write_now(
                 Finish("", b"", job_id, JobState.FAILED.value, payload, now, self._ttl_ms)
             )
+        handler = msg.cont.on_error
+        if handler is not None:
+            details = {"type": error.type, "message": error.message, "traceback": error.traceback}
+            await self._launch(Launch(f"{msg.id}-on-error", handler, [msg.id, details], Cont()))
 
     async def _launch(self, action: Launch) -> None:
         sig = action.sig

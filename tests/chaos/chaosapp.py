@@ -42,3 +42,16 @@ async def flaky(ctx: aioq.Context, fail_times: int) -> int:
         raise RuntimeError(f"planned failure {n}")
     await oracle().hincrby("successes", ctx.job_id, 1)
     return n
+
+
+@app.task
+async def step(ctx: aioq.Context, x: int) -> int:
+    await oracle().hincrby("executions", ctx.job_id, 1)
+    await asyncio.sleep(0.02 + (x % 4) * 0.01)
+    return x + 1
+
+
+@app.task
+async def total(ctx: aioq.Context, values: list[int]) -> int:
+    await oracle().hincrby("callbacks", ctx.job_id, 1)
+    return sum(values)

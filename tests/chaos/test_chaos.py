@@ -116,7 +116,7 @@ async def chaos(servers: tuple[RedisServer, RedisServer], tmp_path: Path) -> Asy
     fleet = Fleet(env=env, logdir=tmp_path)
     app = chaosapp.app
     app.__init__(broker.url, prefix="chaos", visibility_timeout=VT)  # type: ignore[misc]
-    for task in (chaosapp.work, chaosapp.flaky):
+    for task in (chaosapp.work, chaosapp.flaky, chaosapp.step, chaosapp.total):
         app.registry.add(task.definition)
     seed = int(os.environ.get("AIOQ_CHAOS_SEED", random.randrange(1 << 30)))
     print(f"\n[chaos] seed={seed}")
@@ -351,3 +351,39 @@ async def test_client_awaits_through_a_redis_restart(chaos: Chaos) -> None:
     chaos.broker.start()
     assert await waiting == 2000
     print("\n[chaos] result awaited through a Redis restart")
+
+
+async def test_workflows_under_kills(chaos: Chaos) -> None:
+    """T10: chains and chords while workers are SIGKILLed: every workflow ends with
+    the right value, and each chord callback runs once unless its own run was killed."""
+    chaos.fleet.concurrency = 4
+    for _ in range(3):
+        chaos.fleet.spawn()
+    n = scale(40, 150)
+    chains = [
+        await aioq.chain(chaosapp.step.s(i), chaosapp.step.s(), chaosapp.step.s()).kiq()
+        for i in range(n)
+    ]
+    chords = [
+        await aioq.chord([chaosapp.step.s(i + k) for k in range(5)], chaosapp.total.s()).kiq()
+        for i in range(n)
+    ]
+    for _ in range(scale(4, 10)):
+        await asyncio.sleep(1.0)
+        chaos.fleet.kill_one(chaos.rng)
+        chaos.fleet.spawn()
+    ids = [j.id for j in chains + chords]
+    states = await chaos.wait_final(ids, timeout=120)
+    values = [await j.result(timeout=5) for j in chains + chords]
+    callbacks = chaos.counts("callbacks")
+    extra = sum(callbacks.get(j.id, 0) - 1 for j in chords)
+    print(
+        f"\n[chaos] workflows under kills: chains={n} chords={n} kills={chaos.fleet.kills} "
+        f"callback runs={sum(callbacks.values())} (extra {extra})"
+    )
+    assert all(s == b"succeeded" for s in states)
+    assert values == [i + 3 for i in range(n)] + [
+        sum(i + k + 1 for k in range(5)) for i in range(n)
+    ]
+    assert all(callbacks.get(j.id, 0) >= 1 for j in chords)
+    assert extra <= chaos.fleet.kills * chaos.fleet.concurrency

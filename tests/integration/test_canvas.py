@@ -136,3 +136,24 @@ async def test_a_large_chord(app: aioq.App, workers: WorkerRunner) -> None:
     await workers.start(app, concurrency=200)
     j = await chord((add.s(i, 0) for i in range(2000)), tsum.s()).kiq()
     assert await j.result(timeout=60) == sum(range(2000))
+
+
+async def test_on_error_callback(app: aioq.App, workers: WorkerRunner) -> None:
+    add, mul, _, boom = tasks(app)
+    reported: list[tuple[str, dict[str, str]]] = []
+
+    @app.task(name="report")
+    async def report(job_id: str, error: dict[str, str]) -> None:
+        reported.append((job_id, error))
+
+    await workers.start(app)
+    job = await chain(add.s(1, 1), boom.s(), mul.s(2), on_error=report.s()).kiq()
+    with pytest.raises(aioq.TaskFailed):
+        await job.result(timeout=10)
+    for _ in range(100):
+        if reported:
+            break
+        await asyncio.sleep(0.02)
+    [(failed_id, error)] = reported
+    assert error["type"] == "ValueError" and error["message"] == "boom on 2"
+    assert (await app.job(failed_id).info()).task == "boom"
