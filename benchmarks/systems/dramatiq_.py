@@ -29,13 +29,20 @@ def worker_cmd(python: str, workers: int, concurrency: int) -> list[str]:
 
 if AVAILABLE:
     import dramatiq
+    import redis
     import redis.asyncio as aredis
     from dramatiq.brokers.redis import RedisBroker
     from dramatiq.results import Results
     from dramatiq.results.backends import RedisBackend
 
-    backend = RedisBackend(url=base.REDIS_URL)
-    broker = RedisBroker(url=base.REDIS_URL)
+    # redis-py 8 caps a pool at 100 connections by default; with --threads 500
+    # (scenario C) the threads then fail with "Too many connections" and their
+    # messages never finish. Hence pools sized for the threads.
+    def _pool() -> redis.ConnectionPool:
+        return redis.ConnectionPool.from_url(base.REDIS_URL, max_connections=10_000)
+
+    backend = RedisBackend(connection_pool=_pool())
+    broker = RedisBroker(connection_pool=_pool())
     broker.add_middleware(Results(backend=backend))
     dramatiq.set_broker(broker)
 
