@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 from redis import exceptions as rex
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from ..errors import BrokerUnavailable
 
@@ -62,7 +62,11 @@ def connect(url: str, **options: Any) -> Redis:
     options.setdefault("socket_keepalive", True)
     options.setdefault("socket_keepalive_options", _keepalive())
     options.setdefault("health_check_interval", 30)
-    return Redis.from_url(url, **options)
+    # A blocking pool: past max_connections a caller waits for a free connection
+    # instead of failing with "Too many connections" (redis-py's default pool).
+    options.setdefault("max_connections", 100)
+    options.setdefault("timeout", OPERATION_TIMEOUT)
+    return Redis(connection_pool=BlockingConnectionPool.from_url(url, **options))
 
 
 def describe(url: str) -> str:

@@ -96,7 +96,8 @@ class Completer:
         )
 
     async def _write(self, finishes: list[Finish], acks: list[tuple[str, bytes]]) -> None:
-        await persist(lambda: self._streams.finish(finishes, acks), f"{len(acks)} completions")
+        what = f"{len(acks)} completion(s)" if acks else f"the outcome of job {finishes[0].job_id}"
+        await persist(lambda: self._streams.finish(finishes, acks), what)
 
 
 async def persist(op: Callable[[], Awaitable[T]], what: str) -> T:

@@ -17,8 +17,11 @@ local size = tonumber(ARGV[3])
 if redis.call('HLEN', KEYS[1]) < size then
   return false
 end
-local fields = {}
-for i = 0, size - 1 do
-  fields[#fields + 1] = tostring(i)
+-- HGETALL rather than HMGET of every index: unpack() of 10,000 fields would
+-- overflow Lua's stack.
+local all = redis.call('HGETALL', KEYS[1])
+local ordered = {}
+for i = 1, #all, 2 do
+  ordered[tonumber(all[i]) + 1] = all[i + 1]
 end
-return redis.call('HMGET', KEYS[1], unpack(fields))
+return ordered
