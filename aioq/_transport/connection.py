@@ -66,7 +66,7 @@ def connect(url: str, **options: Any) -> Redis:
     # instead of failing with "Too many connections" (redis-py's default pool).
     options.setdefault("max_connections", 100)
     options.setdefault("timeout", OPERATION_TIMEOUT)
-    return Redis(connection_pool=BlockingConnectionPool.from_url(url, **options))
+    return Redis.from_pool(BlockingConnectionPool.from_url(url, **options))  # closes it too
 
 
 def describe(url: str) -> str:
