@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("aioq.worker")
 
 ACK_CHUNK = 500  # ids per ack.lua call: stays far below Lua's unpack() limit
+RECORD_CHUNK = 500  # jobs per start_many / finish_many call
 
 
 class Entry(NamedTuple):
@@ -52,9 +53,13 @@ class Finish(NamedTuple):
 
 
 class Streams:
-    def __init__(self, redis: Redis, keys: Keyspace) -> None:
+    def __init__(self, redis: Redis, keys: Keyspace, *, batch_records: bool = True) -> None:
         self.redis = redis
         self.keys = keys
+        self.batch_records = batch_records
+        """One script call per batch for job records (start_many / finish_many). Job
+        keys of a batch sit in different Cluster slots, so on Cluster this must be
+        off: then each job gets its own start.lua / finish.lua."""
 
     async def ensure_group(self, queue: str) -> None:
         """Create the stream and its group, reading from the very start (``0``),
@@ -92,11 +97,32 @@ class Streams:
         """Run start.lua for each job in one pipeline; a reply is None (run it),
         bytes (already final: skip), or an exception."""
 
-        def build(pipe: Pipeline) -> None:
-            for s in starts:
-                SCRIPTS.queue(pipe, "start", [s.job_key], s.args)
+        if not self.batch_records:
 
-        return await run_pipeline(self.redis, build)
+            def build(pipe: Pipeline) -> None:
+                for s in starts:
+                    SCRIPTS.queue(pipe, "start", [s.job_key], s.args)
+
+            return await run_pipeline(self.redis, build)
+
+        # One start_many per chunk: a batch costs a command, not one per job.
+        chunks = [starts[i : i + RECORD_CHUNK] for i in range(0, len(starts), RECORD_CHUNK)]
+
+        def build_many(pipe: Pipeline) -> None:
+            for chunk in chunks:
+                worker, started, _, _, _, ttl = chunk[0].args
+                per_job = [a for s in chunk for a in s.args[2:5]]
+                SCRIPTS.queue(
+                    pipe,
+                    "start_many",
+                    [s.job_key for s in chunk],
+                    [worker, started, ttl, *per_job],
+                )
+
+        replies: list[Any] = []
+        for chunk, reply in zip(chunks, await run_pipeline(self.redis, build_many), strict=True):
+            replies.extend([reply] * len(chunk) if isinstance(reply, Exception) else reply)
+        return replies
 
     async def finish(self, done: Sequence[Finish], group_ack: Sequence[tuple[str, bytes]]) -> None:
         """Write outcomes, then ack — in that order, in one pipeline.
@@ -113,13 +139,39 @@ class Streams:
             by_queue.setdefault(queue, []).append(entry_id)
 
         def build(pipe: Pipeline) -> None:
-            for f in done:
-                SCRIPTS.queue(
-                    pipe,
-                    "finish",
-                    [self.keys.job(f.job_id)],
-                    [f.state, f.outcome, f.finished_ms, f.ttl_ms, self.keys.done_channel(f.job_id)],
-                )
+            if self.batch_records:
+                for i in range(0, len(done), RECORD_CHUNK):
+                    chunk = done[i : i + RECORD_CHUNK]
+                    SCRIPTS.queue(
+                        pipe,
+                        "finish_many",
+                        [self.keys.job(f.job_id) for f in chunk],
+                        [
+                            a
+                            for f in chunk
+                            for a in (
+                                f.state,
+                                f.outcome,
+                                f.finished_ms,
+                                f.ttl_ms,
+                                self.keys.done_channel(f.job_id),
+                            )
+                        ],
+                    )
+            else:
+                for f in done:
+                    SCRIPTS.queue(
+                        pipe,
+                        "finish",
+                        [self.keys.job(f.job_id)],
+                        [
+                            f.state,
+                            f.outcome,
+                            f.finished_ms,
+                            f.ttl_ms,
+                            self.keys.done_channel(f.job_id),
+                        ],
+                    )
             for queue, ids in by_queue.items():
                 stream = self.keys.stream(queue)
                 for i in range(0, len(ids), ACK_CHUNK):

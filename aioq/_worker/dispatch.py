@@ -35,6 +35,7 @@ from ..errors import Retry
 from .completer import persist
 from .executor import error_outcome, run_attempt
 from .flow import Flow
+from .lease import Lease
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -63,6 +64,7 @@ class Dispatcher:
         self.release = release
         self.flow = Flow(app, streams, completer)
         self._vt_ms = int(app.visibility_timeout * 1000)
+        self.lease = Lease.for_timeout(app.visibility_timeout)
         self.inflight: dict[tuple[str, bytes], asyncio.Task[Any]] = {}
         """Entries running here, with the task running each."""
         self.unfinished: list[tuple[str, bytes]] = []
@@ -390,7 +392,7 @@ class Dispatcher:
 
     def lease_stale(self) -> bool:
         """True when leases may have lapsed: no renewal for most of the timeout."""
-        return time.monotonic() - self.renewed_at > self.app.visibility_timeout * 0.75
+        return time.monotonic() - self.renewed_at > self.lease.stale_after
 
     async def owned_elsewhere(self, keys: list[tuple[str, bytes]]) -> set[tuple[str, bytes]]:
         """Renew the leases of ``keys``; return those another consumer owns now."""
@@ -405,7 +407,7 @@ class Dispatcher:
     async def heartbeat(self) -> None:
         """Renew the lease of every in-flight entry well within the visibility timeout,
         so a long task on a live worker is never taken over by another."""
-        interval = max(0.05, self.app.visibility_timeout / 4)
+        interval = self.lease.renew_every
         while True:
             await anyio.sleep(interval)
             try:

@@ -38,6 +38,7 @@ from .._transport.scripts import SCRIPTS
 from .._transport.streams import Entry, Streams
 from .completer import Completer
 from .dispatch import Dispatcher
+from .lease import Lease
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -88,7 +89,7 @@ class Worker:
         self.id = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._free = concurrency
         self._reading = 0  # slots reserved by the read in progress
-        self._slot_freed = anyio.Event()
+        self._slot_freed = asyncio.Event()
         self._stopping = False
         self.ready = anyio.Event()
         """Set once the worker has connected, created its groups and started reading."""
@@ -97,6 +98,7 @@ class Worker:
         self._next_claim = 0.0
         self._threads = anyio.CapacityLimiter(concurrency)
         self._vt_ms = int(app.visibility_timeout * 1000)
+        self._lease = Lease.for_timeout(app.visibility_timeout)
         self._streams: Streams
         self._completer: Completer
         self._dispatcher: Dispatcher | None = None
@@ -211,7 +213,7 @@ class Worker:
 
     def _release_slot_waiters(self) -> None:
         self._slot_freed.set()
-        self._slot_freed = anyio.Event()
+        self._slot_freed = asyncio.Event()
 
     def _release(self, n: int = 1) -> None:
         self._free += n
@@ -268,8 +270,8 @@ class Worker:
         """Up to ``n`` entries: a dead worker's, when a recovery pass is due, else new ones."""
         if time.monotonic() >= self._next_claim:
             # Frequent passes (one cheap XAUTOCLAIM per queue) keep recovery close
-            # to the visibility timeout itself.
-            every = min(1.0, max(0.05, self.app.visibility_timeout / 4))
+            # to the lease itself.
+            every = self._lease.claim_every
             self._next_claim = time.monotonic() + every * random.uniform(0.75, 1.25)
             entries = await self._claim(n)
             if entries:
@@ -301,7 +303,11 @@ class Worker:
             if len(claimed) >= n:
                 break
             cursor, entries, deleted = await self._streams.autoclaim(
-                queue, self.id, self._vt_ms, self._claim_cursors[queue], n - len(claimed)
+                queue,
+                self.id,
+                self._lease.claim_idle_ms,
+                self._claim_cursors[queue],
+                n - len(claimed),
             )
             self._claim_cursors[queue] = cursor
             if deleted:
