@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-dev
 WITH_REDIS := $(PY) scripts/with_redis.py --
 
-.PHONY: demo test lint typecheck unit bench chaos clean
+.PHONY: demo pipeline test lint typecheck unit bench chaos clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "aioq needs Python 3.11 or newer (found " + sys.version.split()[0] + "); set PYTHON=python3.11")'
@@ -19,6 +19,10 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(WITH_REDIS) $(PY) -m examples.quickstart.demo
+
+# A workflow (chain -> chord) with a progress bar: examples/pipeline/.
+pipeline: $(STAMP)
+	$(WITH_REDIS) $(PY) -m examples.pipeline.run
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check aioq tests examples benchmarks scripts

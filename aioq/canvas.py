@@ -132,6 +132,11 @@ class Chain(_Canvas):
 
     def _build(self) -> tuple[Node, Any]:
         built = [step._build() for step in self.steps]
+        for (_, before), (_, after) in zip(built, built[1:], strict=False):
+            first = after
+            while first.parent is not None:  # the earliest handle of a nested step
+                first = first.parent
+            first.parent = before
         return ChainNode([node for node, _ in built]), built[-1][1]
 
     def __or__(self, other: _Canvas) -> Chain:
@@ -170,6 +175,8 @@ class GroupJob:
     def __init__(self, app: App, jobs: list[Any]) -> None:
         self.app = app
         self.jobs = jobs
+        self.parent: Any = None
+        """The handle of the step before this group in a chain (see ``Job.parent``)."""
 
     def __repr__(self) -> str:
         return f"GroupJob({len(self.jobs)} members)"

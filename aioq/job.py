@@ -78,12 +78,15 @@ class Job(Generic[R]):
     Get one from ``task.kiq()``, ``app.send()``, or ``app.job(id)`` in any process.
     """
 
-    __slots__ = ("_app", "_return_type", "id")
+    __slots__ = ("_app", "_return_type", "id", "parent")
 
     def __init__(self, app: App, id: str, return_type: Any = Any) -> None:
         self._app = app
         self.id = id
         self._return_type = return_type
+        self.parent: Any = None
+        """In a workflow sent from this process: the handle of the step before this
+        one (a ``Job`` or a ``GroupJob``), like Celery's ``AsyncResult.parent``."""
 
     def __repr__(self) -> str:
         return f"Job({self.id!r})"

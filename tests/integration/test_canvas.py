@@ -157,3 +157,15 @@ async def test_on_error_callback(app: aioq.App, workers: WorkerRunner) -> None:
     [(failed_id, error)] = reported
     assert error["type"] == "ValueError" and error["message"] == "boom on 2"
     assert (await app.job(failed_id).info()).task == "boom"
+
+
+async def test_handles_link_to_earlier_steps(app: aioq.App, workers: WorkerRunner) -> None:
+    add, mul, tsum, _ = tasks(app)
+    await workers.start(app)
+    last = await chain(add.s(1, 1), chord([mul.s(2), mul.s(3)], tsum.s())).kiq()
+    assert await last.result(timeout=10) == 10
+    members = last.parent
+    assert isinstance(members, aioq.GroupJob)
+    assert await members.result(timeout=10) == [4, 6]
+    assert await members.parent.result(timeout=10) == 2
+    assert members.parent.parent is None
