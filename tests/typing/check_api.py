@@ -68,6 +68,15 @@ async def usage() -> None:
     assert_type(await app.dead_letters("default"), list[aioq.DeadLetter])
     assert_type(await add.with_options(delay=5.0, retries=2).kiq(1, 2), aioq.Job[int])
 
+    sig = add.s(1, 2)
+    assert_type(sig, aioq.Signature[int])
+    assert_type(await sig.kiq(), aioq.Job[int])
+    assert_type(sig | mul.s(3), aioq.Chain)
+    assert_type(aioq.chain(add.s(1, 2), mul.s(3)), aioq.Chain)
+    assert_type(await aioq.group([add.s(1, 2), add.s(3, 4)]).kiq(), aioq.GroupJob)
+    assert_type(aioq.chord([add.s(1, 2)], mul.s(2)), aioq.Chord)
+    assert_type(app.signature("math.mul", args=[2]), aioq.Signature[Any])
+
     # Negative cases: wrong argument types and counts are type errors.
     await add.kiq("a", 2)  # type: ignore[arg-type]
     await add.kiq(1)  # type: ignore[call-arg]
