@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import msgspec
 
 from ._core.canvas import ChainNode, Cont, GroupNode, Launch, Node, SigData, TaskNode, start
-from ._core.message import new_message
+from ._core.message import launch_message
 from ._core.options import TaskOptions, validate, wire
 from .errors import ConfigurationError
 from .job import Job
@@ -61,20 +61,7 @@ class _Canvas:
         root = Cont(on_error=self.on_error_sig)
         launches = [a for a in start(node, [], root) if isinstance(a, Launch)]
         limit = self.app.max_message_bytes
-        items = []
-        for launch in launches:
-            sig = launch.sig
-            _, payload = new_message(
-                sig.task,
-                sig.queue,
-                [*launch.prefix, *sig.args],
-                sig.kwargs,
-                **sig.options,
-                max_bytes=limit,
-                job_id=launch.job_id,
-                cont=launch.cont,
-            )
-            items.append((sig.queue, payload))
+        items = [(a.sig.queue, launch_message(a, limit)) for a in launches]
         await self.app._transport.enqueue_many(items)
         return handle
 

@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from ..errors import MessageTooLarge
-from .canvas import Cont
+from .canvas import Cont, Launch
 
 __all__ = [
     "ErrorInfo",
@@ -196,3 +196,19 @@ def new_message(
             f"{task}: message is {len(payload)} bytes, over max_message_bytes={max_bytes}"
         )
     return job_id, payload
+
+
+def launch_message(launch: Launch, max_bytes: int) -> bytes:
+    """The message that starts one task of a workflow (``canvas.start/complete``)."""
+    sig = launch.sig
+    _, payload = new_message(
+        sig.task,
+        sig.queue,
+        [*launch.prefix, *sig.args],
+        sig.kwargs,
+        **sig.options,
+        max_bytes=max_bytes,
+        job_id=launch.job_id,
+        cont=launch.cont,
+    )
+    return payload

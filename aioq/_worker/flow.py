@@ -12,7 +12,15 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from .._core.canvas import Cont, Launch, complete, downstream
-from .._core.message import ErrorInfo, JobState, Outcome, decode_value, encode, new_message, now_ms
+from .._core.message import (
+    ErrorInfo,
+    JobState,
+    Outcome,
+    decode_value,
+    encode,
+    launch_message,
+    now_ms,
+)
 from .._transport.streams import Finish
 from .completer import persist
 
@@ -24,6 +32,8 @@ if TYPE_CHECKING:
     from .completer import Completer
 
 log = logging.getLogger("aioq.worker")
+
+FOLLOW_UP_MAX_BYTES = 64 << 20
 
 
 class Flow:
@@ -72,18 +82,12 @@ class Flow:
             await self._launch(Launch(f"{msg.id}-on-error", handler, [msg.id, details], Cont()))
 
     async def _launch(self, action: Launch) -> None:
-        sig = action.sig
-        _, payload = new_message(
-            sig.task,
-            sig.queue,
-            [*action.prefix, *sig.args],
-            sig.kwargs,
-            **sig.options,
-            max_bytes=max(self.app.max_message_bytes, 1 << 26),
-            job_id=action.job_id,
-            cont=action.cont,
-        )
+        # Follow-ups carry earlier results (a chord callback: all of them), so
+        # they may exceed the limit set for callers' own messages.
+        payload = launch_message(action, max(self.app.max_message_bytes, FOLLOW_UP_MAX_BYTES))
         await persist(
-            lambda: self.streams.enqueue_once(sig.queue, action.job_id, payload, self._ttl_ms),
+            lambda: self.streams.enqueue_once(
+                action.sig.queue, action.job_id, payload, self._ttl_ms
+            ),
             f"workflow job {action.job_id}",
         )
