@@ -16,7 +16,14 @@ import time
 from pathlib import Path
 
 import aioq
-from examples.quickstart.tasks import Thumbnail, app, checksum, flaky, make_thumbnail
+from examples.quickstart.tasks import (
+    Thumbnail,
+    app,
+    checksum,
+    flaky,
+    import_rows,
+    make_thumbnail,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -96,9 +103,22 @@ async def main() -> None:
 
         # 5. By name, as another service would send it (Celery's send_task).
         by_name = await app.send("reports.checksum", args=[b"hello", 1])
+
+        # 6. A task that reports progress; the worker pushes each report to us.
+        importing = await import_rows.kiq(100)
+        async for update in importing.updates():
+            if update.progress is not None and update.progress.total:
+                current, total = int(update.progress.current), int(update.progress.total)
+                if sys.stdout.isatty():
+                    print(f"\r  {'import':<12} {bar(current, total)}", end="", flush=True)
+                elif current % 25 == 0:
+                    print(f"  {'import':<12} {bar(current, total)}", flush=True)
+        if sys.stdout.isatty():
+            print()
+        imported = await importing.result(timeout=30)
         elapsed = time.perf_counter() - started
 
-        print(f"\n{len(out) + len(digests) + len(squared) + 2} jobs in {elapsed:.2f}s")
+        print(f"\n{len(out) + len(digests) + len(squared) + 3} jobs in {elapsed:.2f}s")
         print(f"  first thumbnail: {out[0]}")
         print(f"  checksum of file-0: {digests[0]}")
         print(
@@ -106,6 +126,7 @@ async def main() -> None:
             f"{failures[0].type}: {failures[0].message}"
         )
         print(f"  sent by name: reports.checksum(b'hello', 1) = {await by_name.result(10)}")
+        print(f"  imported {imported} rows, progress pushed by the worker as it went")
         info = await job.info()
         print(
             f"  job record: state={info.state.value} attempts={info.attempts} worker={info.worker}"

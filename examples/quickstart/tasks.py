@@ -48,3 +48,13 @@ async def flaky(n: int) -> int:
     if n % 7 == 0:
         raise ValueError(f"{n} is divisible by 7")
     return n * n
+
+
+@app.task
+async def import_rows(ctx: aioq.Context, rows: int) -> int:
+    """A long task that reports its progress: ``job.updates()`` streams it."""
+    for i in range(1, rows + 1):
+        await asyncio.sleep(0.02)
+        if i % 5 == 0 or i == rows:
+            await ctx.progress(i, total=rows, stage="importing")
+    return rows

@@ -131,11 +131,21 @@ async def test_followups_are_sent_once_when_a_step_is_redelivered(
     assert runs == {handle.id: 1}
 
 
-async def test_a_large_chord(app: aioq.App, workers: WorkerRunner) -> None:
+async def test_a_10000_member_chord(app: aioq.App, workers: WorkerRunner) -> None:
     add, _, tsum, _ = tasks(app)
+    calls = 0
+
+    @app.task(name="tsum_counted")
+    async def tsum_counted(values: list[int]) -> int:
+        nonlocal calls
+        calls += 1
+        return sum(values)
+
     await workers.start(app, concurrency=200)
-    j = await chord((add.s(i, 0) for i in range(2000)), tsum.s()).kiq()
-    assert await j.result(timeout=60) == sum(range(2000))
+    j = await chord((add.s(i, 0) for i in range(10_000)), tsum_counted.s()).kiq()
+    assert await j.result(timeout=120) == sum(range(10_000))
+    assert calls == 1
+    del tsum
 
 
 async def test_on_error_callback(app: aioq.App, workers: WorkerRunner) -> None:
