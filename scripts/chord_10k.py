@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Time a 10,000-member group and chord through real worker processes.
 
-    python scripts/with_redis.py -- .venv/bin/python scripts/chord_10k.py 10000
+python scripts/with_redis.py -- .venv/bin/python scripts/chord_10k.py 10000
 """
 
 from __future__ import annotations
@@ -31,8 +31,21 @@ async def tsum(values: list[int]) -> int:
 
 async def main(n: int) -> None:
     worker = subprocess.Popen(
-        [sys.executable, "-m", "aioq", "worker", "scripts.chord_10k:app", "-w", "2", "-c", "200",
-         "--log-level", "warning"], env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "aioq",
+            "worker",
+            "scripts.chord_10k:app",
+            "-w",
+            "2",
+            "-c",
+            "200",
+            "--log-level",
+            "warning",
+        ],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
     )
     try:
         await (await add.kiq(0, 0)).result(timeout=30)  # workers are up

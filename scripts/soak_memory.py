@@ -42,8 +42,21 @@ async def main(n: int) -> None:
     before = mb(client)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     worker = subprocess.Popen(
-        [sys.executable, "-m", "aioq", "worker", f"{APP_MODULE}:app", "-w", "2", "-c", "200",
-         "--log-level", "warning"], env=env, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "aioq",
+            "worker",
+            f"{APP_MODULE}:app",
+            "-w",
+            "2",
+            "-c",
+            "200",
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        cwd=ROOT,
     )
     started = time.perf_counter()
     peak = before
@@ -66,8 +79,10 @@ async def main(n: int) -> None:
     after_ttl = mb(client)
     keys = client.dbsize()
     print(f"tasks={n} drain={drained:.1f}s ({n / drained:,.0f}/s with -w 2)")
-    print(f"used_memory MB: before={before:.1f} peak={peak:.1f} after_drain={after_drain:.1f} "
-          f"after_ttl={after_ttl:.1f} keys_left={keys}")
+    print(
+        f"used_memory MB: before={before:.1f} peak={peak:.1f} after_drain={after_drain:.1f} "
+        f"after_ttl={after_ttl:.1f} keys_left={keys}"
+    )
     for key in client.scan_iter(match=f"{app.prefix}:*"):
         client.delete(key)
     client.close()
