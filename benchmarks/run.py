@@ -355,10 +355,12 @@ class Harness:
     def b1(self, system: str) -> dict[str, float]:
         r, w = self._drain(system, 1)
         done = r["n"] - r.get("stuck", 0)  # jobs that never finished are left out, and flagged
+        # A tiny run (--smoke) can finish within one 10 ms poll of its first result.
+        steady = r["done"] - r["first_done"]
         return {
             "B_w1_per_s": done / (r["done"] - w.started),
             "B_w1_first_result_s": r["first_done"] - w.started,
-            "B_w1_steady_per_s": done / (r["done"] - r["first_done"]),
+            **({"B_w1_steady_per_s": done / steady} if steady > 0 else {}),
             "E_peak_rss_mb": w.peak_rss_kb / 1024,
             "E_hwm_mb": r["hwm_kb"] / 1024,
             **({"B_w1_stuck_jobs": r["stuck"]} if r.get("stuck") else {}),
