@@ -67,10 +67,11 @@ def free_port() -> int:
 class PrivateRedis:
     """A throwaway ``redis-server`` on 127.0.0.1, in its own temp dir."""
 
-    def __init__(self, binary: str) -> None:
+    def __init__(self, binary: str, persistence: list[str] | None = None) -> None:
         self.binary = binary
         self.dir = tempfile.mkdtemp(prefix="aioq-redis-")
         self.port = free_port()
+        self.persistence = persistence or ["--appendonly", "no"]
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -89,8 +90,7 @@ class PrivateRedis:
                 self.dir,
                 "--save",
                 "",
-                "--appendonly",
-                "no",
+                *self.persistence,
                 "--daemonize",
                 "no",
                 "--logfile",
@@ -110,6 +110,12 @@ class PrivateRedis:
             time.sleep(0.05)
         self.stop()
         raise SystemExit("redis-server did not answer within 10 s")
+
+    def kill(self) -> None:
+        """SIGKILL the server (its directory, and any AOF in it, stay for a restart)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -10,17 +10,18 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
 
+from tests.conftest import _load_with_redis
+
 ROOT = Path(__file__).resolve().parents[2]
+_with_redis = _load_with_redis()
 FULL = os.environ.get("AIOQ_CHAOS") == "full"
 
 
@@ -28,76 +29,19 @@ def scale(ci: int, full: int) -> int:
     return full if FULL else ci
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class RedisServer:
+class RedisServer(_with_redis.PrivateRedis):  # type: ignore[misc,name-defined]
     """A private redis-server on loopback that tests may kill and restart."""
 
     def __init__(self, *, aof: bool = False) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("the chaos suite needs a redis-server binary")
-        self.binary = binary
-        self.dir = tempfile.mkdtemp(prefix="aioq-chaos-")
-        self.port = free_port()
-        self.aof = aof
-        self.proc: subprocess.Popen[bytes] | None = None
+        persistence = ["--appendonly", "yes", "--appendfsync", "always"] if aof else None
+        super().__init__(binary, persistence)
         self.start()
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        persistence = (
-            ["--appendonly", "yes", "--appendfsync", "always"]
-            if self.aof
-            else ["--appendonly", "no"]
-        )
-        self.proc = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                self.dir,
-                "--save",
-                "",
-                *persistence,
-                "--logfile",
-                "redis.log",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                if redis.Redis(port=self.port, socket_timeout=1).ping():
-                    return
-            except (redis.ConnectionError, redis.BusyLoadingError):
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("redis-server did not start")
-            time.sleep(0.05)
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
 
     def client(self) -> redis.Redis:
         return redis.Redis(port=self.port)
-
-    def stop(self) -> None:
-        self.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @dataclass
