@@ -65,8 +65,10 @@ class App:
         prefix: prefix of every Redis key aioq writes.
         default_queue: queue of tasks and calls that name none.
         result_ttl: seconds a finished job's record (and result) is kept.
-        visibility_timeout: seconds a message of a worker that stopped renewing
-            its lease (it died) waits before another worker takes it over.
+        visibility_timeout: the lease, in seconds: messages of a worker that stopped
+            renewing it (it died, or stalled) are taken over by another worker
+            0.7-0.8 times this long later (plus up to 0.25 s); a live worker's
+            messages never are.
         max_message_bytes: largest encoded call ``kiq()`` accepts.
         dead_letter_maxlen: approximate cap on each dead-letter stream.
         retries, retry_backoff, retry_backoff_max, max_deliveries: defaults for
