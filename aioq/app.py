@@ -9,15 +9,18 @@ import msgspec
 
 from . import deadletter
 from ._core.canvas import SigData
-from ._core.message import new_message, now_ms
-from ._core.options import Effective, TaskOptions, When, due_ms, validate, wire
+from ._core.message import new_message, now_ms, unique_key, validate_job_id
+from ._core.options import Effective, TaskOptions, When, due_ms, parse_rate, validate, wire
 from ._core.registry import Registry, TaskDef
+from ._core.schedule import Schedule
 from ._transport.client import Client
 from ._transport.connection import broker_errors
 from ._transport.keys import Keyspace
 from .canvas import Signature
 from .errors import ConfigurationError
 from .job import Job
+from .routing import Routing
+from .scheduling import Scheduling
 from .task import AsyncTask, SyncTask, Task
 
 if TYPE_CHECKING:
@@ -54,7 +57,7 @@ class TaskDecorator(Protocol):
     def __call__(self, fn: Callable[P, R], /) -> SyncTask[P, R]: ...
 
 
-class App:
+class App(Routing, Scheduling):
     """An aioq application: where tasks are registered and from which they are sent.
 
     Creating an ``App`` does no I/O; the connection pool opens on first use.
@@ -126,6 +129,8 @@ class App:
         self.redis_options = redis_options
         self.operation_timeout = operation_timeout
         self._transport = Client(self.url, self.keys, redis_options, operation_timeout)
+        Routing.__init__(self)
+        Scheduling.__init__(self)
 
     def __repr__(self) -> str:
         return f"<App prefix={self.prefix!r} tasks={len(self.registry)}>"
@@ -160,6 +165,13 @@ class App:
         retry_backoff_max: float = ...,
         retry_on: tuple[type[BaseException], ...] = ...,
         max_deliveries: int = ...,
+        priority: int = ...,
+        rate_limit: str | None = ...,
+        max_running: int | None = ...,
+        unique_for: float | None = ...,
+        cron: str | None = ...,
+        tz: str = ...,
+        catch_up: bool = ...,
     ) -> TaskDecorator: ...
 
     def task(
@@ -177,6 +189,13 @@ class App:
         retry_backoff_max: float = _UNSET,
         retry_on: tuple[type[BaseException], ...] = (Exception,),
         max_deliveries: int = _UNSET,
+        priority: int = _UNSET,
+        rate_limit: str | None = None,
+        max_running: int | None = None,
+        unique_for: float | None = _UNSET,
+        cron: str | None = None,
+        tz: str = "UTC",
+        catch_up: bool = False,
     ) -> Any:
         """Register a function as a task: ``@app.task`` or ``@app.task(name=…, queue=…)``.
 
@@ -189,6 +208,18 @@ class App:
         with full jitter: up to ``retry_backoff * 2**(n-1)`` seconds before retry
         n, never more than ``retry_backoff_max``. A message delivered more than
         ``max_deliveries`` times (it keeps killing its worker) is dead-lettered.
+
+        ``priority`` (0-9, 9 most urgent) orders its jobs within their queue.
+        ``rate_limit="100/s"`` (or ``/m``, ``/h``, ``/d``) spaces its starts
+        evenly across every worker; ``max_running=5`` caps how many run at once
+        across every worker. ``unique_for=60`` makes a call with the same
+        arguments, while one is queued or running (at most that many
+        seconds), return that job instead of sending another.
+
+        ``cron="*/5 * * * *"`` (with ``tz="Asia/Seoul"``; UTC by default) also
+        sends it on that schedule, with no arguments, whenever a scheduler runs
+        (``aioq scheduler`` or ``aioq worker --scheduler``); ``catch_up=True``
+        sends one missed run after a time without any scheduler.
         """
         options = validate(
             TaskOptions(
@@ -200,26 +231,99 @@ class App:
                 retry_backoff=retry_backoff,
                 retry_backoff_max=retry_backoff_max,
                 max_deliveries=max_deliveries,
+                priority=priority,
+                unique_for=unique_for,
             )
         )
+        limit = parse_rate(rate_limit) if rate_limit is not None else None
 
         def register(f: Callable[..., Any]) -> Task[Any, Any]:
             definition = TaskDef(
-                f, name or f"{f.__module__}.{f.__qualname__}", options, retry_on=retry_on
+                f,
+                name or f"{f.__module__}.{f.__qualname__}",
+                options,
+                retry_on=retry_on,
+                rate_limit=limit,
+                max_running=max_running,
             )
+            if cron is not None:  # checked before registering: a bad spec registers nothing
+                when = Schedule(
+                    name=definition.name, task=definition.name, cron=cron, tz=tz, catch_up=catch_up
+                )
             self.registry.add(definition)
+            if cron is not None:
+                self._add_schedule(when)
             cls = AsyncTask if definition.is_async else SyncTask
             return cls(self, definition)
 
         return register if fn is None else register(fn)
+
+    def periodic(
+        self,
+        every: float,
+        *,
+        name: str | None = None,
+        catch_up: bool = False,
+        queue: str = _UNSET,
+        timeout: float | None = _UNSET,
+        result_ttl: float = _UNSET,
+        retries: int = _UNSET,
+        priority: int = _UNSET,
+    ) -> TaskDecorator:
+        """Register a task that is sent every ``every`` seconds (with no arguments)
+        whenever a scheduler runs: ``@app.periodic(every=30.0)``.
+
+        Ticks fall on whole multiples of ``every`` since the Unix epoch, so
+        every scheduler agrees on them; each is sent once however many
+        schedulers run.
+        """
+        Schedule(name="check", task="check", every=every)  # fail at decoration time
+        make = self.task(
+            name=name,
+            queue=queue,
+            timeout=timeout,
+            result_ttl=result_ttl,
+            retries=retries,
+            priority=priority,
+        )
+
+        def register(f: Callable[..., Any]) -> Any:
+            task = make(f)
+            self._add_schedule(
+                Schedule(name=task.name, task=task.name, every=every, catch_up=catch_up)
+            )
+            return task
+
+        return register
+
+    # -- routing ------------------------------------------------------------
+
+    def placement(self, task: str, call: TaskOptions | None = None) -> tuple[str, int]:
+        """Where a call of ``task`` goes: (queue, priority), resolved call > task >
+        routing rules > app default."""
+        local = self.registry.get(task)
+        merged = self.route(task)
+        if local is not None:
+            merged = merged.merged(local.options)
+        if call is not None:
+            merged = merged.merged(call)
+        queue = merged.queue if isinstance(merged.queue, str) else self.default_queue
+        priority = merged.priority if isinstance(merged.priority, int) else 0
+        return queue, priority
 
     @property
     def task_names(self) -> list[str]:
         return self.registry.names()
 
     def queues(self) -> list[str]:
-        """The default queue and every queue a registered task names."""
-        return sorted({self.default_queue, *self.registry.queues()})
+        """The queues a worker of this app consumes by default: the default queue,
+        every queue a registered task names or is routed to, and every queue a
+        routing rule or schedule names."""
+        found = {self.default_queue, *self.registry.queues()}
+        found.update(self.placement(name)[0] for name in self.registry.names())
+        found.update(t.queue for _, t in self._routes if isinstance(t.queue, str))
+        found.update(s.queue for s in self.schedules.values() if s.queue is not None)
+        return sorted(found)
 
     def defaults(self) -> Effective:
         return Effective(
@@ -246,52 +350,88 @@ class App:
         result_ttl: float = _UNSET,
         store_result: bool = _UNSET,
         retries: int = _UNSET,
+        priority: int = _UNSET,
         delay: float | None = None,
         eta: datetime | None = None,
+        job_id: str | None = None,
+        unique_for: float | None = _UNSET,
     ) -> Job[Any]:
         """Enqueue a task by name, without importing it (Celery's ``send_task``).
 
-        The queue is ``queue`` if given, else the task's own queue when it is
-        registered in this process, else the default queue. Arguments are
-        checked against the task's type hints on the worker: a mismatch fails
-        the job and dead-letters the message.
+        The queue and priority come from the call, else the task's own options
+        when it is registered in this process, else the routing rules, else the
+        defaults. Arguments are checked against the task's type hints on the
+        worker: a mismatch fails the job and dead-letters the message.
         """
         call = validate(
             TaskOptions(
-                timeout=timeout, result_ttl=result_ttl, store_result=store_result, retries=retries
+                queue=_UNSET if queue is None else queue,
+                timeout=timeout,
+                result_ttl=result_ttl,
+                store_result=store_result,
+                retries=retries,
+                priority=priority,
+                unique_for=unique_for,
             )
         )
-        local = self.registry.get(name)
-        if queue is None:
-            task_queue = local.options.queue if local is not None else _UNSET
-            queue = task_queue if isinstance(task_queue, str) else self.default_queue
-        else:
-            validate(TaskOptions(queue=queue))
         when = When(delay, eta) if delay is not None or eta is not None else None
-        job_id = await self._submit(name, queue, args, dict(kwargs or {}), call, when)
+        job_id = await self._submit(name, args, dict(kwargs or {}), call, when, job_id)
+        local = self.registry.get(name)
         return Job(self, job_id, local.return_type if local is not None else Any)
 
     async def _submit(
         self,
         name: str,
-        queue: str,
         args: Sequence[Any],
         kwargs: dict[str, Any],
         call: TaskOptions,
         when: When | None,
+        job_id: str | None = None,
+        placed: tuple[str, int] | None = None,
     ) -> str:
-        """Build, check and write one call: to the stream, or to the delayed set."""
+        """Build, check and write one call: to its stream, or to the delayed set.
+
+        Returns the job id: with ``job_id`` or ``unique_for`` set and a
+        matching job still pending, that job's id (nothing is sent).
+        """
+        queue, level = placed or self.placement(name, call)
+        unique_for = call.unique_for
+        if unique_for is _UNSET:
+            local = self.registry.get(name)
+            unique_for = local.options.unique_for if local is not None else None
+        if job_id is not None:
+            validate_job_id(job_id)
+            lock: str | None = job_id
+        elif unique_for is not None and unique_for is not _UNSET:
+            lock = unique_key(name, args, kwargs)
+        else:
+            lock = None
         job_id, payload = new_message(
-            name, queue, args, kwargs, **wire(call), max_bytes=self.max_message_bytes
+            name,
+            queue,
+            args,
+            kwargs,
+            **(wire(call) | {"priority": level}),
+            max_bytes=self.max_message_bytes,
+            job_id=job_id,
+            unique=lock,
         )
         now = now_ms()
         due = due_ms(when.delay, when.eta, now) if when is not None else None
-        if due is None or due <= now:
-            await self._transport.enqueue(queue, payload)
+        if due is not None and due <= now:
+            due = None
+        ttl = call.result_ttl if isinstance(call.result_ttl, (int, float)) else self.result_ttl
+        if lock is not None:
+            wait_ms = due - now if due is not None else 0
+            hold = unique_for if lock != job_id and isinstance(unique_for, (int, float)) else ttl
+            return await self._transport.enqueue_unique(
+                queue, level, lock, job_id, name, payload, due, wait_ms + int(hold * 1000), ttl
+            )
+        if due is None:
+            await self._transport.enqueue(queue, payload, level)
         else:
-            ttl = call.result_ttl if isinstance(call.result_ttl, (int, float)) else self.result_ttl
             ttl_ms = due - now + int(ttl * 1000)
-            await self._transport.schedule(queue, job_id, name, payload, due, ttl_ms)
+            await self._transport.schedule(queue, job_id, name, payload, due, ttl_ms, level)
         return job_id
 
     def signature(
@@ -304,10 +444,9 @@ class App:
     ) -> Signature[Any]:
         """A signature of a task by name, without importing it (for workflows)."""
         local = self.registry.get(name)
-        if queue is None:
-            task_queue = local.options.queue if local is not None else _UNSET
-            queue = task_queue if isinstance(task_queue, str) else self.default_queue
-        data = SigData(name, list(args), dict(kwargs or {}), queue, {})
+        placed, priority = self.placement(name)
+        options = {"priority": priority} if priority else {}
+        data = SigData(name, list(args), dict(kwargs or {}), queue or placed, options)
         return Signature(self, data, local.return_type if local is not None else Any)
 
     def job(self, job_id: str) -> Job[Any]:

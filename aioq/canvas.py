@@ -61,7 +61,10 @@ class _Canvas:
         root = Cont(on_error=self.on_error_sig)
         launches = [a for a in start(node, [], root) if isinstance(a, Launch)]
         limit = self.app.max_message_bytes
-        items = [(a.sig.queue, launch_message(a, limit)) for a in launches]
+        items = [
+            (a.sig.queue, a.sig.options.get("priority", 0), launch_message(a, limit))
+            for a in launches
+        ]
         await self.app._transport.enqueue_many(items)
         return handle
 
@@ -88,10 +91,17 @@ class Signature(_Canvas, Generic[R]):
         timeout: float | None = _UNSET,
         result_ttl: float = _UNSET,
         retries: int = _UNSET,
+        priority: int = _UNSET,
     ) -> Signature[R]:
         """A copy with these per-call options."""
         over = validate(
-            TaskOptions(queue=queue, timeout=timeout, result_ttl=result_ttl, retries=retries)
+            TaskOptions(
+                queue=queue,
+                timeout=timeout,
+                result_ttl=result_ttl,
+                retries=retries,
+                priority=priority,
+            )
         )
         options = {**self.data.options, **{k: v for k, v in wire(over).items() if v is not None}}
         data = msgspec.structs.replace(

@@ -15,9 +15,10 @@ import msgspec
 
 from ._core.canvas import SigData
 from ._core.context import Context
-from ._core.message import new_message
+from ._core.message import new_message, validate_job_id
 from ._core.options import TaskOptions, When, due_ms, validate, wire
 from .canvas import Signature
+from .errors import ConfigurationError
 from .job import Job
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ _UNSET: Any = msgspec.UNSET
 class Task(Generic[P, R]):
     """A registered task. ``Task[[int, int], int]`` takes two ints and returns an int."""
 
-    __slots__ = ("_call", "_queue", "_when", "app", "definition")
+    __slots__ = ("_call", "_job_id", "_placed", "_when", "app", "definition")
 
     def __init__(
         self,
@@ -47,25 +48,40 @@ class Task(Generic[P, R]):
         definition: TaskDef,
         call: TaskOptions | None = None,
         when: When | None = None,
+        job_id: str | None = None,
     ) -> None:
         self.app = app
         self.definition = definition
         self._call = call or TaskOptions()
         self._when = when
-        merged = definition.options.merged(self._call)
-        self._queue = merged.queue if isinstance(merged.queue, str) else app.default_queue
+        self._job_id = job_id
+        self._placed: tuple[int, tuple[str, int]] | None = None
 
     @property
     def name(self) -> str:
         return self.definition.name
 
+    def _placement(self) -> tuple[str, int]:
+        """(queue, priority) of a call: call > task > routing rules > default.
+        Cached until the app's routing rules change."""
+        version = self.app._routes_version
+        placed = self._placed
+        if placed is None or placed[0] != version:
+            placed = self._placed = (version, self.app.placement(self.name, self._call))
+        return placed[1]
+
     @property
     def queue(self) -> str:
         """The queue a ``kiq()`` of this task goes to."""
-        return self._queue
+        return self._placement()[0]
+
+    @property
+    def priority(self) -> int:
+        """The priority (0-9, 9 most urgent) a ``kiq()`` of this task gets."""
+        return self._placement()[1]
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name!r} queue={self._queue!r}>"
+        return f"<{type(self).__name__} {self.name!r} queue={self.queue!r}>"
 
     def with_options(
         self,
@@ -75,13 +91,21 @@ class Task(Generic[P, R]):
         result_ttl: float = _UNSET,
         store_result: bool = _UNSET,
         retries: int = _UNSET,
+        priority: int = _UNSET,
         delay: float | None = None,
         eta: datetime | None = None,
+        job_id: str | None = None,
+        unique_for: float | None = _UNSET,
     ) -> Self:
         """A copy of this task whose calls use these options (call > task > app).
 
         ``delay`` (seconds) or ``eta`` (an aware datetime) make each call wait in
         the queue's delayed set, state ``scheduled``, until it is due.
+        ``priority`` is 0-9 (9 most urgent). ``job_id`` names the job: while a
+        job of that id is pending, running, or its result kept, ``kiq()``
+        returns that job instead of sending another. ``unique_for`` does the
+        same for calls with equal arguments, while one is pending or running
+        (at most that many seconds); ``None`` turns a task's ``unique_for`` off.
         """
         over = validate(
             TaskOptions(
@@ -90,12 +114,22 @@ class Task(Generic[P, R]):
                 result_ttl=result_ttl,
                 store_result=store_result,
                 retries=retries,
+                priority=priority,
+                unique_for=unique_for,
             )
         )
         when = When(delay, eta) if delay is not None or eta is not None else self._when
         if when is not None:
             due_ms(when.delay, when.eta, 0)  # validate now, not at the first kiq()
-        return type(self)(self.app, self.definition, self._call.merged(over), when)
+        if job_id is not None:
+            validate_job_id(job_id)
+        return type(self)(
+            self.app,
+            self.definition,
+            self._call.merged(over),
+            when,
+            job_id if job_id is not None else self._job_id,
+        )
 
     async def kiq(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
         """Enqueue a call; returns once the message is in Redis.
@@ -106,7 +140,13 @@ class Task(Generic[P, R]):
             TypeError: an argument msgspec cannot encode.
         """
         job_id = await self.app._submit(
-            self.definition.name, self._queue, args, kwargs, self._call, self._when
+            self.definition.name,
+            args,
+            kwargs,
+            self._call,
+            self._when,
+            self._job_id,
+            self._placement(),
         )
         return Job(self.app, job_id, self.definition.return_type)
 
@@ -114,8 +154,11 @@ class Task(Generic[P, R]):
         """A signature of this task called with these arguments, for workflows
         (``chain``, ``group``, ``chord``). In a chain, the previous step's result
         is passed before ``args``."""
+        queue, priority = self._placement()
         options = {k: v for k, v in wire(self._call).items() if v is not None}
-        data = SigData(self.definition.name, list(args), kwargs, self._queue, options)
+        if priority:
+            options["priority"] = priority
+        data = SigData(self.definition.name, list(args), kwargs, queue, options)
         return Signature(self.app, data, self.definition.return_type)
 
     async def kiq_many(self, calls: Iterable[tuple[Any, ...]]) -> list[Job[R]]:
@@ -124,17 +167,29 @@ class Task(Generic[P, R]):
         ``await add.kiq_many([(1, 2), (3, 4)])`` costs a round trip per
         thousand messages instead of one per message.
         """
-        name, queue, call = self.definition.name, self._queue, self._call
-        if self._when is not None:  # scheduled calls each get a record; auto-batched
+        if self._job_id is not None:
+            raise ConfigurationError("kiq_many cannot give every call the same job_id")
+        name, call = self.definition.name, self._call
+        placed = self._placement()
+        queue, level = placed
+        unique = (
+            call.unique_for if call.unique_for is not _UNSET else self.definition.options.unique_for
+        )
+        if self._when is not None or isinstance(unique, (int, float)):
+            # each gets a record or a lock: one script per call, auto-batched
             ids = await asyncio.gather(
-                *(self.app._submit(name, queue, args, {}, call, self._when) for args in calls)
+                *(
+                    self.app._submit(name, args, {}, call, self._when, None, placed)
+                    for args in calls
+                )
             )
         else:
             limit = self.app.max_message_bytes
-            built = [
-                new_message(name, queue, args, {}, **wire(call), max_bytes=limit) for args in calls
-            ]
-            await self.app._transport.enqueue_many([(queue, payload) for _, payload in built])
+            opts = wire(call) | {"priority": level}
+            built = [new_message(name, queue, args, {}, **opts, max_bytes=limit) for args in calls]
+            await self.app._transport.enqueue_many(
+                [(queue, level, payload) for _, payload in built]
+            )
             ids = [job_id for job_id, _ in built]
         rtype = self.definition.return_type
         return [Job(self.app, job_id, rtype) for job_id in ids]
@@ -144,7 +199,7 @@ class Task(Generic[P, R]):
             app=self.app,
             job_id="local",
             task_name=self.name,
-            queue=self._queue,
+            queue=self.queue,
             attempt=1,
             worker_id="local",
         )

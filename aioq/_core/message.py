@@ -8,13 +8,14 @@ only ever appended, with defaults, so old messages keep decoding.
 from __future__ import annotations
 
 import enum
+import hashlib
 import time
 import uuid
 from typing import Any
 
 import msgspec
 
-from ..errors import MessageTooLarge
+from ..errors import ConfigurationError, MessageTooLarge
 from .canvas import Cont, Launch
 
 __all__ = [
@@ -72,6 +73,14 @@ class Message(msgspec.Struct, array_like=True, frozen=True):
     """How many retries preceded this message (0 for the first attempt)."""
     cont: Cont | None = None
     """What follows this job in a workflow (chain, group, chord); None for a lone job."""
+    priority: int = 0
+    """0..9, 9 most urgent: which of the queue's level streams it is read from."""
+    reserved: bool = False
+    """It holds a start slot from its task's rate limiter (it was deferred to it)."""
+    waits: int = 0
+    """How often it was put back because its task's ``max_running`` was reached."""
+    unique: str | None = None
+    """The uniqueness lock it holds (``unique_for`` or an explicit job id), if any."""
 
 
 class Progress(msgspec.Struct, frozen=True, kw_only=True):
@@ -155,6 +164,22 @@ def decode_value(raw: bytes | msgspec.Raw, type: Any = Any) -> Any:
         return _plain_decoder.decode(raw)
 
 
+def validate_job_id(job_id: str) -> str:
+    """A caller-chosen job id: a non-empty string of at most 200 characters."""
+    if not isinstance(job_id, str) or not job_id or len(job_id) > 200:
+        raise ConfigurationError(f"job_id must be a string of 1 to 200 characters, got {job_id!r}")
+    return job_id
+
+
+def unique_key(task: str, args: Any, kwargs: dict[str, Any]) -> str:
+    """The uniqueness key of a call: its task and a digest of its arguments
+    (keyword order does not matter)."""
+    digest = hashlib.blake2b(
+        encode([list(args), sorted(kwargs.items())]), digest_size=16
+    ).hexdigest()
+    return f"{task}:{digest}"
+
+
 def new_message(
     task: str,
     queue: str,
@@ -168,6 +193,8 @@ def new_message(
     max_bytes: int,
     job_id: str | None = None,
     cont: Cont | None = None,
+    priority: int | None = None,
+    unique: str | None = None,
 ) -> tuple[str, bytes]:
     """Build and encode one call; returns (job id, payload).
 
@@ -189,6 +216,10 @@ def new_message(
             retries,
             0,
             cont,
+            priority or 0,
+            False,
+            0,
+            unique,
         )
     )
     if len(payload) > max_bytes:

@@ -16,6 +16,9 @@ from ..errors import ConfigurationError
 
 UNSET: Any = msgspec.UNSET
 
+MAX_PRIORITY = 9
+"""Priorities run from 0 (the default) to 9 (most urgent)."""
+
 
 class TaskOptions(msgspec.Struct, frozen=True, kw_only=True):
     """Options a task declares, or a call overrides. ``UNSET`` means "not given here"."""
@@ -28,6 +31,8 @@ class TaskOptions(msgspec.Struct, frozen=True, kw_only=True):
     retry_backoff: float | msgspec.UnsetType = msgspec.UNSET
     retry_backoff_max: float | msgspec.UnsetType = msgspec.UNSET
     max_deliveries: int | msgspec.UnsetType = msgspec.UNSET
+    priority: int | msgspec.UnsetType = msgspec.UNSET
+    unique_for: float | None | msgspec.UnsetType = msgspec.UNSET
 
     def merged(self, over: TaskOptions) -> TaskOptions:
         """These options with every field that ``over`` sets replaced."""
@@ -50,6 +55,8 @@ class Effective(msgspec.Struct, frozen=True):
     retry_backoff: float = 1.0
     retry_backoff_max: float = 600.0
     max_deliveries: int = 5
+    priority: int = 0
+    unique_for: float | None = None
 
     def backoff(self, retry: int, rand: float) -> float:
         """Seconds before retry number ``retry`` (1-based): exponential, capped at
@@ -78,6 +85,17 @@ def validate(opts: TaskOptions) -> TaskOptions:
             raise ConfigurationError(f"{name} must be >= 0 seconds, got {value}")
     if isinstance(opts.result_ttl, (int, float)) and not (0 < opts.result_ttl < math.inf):
         raise ConfigurationError(f"result_ttl must be positive seconds, got {opts.result_ttl}")
+    if opts.priority is not msgspec.UNSET and (
+        not isinstance(opts.priority, int)
+        or isinstance(opts.priority, bool)
+        or not 0 <= opts.priority <= MAX_PRIORITY
+    ):
+        raise ConfigurationError(
+            f"priority must be a whole number from 0 to {MAX_PRIORITY} "
+            f"({MAX_PRIORITY} = most urgent), got {opts.priority!r}"
+        )
+    if isinstance(opts.unique_for, (int, float)) and not (0 < opts.unique_for < math.inf):
+        raise ConfigurationError(f"unique_for must be positive seconds, got {opts.unique_for}")
     return opts
 
 
@@ -97,7 +115,7 @@ def wire(call: TaskOptions) -> dict[str, Any]:
     the worker resolves it against the task and the app)."""
     return {
         f: None if getattr(call, f) is msgspec.UNSET else getattr(call, f)
-        for f in ("timeout", "result_ttl", "store_result", "retries")
+        for f in ("timeout", "result_ttl", "store_result", "retries", "priority")
     }
 
 
@@ -124,3 +142,49 @@ def due_ms(delay: float | None, eta: datetime | None, now_ms: int) -> int | None
             raise ConfigurationError(f"delay must be >= 0 seconds, got {delay}")
         return now_ms + int(delay * 1000) if delay > 0 else None
     return None
+
+
+_PERIODS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0}
+_PERIODS |= {"h": 3600.0, "hour": 3600.0, "d": 86400.0, "day": 86400.0}
+
+
+class RateLimit(msgspec.Struct, frozen=True):
+    """At most ``count`` starts per ``period`` seconds, evenly spaced."""
+
+    count: int
+    period: float
+
+    @property
+    def interval_us(self) -> int:
+        """Microseconds between two starts: the period over the count, plus 2 %.
+
+        The margin keeps clock jitter between the limiter's decision and the
+        function's first line from ever squeezing ``count + 1`` starts into a
+        window of one period.
+        """
+        return max(1, round(self.period / self.count * 1.02 * 1_000_000))
+
+    def __str__(self) -> str:
+        return f"{self.count}/{self.period:g}s"
+
+
+def parse_rate(spec: str) -> RateLimit:
+    """``"100/s"``, ``"30/m"``, ``"500/h"``, ``"10/d"`` (also ``"5/10s"``) → RateLimit."""
+    count_text, sep, per = str(spec).replace(" ", "").partition("/")
+    unit = per.lstrip("0123456789.")
+    scale_text = per[: len(per) - len(unit)]
+    unit = unit.lower()
+    if unit not in _PERIODS:
+        unit = unit.removesuffix("s")  # "seconds", "mins", "hours"
+    try:
+        count = int(count_text)
+        scale = float(scale_text) if scale_text else 1.0
+        period = scale * _PERIODS[unit]
+    except (ValueError, KeyError):
+        raise ConfigurationError(
+            f"rate_limit {spec!r}: expected '<count>/<unit>' with unit s, m, h or d "
+            "(e.g. '100/s', '30/m')"
+        ) from None
+    if not sep or count < 1 or not 0 < period < math.inf:
+        raise ConfigurationError(f"rate_limit {spec!r}: count and period must be positive")
+    return RateLimit(count, period)

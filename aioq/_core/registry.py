@@ -18,7 +18,7 @@ from .context import Context
 if typing.TYPE_CHECKING:
     from collections.abc import Callable
 
-    from .options import TaskOptions
+    from .options import RateLimit, TaskOptions
 
 __all__ = ["ArgumentError", "Registry", "TaskDef"]
 
@@ -39,7 +39,9 @@ class TaskDef:
         "fn",
         "is_async",
         "name",
+        "max_running",
         "options",
+        "rate_limit",
         "retry_on",
         "return_type",
     )
@@ -50,7 +52,14 @@ class TaskDef:
         name: str,
         options: TaskOptions,
         retry_on: tuple[type[BaseException], ...] = (Exception,),
+        *,
+        rate_limit: RateLimit | None = None,
+        max_running: int | None = None,
     ) -> None:
+        if max_running is not None and (isinstance(max_running, bool) or max_running < 1):
+            raise ConfigurationError(f"max_running must be a whole number >= 1, got {max_running}")
+        self.rate_limit = rate_limit
+        self.max_running = max_running
         self.fn = fn
         self.retry_on = retry_on
         self.name = name

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any, cast
 
+from redis.exceptions import NoScriptError
+
 from . import results
 from .batcher import Batcher
 from .connection import broker_errors, connect
@@ -56,14 +58,60 @@ class Client:
     def redis(self) -> Redis:
         return self._get().redis
 
-    async def enqueue(self, queue: str, payload: bytes) -> None:
+    async def enqueue(self, queue: str, payload: bytes, level: int = 0) -> None:
         async with broker_errors(self.url):
             await self._get().batcher.call(
-                "XADD", self.keys.stream(queue), "*", PAYLOAD_FIELD, payload
+                "XADD", self.keys.stream(queue, level), "*", PAYLOAD_FIELD, payload
             )
 
+    async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        """One script call through the batcher (shares its round trips)."""
+        batcher = self._get().batcher
+        sha = SCRIPTS[name].sha
+        try:
+            return await batcher.call("EVALSHA", sha, len(keys), *keys, *args)
+        except NoScriptError:
+            await SCRIPTS.load_all(self._get().redis)
+            return await batcher.call("EVALSHA", sha, len(keys), *keys, *args)
+
+    async def enqueue_unique(
+        self,
+        queue: str,
+        level: int,
+        lock: str,
+        job_id: str,
+        task: str,
+        payload: bytes,
+        due_ms: int | None,
+        lock_ttl_ms: int,
+        result_ttl: float,
+    ) -> str:
+        """Send unless the lock is held; returns the id of the job that holds it."""
+        target = (
+            self.keys.stream(queue, level) if due_ms is None else self.keys.delayed(queue, level)
+        )
+        async with broker_errors(self.url):
+            sent, holder = await self._script(
+                "enqueue_unique",
+                [self.keys.unique(queue, lock), target],
+                [job_id, max(1, lock_ttl_ms), payload, "" if due_ms is None else due_ms],
+            )
+            if sent and due_ms is not None:
+                ttl_ms = lock_ttl_ms + int(result_ttl * 1000)
+                await self._script(
+                    "mark_scheduled", [self.keys.job(job_id)], [task, queue, due_ms, ttl_ms]
+                )
+        return holder.decode() if isinstance(holder, bytes) else str(holder)
+
     async def schedule(
-        self, queue: str, job_id: str, task: str, payload: bytes, due_ms: int, ttl_ms: int
+        self,
+        queue: str,
+        job_id: str,
+        task: str,
+        payload: bytes,
+        due_ms: int,
+        ttl_ms: int,
+        level: int = 0,
     ) -> None:
         """Put a message in the queue's delayed set, with a ``scheduled`` record.
 
@@ -87,13 +135,14 @@ class Client:
                     due_ms,
                 ),
                 batcher.call("PEXPIRE", record, ttl_ms),
-                batcher.call("ZADD", self.keys.delayed(queue), due_ms, payload),
+                batcher.call("ZADD", self.keys.delayed(queue, level), due_ms, payload),
             )
 
-    async def enqueue_many(self, items: Sequence[tuple[str, bytes]]) -> None:
+    async def enqueue_many(self, items: Sequence[tuple[str, int, bytes]]) -> None:
+        """XADD each (queue, priority level, payload), in pipelined chunks."""
         async with broker_errors(self.url):
             await self._get().batcher.pipeline(
-                [("XADD", self.keys.stream(q), "*", PAYLOAD_FIELD, p) for q, p in items]
+                [("XADD", self.keys.stream(q, lv), "*", PAYLOAD_FIELD, p) for q, lv, p in items]
             )
 
     async def wait_outcome(self, job_id: str, timeout: float | None) -> bytes:

@@ -16,18 +16,50 @@ GROUP = "workers"
 PAYLOAD_FIELD = b"m"
 """The single field of a stream entry; its value is the msgpack envelope."""
 
+LEVELS = 10
+"""Priority levels 0..9 (9 = most urgent); each has its own stream per queue."""
+
 
 @dataclass(frozen=True, slots=True)
 class Keyspace:
     prefix: str = "aioq"
 
-    def stream(self, queue: str) -> str:
-        """Ready messages of ``queue`` (consumer group ``workers``)."""
-        return f"{self.prefix}:{{{queue}}}:stream"
+    def stream(self, queue: str, level: int = 0) -> str:
+        """Ready messages of ``queue`` at priority ``level`` (consumer group ``workers``).
+        Level 0, the default, has the plain name."""
+        base = f"{self.prefix}:{{{queue}}}:stream"
+        return f"{base}:{level}" if level else base
 
-    def delayed(self, queue: str) -> str:
-        """Messages waiting for their due time (sorted set, score = due ms)."""
-        return f"{self.prefix}:{{{queue}}}:delayed"
+    def delayed(self, queue: str, level: int = 0) -> str:
+        """Messages of priority ``level`` waiting for their due time (sorted set,
+        score = due ms)."""
+        base = f"{self.prefix}:{{{queue}}}:delayed"
+        return f"{base}:{level}" if level else base
+
+    def level_streams(self, queue: str) -> list[str]:
+        """The streams of every priority level of ``queue``, most urgent first."""
+        return [self.stream(queue, level) for level in reversed(range(LEVELS))]
+
+    def level_delayed(self, queue: str) -> list[str]:
+        """The delayed sets of every priority level of ``queue``, most urgent first."""
+        return [self.delayed(queue, level) for level in reversed(range(LEVELS))]
+
+    def schedule(self, queue: str, name: str) -> str:
+        """State of the periodic schedule ``name`` (hash: last fire time and job),
+        in the slot of the queue its jobs go to."""
+        return f"{self.prefix}:{{{queue}}}:schedule:{name}"
+
+    def unique(self, queue: str, key: str) -> str:
+        """Lock making one job with this key (job id or task + arguments) unique."""
+        return f"{self.prefix}:{{{queue}}}:unique:{key}"
+
+    def rate(self, task: str) -> str:
+        """Rate limiter state of ``task`` (hash), shared by every worker."""
+        return f"{self.prefix}:rate:{task}"
+
+    def running(self, task: str) -> str:
+        """Jobs of ``task`` running anywhere (sorted set, score = lease expiry ms)."""
+        return f"{self.prefix}:running:{task}"
 
     def dead(self, queue: str) -> str:
         """Dead letters of ``queue``: the original payload plus why it died."""
@@ -59,4 +91,4 @@ class Keyspace:
 
     def queue_keys(self, queue: str) -> tuple[str, ...]:
         """Every key of one queue (for cleanup and the one-slot check)."""
-        return (self.stream(queue), self.delayed(queue), self.dead(queue))
+        return (*self.level_streams(queue), *self.level_delayed(queue), self.dead(queue))

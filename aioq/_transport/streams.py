@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 from redis import exceptions as rex
 
 from .connection import CONNECTION_ERRORS, OPERATION_TIMEOUT, bounded
-from .keys import GROUP, PAYLOAD_FIELD, Keyspace
+from .keys import GROUP, LEVELS, PAYLOAD_FIELD, Keyspace
 from .scripts import SCRIPTS, run_pipeline
 
 if TYPE_CHECKING:
@@ -29,10 +29,18 @@ RECORD_CHUNK = 500  # jobs per start_many / finish_many call
 class Entry(NamedTuple):
     """One stream entry handed to a worker."""
 
+    stream: str
+    """The level stream it was read from (its key)."""
     queue: str
+    level: int
     id: bytes
     payload: bytes | None  # None when the entry has no payload field (garbage)
     deliveries: int = 1
+
+    @property
+    def key(self) -> tuple[str, bytes]:
+        """Identifies the entry among all of a worker's streams."""
+        return (self.stream, self.id)
 
 
 class Start(NamedTuple):
@@ -43,7 +51,7 @@ class Start(NamedTuple):
 class Finish(NamedTuple):
     """What the completer writes for one finished attempt."""
 
-    queue: str
+    stream: str
     entry_id: bytes
     job_id: str
     state: str
@@ -70,28 +78,40 @@ class Streams:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    async def read(
-        self, consumer: str, queues: Sequence[str], count: int, block_ms: int | None
-    ) -> list[Entry]:
-        """XREADGROUP new entries from ``queues``; ``count`` is per stream.
-        ``block_ms=None`` returns at once when there is nothing to read."""
-        streams: dict[Any, Any] = {self.keys.stream(q): ">" for q in queues}
-        async with bounded((block_ms or 0) / 1000 + OPERATION_TIMEOUT):
-            reply = await self.redis.xreadgroup(
-                GROUP, consumer, streams, count=count, block=block_ms
+    async def fetch(
+        self, consumer: str, queues: Sequence[str], count: int, ascending: bool
+    ) -> tuple[list[Entry], dict[str, bytes]]:
+        """Up to ``count`` new entries of ``queues``, most urgent level first
+        (``ascending``: least urgent first). When there are none, the second
+        value maps each level stream to the id a new entry would follow, for
+        ``wait``."""
+        keys = [k for q in queues for k in self.keys.level_streams(q)]
+        async with bounded():
+            reply = await SCRIPTS.call(
+                self.redis, "fetch", keys, [GROUP, consumer, count, int(ascending), LEVELS]
             )
-        return self._entries(reply, queues)
-
-    def _entries(self, reply: Any, queues: Sequence[str]) -> list[Entry]:
-        if not reply:
-            return []
-        by_key = {self.keys.stream(q).encode(): q for q in queues}
+        if reply[0] == 0:
+            return [], dict(zip(keys, reply[1:], strict=True))
         out: list[Entry] = []
-        for stream, items in reply:
-            queue = by_key[stream if isinstance(stream, bytes) else stream.encode()]
-            for entry_id, fields in items:
-                out.append(Entry(queue, entry_id, fields.get(PAYLOAD_FIELD) if fields else None))
-        return out
+        for i in range(1, len(reply), 3):
+            index = int(reply[i]) - 1
+            fields = reply[i + 2]
+            out.append(
+                Entry(
+                    keys[index],
+                    queues[index // LEVELS],
+                    LEVELS - 1 - index % LEVELS,
+                    reply[i + 1],
+                    _payload(fields),
+                )
+            )
+        return out, {}
+
+    async def wait(self, after: dict[str, bytes], block_ms: int) -> None:
+        """Block until one of the streams gets an entry after the given id, or
+        ``block_ms`` pass (XREAD takes nothing: ``fetch`` then takes it)."""
+        async with bounded(block_ms / 1000 + OPERATION_TIMEOUT):
+            await self.redis.xread(dict(after), count=1, block=block_ms)  # type: ignore[arg-type]
 
     async def start(self, starts: Sequence[Start]) -> list[Any]:
         """Run start.lua for each job in one pipeline; a reply is None (run it),
@@ -127,16 +147,16 @@ class Streams:
     async def finish(self, done: Sequence[Finish], group_ack: Sequence[tuple[str, bytes]]) -> None:
         """Write outcomes, then ack — in that order, in one pipeline.
 
-        ``group_ack`` lists (queue, entry id) of every message to acknowledge,
+        ``group_ack`` lists (stream, entry id) of every message to acknowledge,
         including ones that were skipped without an outcome to write.
 
         Order matters: each outcome is written before its ack, so a crash in
         between leaves an unacked message whose job is already final; the next
         worker to receive it sees that in start.lua and only acks it.
         """
-        by_queue: dict[str, list[bytes]] = {}
-        for queue, entry_id in group_ack:
-            by_queue.setdefault(queue, []).append(entry_id)
+        by_stream: dict[str, list[bytes]] = {}
+        for stream, entry_id in group_ack:
+            by_stream.setdefault(stream, []).append(entry_id)
 
         def build(pipe: Pipeline) -> None:
             if self.batch_records:
@@ -172,8 +192,7 @@ class Streams:
                             self.keys.done_channel(f.job_id),
                         ],
                     )
-            for queue, ids in by_queue.items():
-                stream = self.keys.stream(queue)
+            for stream, ids in by_stream.items():
                 for i in range(0, len(ids), ACK_CHUNK):
                     SCRIPTS.queue(pipe, "ack", [stream], [GROUP, *ids[i : i + ACK_CHUNK]])
 
@@ -187,16 +206,17 @@ class Streams:
         await SCRIPTS.call(
             self.redis,
             "dead",
-            [self.keys.stream(entry.queue), self.keys.dead(entry.queue)],
+            [entry.stream, self.keys.dead(entry.queue)],
             [GROUP, entry.id, entry.payload or b"", reason, maxlen, now_ms],
         )
 
     async def pump(self, queue: str, now_ms: int, limit: int) -> tuple[int, int]:
-        """Move due delayed messages into the stream; returns (moved, next due ms or -1)."""
+        """Move due delayed messages into the streams of their priority levels;
+        returns (moved, next due ms or -1)."""
         moved, next_due = await SCRIPTS.call(
             self.redis,
             "pump",
-            [self.keys.delayed(queue), self.keys.stream(queue)],
+            [*self.keys.level_delayed(queue), *self.keys.level_streams(queue)],
             [now_ms, limit],
         )
         return int(moved), int(next_due)
@@ -207,7 +227,7 @@ class Streams:
         done = await SCRIPTS.call(
             self.redis,
             "retry",
-            [self.keys.stream(entry.queue), self.keys.delayed(entry.queue)],
+            [entry.stream, self.keys.delayed(entry.queue, entry.level)],
             [GROUP, consumer, entry.id, payload, due_ms],
         )
         return bool(done)
@@ -218,18 +238,6 @@ class Streams:
             self.redis, "mark", [self.keys.job(job_id)], [state, ttl_ms, *fields]
         )
         return bool(done)
-
-    async def deliveries(self, queue: str, ids: Sequence[bytes]) -> dict[bytes, int]:
-        """How many times each pending entry has been delivered."""
-        if not ids:
-            return {}
-        stream = self.keys.stream(queue)
-        pipe = self.redis.pipeline(transaction=False)
-        for entry_id in ids:
-            pipe.xpending_range(stream, GROUP, min=entry_id, max=entry_id, count=1)
-        async with bounded():
-            rows = await pipe.execute()
-        return {r["message_id"]: int(r["times_delivered"]) for found in rows for r in found}
 
     async def abort_requests(self) -> AsyncIterator[str]:
         """Job ids announced for abort, forever; survives reconnects (an
@@ -264,12 +272,14 @@ class Streams:
         async with bounded():
             return cast("list[bytes | None]", await pipe.execute())
 
-    async def enqueue_once(self, queue: str, job_id: str, payload: bytes, ttl_ms: int) -> bool:
+    async def enqueue_once(
+        self, queue: str, level: int, job_id: str, payload: bytes, ttl_ms: int
+    ) -> bool:
         """Send a workflow follow-up unless it was sent before (deterministic id)."""
         added = await SCRIPTS.call(
             self.redis,
             "enqueue_once",
-            [self.keys.stream(queue), self.keys.once(queue, job_id)],
+            [self.keys.stream(queue, level), self.keys.once(queue, job_id)],
             [payload, ttl_ms],
         )
         return bool(added)
@@ -283,60 +293,66 @@ class Streams:
         )
         return list(values) if values else None
 
-    async def renew(self, queue: str, consumer: str, ids: Sequence[bytes]) -> list[bytes]:
-        """Refresh the lease on ``ids``; returns those this consumer no longer owns."""
+    async def renew(self, stream: str, consumer: str, ids: Sequence[bytes]) -> list[bytes]:
+        """Refresh the lease on ``ids`` of ``stream``; returns those this consumer
+        no longer owns."""
         lost: list[bytes] = await SCRIPTS.call(
-            self.redis, "renew", [self.keys.stream(queue)], [GROUP, consumer, *ids]
+            self.redis, "renew", [stream], [GROUP, consumer, *ids]
         )
         return lost
 
-    async def autoclaim(
-        self, queue: str, consumer: str, min_idle_ms: int, cursor: bytes, count: int
-    ) -> tuple[bytes, list[Entry], list[bytes]]:
-        """XAUTOCLAIM entries idle longer than ``min_idle_ms`` (a dead worker's).
+    async def claim(
+        self, queue: str, consumer: str, min_idle_ms: int, cursors: list[bytes], count: int
+    ) -> tuple[list[bytes], list[Entry], int]:
+        """Take over up to ``count`` entries of ``queue`` idle longer than
+        ``min_idle_ms`` (a dead worker's), most urgent level first.
 
-        Returns the next cursor (follow it: each call scans a bounded part of
-        the pending list), the claimed entries, and ids that were deleted from
-        the stream while pending.
+        Returns the next XAUTOCLAIM cursor of each level stream (follow them:
+        each call scans a bounded part of the pending lists), the claimed
+        entries with their delivery counts, and how many pending ids had been
+        deleted from the streams.
         """
+        keys = self.keys.level_streams(queue)
         async with bounded():
-            reply = await self.redis.execute_command(  # type: ignore[no-untyped-call]
-                "XAUTOCLAIM",
-                self.keys.stream(queue),
-                GROUP,
-                consumer,
-                min_idle_ms,
-                cursor,
-                "COUNT",
-                count,
+            reply = await SCRIPTS.call(
+                self.redis, "claim", keys, [GROUP, consumer, min_idle_ms, count, *cursors]
             )
-        next_cursor, items = reply[0], reply[1]
-        deleted = list(reply[2]) if len(reply) > 2 else []
-        entries = []
-        for entry_id, fields in items:
-            payload = None
-            if fields:
-                flat = (
-                    dict(zip(fields[::2], fields[1::2], strict=False))
-                    if isinstance(fields, list)
-                    else fields
-                )
-                payload = flat.get(PAYLOAD_FIELD)
-            entries.append(Entry(queue, entry_id, payload))
-        return next_cursor, entries, deleted
+        n = len(keys)
+        entries = [
+            Entry(
+                keys[int(reply[i]) - 1],
+                queue,
+                LEVELS - int(reply[i]),
+                reply[i + 1],
+                _payload(reply[i + 2]),
+                int(reply[i + 3]),
+            )
+            for i in range(n + 1, len(reply), 4)
+        ]
+        return list(reply[:n]), entries, int(reply[n])
 
-    async def remove_consumer_if_idle(self, queue: str, consumer: str) -> None:
+    async def remove_consumer_if_idle(self, stream: str, consumer: str) -> None:
         """Delete this consumer from the group when it holds no pending entries
         (deleting one that does would orphan them)."""
-        stream = self.keys.stream(queue)
         info = await self.redis.xpending_range(stream, GROUP, "-", "+", 1, consumername=consumer)
         if not info:
             await self.redis.xgroup_delconsumer(stream, GROUP, consumer)
 
-    async def release(self, queue: str, consumer: str, ids: Sequence[bytes], idle_ms: int) -> None:
+    async def release(self, stream: str, consumer: str, ids: Sequence[bytes], idle_ms: int) -> None:
         """Hand unfinished entries back at once: mark them idle for ``idle_ms`` so
         the next recovery pass of any worker claims them (used on shutdown)."""
         if ids:
             await self.redis.xclaim(
-                self.keys.stream(queue), GROUP, consumer, 0, list(ids), idle=idle_ms, justid=True
+                stream, GROUP, consumer, 0, list(ids), idle=idle_ms, justid=True
             )
+
+
+def _payload(fields: Any) -> bytes | None:
+    """The ``m`` field of an entry's flat field list (None when it has none)."""
+    if not fields:
+        return None
+    for i in range(0, len(fields) - 1, 2):
+        if fields[i] == PAYLOAD_FIELD:
+            value: bytes = fields[i + 1]
+            return value
+    return None

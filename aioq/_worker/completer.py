@@ -47,12 +47,12 @@ class Completer:
     def fence_with(self, fence: Fence, stale: Callable[[], bool]) -> None:
         self._fence, self._stale = fence, stale
 
-    async def submit(self, queue: str, entry_id: bytes, finish: Finish | None) -> None:
+    async def submit(self, stream: str, entry_id: bytes, finish: Finish | None) -> None:
         """Queue an outcome (or a bare ack when ``finish`` is None) and wait until
         Redis has it."""
         if finish is not None:
             self._finishes.append(finish)
-        self._acks.append((queue, entry_id))
+        self._acks.append((stream, entry_id))
         done = asyncio.get_running_loop().create_future()
         self._waiters.append(done)
         self._wake.set()
@@ -91,7 +91,7 @@ class Completer:
                 len(lost),
             )
         return (
-            [f for f in finishes if (f.queue, f.entry_id) not in lost],
+            [f for f in finishes if (f.stream, f.entry_id) not in lost],
             [a for a in acks if a not in lost],
         )
 

@@ -172,7 +172,7 @@ class Dispatcher:
     # -- executors -------------------------------------------------------------
 
     async def _execute(self, entry: Entry, msg: Message, task: TaskDef, attempt: int) -> None:
-        key = (entry.queue, entry.id)
+        key = entry.key
         current = asyncio.current_task()
         assert current is not None
         self.inflight[key] = current
@@ -208,19 +208,19 @@ class Dispatcher:
                 return
             finish = self._finish(entry, msg.id, outcome, opts.result_ttl)
             if msg.cont is None:
-                await self.completer.submit(entry.queue, entry.id, finish)
+                await self.completer.submit(entry.stream, entry.id, finish)
             else:
                 # A workflow step: outcome, then what follows, then the ack.
                 await self.completer.write_now(finish)
                 await self._follow(msg, outcome)
-                await self.completer.submit(entry.queue, entry.id, None)
+                await self.completer.submit(entry.stream, entry.id, None)
             settled = True
         except asyncio.CancelledError:
             if key in self._aborted:
                 # abort.lua already ended the job; only the message is left to ack.
                 current.uncancel()
                 log.info("job %s was aborted while running; cancelled it", msg.id)
-                await self.completer.submit(entry.queue, entry.id, None)
+                await self.completer.submit(entry.stream, entry.id, None)
                 settled = True
             elif key in self._taken_over:
                 current.uncancel()  # lost the lease: another worker runs it now
@@ -300,7 +300,7 @@ class Dispatcher:
         if outcome.state == JobState.FAILED.value and outcome.error is not None:
             log.warning("job %s failed: %s: %s", job_id, outcome.error.type, outcome.error.message)
         return Finish(
-            entry.queue,
+            entry.stream,
             entry.id,
             job_id,
             outcome.state,
@@ -348,19 +348,19 @@ class Dispatcher:
         make sure what follows it was sent, then ack."""
         try:
             await self._follow(msg, outcome)
-            await self.completer.submit(entry.queue, entry.id, None)
+            await self.completer.submit(entry.stream, entry.id, None)
         finally:
             self.release()
 
     async def _ack_only(self, entry: Entry) -> None:
         try:
-            await self.completer.submit(entry.queue, entry.id, None)
+            await self.completer.submit(entry.stream, entry.id, None)
         finally:
             self.release()
 
     async def _give_back(self, entry: Entry) -> None:
         try:
-            await self.streams.release(entry.queue, self.worker_id, [entry.id], self._vt_ms)
+            await self.streams.release(entry.stream, self.worker_id, [entry.id], self._vt_ms)
         except CONNECTION_ERRORS:
             pass
         finally:
@@ -396,12 +396,12 @@ class Dispatcher:
 
     async def owned_elsewhere(self, keys: list[tuple[str, bytes]]) -> set[tuple[str, bytes]]:
         """Renew the leases of ``keys``; return those another consumer owns now."""
-        by_queue: dict[str, list[bytes]] = {}
-        for queue, entry_id in keys:
-            by_queue.setdefault(queue, []).append(entry_id)
+        by_stream: dict[str, list[bytes]] = {}
+        for stream, entry_id in keys:
+            by_stream.setdefault(stream, []).append(entry_id)
         lost: set[tuple[str, bytes]] = set()
-        for queue, ids in by_queue.items():
-            lost.update((queue, i) for i in await self.streams.renew(queue, self.worker_id, ids))
+        for stream, ids in by_stream.items():
+            lost.update((stream, i) for i in await self.streams.renew(stream, self.worker_id, ids))
         return lost
 
     async def heartbeat(self) -> None:
@@ -415,26 +415,26 @@ class Dispatcher:
             except Exception as exc:
                 log.debug("abort check failed: %s", exc)
             began = time.monotonic()
-            by_queue: dict[str, list[bytes]] = {}
-            for queue, entry_id in list(self.inflight):
-                by_queue.setdefault(queue, []).append(entry_id)
+            by_stream: dict[str, list[bytes]] = {}
+            for stream, entry_id in list(self.inflight):
+                by_stream.setdefault(stream, []).append(entry_id)
             renewed_all = True
-            for queue, ids in by_queue.items():
+            for stream, ids in by_stream.items():
                 try:
-                    lost = await self.streams.renew(queue, self.worker_id, ids)
+                    lost = await self.streams.renew(stream, self.worker_id, ids)
                 except Exception as exc:
                     log.warning("could not renew leases (%s)", exc)
                     renewed_all = False
                     break
                 for entry_id in lost:
-                    task = self.inflight.get((queue, entry_id))
+                    task = self.inflight.get((stream, entry_id))
                     if task is not None:
                         log.warning(
                             "lost the lease on %s (another worker took it over); "
                             "cancelling it here",
                             entry_id.decode(),
                         )
-                        self._taken_over.add((queue, entry_id))
+                        self._taken_over.add((stream, entry_id))
                         task.cancel()
             if renewed_all:
                 self.renewed_at = began

@@ -87,7 +87,11 @@ class Flow:
         payload = launch_message(action, max(self.app.max_message_bytes, FOLLOW_UP_MAX_BYTES))
         await persist(
             lambda: self.streams.enqueue_once(
-                action.sig.queue, action.job_id, payload, self._ttl_ms
+                action.sig.queue,
+                action.sig.options.get("priority", 0),
+                action.job_id,
+                payload,
+                self._ttl_ms,
             ),
             f"workflow job {action.job_id}",
         )

@@ -34,6 +34,7 @@ from .._transport.connection import (
     connect,
     wait_until_reachable,
 )
+from .._transport.keys import LEVELS
 from .._transport.scripts import SCRIPTS
 from .._transport.streams import Entry, Streams
 from .completer import Completer
@@ -52,6 +53,8 @@ log = logging.getLogger("aioq.worker")
 PUMP_IDLE = 0.5
 """Longest sleep of the delayed-message pump, in seconds."""
 PUMP_BATCH = 500
+FAIRNESS = 10
+"""One read in this many takes the least urgent priority levels first."""
 
 
 class Worker:
@@ -94,7 +97,8 @@ class Worker:
         self.ready = anyio.Event()
         """Set once the worker has connected, created its groups and started reading."""
         self._rotate = 0
-        self._claim_cursors = {q: b"0-0" for q in self.queues}
+        self._claim_cursors = {q: [b"0-0"] * LEVELS for q in self.queues}
+        self._reads = 0
         self._next_claim = 0.0
         self._threads = anyio.CapacityLimiter(concurrency)
         self._vt_ms = int(app.visibility_timeout * 1000)
@@ -279,22 +283,23 @@ class Worker:
         return await self._read(n)
 
     async def _read(self, n: int) -> list[Entry]:
-        """Up to ``n`` new entries. COUNT applies per stream, so a blocking read of
-        every queue asks each for ``n // queues``; with fewer free slots than
-        queues, each queue is looked at in turn without blocking instead, so one
-        read never returns more than the ``n`` free slots."""
+        """Up to ``n`` new entries, most urgent priority level first (every
+        ``FAIRNESS``-th read least urgent first, so low levels still move).
+
+        The queues' order rotates on every read, so equally urgent messages of
+        several queues are taken in turn. When nothing is ready, one XREAD
+        waits (up to ``block``) for the next message of any stream: it takes
+        nothing, so a read never holds more messages than free slots.
+        """
         start = self._rotate % len(self.queues)
         self._rotate += 1
         queues = self.queues[start:] + self.queues[:start]
-        if n >= len(queues):
-            return await self._streams.read(self.id, queues, n // len(queues), self.block_ms)
-        for queue in queues:
-            entries = await self._streams.read(self.id, [queue], n, None)
-            if entries:
-                return entries
-        with anyio.move_on_after(self.block_ms / 1000):
-            await self._slot_freed.wait()  # more free slots: a blocking read becomes possible
-        return []
+        self._reads += 1
+        ascending = self._reads % FAIRNESS == 0
+        entries, after = await self._streams.fetch(self.id, queues, n, ascending)
+        if not entries and not self._stopping:
+            await self._streams.wait(after, self.block_ms)
+        return entries
 
     async def _claim(self, n: int) -> list[Entry]:
         """Take over entries idle longer than the visibility timeout (a dead worker's)."""
@@ -302,31 +307,29 @@ class Worker:
         for queue in self.queues:
             if len(claimed) >= n:
                 break
-            cursor, entries, deleted = await self._streams.autoclaim(
+            cursors, entries, deleted = await self._streams.claim(
                 queue,
                 self.id,
                 self._lease.claim_idle_ms,
                 self._claim_cursors[queue],
                 n - len(claimed),
             )
-            self._claim_cursors[queue] = cursor
+            self._claim_cursors[queue] = cursors
             if deleted:
                 log.warning(
                     "%d pending message(s) of queue %r were deleted before they were processed",
-                    len(deleted),
+                    deleted,
                     queue,
                 )
             if entries:
+                # XAUTOCLAIM counted this delivery; a message that keeps coming
+                # back is dead-lettered by max_deliveries instead of looping.
                 log.warning(
                     "recovered %d message(s) of queue %r from a worker that stopped "
                     "renewing its lease",
                     len(entries),
                     queue,
                 )
-                # XAUTOCLAIM counted this delivery; a message that keeps coming
-                # back is dead-lettered by max_deliveries instead of looping.
-                counts = await self._streams.deliveries(queue, [e.id for e in entries])
-                entries = [e._replace(deliveries=counts.get(e.id, 1)) for e in entries]
             claimed.extend(entries)
         return claimed
 
@@ -362,12 +365,12 @@ class Worker:
     async def _release_unfinished(self) -> None:
         """Hand messages whose tasks were cancelled straight to other workers."""
         left: dict[str, list[bytes]] = {}
-        for queue, entry_id in self._dispatcher.unfinished if self._dispatcher else ():
-            left.setdefault(queue, []).append(entry_id)
+        for stream, entry_id in self._dispatcher.unfinished if self._dispatcher else ():
+            left.setdefault(stream, []).append(entry_id)
         with anyio.move_on_after(5):
-            for queue, ids in left.items():
+            for stream, ids in left.items():
                 try:
-                    await self._streams.release(queue, self.id, ids, self._vt_ms)
+                    await self._streams.release(stream, self.id, ids, self._vt_ms)
                 except CONNECTION_ERRORS:
                     return
 
@@ -375,7 +378,10 @@ class Worker:
         """Remove this consumer from its groups when it holds nothing."""
         with anyio.move_on_after(5):
             for queue in self.queues:
-                try:
-                    await self._streams.remove_consumer_if_idle(queue, self.id)
-                except (*CONNECTION_ERRORS, rex.ResponseError):  # type: ignore[misc]
-                    return
+                for stream in self.app.keys.level_streams(queue):
+                    try:
+                        await self._streams.remove_consumer_if_idle(stream, self.id)
+                    except rex.ResponseError:
+                        continue  # no such stream or group: nothing to forget
+                    except CONNECTION_ERRORS:
+                        return

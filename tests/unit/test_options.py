@@ -38,12 +38,14 @@ def test_wire_carries_only_call_overrides() -> None:
         "result_ttl": None,
         "store_result": None,
         "retries": None,
+        "priority": None,
     }
     assert wire(TaskOptions(timeout=3.0, store_result=False, retries=2)) == {
         "timeout": 3.0,
         "result_ttl": None,
         "store_result": False,
         "retries": 2,
+        "priority": None,
     }
 
 

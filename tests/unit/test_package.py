@@ -15,6 +15,8 @@ LAYERS = {
     "cli": 0,
     "__main__": 0,
     "app": 1,
+    "routing": 1,
+    "scheduling": 1,
     "canvas": 1,
     "deadletter": 1,
     "task": 1,

@@ -1,0 +1,46 @@
+"""Routing rules: which queue and priority a task's calls get when neither the
+call nor the task says (``app.routes({...})``)."""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import Any
+
+from ._core.options import TaskOptions, validate
+from .errors import ConfigurationError
+
+__all__ = ["Routing"]
+
+
+class Routing:
+    """The ``routes``/``route`` part of ``App``."""
+
+    def __init__(self) -> None:
+        self._routes: list[tuple[str, TaskOptions]] = []
+        self._routes_version = 0
+
+    def routes(self, rules: dict[str, str | dict[str, Any]]) -> None:
+        """Route tasks by name: ``{"reports.*": "reports", "images.resize":
+        {"queue": "images", "priority": 5}}`` (glob patterns; the first matching
+        rule wins, in the order given; later calls add rules after earlier ones).
+
+        A call's own ``queue``/``priority`` wins over the task's, which wins over
+        these rules, which win over the app's default queue (priority 0).
+        """
+        for pattern, target in rules.items():
+            spec = {"queue": target} if isinstance(target, str) else dict(target)
+            unknown = set(spec) - {"queue", "priority"}
+            if unknown:
+                raise ConfigurationError(
+                    f"route {pattern!r}: only 'queue' and 'priority' can be routed, "
+                    f"not {sorted(unknown)}"
+                )
+            self._routes.append((pattern, validate(TaskOptions(**spec))))
+        self._routes_version += 1
+
+    def route(self, task: str) -> TaskOptions:
+        """The queue/priority the routing rules give ``task`` (fields unset if none)."""
+        for pattern, target in self._routes:
+            if fnmatch.fnmatchcase(task, pattern):
+                return target
+        return TaskOptions()
