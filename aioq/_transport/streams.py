@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from redis import exceptions as rex
 
+from .._core.message import now_ms
 from .connection import CONNECTION_ERRORS, OPERATION_TIMEOUT, bounded
 from .keys import GROUP, LEVELS, PAYLOAD_FIELD, Keyspace
 from .scripts import SCRIPTS, run_pipeline
@@ -48,6 +49,17 @@ class Start(NamedTuple):
     args: list[Any]
 
 
+class Admit(NamedTuple):
+    """A limited task's job asking to start (see admit.lua)."""
+
+    task: str
+    job_id: str
+    interval_us: int  # 0: no rate limit
+    reserved: bool
+    max_running: int  # 0: no concurrency limit
+    lease_ms: int
+
+
 class Finish(NamedTuple):
     """What the completer writes for one finished attempt."""
 
@@ -58,6 +70,8 @@ class Finish(NamedTuple):
     outcome: bytes
     finished_ms: int
     ttl_ms: int
+    unlock: tuple[str, str, int] | None = None
+    """A unique job's lock to release first: (lock key, job id, ms to keep it or 0)."""
 
 
 class Streams:
@@ -159,6 +173,12 @@ class Streams:
             by_stream.setdefault(stream, []).append(entry_id)
 
         def build(pipe: Pipeline) -> None:
+            # Unique jobs' locks go first: once a waiter sees the outcome, an
+            # equal call must already be free to start a new job.
+            for f in done:
+                if f.unlock is not None:
+                    lock, job_id, keep_ms = f.unlock
+                    SCRIPTS.queue(pipe, "unlock", [lock], [job_id, keep_ms])
             if self.batch_records:
                 for i in range(0, len(done), RECORD_CHUNK):
                     chunk = done[i : i + RECORD_CHUNK]
@@ -292,6 +312,40 @@ class Streams:
             self.redis, "join", [self.keys.barrier(group_id)], [index, value, size, ttl_ms]
         )
         return list(values) if values else None
+
+    async def admit(self, requests: Sequence[Admit]) -> list[Any]:
+        """Ask the limiters whether each job may start (admit.lua), in one pipeline.
+        Each reply is ``[0]`` (start), ``[1, wait µs]`` (rate slot reserved) or
+        ``[2]`` (concurrency limit reached), or an exception."""
+
+        def build(pipe: Pipeline) -> None:
+            for r in requests:
+                SCRIPTS.queue(
+                    pipe,
+                    "admit",
+                    [self.keys.rate(r.task), self.keys.running(r.task)],
+                    [r.interval_us, int(r.reserved), r.job_id, r.max_running, r.lease_ms],
+                )
+
+        return await run_pipeline(self.redis, build)
+
+    async def running_slots(self, slots: Sequence[tuple[str, str]], lease_ms: int | None) -> None:
+        """Renew (``lease_ms``) or give up (None) the running slots of (task, job id)."""
+        if not slots:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for task, job_id in slots:
+            key = self.keys.running(task)
+            if lease_ms is None:
+                pipe.zrem(key, job_id)
+            else:
+                pipe.execute_command("ZADD", key, "XX", now_ms() + lease_ms, job_id)
+        async with bounded():
+            await pipe.execute()
+
+    async def unlock(self, lock: str, job_id: str, keep_ms: int) -> None:
+        """Release a unique job's lock (``keep_ms`` 0), or keep it ``keep_ms`` more."""
+        await SCRIPTS.call(self.redis, "unlock", [lock], [job_id, keep_ms])
 
     async def renew(self, stream: str, consumer: str, ids: Sequence[bytes]) -> list[bytes]:
         """Refresh the lease on ``ids`` of ``stream``; returns those this consumer

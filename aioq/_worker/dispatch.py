@@ -35,7 +35,8 @@ from ..errors import Retry
 from .completer import persist
 from .executor import error_outcome, run_attempt
 from .flow import Flow
-from .lease import Lease
+from .lease import Lease, LeaseKeeper
+from .limits import Deferral, Limits, describe, limited
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("aioq.worker")
 
 
-class Dispatcher:
+class Dispatcher(LeaseKeeper):
     def __init__(
         self,
         app: App,
@@ -55,6 +56,7 @@ class Dispatcher:
         completer: Completer,
         threads: anyio.CapacityLimiter,
         release: Callable[[], None],
+        on_defer: Callable[[int], None] = lambda due_ms: None,
     ) -> None:
         self.app = app
         self.worker_id = worker_id
@@ -63,8 +65,11 @@ class Dispatcher:
         self.threads = threads
         self.release = release
         self.flow = Flow(app, streams, completer)
+        self.on_defer = on_defer
+        """Told the due time (ms) of each message put back for a limit (wakes the pump)."""
         self._vt_ms = int(app.visibility_timeout * 1000)
         self.lease = Lease.for_timeout(app.visibility_timeout)
+        self.limits = Limits(streams, self._vt_ms)
         self.inflight: dict[tuple[str, bytes], asyncio.Task[Any]] = {}
         """Entries running here, with the task running each."""
         self.unfinished: list[tuple[str, bytes]] = []
@@ -108,6 +113,8 @@ class Dispatcher:
             else:
                 assert msg is not None and task is not None
                 good.append((entry, msg, task))
+        if any(limited(task) for _, _, task in good):
+            good = await self._admit(good)
         if not good:
             return
         started = now_ms()
@@ -129,16 +136,65 @@ class Dispatcher:
             return
         for (entry, msg, task), reply in zip(good, replies, strict=True):
             if isinstance(reply, bytes):
-                log.info("job %s already finished; acking its redelivered message", msg.id)
-                if msg.cont is not None and reply:
-                    self._spawn(self._resume(entry, msg, decode_outcome(reply)))
-                else:
-                    self._spawn(self._ack_only(entry))
+                self._finished_already(entry, msg, reply)
                 continue
             attempt = reply if isinstance(reply, int) else 1
             if isinstance(reply, Exception):
                 log.warning("could not mark job %s started (%s); running it anyway", msg.id, reply)
             self._spawn(self._execute(entry, msg, task, attempt))
+
+    def _finished_already(self, entry: Entry, msg: Message, outcome: bytes) -> None:
+        """A redelivered message of a job that already ended: only what its
+        worker did not get to (follow-ups, releases, the ack) is done."""
+        log.info("job %s already finished; acking its redelivered message", msg.id)
+        if msg.id in self.limits.slots:
+            self._spawn(self.limits.release(msg.id))
+        if msg.unique is not None:
+            self._spawn(self._unlock(msg, self.app.result_ttl))
+        if msg.cont is not None and outcome:
+            self._spawn(self._resume(entry, msg, decode_outcome(outcome)))
+        else:
+            self._spawn(self._ack_only(entry))
+
+    async def _admit(
+        self, items: list[tuple[Entry, Message, TaskDef]]
+    ) -> list[tuple[Entry, Message, TaskDef]]:
+        """Jobs of rate-limited / ``max_running`` tasks ask admit.lua first; those
+        that must wait go back to the delayed set (their slots are freed)."""
+        limited_items = [item for item in items if limited(item[2])]
+        try:
+            decisions = await self.limits.admit(limited_items)
+        except CONNECTION_ERRORS:
+            for entry, _, _ in limited_items:
+                self._spawn(self._give_back(entry))
+            return [item for item in items if not limited(item[2])]
+        waiting = {item[0].key: d for item, d in zip(limited_items, decisions, strict=True) if d}
+        for entry, msg, _ in limited_items:
+            deferral = waiting.get(entry.key)
+            if deferral is not None:
+                self._spawn(self._defer(entry, msg, deferral))
+        return [item for item in items if item[0].key not in waiting]
+
+    async def _defer(self, entry: Entry, msg: Message, deferral: Deferral) -> None:
+        try:
+            log.debug("%s", describe(deferral, msg))
+            await persist(
+                lambda: self.streams.retry(
+                    entry, self.worker_id, deferral.payload, deferral.due_ms
+                ),
+                f"the deferral of job {msg.id}",
+            )
+            self.on_defer(deferral.due_ms)
+        finally:
+            self.release()
+
+    async def _unlock(self, msg: Message, result_ttl: float) -> None:
+        args = self._unlock_args(msg, result_ttl)
+        assert args is not None
+        try:
+            await self.streams.unlock(*args)
+        except Exception as exc:  # the lock's own TTL ends it instead
+            log.warning("could not release the unique lock of job %s (%s)", msg.id, exc)
 
     def _decode(
         self, entry: Entry
@@ -206,7 +262,7 @@ class Dispatcher:
                 await self._retry(entry, msg, opts, outcome, error)
                 settled = True
                 return
-            finish = self._finish(entry, msg.id, outcome, opts.result_ttl)
+            finish = self._finish(entry, msg, outcome, opts.result_ttl)
             if msg.cont is None:
                 await self.completer.submit(entry.stream, entry.id, finish)
             else:
@@ -229,6 +285,9 @@ class Dispatcher:
             else:
                 raise  # shutdown: the message is handed back by the worker
         finally:
+            if msg.id in self.limits.slots:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+                    await self.limits.release(msg.id)
             self.inflight.pop(key, None)
             self._by_job.pop(msg.id, None)
             self._taken_over.discard(key)
@@ -296,18 +355,27 @@ class Dispatcher:
             return cached
         return resolve(self.app.defaults(), task.options, _call_options(msg))
 
-    def _finish(self, entry: Entry, job_id: str, outcome: Outcome, ttl: float) -> Finish:
+    def _finish(self, entry: Entry, msg: Message, outcome: Outcome, ttl: float) -> Finish:
         if outcome.state == JobState.FAILED.value and outcome.error is not None:
-            log.warning("job %s failed: %s: %s", job_id, outcome.error.type, outcome.error.message)
+            log.warning("job %s failed: %s: %s", msg.id, outcome.error.type, outcome.error.message)
         return Finish(
             entry.stream,
             entry.id,
-            job_id,
+            msg.id,
             outcome.state,
             encode(outcome),
             outcome.finished_ms,
             int(ttl * 1000),
+            self._unlock_args(msg, ttl),
         )
+
+    def _unlock_args(self, msg: Message, result_ttl: float) -> tuple[str, str, int] | None:
+        """A unique job ended: free its ``unique_for`` lock, or keep an explicit job
+        id's for as long as the result is kept."""
+        if msg.unique is None:
+            return None
+        keep_ms = int(result_ttl * 1000) if msg.unique == msg.id else 0
+        return (self.app.keys.unique(msg.queue, msg.unique), msg.id, keep_ms)
 
     async def _reject(self, entry: Entry, msg: Message | None, kind: str, reason: str) -> None:
         try:
@@ -329,7 +397,7 @@ class Dispatcher:
             if msg is not None:
                 outcome = error_outcome(kind, reason)
                 await self.completer.write_now(
-                    self._finish(entry, msg.id, outcome, self.app.result_ttl)
+                    self._finish(entry, msg, outcome, self.app.result_ttl)
                 )
                 if msg.cont is not None and outcome.error is not None:
                     await self.flow.failed(msg, outcome.error)
@@ -387,57 +455,6 @@ class Dispatcher:
             for job_id, state in zip(jobs, await self.streams.states(jobs), strict=True):
                 if state == b"aborted":
                     self.abort(job_id)
-
-    # -- lease -----------------------------------------------------------------
-
-    def lease_stale(self) -> bool:
-        """True when leases may have lapsed: no renewal for most of the timeout."""
-        return time.monotonic() - self.renewed_at > self.lease.stale_after
-
-    async def owned_elsewhere(self, keys: list[tuple[str, bytes]]) -> set[tuple[str, bytes]]:
-        """Renew the leases of ``keys``; return those another consumer owns now."""
-        by_stream: dict[str, list[bytes]] = {}
-        for stream, entry_id in keys:
-            by_stream.setdefault(stream, []).append(entry_id)
-        lost: set[tuple[str, bytes]] = set()
-        for stream, ids in by_stream.items():
-            lost.update((stream, i) for i in await self.streams.renew(stream, self.worker_id, ids))
-        return lost
-
-    async def heartbeat(self) -> None:
-        """Renew the lease of every in-flight entry well within the visibility timeout,
-        so a long task on a live worker is never taken over by another."""
-        interval = self.lease.renew_every
-        while True:
-            await anyio.sleep(interval)
-            try:
-                await self.check_aborted()
-            except Exception as exc:
-                log.debug("abort check failed: %s", exc)
-            began = time.monotonic()
-            by_stream: dict[str, list[bytes]] = {}
-            for stream, entry_id in list(self.inflight):
-                by_stream.setdefault(stream, []).append(entry_id)
-            renewed_all = True
-            for stream, ids in by_stream.items():
-                try:
-                    lost = await self.streams.renew(stream, self.worker_id, ids)
-                except Exception as exc:
-                    log.warning("could not renew leases (%s)", exc)
-                    renewed_all = False
-                    break
-                for entry_id in lost:
-                    task = self.inflight.get((stream, entry_id))
-                    if task is not None:
-                        log.warning(
-                            "lost the lease on %s (another worker took it over); "
-                            "cancelling it here",
-                            entry_id.decode(),
-                        )
-                        self._taken_over.add((stream, entry_id))
-                        task.cancel()
-            if renewed_all:
-                self.renewed_at = began
 
 
 async def _guarded(coro: Coroutine[Any, Any, None]) -> None:

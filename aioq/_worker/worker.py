@@ -93,6 +93,7 @@ class Worker:
         self._free = concurrency
         self._reading = 0  # slots reserved by the read in progress
         self._slot_freed = asyncio.Event()
+        self._pump_wake = asyncio.Event()
         self._stopping = False
         self.ready = anyio.Event()
         """Set once the worker has connected, created its groups and started reading."""
@@ -142,7 +143,13 @@ class Worker:
             self._streams = Streams(redis, self.app.keys)
             self._completer = Completer(self._streams)
             dispatcher = self._dispatcher = Dispatcher(
-                self.app, self.id, self._streams, self._completer, self._threads, self._release
+                self.app,
+                self.id,
+                self._streams,
+                self._completer,
+                self._threads,
+                self._release,
+                self._poke_pump,
             )
             self._completer.fence_with(dispatcher.owned_elsewhere, dispatcher.lease_stale)
             for queue in self.queues:
@@ -358,7 +365,15 @@ class Worker:
                     log.warning("cannot move delayed messages (%s); retrying", exc)
                     outage = True
                 wake = 0.5
-            await anyio.sleep(max(0.005, wake) if wake else 0)
+            if wake > 0:
+                with anyio.move_on_after(max(0.001, wake)):
+                    await self._pump_wake.wait()
+            self._pump_wake = asyncio.Event()
+            await asyncio.sleep(0)
+
+    def _poke_pump(self, due_ms: int) -> None:
+        """A message was put back, due at ``due_ms``: pump again by then."""
+        self._pump_wake.set()
 
     # -- shutdown --------------------------------------------------------------
 

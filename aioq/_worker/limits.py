@@ -1,0 +1,108 @@
+"""Task limits shared by every worker: ``rate_limit`` and ``max_running``.
+
+Both are decided in Redis (admit.lua), so they hold across processes and
+hosts. A job that may not start yet is not held in a worker slot and not
+polled in a loop: its message goes back to the queue's delayed set, due at
+its reserved rate slot, or, for ``max_running``, after a backoff that grows
+with each wait (up to ``MAX_WAIT``).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import TYPE_CHECKING, NamedTuple
+
+import msgspec
+
+from .._core.message import Message, encode, now_ms
+from .._transport.streams import Admit
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from .._core.registry import TaskDef
+    from .._transport.streams import Entry, Streams
+
+log = logging.getLogger("aioq.worker")
+
+FIRST_WAIT = 0.05
+"""Seconds a job waits the first time its task's ``max_running`` is reached."""
+MAX_WAIT = 1.0
+"""Longest wait between two checks of ``max_running``."""
+
+
+class Deferral(NamedTuple):
+    """A job that must wait: its next message and when it is due."""
+
+    payload: bytes
+    due_ms: int
+    why: str
+
+
+def limited(task: TaskDef) -> bool:
+    return task.rate_limit is not None or task.max_running is not None
+
+
+class Limits:
+    def __init__(self, streams: Streams, lease_ms: int) -> None:
+        self.streams = streams
+        self.lease_ms = lease_ms
+        self.slots: dict[str, str] = {}
+        """Job id → task, for jobs running here that hold a ``max_running`` slot."""
+
+    async def admit(self, items: Sequence[tuple[Entry, Message, TaskDef]]) -> list[Deferral | None]:
+        """For each job: None when it may start now (holding a running slot if
+        its task has ``max_running``), else how it waits. Raises connection errors."""
+        requests = [
+            Admit(
+                task.name,
+                msg.id,
+                task.rate_limit.interval_us if task.rate_limit is not None else 0,
+                msg.reserved,
+                task.max_running or 0,
+                self.lease_ms,
+            )
+            for _, msg, task in items
+        ]
+        replies = await self.streams.admit(requests)
+        out: list[Deferral | None] = []
+        for (_, msg, task), reply in zip(items, replies, strict=True):
+            if isinstance(reply, Exception):
+                log.warning("limit check of job %s failed (%s); running it", msg.id, reply)
+                out.append(None)
+            elif reply[0] == 0:
+                if task.max_running is not None:
+                    self.slots[msg.id] = task.name
+                out.append(None)
+            elif reply[0] == 1:
+                wait_ms = round(int(reply[1]) / 1000)
+                payload = encode(msgspec.structs.replace(msg, reserved=True))
+                out.append(Deferral(payload, now_ms() + wait_ms, "rate_limit"))
+            else:
+                wait = min(MAX_WAIT, FIRST_WAIT * 2.0**msg.waits) * random.uniform(0.5, 1.5)
+                payload = encode(msgspec.structs.replace(msg, waits=msg.waits + 1))
+                out.append(Deferral(payload, now_ms() + round(wait * 1000), "max_running"))
+        return out
+
+    async def release(self, job_id: str) -> None:
+        """Give up the running slot of a job that ended here (no-op if it has none)."""
+        task = self.slots.pop(job_id, None)
+        if task is not None:
+            try:
+                await self.streams.running_slots([(task, job_id)], None)
+            except Exception as exc:  # the slot's lease runs out instead
+                log.warning("could not free the max_running slot of job %s (%s)", job_id, exc)
+
+    async def renew(self) -> None:
+        """Extend the running slots of jobs still running here (from the heartbeat)."""
+        await self.streams.running_slots(
+            [(task, job_id) for job_id, task in self.slots.items()], self.lease_ms
+        )
+
+
+def describe(d: Deferral, msg: Message) -> str:
+    return f"job {msg.id} waits {max(0, d.due_ms - now_ms())} ms ({d.why} of {msg.task})"
+
+
+__all__ = ["Deferral", "Limits", "describe", "limited"]
