@@ -41,7 +41,10 @@ async def redrive(redis: Redis, keys: Keyspace, queue: str, ids: Sequence[bytes 
     for i in range(0, len(ids), CHUNK):
         moved += int(
             await SCRIPTS.call(
-                redis, "redrive", [keys.dead(queue), keys.stream(queue)], list(ids[i : i + CHUNK])
+                redis,
+                "redrive",
+                [keys.dead(queue), *keys.level_streams(queue)],
+                list(ids[i : i + CHUNK]),
             )
         )
     return moved

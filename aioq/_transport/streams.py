@@ -227,7 +227,7 @@ class Streams:
             self.redis,
             "dead",
             [entry.stream, self.keys.dead(entry.queue)],
-            [GROUP, entry.id, entry.payload or b"", reason, maxlen, now_ms],
+            [GROUP, entry.id, entry.payload or b"", reason, maxlen, now_ms, entry.level],
         )
 
     async def pump(self, queue: str, now_ms: int, limit: int) -> tuple[int, int]:

@@ -151,3 +151,15 @@ async def test_several_queues_are_read_in_turn(app: aioq.App, workers: WorkerRun
         await asyncio.sleep(0.05)
     first = order[:20]
     assert first.count("a") >= 5 and first.count("b") >= 5, first
+
+
+async def test_a_redriven_dead_letter_keeps_its_priority(
+    app: aioq.App, workers: WorkerRunner, sync_redis: redis.Redis
+) -> None:
+    job = await app.send("not.registered", priority=4)
+    worker = await workers.start(app)
+    with pytest.raises(aioq.TaskFailed, match="unknown task"):
+        await job.result(timeout=10)
+    await workers.stop(worker)
+    assert await app.retry_dead("default") == 1
+    assert sync_redis.xlen(app.keys.stream("default", 4)) == 1
