@@ -331,7 +331,8 @@ class Dispatcher(LeaseKeeper):
             lambda: self.streams.mark(msg.id, "retrying", ttl_ms, "error", last, "due_ms", due),
             f"the retry state of job {msg.id}",
         )
-        payload = encode(msgspec.structs.replace(msg, retry=number))
+        # a new attempt: it queues for rate slots and max_running afresh
+        payload = encode(msgspec.structs.replace(msg, retry=number, reserved=False, waits=0))
         owned = await persist(
             lambda: self.streams.retry(entry, self.worker_id, payload, due),
             f"the retry of job {msg.id}",

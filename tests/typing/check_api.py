@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, assert_type
 
 import aioq
+from aioq import AsyncTask
 
 app = aioq.App("redis://127.0.0.1:6379/0")
 
@@ -32,6 +33,20 @@ async def with_ctx(ctx: aioq.Context, name: str) -> str:
 @app.task
 def sync_with_ctx(ctx: aioq.Context, n: int) -> list[int]:
     return [n]
+
+
+@app.task(cron="*/5 * * * *", tz="Asia/Seoul", rate_limit="10/s", max_running=2, priority=3)
+async def report() -> str:
+    return "ok"
+
+
+@app.periodic(every=30.0)
+async def heartbeat() -> int:
+    return 1
+
+
+app.routes({"reports.*": "reports", "images.resize": {"queue": "images", "priority": 5}})
+app.schedule(add.s(1, 2), every=60.0, name="add-every-minute")
 
 
 async def usage() -> None:
@@ -76,6 +91,13 @@ async def usage() -> None:
     assert_type(await aioq.group([add.s(1, 2), add.s(3, 4)]).kiq(), aioq.GroupJob)
     assert_type(aioq.chord([add.s(1, 2)], mul.s(2)), aioq.Chord)
     assert_type(app.signature("math.mul", args=[2]), aioq.Signature[Any])
+
+    assert_type(report, AsyncTask[[], str])
+    assert_type(heartbeat, AsyncTask[[], int])
+    assert_type(
+        await add.with_options(priority=9, job_id="a", unique_for=5.0).kiq(1, 2), aioq.Job[int]
+    )
+    assert_type(app.placement("reports.daily"), tuple[str, int])
 
     # Negative cases: wrong argument types and counts are type errors.
     await add.kiq("a", 2)  # type: ignore[arg-type]
