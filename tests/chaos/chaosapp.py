@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 import redis.asyncio as aredis
 
@@ -55,3 +56,13 @@ async def step(ctx: aioq.Context, x: int) -> int:
 async def total(ctx: aioq.Context, values: list[int]) -> int:
     await oracle().hincrby("callbacks", ctx.job_id, 1)
     return sum(values)
+
+
+@app.task(rate_limit="50/s", max_running=4, priority=2)
+async def limited(ctx: aioq.Context, ms: int) -> int:
+    """Records each start's time (oracle) so the rate can be checked after kills."""
+    now = time.time()
+    await oracle().hincrby("executions", ctx.job_id, 1)
+    await oracle().rpush("starts", repr(now))
+    await asyncio.sleep(ms / 1000)
+    return ms

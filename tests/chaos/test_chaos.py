@@ -116,7 +116,7 @@ async def chaos(servers: tuple[RedisServer, RedisServer], tmp_path: Path) -> Asy
     fleet = Fleet(env=env, logdir=tmp_path)
     app = chaosapp.app
     app.__init__(broker.url, prefix="chaos", visibility_timeout=VT)  # type: ignore[misc]
-    for task in (chaosapp.work, chaosapp.flaky, chaosapp.step, chaosapp.total):
+    for task in (chaosapp.work, chaosapp.flaky, chaosapp.step, chaosapp.total, chaosapp.limited):
         app.registry.add(task.definition)
     seed = int(os.environ.get("AIOQ_CHAOS_SEED", random.randrange(1 << 30)))
     print(f"\n[chaos] seed={seed}")
@@ -387,3 +387,35 @@ async def test_workflows_under_kills(chaos: Chaos) -> None:
     ]
     assert all(callbacks.get(j.id, 0) >= 1 for j in chords)
     assert extra <= chaos.fleet.kills * chaos.fleet.concurrency
+
+
+async def test_limits_and_unique_jobs_under_kills(chaos: Chaos) -> None:
+    """T11: a rate-limited, max_running task and unique jobs while workers are
+    SIGKILLed: every job ends, no job id runs twice unless its run was killed,
+    and no second of recorded starts holds more than the rate (kills included)."""
+    chaos.fleet.concurrency = 8
+    for _ in range(3):
+        chaos.fleet.spawn()
+    n = scale(150, 400)
+    jobs = await chaosapp.limited.kiq_many([(chaos.rng.randint(5, 40),) for _ in range(n)])
+    unique = chaosapp.work.with_options(unique_for=60.0)
+    dupes = await asyncio.gather(*(unique.kiq(i % 20) for i in range(200)))
+    unique_ids = sorted({j.id for j in dupes})
+    assert len(unique_ids) == 20  # 200 sends of 20 distinct calls: 20 jobs
+    for _ in range(scale(3, 8)):
+        await asyncio.sleep(1.0)
+        chaos.fleet.kill_one(chaos.rng)
+        chaos.fleet.spawn()
+    ids = [j.id for j in jobs] + unique_ids
+    states = await chaos.wait_final(ids, timeout=180)
+    figures = chaos.report("limits and unique jobs under kills", ids, states)
+    client = chaos.oracle.client()
+    try:
+        starts = sorted(float(s) for s in client.lrange("starts", 0, -1))
+    finally:
+        client.close()
+    worst = max(sum(1 for t in starts[i:] if t < s + 1.0) for i, s in enumerate(starts))
+    print(f"[chaos] busiest second of limited starts: {worst} (limit 50)")
+    assert figures["lost"] == 0
+    assert figures["duplicates"] <= chaos.fleet.kills * chaos.fleet.concurrency
+    assert worst <= 50
