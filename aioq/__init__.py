@@ -36,6 +36,7 @@ from .job import JobInfo as JobInfo
 from .job import JobState as JobState
 from .job import JobUpdate as JobUpdate
 from .job import gather as gather
+from .scheduling import Scheduler as Scheduler
 from .task import AsyncTask as AsyncTask
 from .task import SyncTask as SyncTask
 from .task import Task as Task
@@ -64,6 +65,7 @@ __all__ = [
     "Progress",
     "ResultTimeout",
     "Retry",
+    "Scheduler",
     "Signature",
     "SyncTask",
     "Task",

@@ -1,6 +1,8 @@
 """The ``aioq`` command line.
 
-aioq worker myapp.tasks:app [-Q default,math] [-c 100] [-w 1] [--log-level info]
+aioq worker myapp.tasks:app [-Q default,math] [-c 100] [-w 1] [--scheduler] [--log-level info]
+aioq scheduler myapp.tasks:app
+aioq schedule list myapp.tasks:app
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import anyio
 from .errors import BrokerUnavailable
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from .app import App
 
 log = logging.getLogger("aioq")
@@ -83,7 +87,32 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error", "critical"]
     )
+    w.add_argument(
+        "--scheduler",
+        action="store_true",
+        help="also send the app's periodic schedules (safe in any number of workers: "
+        "each tick is sent once)",
+    )
     w.add_argument("--name", help=argparse.SUPPRESS)
+
+    s = sub.add_parser("scheduler", help="run the app's periodic schedules (no tasks)")
+    s.add_argument("app", help="the App whose schedules to run, as module:attribute")
+    s.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=30.0,
+        help="seconds to keep retrying an unreachable Redis at start (default 30)",
+    )
+    s.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error", "critical"]
+    )
+
+    sl = sub.add_parser("schedule", help="show the app's schedules: next and last run")
+    sl.add_argument("action", choices=["list"])
+    sl.add_argument("app", help="the App, as module:attribute")
+    sl.add_argument(
+        "--log-level", default="warning", choices=["debug", "info", "warning", "error", "critical"]
+    )
 
     d = sub.add_parser("dead", help="list, retry or purge dead letters")
     d.add_argument("action", choices=["list", "retry", "purge"])
@@ -115,6 +144,7 @@ def _run_worker(args: argparse.Namespace) -> int:
         grace=args.grace,
         connect_timeout=args.connect_timeout,
         name=args.name,
+        scheduler=args.scheduler,
     )
 
     async def main() -> None:
@@ -127,6 +157,56 @@ def _run_worker(args: argparse.Namespace) -> int:
         anyio.run(main)
     else:
         anyio.run(main, backend_options={"use_uvloop": True})
+    return 0
+
+
+def _run_scheduler(args: argparse.Namespace) -> int:
+    from ._worker.scheduler import Scheduler
+    from .errors import ConfigurationError
+
+    app = load_app(args.app)
+    try:
+        scheduler = Scheduler(app, connect_timeout=args.connect_timeout)
+    except (ConfigurationError, TypeError) as exc:
+        raise CliError(f"a schedule cannot be sent: {exc}") from None
+
+    async def main() -> None:
+        await scheduler.run(handle_signals=True)
+        await app.aclose()
+
+    _serve(main)
+    return 0
+
+
+def _serve(main: Callable[[], Awaitable[None]]) -> None:
+    """Run a long-lived service on uvloop when it is installed."""
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        anyio.run(main)
+    else:
+        anyio.run(main, backend_options={"use_uvloop": True})
+
+
+def _schedule_list(args: argparse.Namespace) -> int:
+    from ._transport.connection import broker_errors
+    from ._worker.scheduler import Row, overview
+
+    app = load_app(args.app)
+
+    async def run() -> list[Row]:
+        try:
+            async with broker_errors(app.url):
+                return await overview(app, app._transport.redis)
+        finally:
+            await app.aclose()
+
+    rows = anyio.run(run)
+    header = Row("NAME", "TASK", "SPEC", "QUEUE", "NEXT RUN", "LAST RUN", "LAST JOB")
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+    for row in (header, *rows):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    print(f"{len(rows)} schedule(s)", file=sys.stderr)
     return 0
 
 
@@ -178,6 +258,10 @@ def main(argv: list[str] | None = None) -> int:
             return _run_worker(args)
         if args.command == "dead":
             return _dead(args)
+        if args.command == "scheduler":
+            return _run_scheduler(args)
+        if args.command == "schedule":
+            return _schedule_list(args)
     except (CliError, BrokerUnavailable) as exc:
         print(f"aioq: error: {exc}", file=sys.stderr)
         return 1

@@ -1,17 +1,19 @@
 """Schedules registered on an app: ``app.schedule(sig, cron=…)`` and the
-``cron=`` / ``periodic`` decorators (``App.task``, ``App.periodic``)."""
+``cron=`` / ``periodic`` decorators (``App.task``, ``App.periodic``); and
+``aioq.Scheduler``, which sends them (``aioq scheduler`` uses the same class)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from ._core.schedule import Schedule
+from ._worker.scheduler import Scheduler
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
     from .canvas import Signature
 
-__all__ = ["Scheduling"]
+__all__ = ["Scheduler", "Scheduling"]
 
 
 class Scheduling:

@@ -89,7 +89,12 @@ def latest_fire(s: Schedule, at_ms: int) -> int:
         return (at_ms // step) * step
     assert s.cron is not None
     start = datetime.fromtimestamp(at_ms / 1000, zone(s.tz)) + timedelta(microseconds=1)
-    return _ms(next(CronSim(s.cron, start, reverse=True)))
+    found = _ms(next(CronSim(s.cron, start, reverse=True)))
+    # cronsim's reverse walk skips the second copy of an hour repeated when the
+    # clocks go back (which the forward walk fires): the forward walk decides.
+    while (later := next_fire(s, found)) <= at_ms:
+        found = later
+    return found
 
 
 def _ms(dt: datetime) -> int:

@@ -40,6 +40,7 @@ from .._transport.streams import Entry, Streams
 from .completer import Completer
 from .dispatch import Dispatcher
 from .lease import Lease
+from .scheduler import Scheduler
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -68,6 +69,8 @@ class Worker:
         grace: seconds in-flight tasks get to finish after a stop request.
         connect_timeout: seconds to keep retrying an unreachable Redis at start.
         block: seconds one XREADGROUP waits for new messages.
+        scheduler: also run the app's periodic schedules (``Scheduler``); any
+            number of workers may, each tick is still sent once.
     """
 
     def __init__(
@@ -80,6 +83,7 @@ class Worker:
         connect_timeout: float = 30.0,
         block: float = 1.0,
         name: str | None = None,
+        scheduler: bool = False,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -89,6 +93,7 @@ class Worker:
         self.grace = grace
         self.connect_timeout = connect_timeout
         self.block_ms = max(1, int(block * 1000))
+        self.scheduler = scheduler
         self.id = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._free = concurrency
         self._reading = 0  # slots reserved by the read in progress
@@ -162,6 +167,8 @@ class Worker:
                 services.start_soon(self._pump)
                 services.start_soon(self._dispatcher.heartbeat)
                 services.start_soon(self._dispatcher.abort_listener)
+                if self.scheduler:
+                    services.start_soon(Scheduler(self.app, redis).run)
                 async with asyncio.TaskGroup() as executors:
                     self._dispatcher.bind(executors)
                     task_status.started()

@@ -1,0 +1,336 @@
+"""The scheduler: sends the jobs of an app's periodic schedules, each tick once.
+
+Any number of schedulers may run (``aioq scheduler``, ``aioq worker --scheduler``):
+every one computes the same ticks from the same schedules and tries to fire
+each through ``tick.lua``, which sends the job only if the schedule's last fired
+tick in Redis is older (a compare-and-set on a time that only moves forward).
+So a tick is sent exactly once however many schedulers run, and a restarted
+scheduler, or one whose clock lags, never sends an old tick again.
+
+A tick is fired when it is due, or up to ``MISFIRE_GRACE`` later (a busy event
+loop, a short Redis blip). A tick no scheduler fired within that is *missed*
+(no scheduler ran, Redis was down, the clock jumped): with ``catch_up=False``
+the schedule skips to its next tick; with ``catch_up=True`` one job is sent at
+once for the latest missed tick, standing for the whole missed window.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from datetime import datetime
+from typing import TYPE_CHECKING, NamedTuple
+
+import anyio
+from redis import exceptions as rex
+
+from .._core.message import new_message, now_ms
+from .._core.options import UNSET, TaskOptions
+from .._core.schedule import latest_fire, next_fire, zone
+from .._transport import schedules
+from .._transport.connection import (
+    CONNECTION_ERRORS,
+    check_server_version,
+    connect,
+    wait_until_reachable,
+)
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskStatus
+    from redis.asyncio import Redis
+
+    from .._core.schedule import Schedule
+    from ..app import App
+
+__all__ = ["MISFIRE_GRACE", "Scheduler", "overview", "upcoming"]
+
+log = logging.getLogger("aioq.scheduler")
+
+MISFIRE_GRACE = 1.0
+"""Seconds a tick may be late and still fire; older unfired ticks are missed."""
+MAX_SLEEP = 1.0
+"""Longest sleep between two looks at the clock (clock jumps, Redis coming back)."""
+RETRY_DELAY = 0.5
+"""Seconds between tries while Redis fails."""
+
+FAILURES: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, rex.RedisError)
+
+_WIRE = ("timeout", "result_ttl", "store_result", "retries")
+
+
+def upcoming(s: Schedule, planned_ms: int, now_ms: int) -> tuple[int, bool]:
+    """The tick to fire next, given the next tick not yet fired and the time;
+    and whether ticks were missed (``planned_ms`` is older than the grace).
+
+    The tick returned may be due already (fire it now) or in the future (a
+    skip, with ``catch_up=False``).
+    """
+    oldest = now_ms - round(MISFIRE_GRACE * 1000)
+    if planned_ms > oldest:
+        return planned_ms, False
+    if s.catch_up:
+        return latest_fire(s, now_ms), True  # one run for the whole missed window
+    return next_fire(s, oldest), True
+
+
+def stamp(ms: int, tz: str) -> str:
+    """A tick as ISO 8601 in the schedule's time zone."""
+    at = datetime.fromtimestamp(ms / 1000, zone(tz))
+    return at.isoformat(timespec="milliseconds" if ms % 1000 else "seconds")
+
+
+def placement(app: App, s: Schedule) -> tuple[str, int]:
+    """(queue, priority level) of a schedule's jobs, resolved like a ``kiq()``."""
+    call = TaskOptions(
+        queue=s.queue if s.queue is not None else UNSET,
+        priority=s.options.get("priority", UNSET),
+    )
+    return app.placement(s.task, call)
+
+
+class Scheduler:
+    """Sends the jobs of ``app.schedules`` on time, each tick once across every
+    scheduler of the app.
+
+    Args:
+        app: the app whose schedules to run.
+        redis: a client to share (a worker's); default: its own connection.
+        connect_timeout: seconds to keep retrying an unreachable Redis at start
+            (own connection only).
+
+    Raises:
+        ConfigurationError, MessageTooLarge, TypeError: a schedule's call
+            cannot be sent (checked here, before anything runs).
+    """
+
+    def __init__(
+        self, app: App, redis: Redis | None = None, *, connect_timeout: float = 30.0
+    ) -> None:
+        self.app = app
+        self.schedules = list(app.schedules.values())
+        self.connect_timeout = connect_timeout
+        self._redis = redis
+        self._where = {s.name: placement(app, s) for s in self.schedules}
+        self._wire = {
+            s.name: {k: s.options[k] for k in _WIRE if k in s.options} for s in self.schedules
+        }
+        for s in self.schedules:
+            self._payload(s, f"{s.name}@{now_ms()}")  # fail now, not at the first tick
+        self._next: dict[str, int] = {}
+        """Per schedule, the next tick this scheduler has not seen fired."""
+        self._missed: dict[str, int] = {}
+        """Per schedule, the first tick of a missed run not yet reported."""
+        self._down = False
+        self._stopping = anyio.Event()
+        self.ready = anyio.Event()
+        """Set once the scheduler has read the schedules' state and planned."""
+
+    def stop(self) -> None:
+        """Stop after the tick being fired, if any."""
+        self._stopping.set()
+
+    # -- main ------------------------------------------------------------------
+
+    async def run(
+        self,
+        *,
+        handle_signals: bool = False,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Run until stopped. With ``handle_signals``, SIGTERM/SIGINT stop it."""
+        own = self._redis is None
+        redis = self._redis or connect(self.app.url, **self.app.redis_options)
+        try:
+            if own:
+                await wait_until_reachable(redis, self.app.url, self.connect_timeout)
+                await check_server_version(redis, self.app.url)
+            async with anyio.create_task_group() as tg:
+                if handle_signals:
+                    tg.start_soon(self._handle_signals)
+                await self._plan(redis)
+                self._log_startup()
+                task_status.started()
+                self.ready.set()
+                await self._loop(redis)
+                tg.cancel_scope.cancel()
+        finally:
+            if own:
+                await redis.aclose()
+
+    async def _handle_signals(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                log.info("received %s: scheduler stopped", signal.Signals(signum).name)
+                self.stop()
+                return
+
+    async def _plan(self, redis: Redis) -> None:
+        """Start each schedule after the last tick Redis says was fired; a schedule
+        that never fired starts with its first tick after now (the past is not
+        fired)."""
+        where = [(self._where[s.name][0], s.name) for s in self.schedules]
+        while not self._stopping.is_set():
+            try:
+                found = await schedules.states(redis, self.app.keys, where)
+            except FAILURES as exc:
+                self._lost(exc)
+                await self._sleep(RETRY_DELAY)
+                continue
+            self._back()
+            now = now_ms()
+            for s, state in zip(self.schedules, found, strict=True):
+                self._next[s.name] = next_fire(s, state.last_ms if state else now)
+            return
+
+    def _log_startup(self) -> None:
+        if not self.schedules:
+            log.warning("scheduler started, but the app has no schedules")
+            return
+        log.info("scheduler started: %d schedule(s)", len(self.schedules))
+        now = now_ms()
+        for s in self.schedules:
+            queue, level = self._where[s.name]
+            at = upcoming(s, self._next.get(s.name, now), now)[0]
+            log.info(
+                "schedule %r: %s, task %s on queue %r (priority %d), next run %s",
+                s.name,
+                s.spec,
+                s.task,
+                queue,
+                level,
+                stamp(at, s.tz),
+            )
+
+    async def _loop(self, redis: Redis) -> None:
+        while not self._stopping.is_set():
+            try:
+                if await self._fire_due(redis):
+                    self._back()
+                delay = MAX_SLEEP
+                if self._next:
+                    delay = min(delay, max(0.0, (min(self._next.values()) - now_ms()) / 1000))
+            except FAILURES as exc:
+                # Ticks wait; those that stay unfired past the grace follow catch_up.
+                self._lost(exc)
+                delay = RETRY_DELAY
+            await self._sleep(delay)
+
+    async def _sleep(self, seconds: float) -> None:
+        with anyio.move_on_after(seconds):
+            await self._stopping.wait()
+
+    # -- firing ----------------------------------------------------------------
+
+    async def _fire_due(self, redis: Redis) -> int:
+        """Fire every due tick, oldest first; returns how many Redis was asked about."""
+        now = now_ms()
+        tries = 0
+        for s in self.schedules:
+            while self._next[s.name] <= now:
+                tick, missed = upcoming(s, self._next[s.name], now)
+                if missed:
+                    self._missed.setdefault(s.name, self._next[s.name])
+                if tick > now:  # skipped ahead (catch_up=False)
+                    self._next[s.name] = tick
+                    break
+                await self._fire(redis, s, tick, now)
+                tries += 1
+        return tries
+
+    async def _fire(self, redis: Redis, s: Schedule, tick: int, now: int) -> None:
+        queue, level = self._where[s.name]
+        job_id = f"{s.name}@{tick}"
+        sent, last = await schedules.fire(
+            redis, self.app.keys, queue, level, s.name, tick, job_id, self._payload(s, job_id), now
+        )
+        missed = self._missed.pop(s.name, None)
+        if missed is not None:
+            self._report_missed(s, missed, tick)
+        if sent:
+            log.info("schedule %r fired job %s for %s", s.name, job_id, stamp(tick, s.tz))
+        else:
+            log.debug("schedule %r: %s was fired already", s.name, stamp(tick, s.tz))
+        # Another scheduler may be ahead: follow the last tick fired anywhere.
+        self._next[s.name] = next_fire(s, max(tick, last))
+
+    def _payload(self, s: Schedule, job_id: str) -> bytes:
+        queue, level = self._where[s.name]
+        _, payload = new_message(
+            s.task,
+            queue,
+            s.args,
+            s.kwargs,
+            **self._wire[s.name],
+            priority=level,
+            max_bytes=self.app.max_message_bytes,
+            job_id=job_id,
+        )
+        return payload
+
+    def _report_missed(self, s: Schedule, first: int, tick: int) -> None:
+        if s.catch_up:
+            log.warning(
+                "schedule %r missed its runs since %s (no scheduler fired them within %gs); "
+                "catch_up: one run now, for %s",
+                s.name,
+                stamp(first, s.tz),
+                MISFIRE_GRACE,
+                stamp(tick, s.tz),
+            )
+        else:
+            log.warning(
+                "schedule %r missed its runs from %s to %s (no scheduler fired them "
+                "within %gs); skipped (catch_up=False)",
+                s.name,
+                stamp(first, s.tz),
+                stamp(latest_fire(s, tick - 1), s.tz),
+                MISFIRE_GRACE,
+            )
+
+    # -- outages ---------------------------------------------------------------
+
+    def _lost(self, exc: BaseException) -> None:
+        if not self._down:
+            log.warning("scheduler: Redis failed (%s); retrying", exc)
+            self._down = True
+
+    def _back(self) -> None:
+        if self._down:
+            log.info("scheduler: Redis answers again; schedules resumed")
+            self._down = False
+
+
+class Row(NamedTuple):
+    """One line of ``aioq schedule list``."""
+
+    name: str
+    task: str
+    spec: str
+    queue: str
+    next_run: str
+    last_run: str
+    last_job: str
+
+
+async def overview(app: App, redis: Redis) -> list[Row]:
+    """Every schedule of ``app`` with its next run (when a scheduler runs) and
+    what it fired last, times in the schedule's time zone."""
+    found = await schedules.states(
+        redis, app.keys, [(placement(app, s)[0], s.name) for s in app.schedules.values()]
+    )
+    now = now_ms()
+    rows = []
+    for s, state in zip(app.schedules.values(), found, strict=True):
+        planned = next_fire(s, state.last_ms if state else now)
+        rows.append(
+            Row(
+                s.name,
+                s.task,
+                s.spec,
+                placement(app, s)[0],
+                stamp(upcoming(s, planned, now)[0], s.tz),
+                stamp(state.last_ms, s.tz) if state else "-",
+                state.last_job if state else "-",
+            )
+        )
+    return rows
