@@ -75,3 +75,27 @@ def test_backoff_is_bounded(retry: int, rand: float, base: float, cap: float) ->
 def test_validate_rejects(bad: TaskOptions) -> None:
     with pytest.raises(ConfigurationError):
         validate(bad)
+
+
+def test_rate_limits_parse_and_space_starts() -> None:
+    from aioq._core.options import parse_rate
+
+    assert parse_rate("100/s") == parse_rate("100/sec") == parse_rate("100 / second")
+    assert parse_rate("30/m").period == 60.0
+    assert parse_rate("500/h").period == 3600.0
+    assert parse_rate("5/10s").period == 10.0
+    assert parse_rate("10/d").period == 86400.0
+    # 20/s: one start every 50 ms, plus the 2 % margin
+    assert parse_rate("20/s").interval_us == 51_000
+    for bad in ("100", "0/s", "-1/s", "x/s", "10/fortnight", "10/0s"):
+        with pytest.raises(ConfigurationError, match="rate_limit"):
+            parse_rate(bad)
+
+
+def test_priority_and_unique_for_are_checked() -> None:
+    assert validate(TaskOptions(priority=9)).priority == 9
+    for bad in (10, -1, 2.5, True, "9"):
+        with pytest.raises(ConfigurationError, match="priority"):
+            validate(TaskOptions(priority=bad))
+    with pytest.raises(ConfigurationError, match="unique_for"):
+        validate(TaskOptions(unique_for=-1.0))
