@@ -123,9 +123,33 @@ class Streams:
 
     async def wait(self, after: dict[str, bytes], block_ms: int) -> None:
         """Block until one of the streams gets an entry after the given id, or
-        ``block_ms`` pass (XREAD takes nothing: ``fetch`` then takes it)."""
+        ``block_ms`` pass (XREAD takes nothing: ``fetch`` then takes it). A
+        stream that does not exist yet (id ``b""``) is watched from its start."""
+        streams = {key: entry_id or b"0-0" for key, entry_id in after.items()}
         async with bounded(block_ms / 1000 + OPERATION_TIMEOUT):
-            await self.redis.xread(dict(after), count=1, block=block_ms)  # type: ignore[arg-type]
+            await self.redis.xread(streams, count=1, block=block_ms)  # type: ignore[arg-type]
+
+    async def read_blocking(
+        self, consumer: str, streams: dict[str, tuple[str, int]], count: int, block_ms: int
+    ) -> list[Entry]:
+        """XREADGROUP ``>`` on existing level streams (key → (queue, level)),
+        blocking up to ``block_ms``; at most ``count`` entries per stream."""
+        async with bounded(block_ms / 1000 + OPERATION_TIMEOUT):
+            reply: Any = await self.redis.xreadgroup(
+                GROUP,
+                consumer,
+                dict.fromkeys(streams, ">"),
+                count=count,
+                block=block_ms,
+            )
+        out: list[Entry] = []
+        for stream, items in reply or ():
+            key = stream.decode() if isinstance(stream, bytes) else stream
+            queue, level = streams[key]
+            for entry_id, fields in items:
+                payload = fields.get(PAYLOAD_FIELD) if fields else None
+                out.append(Entry(key, queue, level, entry_id, payload))
+        return out
 
     async def start(self, starts: Sequence[Start]) -> list[Any]:
         """Run start.lua for each job in one pipeline; a reply is None (run it),

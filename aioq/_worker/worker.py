@@ -104,6 +104,10 @@ class Worker:
         """Set once the worker has connected, created its groups and started reading."""
         self._rotate = 0
         self._claim_cursors = {q: [b"0-0"] * LEVELS for q in self.queues}
+        self._levels = {
+            app.keys.stream(q, level): (q, level) for q in self.queues for level in range(LEVELS)
+        }
+        """Every level stream this worker reads: key → (queue, level)."""
         self._reads = 0
         self._next_claim = 0.0
         self._threads = anyio.CapacityLimiter(concurrency)
@@ -301,9 +305,17 @@ class Worker:
         ``FAIRNESS``-th read least urgent first, so low levels still move).
 
         The queues' order rotates on every read, so equally urgent messages of
-        several queues are taken in turn. When nothing is ready, one XREAD
-        waits (up to ``block``) for the next message of any stream: it takes
-        nothing, so a read never holds more messages than free slots.
+        several queues are taken in turn. When nothing is ready the worker
+        blocks until a message arrives, without ever holding more messages
+        than free slots:
+
+        - with at least as many free slots as existing level streams (the usual
+          case), one XREADGROUP BLOCK on them, ``n // streams`` per stream: the
+          arriving message is taken in the same round trip. A level's *first*
+          message ever (its stream does not exist yet) is seen by the next
+          fetch, within ``block``;
+        - otherwise one XREAD BLOCK on every level stream, which takes nothing;
+          ``fetch.lua`` then takes the most urgent message.
         """
         start = self._rotate % len(self.queues)
         self._rotate += 1
@@ -311,9 +323,15 @@ class Worker:
         self._reads += 1
         ascending = self._reads % FAIRNESS == 0
         entries, after = await self._streams.fetch(self.id, queues, n, ascending)
-        if not entries and not self._stopping:
-            await self._streams.wait(after, self.block_ms)
-        return entries
+        if entries or self._stopping:
+            return entries
+        existing = {key: self._levels[key] for key, entry_id in after.items() if entry_id}
+        if existing and n >= len(existing):
+            return await self._streams.read_blocking(
+                self.id, existing, n // len(existing), self.block_ms
+            )
+        await self._streams.wait(after, self.block_ms)
+        return []
 
     async def _claim(self, n: int) -> list[Entry]:
         """Take over entries idle longer than the visibility timeout (a dead worker's)."""

@@ -163,3 +163,21 @@ async def test_a_redriven_dead_letter_keeps_its_priority(
     await workers.stop(worker)
     assert await app.retry_dead("default") == 1
     assert sync_redis.xlen(app.keys.stream("default", 4)) == 1
+
+
+async def test_an_idle_worker_sees_a_new_level_and_an_arrival(
+    app: aioq.App, workers: WorkerRunner
+) -> None:
+    """Idle, the worker blocks on the level streams that exist; a message at a
+    level never used before is found by the next fetch, within ``block``."""
+
+    @app.task
+    async def echo(n: int) -> int:
+        return n
+
+    await workers.start(app, block=0.3)
+    await asyncio.sleep(0.5)  # idle: blocked on the default level
+    assert await (await echo.with_options(priority=8).kiq(8)).result(timeout=5) == 8
+    await asyncio.sleep(0.5)  # now blocked on two levels (with room for both)
+    assert await (await echo.kiq(0)).result(timeout=5) == 0
+    assert await (await echo.with_options(priority=8).kiq(9)).result(timeout=5) == 9

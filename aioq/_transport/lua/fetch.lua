@@ -20,7 +20,8 @@
 --
 -- Returns: {1, key index, entry id, fields, key index, entry id, fields, ...}
 --          when something was read; otherwise {0, id 1, id 2, ...}: per key, the
---          id after which a new message would appear (for an XREAD that waits).
+--          id after which a new message would appear (for an XREAD that waits),
+--          or '' for a stream that does not exist yet.
 local group, consumer = ARGV[1], ARGV[2]
 local left = tonumber(ARGV[3])
 local ascending = ARGV[4] == '1'
@@ -70,8 +71,9 @@ end
 -- Nothing to read: where would the next message of each stream appear?
 local wait = {0}
 for i, key in ipairs(KEYS) do
-  local id = '0-0'
+  local id = ''
   if redis.call('EXISTS', key) == 1 then
+    id = '0-0'
     local groups = redis.pcall('XINFO', 'GROUPS', key)
     if type(groups) == 'table' and not groups.err then
       for _, g in ipairs(groups) do
