@@ -394,14 +394,16 @@ async def test_limits_and_unique_jobs_under_kills(chaos: Chaos) -> None:
     SIGKILLed: every job ends, no job id runs twice unless its run was killed,
     and no second of recorded starts holds more than the rate (kills included)."""
     chaos.fleet.concurrency = 8
+    # Sent before any worker runs: a unique job that already ended would rightly
+    # let the next equal call make a new job.
+    unique = chaosapp.work.with_options(unique_for=60.0)
+    dupes = await asyncio.gather(*(unique.kiq(10 + i % 20) for i in range(200)))
+    unique_ids = sorted({j.id for j in dupes})
+    assert len(unique_ids) == 20  # 200 sends of 20 distinct calls: 20 jobs
     for _ in range(3):
         chaos.fleet.spawn()
     n = scale(150, 400)
     jobs = await chaosapp.limited.kiq_many([(chaos.rng.randint(5, 40),) for _ in range(n)])
-    unique = chaosapp.work.with_options(unique_for=60.0)
-    dupes = await asyncio.gather(*(unique.kiq(i % 20) for i in range(200)))
-    unique_ids = sorted({j.id for j in dupes})
-    assert len(unique_ids) == 20  # 200 sends of 20 distinct calls: 20 jobs
     for _ in range(scale(3, 8)):
         await asyncio.sleep(1.0)
         chaos.fleet.kill_one(chaos.rng)
