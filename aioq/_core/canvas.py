@@ -29,6 +29,7 @@ __all__ = [
     "Report",
     "SigData",
     "TaskNode",
+    "barriers",
     "complete",
     "downstream",
     "start",
@@ -140,3 +141,14 @@ def downstream(cont: Cont) -> list[str]:
     if cont.join is not None:
         ids.extend(downstream(cont.join.outer))
     return ids
+
+
+def barriers(cont: Cont) -> list[str]:
+    """Group barriers the node under ``cont`` (and the groups around it) would
+    report to: closed when the workflow ends at that node."""
+    found: list[str] = []
+    join = cont.join
+    while join is not None:
+        found.append(join.barrier)
+        join = join.outer.join
+    return found

@@ -1,5 +1,11 @@
 """Lua scripts: one ``.lua`` file per atomic command, loaded once, called by SHA.
 
+Scripts share code through ``lua/include/*.lua`` fragments: a line
+``-- #include name.lua`` is replaced by that fragment when the script is loaded
+(the "is the job final?" check and the fencing checks live there once). A
+script that starts with a ``#!lua`` shebang keeps it first: such scripts are
+refused as a whole when Redis is out of memory, never left half done.
+
 Scripts are sent with EVALSHA. After a Redis restart or ``SCRIPT FLUSH`` the
 cache is empty and every script fails with NOSCRIPT together, so a pipeline
 that saw NOSCRIPT anywhere is re-run whole once the scripts are loaded again:
@@ -9,6 +15,7 @@ every operation we put in such a pipeline is idempotent.
 from __future__ import annotations
 
 import hashlib
+import re
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -34,13 +41,35 @@ class Script:
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
 
+_INCLUDE = re.compile(r"^-- #include (\S+)$", re.MULTILINE)
+
+
+def expand(source: str, fragments: dict[str, str]) -> str:
+    """Replace every ``-- #include name.lua`` line with that fragment."""
+
+    def fragment(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in fragments:
+            raise LookupError(f"unknown Lua include {name!r}")
+        return fragments[name].rstrip("\n")
+
+    return _INCLUDE.sub(fragment, source)
+
+
 class Scripts:
     """The loaded ``lua/*.lua`` files, addressable by file stem."""
 
     def __init__(self) -> None:
         folder = resources.files(__package__).joinpath("lua")
+        fragments = {
+            entry.name: entry.read_text("utf-8")
+            for entry in folder.joinpath("include").iterdir()
+            if entry.name.endswith(".lua")
+        }
         self._by_name = {
-            entry.name.removesuffix(".lua"): Script(entry.name, entry.read_text("utf-8"))
+            entry.name.removesuffix(".lua"): Script(
+                entry.name, expand(entry.read_text("utf-8"), fragments)
+            )
             for entry in folder.iterdir()
             if entry.name.endswith(".lua")
         }

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from enum import IntEnum
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from redis import exceptions as rex
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("aioq.worker")
 
 ACK_CHUNK = 500  # ids per ack.lua call: stays far below Lua's unpack() limit
-RECORD_CHUNK = 500  # jobs per start_many / finish_many call
+RECORD_CHUNK = 500  # jobs per start_many / complete call
 
 
 class Entry(NamedTuple):
@@ -45,8 +46,12 @@ class Entry(NamedTuple):
 
 
 class Start(NamedTuple):
-    job_key: str
-    args: list[Any]
+    """A job about to run one attempt (start.lua)."""
+
+    job_id: str
+    task: str
+    queue: str
+    enqueued_ms: int
 
 
 class Admit(NamedTuple):
@@ -61,17 +66,44 @@ class Admit(NamedTuple):
 
 
 class Finish(NamedTuple):
-    """What the completer writes for one finished attempt."""
+    """The final outcome of one attempt, as the completer writes it."""
 
-    stream: str
-    entry_id: bytes
     job_id: str
+    attempt: int
+    """The attempt's fencing token with the worker id (0: no running attempt,
+    e.g. a dead letter's failure, which any non-final job takes)."""
     state: str
     outcome: bytes
     finished_ms: int
     ttl_ms: int
-    unlock: tuple[str, str, int] | None = None
-    """A unique job's lock to release first: (lock key, job id, ms to keep it or 0)."""
+    unlock: tuple[str, int] | None = None
+    """A unique job's lock to release with it: (lock key, ms to keep it or 0)."""
+
+
+class Completion(NamedTuple):
+    """One delivery to acknowledge, with the outcome to write first (or None)."""
+
+    entry: Entry
+    finish: Finish | None
+
+
+class Wrote(IntEnum):
+    """What a fenced outcome write did (the scripts' status codes)."""
+
+    NOTHING = 0
+    """No outcome to write (a bare ack)."""
+    WRITTEN = 1
+    FINAL = 2
+    """The job had already ended: first writer wins, nothing changed."""
+    FENCED = 3
+    """A later attempt holds the job: nothing written (and nothing acked)."""
+
+
+class Done(NamedTuple):
+    """The completer's reply for one ``Completion``."""
+
+    wrote: Wrote
+    acked: bool
 
 
 class Streams:
@@ -151,15 +183,21 @@ class Streams:
                 out.append(Entry(key, queue, level, entry_id, payload))
         return out
 
-    async def start(self, starts: Sequence[Start]) -> list[Any]:
-        """Run start.lua for each job in one pipeline; a reply is None (run it),
-        bytes (already final: skip), or an exception."""
+    async def start(self, worker: str, started_ms: int, starts: Sequence[Start]) -> list[Any]:
+        """Mark each job running for a new attempt (start.lua), in one round trip.
+        A reply is the attempt number (run it), bytes (its stored outcome: it
+        already ended) or an exception (not started: hand the entry back)."""
 
         if not self.batch_records:
 
             def build(pipe: Pipeline) -> None:
                 for s in starts:
-                    SCRIPTS.queue(pipe, "start", [s.job_key], s.args)
+                    SCRIPTS.queue(
+                        pipe,
+                        "start",
+                        [self.keys.job(s.job_id)],
+                        [worker, started_ms, s.task, s.queue, s.enqueued_ms],
+                    )
 
             return await run_pipeline(self.redis, build)
 
@@ -168,91 +206,189 @@ class Streams:
 
         def build_many(pipe: Pipeline) -> None:
             for chunk in chunks:
-                worker, started, _, _, _, ttl = chunk[0].args
-                per_job = [a for s in chunk for a in s.args[2:5]]
-                SCRIPTS.queue(
-                    pipe,
-                    "start_many",
-                    [s.job_key for s in chunk],
-                    [worker, started, ttl, *per_job],
-                )
+                per_job = [
+                    a
+                    for s in chunk
+                    for a in (self.keys.job(s.job_id), s.task, s.queue, s.enqueued_ms)
+                ]
+                SCRIPTS.queue(pipe, "start_many", [], [worker, started_ms, *per_job])
 
         replies: list[Any] = []
         for chunk, reply in zip(chunks, await run_pipeline(self.redis, build_many), strict=True):
             replies.extend([reply] * len(chunk) if isinstance(reply, Exception) else reply)
         return replies
 
-    async def finish(self, done: Sequence[Finish], group_ack: Sequence[tuple[str, bytes]]) -> None:
-        """Write outcomes, then ack — in that order, in one pipeline.
+    async def complete(self, worker: str, items: Sequence[Completion]) -> list[Done | Exception]:
+        """Write outcomes, then ack — each ack only once its outcome (and unique
+        lock release) is confirmed, each write fenced (see ``Done``).
 
-        ``group_ack`` lists (stream, entry id) of every message to acknowledge,
-        including ones that were skipped without an outcome to write.
+        A reply is an exception when Redis refused that item's write (out of
+        memory, a moved slot…): nothing of it is acked then, so the message
+        stays pending for this worker to try again (or for redelivery).
 
-        Order matters: each outcome is written before its ack, so a crash in
-        between leaves an unacked message whose job is already final; the next
-        worker to receive it sees that in start.lua and only acks it.
+        On a single node the whole batch is one atomic script per chunk
+        (complete.lua). Otherwise (Cluster: records and queues in different
+        slots) a first round trip writes the outcomes (finish.lua) and locks,
+        and a second acks what the first confirmed.
         """
-        by_stream: dict[str, list[bytes]] = {}
-        for stream, entry_id in group_ack:
-            by_stream.setdefault(stream, []).append(entry_id)
+        if self.batch_records:
+            return await self._complete_one_node(worker, items)
+        return await self._complete_by_slot(worker, items)
+
+    def _finish_args(self, worker: str, f: Finish) -> list[Any]:
+        return [
+            worker,
+            f.attempt,
+            f.state,
+            f.outcome,
+            f.finished_ms,
+            f.ttl_ms,
+            self.keys.done_channel(f.job_id),
+        ]
+
+    async def _complete_one_node(
+        self, worker: str, items: Sequence[Completion]
+    ) -> list[Done | Exception]:
+        chunks = [items[i : i + RECORD_CHUNK] for i in range(0, len(items), RECORD_CHUNK)]
+
+        def args(c: Completion) -> tuple[Any, ...]:
+            e, f = c.entry, c.finish
+            if f is None:
+                return (e.stream, e.id, e.deliveries, "", "", 0, "", "", 0, 0, "", "", 0)
+            lock, keep = f.unlock or ("", 0)
+            return (
+                e.stream,
+                e.id,
+                e.deliveries,
+                self.keys.job(f.job_id),
+                f.job_id,
+                f.attempt,
+                f.state,
+                f.outcome,
+                f.finished_ms,
+                f.ttl_ms,
+                self.keys.done_channel(f.job_id),
+                lock,
+                keep,
+            )
 
         def build(pipe: Pipeline) -> None:
-            # Unique jobs' locks go first: once a waiter sees the outcome, an
-            # equal call must already be free to start a new job.
-            for f in done:
-                if f.unlock is not None:
-                    lock, job_id, keep_ms = f.unlock
-                    SCRIPTS.queue(pipe, "unlock", [lock], [job_id, keep_ms])
-            if self.batch_records:
-                for i in range(0, len(done), RECORD_CHUNK):
-                    chunk = done[i : i + RECORD_CHUNK]
-                    SCRIPTS.queue(
-                        pipe,
-                        "finish_many",
-                        [self.keys.job(f.job_id) for f in chunk],
-                        [
-                            a
-                            for f in chunk
-                            for a in (
-                                f.state,
-                                f.outcome,
-                                f.finished_ms,
-                                f.ttl_ms,
-                                self.keys.done_channel(f.job_id),
-                            )
-                        ],
-                    )
-            else:
-                for f in done:
-                    SCRIPTS.queue(
-                        pipe,
-                        "finish",
-                        [self.keys.job(f.job_id)],
-                        [
-                            f.state,
-                            f.outcome,
-                            f.finished_ms,
-                            f.ttl_ms,
-                            self.keys.done_channel(f.job_id),
-                        ],
-                    )
-            for stream, ids in by_stream.items():
-                for i in range(0, len(ids), ACK_CHUNK):
-                    SCRIPTS.queue(pipe, "ack", [stream], [GROUP, *ids[i : i + ACK_CHUNK]])
+            for chunk in chunks:
+                flat = [a for c in chunk for a in args(c)]
+                SCRIPTS.queue(pipe, "complete", [], [GROUP, worker, *flat])
 
-        replies = await run_pipeline(self.redis, build)
-        for reply in replies:
+        out: list[Done | Exception] = []
+        for chunk, reply in zip(chunks, await run_pipeline(self.redis, build), strict=True):
             if isinstance(reply, Exception):
-                raise reply
+                out.extend([reply] * len(chunk))
+            else:
+                out.extend(
+                    Done(Wrote(int(reply[i])), bool(reply[i + 1])) for i in range(0, len(reply), 2)
+                )
+        return out
 
-    async def dead_letter(self, entry: Entry, reason: str, maxlen: int, now_ms: int) -> None:
-        """Move ``entry`` to its queue's dead-letter stream with ``reason``, atomically."""
-        await SCRIPTS.call(
+    async def _complete_by_slot(
+        self, worker: str, items: Sequence[Completion]
+    ) -> list[Done | Exception]:
+        # 1. outcomes (record slots) and unique locks (queue slots)
+        def build_writes(pipe: Pipeline) -> None:
+            for c in items:
+                if c.finish is not None:
+                    f = c.finish
+                    if f.unlock is not None:
+                        SCRIPTS.queue(pipe, "unlock", [f.unlock[0]], [f.job_id, f.unlock[1]])
+                    SCRIPTS.queue(
+                        pipe, "finish", [self.keys.job(f.job_id)], self._finish_args(worker, f)
+                    )
+
+        replies = (
+            iter(await run_pipeline(self.redis, build_writes))
+            if any(c.finish is not None for c in items)
+            else iter(())
+        )
+        wrote: list[Wrote | Exception] = []
+        for c in items:
+            if c.finish is None:
+                wrote.append(Wrote.NOTHING)
+                continue
+            unlocked = next(replies) if c.finish.unlock is not None else None
+            reply = next(replies)
+            if isinstance(unlocked, Exception):
+                wrote.append(unlocked)
+            elif isinstance(reply, Exception):
+                wrote.append(reply)
+            else:
+                wrote.append(Wrote(int(reply[0])))
+        # 2. acks of what is confirmed (queue slots), fenced per delivery
+        to_ack = [
+            c.entry
+            for c, w in zip(items, wrote, strict=True)
+            if not isinstance(w, Exception) and w != Wrote.FENCED
+        ]
+        acked = await self.ack(worker, to_ack)
+        return [
+            w if isinstance(w, Exception) else Done(w, acked.get(c.entry.key, False))
+            for c, w in zip(items, wrote, strict=True)
+        ]
+
+    async def ack(self, worker: str, entries: Sequence[Entry]) -> dict[tuple[str, bytes], bool]:
+        """Ack and delete entries this worker still holds (ack.lua, fenced per
+        delivery); maps each entry's key to whether it was acked. An entry whose
+        ack was refused is missing from the map."""
+        by_stream: dict[str, list[Entry]] = {}
+        for entry in entries:
+            by_stream.setdefault(entry.stream, []).append(entry)
+        calls = [
+            (stream, group[i : i + ACK_CHUNK])
+            for stream, group in by_stream.items()
+            for i in range(0, len(group), ACK_CHUNK)
+        ]
+        if not calls:
+            return {}
+
+        def build(pipe: Pipeline) -> None:
+            for stream, chunk in calls:
+                flat = [a for e in chunk for a in (e.id, e.deliveries)]
+                SCRIPTS.queue(pipe, "ack", [stream], [GROUP, worker, *flat])
+
+        out: dict[tuple[str, bytes], bool] = {}
+        for (_, chunk), reply in zip(calls, await run_pipeline(self.redis, build), strict=True):
+            if not isinstance(reply, Exception):
+                out.update((e.key, bool(r)) for e, r in zip(chunk, reply, strict=True))
+        return out
+
+    async def write_outcome(self, worker: str, finish: Finish) -> tuple[Wrote, bytes | None]:
+        """Write one outcome without acking its message (finish.lua, fenced): a
+        workflow step's, before its follow-ups, or a dead letter's failure.
+        Returns what it did and, when the job had already ended, the stored outcome."""
+        reply = await SCRIPTS.call(
+            self.redis, "finish", [self.keys.job(finish.job_id)], self._finish_args(worker, finish)
+        )
+        wrote = Wrote(int(reply[0]))
+        return wrote, (reply[1] if wrote == Wrote.FINAL else None)
+
+    async def dead_letter(
+        self, entry: Entry, worker: str, reason: str, maxlen: int, now_ms: int
+    ) -> bool:
+        """Move ``entry`` to its queue's dead-letter stream with ``reason``,
+        atomically, if this worker still holds it (False: nothing was done)."""
+        moved = await SCRIPTS.call(
             self.redis,
             "dead",
             [entry.stream, self.keys.dead(entry.queue)],
-            [GROUP, entry.id, entry.payload or b"", reason, maxlen, now_ms, entry.level],
+            [
+                GROUP,
+                worker,
+                entry.id,
+                entry.deliveries,
+                entry.payload or b"",
+                reason,
+                maxlen,
+                now_ms,
+                entry.level,
+            ],
         )
+        return bool(moved)
 
     async def pump(self, queue: str, now_ms: int, limit: int) -> tuple[int, int]:
         """Move due delayed messages into the streams of their priority levels;
@@ -265,23 +401,41 @@ class Streams:
         )
         return int(moved), int(next_due)
 
-    async def retry(self, entry: Entry, consumer: str, payload: bytes, due_ms: int) -> bool:
-        """Schedule the next attempt and ack this one, atomically; False when this
-        consumer no longer owns the entry (nothing was done)."""
-        done = await SCRIPTS.call(
+    async def retry(self, entry: Entry, worker: str, payload: bytes, delay_ms: int) -> int | None:
+        """Schedule the next attempt ``delay_ms`` from now by Redis' clock and ack
+        this delivery, atomically and fenced (retry.lua). Returns the due time
+        (ms), or None when this worker no longer holds the entry (nothing done)."""
+        due = await SCRIPTS.call(
             self.redis,
             "retry",
             [entry.stream, self.keys.delayed(entry.queue, entry.level)],
-            [GROUP, consumer, entry.id, payload, due_ms],
+            [GROUP, worker, entry.id, entry.deliveries, payload, max(0, delay_ms)],
         )
-        return bool(done)
+        return int(due) or None
 
-    async def mark(self, job_id: str, state: str, ttl_ms: int, *fields: Any) -> bool:
-        """Set an interim state unless the job already ended; False if it had."""
+    async def mark_retrying(
+        self, job_id: str, worker: str, attempt: int, error: bytes, delay_ms: int, ttl_ms: int
+    ) -> Wrote:
+        """Record that this attempt failed and the job is retried after ``delay_ms``
+        (mark.lua, fenced): WRITTEN, FINAL (it ended meanwhile) or FENCED."""
         done = await SCRIPTS.call(
-            self.redis, "mark", [self.keys.job(job_id)], [state, ttl_ms, *fields]
+            self.redis,
+            "mark",
+            [self.keys.job(job_id)],
+            [worker, attempt, error, max(0, delay_ms), ttl_ms],
         )
-        return bool(done)
+        return Wrote(int(done))
+
+    async def progress(self, job_id: str, worker: str, attempt: int, report: bytes) -> bool:
+        """Store and publish a running attempt's progress report (progress.lua,
+        fenced); False when the job ended or a later attempt holds it."""
+        stored = await SCRIPTS.call(
+            self.redis,
+            "progress",
+            [self.keys.job(job_id)],
+            [worker, attempt, report, self.keys.progress_channel(job_id)],
+        )
+        return bool(stored)
 
     async def abort_requests(self) -> AsyncIterator[str]:
         """Job ids announced for abort, forever; survives reconnects (an
@@ -336,6 +490,11 @@ class Streams:
             self.redis, "join", [self.keys.barrier(group_id)], [index, value, size, ttl_ms]
         )
         return list(values) if values else None
+
+    async def end_group(self, group_id: str, ttl_ms: int) -> None:
+        """The group's workflow ended early: close its barrier (it never fires)
+        and let it expire after ``ttl_ms``."""
+        await SCRIPTS.call(self.redis, "end_group", [self.keys.barrier(group_id)], [ttl_ms])
 
     async def admit(self, requests: Sequence[Admit]) -> list[Any]:
         """Ask the limiters whether each job may start (admit.lua), in one pipeline.

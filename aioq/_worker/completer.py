@@ -1,122 +1,128 @@
 """Batched completion: every outcome finished in the same loop tick is written,
-acked and published in one pipeline.
+acked and published together.
 
-An executor keeps its concurrency slot until its completion is written (it
+An executor keeps its concurrency slot until its completion is confirmed (it
 awaits ``submit``), so a crash can never leave more finished-but-unacked work
 than the worker's concurrency.
+
+Rules (docs/reliability.md):
+
+- **Fenced.** Each outcome write checks, inside the script, that this attempt
+  still holds the job; each ack, that this delivery still holds the entry. A
+  worker that stalled past its lease writes nothing over its successor's work.
+- **Ack last, on confirmed writes only.** Every reply is read. An item whose
+  write Redis refused (out of memory, a moved slot, …) is not acked: it is
+  written again after a backoff, and until then it stays pending, so a crash
+  meanwhile redelivers it rather than losing it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
 import anyio
+from redis.exceptions import RedisError
 
-from .._transport.connection import CONNECTION_ERRORS
+from .._transport.streams import Completion, Done, Wrote
 
 if TYPE_CHECKING:
-    from .._transport.streams import Finish, Streams
+    from collections.abc import Awaitable, Callable
+
+    from .._transport.streams import Entry, Finish, Streams
 
 log = logging.getLogger("aioq.worker")
 
 T = TypeVar("T")
 
-
-Fence = Callable[[list[tuple[str, bytes]]], Awaitable[set[tuple[str, bytes]]]]
-"""Given (queue, entry id) pairs, return those this worker no longer owns."""
+MAX_BACKOFF = 5.0
 
 
 class Completer:
-    def __init__(
-        self,
-        streams: Streams,
-        fence: Fence | None = None,
-        stale: Callable[[], bool] | None = None,
-    ) -> None:
+    def __init__(self, streams: Streams, worker: str) -> None:
         self._streams = streams
-        self._fence = fence
-        self._stale = stale
-        self._finishes: list[Finish] = []
-        self._acks: list[tuple[str, bytes]] = []
-        self._waiters: list[asyncio.Future[None]] = []
+        self._worker = worker
+        self._queue: list[tuple[Completion, asyncio.Future[Done]]] = []
         self._wake = asyncio.Event()
 
-    def fence_with(self, fence: Fence, stale: Callable[[], bool]) -> None:
-        self._fence, self._stale = fence, stale
-
-    async def submit(self, stream: str, entry_id: bytes, finish: Finish | None) -> None:
+    async def submit(self, entry: Entry, finish: Finish | None) -> Done:
         """Queue an outcome (or a bare ack when ``finish`` is None) and wait until
-        Redis has it."""
-        if finish is not None:
-            self._finishes.append(finish)
-        self._acks.append((stream, entry_id))
-        done = asyncio.get_running_loop().create_future()
-        self._waiters.append(done)
+        Redis confirmed it; returns what was written and whether it was acked."""
+        done: asyncio.Future[Done] = asyncio.get_running_loop().create_future()
+        self._queue.append((Completion(entry, finish), done))
         self._wake.set()
-        await done
+        return await done
 
-    async def write_now(self, finish: Finish) -> None:
-        """Write one outcome without acking its message (the caller acks it another way)."""
-        await self._write([finish], [])
+    async def write_now(self, finish: Finish) -> tuple[Wrote, bytes | None]:
+        """Write one outcome without acking its message (the caller acks it
+        later): what was done, and the stored outcome when the job had ended."""
+        return await persist(
+            lambda: self._streams.write_outcome(self._worker, finish),
+            f"the outcome of job {finish.job_id}",
+        )
 
     async def run(self) -> None:
+        delay = 0.1
+        failing: BaseException | None = None
         while True:
             await self._wake.wait()
             self._wake.clear()
-            finishes, self._finishes = self._finishes, []
-            acks, self._acks = self._acks, []
-            waiters, self._waiters = self._waiters, []
-            if self._fence is not None and self._stale is not None and self._stale():
-                finishes, acks = await self._fenced(finishes, acks)
-            await self._write(finishes, acks)
-            for done in waiters:
-                if not done.done():
-                    done.set_result(None)
-
-    async def _fenced(
-        self, finishes: list[Finish], acks: list[tuple[str, bytes]]
-    ) -> tuple[list[Finish], list[tuple[str, bytes]]]:
-        """After a stall longer than the lease allows (GC pause, SIGSTOP, a blocked
-        loop), another worker may own these messages now: write nothing for those.
-        The other worker's own outcome is the one that counts."""
-        assert self._fence is not None
-        lost = await persist(lambda: self._fence(acks), "a lease check")  # type: ignore[misc]
-        if lost:
-            log.warning(
-                "dropping %d completion(s) of messages other workers took over "
-                "while this worker was stalled",
-                len(lost),
-            )
-        return (
-            [f for f in finishes if (f.stream, f.entry_id) not in lost],
-            [a for a in acks if a not in lost],
-        )
-
-    async def _write(self, finishes: list[Finish], acks: list[tuple[str, bytes]]) -> None:
-        what = f"{len(acks)} completion(s)" if acks else f"the outcome of job {finishes[0].job_id}"
-        await persist(lambda: self._streams.finish(finishes, acks), what)
+            batch, self._queue = self._queue, []
+            if not batch:
+                continue
+            try:
+                replies = await self._streams.complete(self._worker, [c for c, _ in batch])
+            except Exception as exc:  # Redis unreachable: nothing is known written
+                replies = [exc] * len(batch)
+            again: list[tuple[Completion, asyncio.Future[Done]]] = []
+            for (item, fut), reply in zip(batch, replies, strict=True):
+                if isinstance(reply, Exception):
+                    again.append((item, fut))
+                    if failing is None:
+                        failing = reply
+                        log.warning(
+                            "cannot write %d completion(s) (%s: %s); they stay pending "
+                            "and are written again until Redis takes them",
+                            len(batch),
+                            type(reply).__name__,
+                            reply,
+                            exc_info=not isinstance(reply, RedisError),
+                        )
+                elif not fut.done():
+                    fut.set_result(reply)
+            if again:
+                self._queue[:0] = again
+                self._wake.set()
+                await anyio.sleep(delay)
+                delay = min(delay * 2, MAX_BACKOFF)
+            elif failing is not None:
+                log.info("completions are being written again")
+                failing, delay = None, 0.1
 
 
 async def persist(op: Callable[[], Awaitable[T]], what: str) -> T:
-    """Run a write until it succeeds: what finished while Redis is away is
-    written once it is back, not dropped. Retries back off up to 5 s."""
+    """Run a write until it succeeds: what finished while Redis is away (or full,
+    or busy) is written once it takes writes again, not dropped. Logged once per
+    outage; retries back off up to 5 s."""
     delay = 0.1
     failing = False
     while True:
         try:
             result = await op()
-        except CONNECTION_ERRORS as exc:
+        except Exception as exc:
             if not failing:
-                log.warning("cannot write %s (%s); retrying until Redis is back", what, exc)
+                log.warning(
+                    "cannot write %s (%s: %s); retrying until Redis takes it",
+                    what,
+                    type(exc).__name__,
+                    exc,
+                    exc_info=not isinstance(exc, RedisError),  # a bug, not Redis: show where
+                )
                 failing = True
-        except Exception:
-            log.exception("writing %s failed; retrying", what)
         else:
             if failing:
                 log.info("wrote %s after the outage", what)
             return result
         await anyio.sleep(delay)
-        delay = min(delay * 2, 5.0)
+        delay = min(delay * 2, MAX_BACKOFF)

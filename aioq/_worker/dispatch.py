@@ -23,14 +23,13 @@ from .._core.message import (
     Outcome,
     decode_message,
     decode_outcome,
-    decode_value,
     encode,
     now_ms,
 )
 from .._core.options import Effective, TaskOptions, resolve
 from .._core.registry import ArgumentError, TaskDef
 from .._transport.connection import CONNECTION_ERRORS
-from .._transport.streams import Entry, Finish, Start, Streams
+from .._transport.streams import Done, Entry, Finish, Start, Streams, Wrote
 from ..errors import Retry
 from .completer import persist
 from .executor import error_outcome, run_attempt
@@ -117,17 +116,9 @@ class Dispatcher(LeaseKeeper):
             good = await self._admit(good)
         if not good:
             return
-        started = now_ms()
-        ttl_ms = int(self.app.result_ttl * 1000)
-        starts = [
-            Start(
-                self.app.keys.job(m.id),
-                [self.worker_id, started, m.task, m.queue, m.enqueued_ms, ttl_ms],
-            )
-            for _, m, _ in good
-        ]
+        starts = [Start(m.id, m.task, m.queue, m.enqueued_ms) for _, m, _ in good]
         try:
-            replies = await self.streams.start(starts)
+            replies = await self.streams.start(self.worker_id, now_ms(), starts)
         except CONNECTION_ERRORS:
             # Nothing ran; the entries stay in our pending list and come back
             # through recovery once the lease lapses. Hand them back now instead.
@@ -138,23 +129,23 @@ class Dispatcher(LeaseKeeper):
             if isinstance(reply, bytes):
                 self._finished_already(entry, msg, reply)
                 continue
-            attempt = reply if isinstance(reply, int) else 1
             if isinstance(reply, Exception):
-                log.warning("could not mark job %s started (%s); running it anyway", msg.id, reply)
-            self._spawn(self._execute(entry, msg, task, attempt))
+                # Not started, so it has no fencing token: it must not run here.
+                log.warning("could not mark job %s started (%s); handing it back", msg.id, reply)
+                self._spawn(self._give_back(entry))
+                continue
+            self._spawn(self._execute(entry, msg, task, int(reply)))
 
     def _finished_already(self, entry: Entry, msg: Message, outcome: bytes) -> None:
-        """A redelivered message of a job that already ended: only what its
-        worker did not get to (follow-ups, releases, the ack) is done."""
-        log.info("job %s already finished; acking its redelivered message", msg.id)
+        """A message of a job that already ended (redelivered after its worker
+        died before the ack, or aborted before it started): only what was not
+        done yet (the workflow carried on, releases, the ack) is done."""
+        log.info("job %s already ended; acking its message", msg.id)
         if msg.id in self.limits.slots:
             self._spawn(self.limits.release(msg.id))
         if msg.unique is not None:
             self._spawn(self._unlock(msg, self.app.result_ttl))
-        if msg.cont is not None and outcome:
-            self._spawn(self._resume(entry, msg, decode_outcome(outcome)))
-        else:
-            self._spawn(self._ack_only(entry))
+        self._spawn(self._settle(entry, msg, decode_outcome(outcome) if outcome else None))
 
     async def _admit(
         self, items: list[tuple[Entry, Message, TaskDef]]
@@ -178,21 +169,22 @@ class Dispatcher(LeaseKeeper):
     async def _defer(self, entry: Entry, msg: Message, deferral: Deferral) -> None:
         try:
             log.debug("%s", describe(deferral, msg))
-            await persist(
+            due = await persist(
                 lambda: self.streams.retry(
-                    entry, self.worker_id, deferral.payload, deferral.due_ms
+                    entry, self.worker_id, deferral.payload, max(0, deferral.due_ms - now_ms())
                 ),
                 f"the deferral of job {msg.id}",
             )
-            self.on_defer(deferral.due_ms)
+            if due is not None:
+                self.on_defer(due)
         finally:
             self.release()
 
     async def _unlock(self, msg: Message, result_ttl: float) -> None:
-        args = self._unlock_args(msg, result_ttl)
-        assert args is not None
+        unlock = self._unlock_args(msg, result_ttl)
+        assert unlock is not None
         try:
-            await self.streams.unlock(*args)
+            await self.streams.unlock(unlock[0], msg.id, unlock[1])
         except Exception as exc:  # the lock's own TTL ends it instead
             log.warning("could not release the unique lock of job %s (%s)", msg.id, exc)
 
@@ -239,44 +231,31 @@ class Dispatcher(LeaseKeeper):
             if msg.cont is not None and not opts.store_result:
                 # the next step needs this result, also after a redelivery
                 opts = msgspec.structs.replace(opts, store_result=True)
-            ctx = (
-                Context(
-                    app=self.app,
-                    job_id=msg.id,
-                    task_name=msg.task,
-                    queue=msg.queue,
-                    attempt=attempt,
-                    worker_id=self.worker_id,
-                    report=self.app._transport.report_progress,
-                )
-                if task.wants_context
-                else None
-            )
+            ctx = self._context(msg, attempt) if task.wants_context else None
             try:
                 outcome, error = await run_attempt(task, msg, ctx, opts, self.threads)
             except ArgumentError as exc:
-                await self._dead_letter(entry, msg, "ArgumentError", f"invalid arguments: {exc}")
+                reason = f"invalid arguments: {exc}"
+                await self._dead_letter(entry, msg, "ArgumentError", reason, attempt)
                 settled = True
                 return
             if error is not None and self._retryable(task, msg, opts, error):
-                await self._retry(entry, msg, opts, outcome, error)
+                await self._retry(entry, msg, attempt, opts, outcome, error)
                 settled = True
                 return
-            finish = self._finish(entry, msg, outcome, opts.result_ttl)
+            finish = self._finish(msg, attempt, outcome, opts.result_ttl)
             if msg.cont is None:
-                await self.completer.submit(entry.stream, entry.id, finish)
+                self._note(msg, await self.completer.submit(entry, finish))
             else:
-                # A workflow step: outcome, then what follows, then the ack.
-                await self.completer.write_now(finish)
-                await self._follow(msg, outcome)
-                await self.completer.submit(entry.stream, entry.id, None)
+                await self._complete_step(entry, msg, finish, outcome)
             settled = True
         except asyncio.CancelledError:
             if key in self._aborted:
-                # abort.lua already ended the job; only the message is left to ack.
+                # abort.lua already ended the job: what follows it ends too, then
+                # only the message is left to ack.
                 current.uncancel()
                 log.info("job %s was aborted while running; cancelled it", msg.id)
-                await self.completer.submit(entry.stream, entry.id, None)
+                await self._resume(entry, msg, Outcome(JobState.ABORTED.value, now_ms()))
                 settled = True
             elif key in self._taken_over:
                 current.uncancel()  # lost the lease: another worker runs it now
@@ -296,6 +275,50 @@ class Dispatcher(LeaseKeeper):
                 self.unfinished.append(key)
             self.release()
 
+    def _context(self, msg: Message, attempt: int) -> Context:
+        async def report(job_id: str, payload: bytes) -> None:
+            # fenced: a stale attempt's reports go nowhere
+            await self.streams.progress(job_id, self.worker_id, attempt, payload)
+
+        return Context(
+            app=self.app,
+            job_id=msg.id,
+            task_name=msg.task,
+            queue=msg.queue,
+            attempt=attempt,
+            worker_id=self.worker_id,
+            report=report,
+        )
+
+    async def _complete_step(
+        self, entry: Entry, msg: Message, finish: Finish, outcome: Outcome
+    ) -> None:
+        """A workflow step: its outcome (fenced), then what follows, then the ack.
+        A step whose job had already ended (aborted while it ran) carries on from
+        the stored outcome; one fenced out by a later attempt leaves it all to that
+        attempt's worker."""
+        wrote, stored = await self.completer.write_now(finish)
+        if wrote == Wrote.FENCED:
+            log.warning(
+                "job %s was taken over by another worker; dropped this attempt's outcome", msg.id
+            )
+            return
+        if wrote == Wrote.FINAL:
+            outcome = decode_outcome(stored) if stored else outcome
+        await self.flow.ended(msg, outcome)
+        self._note(msg, await self.completer.submit(entry, None))
+
+    @staticmethod
+    def _note(msg: Message, done: Done) -> None:
+        """Log a completion that another worker's takeover overruled (only those)."""
+        if done.wrote == Wrote.FENCED or not done.acked:
+            log.warning(
+                "job %s was taken over by another worker while this one finished it; "
+                "its outcome here was %s",
+                msg.id,
+                "dropped" if done.wrote == Wrote.FENCED else "kept, the other worker acks it",
+            )
+
     @staticmethod
     def _retryable(task: TaskDef, msg: Message, opts: Effective, error: BaseException) -> bool:
         if msg.retry >= opts.retries:
@@ -303,41 +326,57 @@ class Dispatcher(LeaseKeeper):
         return isinstance(error, (Retry, *task.retry_on))
 
     async def _retry(
-        self, entry: Entry, msg: Message, opts: Effective, outcome: Outcome, error: BaseException
+        self,
+        entry: Entry,
+        msg: Message,
+        attempt: int,
+        opts: Effective,
+        outcome: Outcome,
+        error: BaseException,
     ) -> None:
         """Schedule the next attempt after the backoff, acking this one atomically.
 
         The record says ``retrying`` (with the last error) first: a crash before
         the retry is scheduled redelivers this message, which just runs again.
+        Both writes are fenced; due times are Redis' clock plus the delay.
         """
         number = msg.retry + 1
         if isinstance(error, Retry) and error.delay is not None:
             delay = max(0.0, error.delay)
         else:
             delay = opts.backoff(number, random.random())
-        due = now_ms() + int(delay * 1000)
-        ttl_ms = int((delay + opts.result_ttl) * 1000)
+        delay_ms = int(delay * 1000)
+        ttl_ms = int(opts.result_ttl * 1000)
+        assert outcome.error is not None
         last = encode(outcome.error)
         log.warning(
             "job %s failed (%s: %s); retry %d of %d in %.2fs",
             msg.id,
-            type(error).__name__,
-            error,
+            outcome.error.type,
+            outcome.error.message,
             number,
             opts.retries,
             delay,
         )
-        await persist(
-            lambda: self.streams.mark(msg.id, "retrying", ttl_ms, "error", last, "due_ms", due),
+        marked = await persist(
+            lambda: self.streams.mark_retrying(
+                msg.id, self.worker_id, attempt, last, delay_ms, ttl_ms
+            ),
             f"the retry state of job {msg.id}",
         )
+        if marked == Wrote.FENCED:
+            log.warning("job %s was taken over by another worker; not retrying it here", msg.id)
+            return
+        if marked == Wrote.FINAL:  # aborted meanwhile: nothing more to run
+            await self._resume(entry, msg, None)
+            return
         # a new attempt: it queues for rate slots and max_running afresh
         payload = encode(msgspec.structs.replace(msg, retry=number, reserved=False, waits=0))
-        owned = await persist(
-            lambda: self.streams.retry(entry, self.worker_id, payload, due),
+        due = await persist(
+            lambda: self.streams.retry(entry, self.worker_id, payload, delay_ms),
             f"the retry of job {msg.id}",
         )
-        if not owned:
+        if due is None:
             log.warning("job %s was taken over by another worker; not scheduling its retry", msg.id)
 
     def _effective(self, task: TaskDef, msg: Message) -> Effective:
@@ -356,13 +395,12 @@ class Dispatcher(LeaseKeeper):
             return cached
         return resolve(self.app.defaults(), task.options, _call_options(msg))
 
-    def _finish(self, entry: Entry, msg: Message, outcome: Outcome, ttl: float) -> Finish:
+    def _finish(self, msg: Message, attempt: int, outcome: Outcome, ttl: float) -> Finish:
         if outcome.state == JobState.FAILED.value and outcome.error is not None:
             log.warning("job %s failed: %s: %s", msg.id, outcome.error.type, outcome.error.message)
         return Finish(
-            entry.stream,
-            entry.id,
             msg.id,
+            attempt,
             outcome.state,
             encode(outcome),
             outcome.finished_ms,
@@ -370,60 +408,60 @@ class Dispatcher(LeaseKeeper):
             self._unlock_args(msg, ttl),
         )
 
-    def _unlock_args(self, msg: Message, result_ttl: float) -> tuple[str, str, int] | None:
+    def _unlock_args(self, msg: Message, result_ttl: float) -> tuple[str, int] | None:
         """A unique job ended: free its ``unique_for`` lock, or keep an explicit job
-        id's for as long as the result is kept."""
+        id's for as long as the result is kept: (lock key, ms to keep it or 0)."""
         if msg.unique is None:
             return None
         keep_ms = int(result_ttl * 1000) if msg.unique == msg.id else 0
-        return (self.app.keys.unique(msg.queue, msg.unique), msg.id, keep_ms)
+        return (self.app.keys.unique(msg.queue, msg.unique), keep_ms)
 
     async def _reject(self, entry: Entry, msg: Message | None, kind: str, reason: str) -> None:
         try:
-            await self._dead_letter(entry, msg, kind, reason)
+            await self._dead_letter(entry, msg, kind, reason, 0)
         finally:
             self.release()
 
-    async def _dead_letter(self, entry: Entry, msg: Message | None, kind: str, reason: str) -> None:
-        """Dead-letter a message that cannot run, failing its job so waiters learn why."""
+    async def _dead_letter(
+        self, entry: Entry, msg: Message | None, kind: str, reason: str, attempt: int
+    ) -> None:
+        """Dead-letter a message that cannot run, failing its job so waiters learn
+        why (``attempt`` 0: it never started here)."""
         log.error(
             "dead-lettering message %s of queue %r: %s", entry.id.decode(), entry.queue, reason
         )
-        try:
-            # Dead letter first, then the job's record: a crash in between leaves
-            # the message safe in the dead-letter stream (re-drivable); the other
-            # order could leave a failed record that makes the redelivered
-            # message look finished, and it would never reach the dead letters.
-            await self.streams.dead_letter(entry, reason, self.app.dead_letter_maxlen, now_ms())
-            if msg is not None:
-                outcome = error_outcome(kind, reason)
-                await self.completer.write_now(
-                    self._finish(entry, msg, outcome, self.app.result_ttl)
-                )
-                if msg.cont is not None and outcome.error is not None:
-                    await self.flow.failed(msg, outcome.error)
-        except CONNECTION_ERRORS as exc:
-            log.warning("could not dead-letter %s (%s); it will be retried", entry.id, exc)
+        # Dead letter first, then the job's record: a crash in between leaves
+        # the message safe in the dead-letter stream (re-drivable); the other
+        # order could leave a failed record that makes the redelivered message
+        # look finished, and it would never reach the dead letters.
+        moved = await persist(
+            lambda: self.streams.dead_letter(
+                entry, self.worker_id, reason, self.app.dead_letter_maxlen, now_ms()
+            ),
+            f"the dead letter of message {entry.id.decode()}",
+        )
+        if not moved:
+            log.warning("message %s was taken over by another worker; left it", entry.id.decode())
+            return
+        if msg is not None:
+            outcome = error_outcome(kind, reason)
+            wrote, stored = await self.completer.write_now(
+                self._finish(msg, attempt, outcome, self.app.result_ttl)
+            )
+            if msg.cont is not None and wrote != Wrote.FENCED:
+                await self.flow.ended(msg, decode_outcome(stored) if stored else outcome)
 
-    async def _follow(self, msg: Message, outcome: Outcome) -> None:
-        assert msg.cont is not None
-        if outcome.state == JobState.SUCCEEDED.value:
-            await self.flow.succeeded(msg.cont, decode_value(outcome.result))
-        elif outcome.error is not None:
-            await self.flow.failed(msg, outcome.error)
+    async def _resume(self, entry: Entry, msg: Message, outcome: Outcome | None) -> None:
+        """The job ended (its outcome is ``outcome``): make sure its workflow
+        carried on from it (idempotent), then ack the message."""
+        if msg.cont is not None and outcome is not None:
+            await self.flow.ended(msg, outcome)
+        self._note(msg, await self.completer.submit(entry, None))
 
-    async def _resume(self, entry: Entry, msg: Message, outcome: Outcome) -> None:
-        """A finished workflow step came back (its worker died before the ack):
-        make sure what follows it was sent, then ack."""
+    async def _settle(self, entry: Entry, msg: Message, outcome: Outcome | None) -> None:
+        """``_resume`` for an entry that holds a slot but no executor."""
         try:
-            await self._follow(msg, outcome)
-            await self.completer.submit(entry.stream, entry.id, None)
-        finally:
-            self.release()
-
-    async def _ack_only(self, entry: Entry) -> None:
-        try:
-            await self.completer.submit(entry.stream, entry.id, None)
+            await self._resume(entry, msg, outcome)
         finally:
             self.release()
 

@@ -28,9 +28,20 @@ def error_outcome(type_name: str, message: str, tb: str = "") -> Outcome:
     return Outcome(JobState.FAILED.value, now_ms(), error=ErrorInfo(type_name, message, tb))
 
 
+def describe(exc: BaseException) -> str:
+    """``str(exc)``, or a stand-in when the exception cannot even say that."""
+    try:
+        return str(exc)
+    except Exception as inner:
+        return f"<unprintable {type(exc).__name__}: str() raised {type(inner).__name__}>"
+
+
 def _exception_outcome(exc: BaseException) -> Outcome:
-    tb = "".join(traceback.format_exception(exc))
-    return error_outcome(type(exc).__name__, str(exc), tb)
+    try:
+        tb = "".join(traceback.format_exception(exc))
+    except Exception:  # a broken __str__ breaks the formatting too
+        tb = "".join(traceback.format_tb(exc.__traceback__))
+    return error_outcome(type(exc).__name__, describe(exc), tb)
 
 
 async def run_attempt(
@@ -65,9 +76,10 @@ async def run_attempt(
         return Outcome(JobState.SUCCEEDED.value, now_ms()), None
     try:
         raw = msgspec.Raw(encode(value))
-    except (TypeError, ValueError) as exc:
-        message = f"the result of {task.name} cannot be encoded: {exc}"
-        return error_outcome("TypeError", message), None  # not worth retrying
+    except Exception as exc:  # TypeError, OverflowError (2**70), a broken __str__…
+        # The task ran: failing it is the outcome. Never re-run it for this.
+        message = f"the result of {task.name} cannot be encoded: {describe(exc)}"
+        return error_outcome("UnencodableResult", message), None
     return Outcome(JobState.SUCCEEDED.value, now_ms(), result=raw), None
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from .._core.canvas import Cont, Launch, complete, downstream
+from .._core.canvas import Cont, Launch, barriers, complete, downstream
 from .._core.message import (
     ErrorInfo,
     JobState,
@@ -62,22 +62,50 @@ class Flow:
             if values is not None:  # the whole group is in: carry its results on
                 pending.extend(complete([decode_value(v) for v in values], join.outer))
 
-    async def failed(self, msg: Message, error: ErrorInfo) -> None:
-        """Fail every job that can no longer run because this step failed, so
-        whoever awaits the workflow's handle learns why at once."""
+    async def ended(self, msg: Message, outcome: Outcome) -> None:
+        """Carry the workflow of ``msg`` on from its job's final ``outcome``.
+
+        Called only once that outcome is final in the job's record (written by
+        this attempt, or found there), and it depends on nothing but that
+        outcome: a stale worker that gets here can only send what the job's
+        owner sends too, and every send is deduplicated."""
+        assert msg.cont is not None
+        if outcome.state == JobState.SUCCEEDED.value:
+            await self.succeeded(msg.cont, decode_value(outcome.result))
+        elif outcome.state == JobState.ABORTED.value:
+            await self._end(msg, JobState.ABORTED, None)
+        else:
+            error = outcome.error or ErrorInfo("Error", f"job ended {outcome.state}")
+            await self._end(msg, JobState.FAILED, error)
+
+    async def _end(self, msg: Message, state: JobState, error: ErrorInfo | None) -> None:
+        """The workflow ends at this step: every job that can no longer run ends
+        the same way (so whoever awaits the workflow's handle learns why at
+        once), group barriers it would have reported to are closed (their
+        callbacks never run), and a failure launches ``on_error``."""
         assert msg.cont is not None
         now = now_ms()
-        note = ErrorInfo(
-            error.type, f"step {msg.task} (job {msg.id}) failed: {error.message}", error.traceback
-        )
-        payload = encode(Outcome(JobState.FAILED.value, now, error=note))
+        if error is not None:
+            note = ErrorInfo(
+                error.type,
+                f"step {msg.task} (job {msg.id}) failed: {error.message}",
+                error.traceback,
+            )
+            payload = encode(Outcome(state.value, now, error=note))
+        else:
+            payload = encode(Outcome(state.value, now))
+        for barrier in barriers(msg.cont):
+            await persist(
+                lambda barrier=barrier: self.streams.end_group(barrier, self._ttl_ms),  # type: ignore[misc]
+                f"the end of group {barrier}",
+            )
         for job_id in downstream(msg.cont):
-            # first writer wins: a job that somehow ended already keeps its outcome
+            # attempt 0: none of them ever started; first writer wins as ever
             await self.completer.write_now(
-                Finish("", b"", job_id, JobState.FAILED.value, payload, now, self._ttl_ms)
+                Finish(job_id, 0, state.value, payload, now, self._ttl_ms)
             )
         handler = msg.cont.on_error
-        if handler is not None:
+        if handler is not None and error is not None:
             details = {"type": error.type, "message": error.message, "traceback": error.traceback}
             await self._launch(Launch(f"{msg.id}-on-error", handler, [msg.id, details], Cont()))
 

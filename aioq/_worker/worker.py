@@ -150,8 +150,8 @@ class Worker:
             await check_server_version(redis, self.app.url)
             await SCRIPTS.load_all(redis)
             self._streams = Streams(redis, self.app.keys)
-            self._completer = Completer(self._streams)
-            dispatcher = self._dispatcher = Dispatcher(
+            self._completer = Completer(self._streams, self.id)
+            self._dispatcher = Dispatcher(
                 self.app,
                 self.id,
                 self._streams,
@@ -160,7 +160,6 @@ class Worker:
                 self._release,
                 self._poke_pump,
             )
-            self._completer.fence_with(dispatcher.owned_elsewhere, dispatcher.lease_stale)
             for queue in self.queues:
                 await self._streams.ensure_group(queue)
             self._log_startup()

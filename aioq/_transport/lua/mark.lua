@@ -1,15 +1,31 @@
--- mark: set a job's interim state (e.g. 'retrying'), unless it already ended.
+#!lua
+-- mark: a failed attempt will be retried: set the record to 'retrying' with the
+-- last error and when it is due, fenced by the attempt's token, unless the job
+-- already ended.
 --
 -- KEYS[1]  job record (hash)
--- ARGV[1]  state
--- ARGV[2]  record TTL (ms)
--- ARGV[3…] more field, value pairs to set
+-- ARGV[1]  worker id
+-- ARGV[2]  attempt
+-- ARGV[3]  last error (msgpack ErrorInfo)
+-- ARGV[4]  delay (ms) until the next attempt, from now (Redis clock)
+-- ARGV[5]  result TTL (ms): the record expires this long after the next
+--          attempt is due, if nothing starts it
 --
--- Returns: 1 when set, 0 when the job already has a final state.
-local state = redis.call('HGET', KEYS[1], 'state')
-if state == 'succeeded' or state == 'failed' or state == 'aborted' then
-  return 0
+-- Returns: 1 when set; 2 when the job already ended; 3 when fenced (a later
+--          attempt holds the job).
+-- #include final.lua
+-- #include fence.lua
+local state, held = holds_job(KEYS[1], ARGV[1], ARGV[2])
+if is_final(state) then
+  return 2
 end
-redis.call('HSET', KEYS[1], 'state', ARGV[1], unpack(ARGV, 3))
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if not held then
+  return 3
+end
+local t = redis.call('TIME')
+local delay = tonumber(ARGV[4])
+local due = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + delay
+redis.call('HSET', KEYS[1], 'state', 'retrying', 'error', ARGV[3],
+  'due_ms', string.format('%.0f', due))
+redis.call('PEXPIRE', KEYS[1], delay + tonumber(ARGV[5]))
 return 1

@@ -1,23 +1,31 @@
--- retry: schedule the next attempt of a failed message and acknowledge the
--- failed one, in one step. Guarded: a worker that lost the entry to another
--- (it stalled past the visibility timeout) schedules nothing.
+#!lua
+-- retry: schedule the next attempt of a failed (or deferred) message and
+-- acknowledge this one, in one step, fenced by the delivery: a worker that
+-- lost the entry to another (it stalled past its lease) schedules nothing.
+-- The due time is Redis' own clock plus the delay, never a worker's clock.
 --
 -- KEYS[1]  queue stream
--- KEYS[2]  delayed set of the queue
+-- KEYS[2]  delayed set of the queue (the message's priority level)
 -- ARGV[1]  consumer group
 -- ARGV[2]  this consumer's name
--- ARGV[3]  entry id of the failed attempt
--- ARGV[4]  payload of the next attempt
--- ARGV[5]  due time of the next attempt (ms since epoch)
+-- ARGV[3]  entry id of this delivery
+-- ARGV[4]  its delivery count
+-- ARGV[5]  payload of the next attempt
+-- ARGV[6]  delay (ms) from now
 --
--- Returns: 1 when scheduled, 0 when this consumer no longer owns the entry.
--- (When the group is gone — Redis lost its data — nobody else can own it: the
--- retry is scheduled.)
-local p = redis.pcall('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
-if not p.err and (not p[1] or p[1][2] ~= ARGV[2]) then
+-- Returns: the due time (ms since epoch, Redis clock) when scheduled; 0 when
+-- this consumer no longer holds the entry. (When the group is gone — Redis
+-- lost its data — nobody else can hold it: the retry is scheduled.)
+-- #include fence.lua
+local held = holds_entry(KEYS[1], ARGV[1], ARGV[3], ARGV[2], ARGV[4])
+if held == 0 then
   return 0
 end
-redis.call('ZADD', KEYS[2], ARGV[5], ARGV[4])
-redis.pcall('XACK', KEYS[1], ARGV[1], ARGV[3])
+local t = redis.call('TIME')
+local due = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[6])
+redis.call('ZADD', KEYS[2], due, ARGV[5])
+if held == 1 then
+  redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
+end
 redis.call('XDEL', KEYS[1], ARGV[3])
-return 1
+return due

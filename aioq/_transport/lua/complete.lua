@@ -1,0 +1,61 @@
+#!lua flags=no-cluster
+-- complete: the completer's whole batch in one call on a single Redis node:
+-- for each finished attempt, its outcome (fenced by the attempt's token, first
+-- writer wins, published), its unique lock released, and only then its entry
+-- acked (fenced by the delivery). Refused as a whole when Redis is out of
+-- memory (the shebang): an ack can never land without its outcome.
+-- On Cluster the record and the queue are in different slots: the worker sends
+-- finish.lua, then ack.lua for what it confirmed, instead.
+--
+-- ARGV[1]  consumer group
+-- ARGV[2]  worker id (its consumer name)
+-- ARGV[3…]  per item, 13 values: stream, entry id, deliveries, job record key
+--          ('' for a bare ack), job id, attempt, final state, outcome, finished
+--          at (ms), record TTL (ms), notify channel, unique lock key ('' for
+--          none), lock keep (ms; 0 = delete)
+--
+-- Returns: per item two codes, write then ack. write: 0 nothing to write,
+--          1 written, 2 the job had already ended, 3 fenced (a later attempt
+--          holds the job: nothing written, nothing acked). ack: 1 acked, 0 not
+--          (fenced, or another consumer holds the entry now).
+-- #include final.lua
+-- #include fence.lua
+-- #include unlock.lua
+local group, worker = ARGV[1], ARGV[2]
+local out = {}
+for b = 3, #ARGV, 13 do
+  local stream, id, deliveries, record = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
+  local wrote = 0
+  if record ~= '' then
+    local state, held = holds_job(record, worker, ARGV[b + 5])
+    if is_final(state) then
+      wrote = 2
+    elseif not held then
+      wrote = 3
+    else
+      redis.call('HSET', record, 'state', ARGV[b + 6], 'outcome', ARGV[b + 7],
+        'finished_ms', ARGV[b + 8])
+      redis.call('PEXPIRE', record, ARGV[b + 9])
+      redis.call('PUBLISH', ARGV[b + 10], ARGV[b + 7])
+      wrote = 1
+    end
+    local lock = ARGV[b + 11]
+    if wrote ~= 3 and lock ~= '' then
+      unlock(lock, ARGV[b + 4], ARGV[b + 12])
+    end
+  end
+  local acked = 0
+  if wrote ~= 3 then
+    local held = holds_entry(stream, group, id, worker, deliveries)
+    if held == 1 then
+      redis.call('XACK', stream, group, id)
+    end
+    if held ~= 0 then
+      redis.call('XDEL', stream, id)
+      acked = 1
+    end
+  end
+  out[#out + 1] = wrote
+  out[#out + 1] = acked
+end
+return out
