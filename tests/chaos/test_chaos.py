@@ -311,14 +311,16 @@ async def test_retries_under_kills(chaos: Chaos) -> None:
 
 
 async def test_zombie_worker(chaos: Chaos) -> None:
-    """T8: SIGSTOP a worker past its lease, SIGCONT it: its tasks finish elsewhere and
-    its late completions never overwrite a record or ack another worker's message."""
+    """T8: SIGSTOP a worker past its lease, SIGCONT it: its tasks finish elsewhere,
+    its late completions never overwrite a record or ack another worker's message,
+    and it stays alive and keeps working."""
     chaos.fleet.concurrency = 5
     zombie = chaos.fleet.spawn()
-    jobs = await chaosapp.work.kiq_many([(3000,)] * 5)
+    jobs = await chaosapp.work.kiq_many([(1500,)] * 5)
     ids = [j.id for j in jobs]
     await wait_started(chaos, 5)
-    zombie.send_signal(signal.SIGSTOP)
+    zombie.send_signal(signal.SIGSTOP)  # resumed after its tasks' time is up: they end
+    # at once and their completions race the heartbeat's discovery of the takeover
     rescuer = chaos.fleet.spawn()
     deadline = time.monotonic() + 30
     while min(chaos.counts("executions").get(j, 0) for j in ids) < 2:
@@ -334,7 +336,18 @@ async def test_zombie_worker(chaos: Chaos) -> None:
     await asyncio.sleep(0.5)
     assert chaos.leftovers() == (0, 0)
     logs = chaos.fleet.logs()
-    assert "while this worker was stalled" in logs or "taken over by another worker" in logs
+    assert "taken over by another worker" in logs
+    # The stalled worker dropped what it no longer owned and carries on working.
+    await asyncio.sleep(1.0)
+    assert zombie.poll() is None, "the zombie worker died:\n" + logs[-3000:]
+    rescuer.send_signal(signal.SIGTERM)
+    assert rescuer.wait(30) == 0
+    later = await chaosapp.work.kiq_many([(50,)] * 10)
+    later_ids = [j.id for j in later]
+    assert await chaos.wait_final(later_ids, timeout=30) == [b"succeeded"] * 10
+    later_workers = {(await chaos.app.job(j).info()).worker for j in later_ids}
+    assert all(w is not None and f":{zombie.pid}:" in w for w in later_workers)
+    assert zombie.poll() is None
 
 
 @pytest.mark.parametrize("servers", [True], indirect=True, ids=["aof-always"])
