@@ -7,12 +7,11 @@ a test can judge the skewed processes against the one clock aioq trusts.
 
 from __future__ import annotations
 
-from tests import clockskew  # noqa: F401  (first: the wrong clock applies to everything)
-
 import asyncio
 import os
 
 import aioq
+from tests import clockskew  # noqa: F401  (patches time.time, read at every call)
 
 app = aioq.App(
     prefix=os.environ.get("AIOQ_TEST_PREFIX", "aioqtest-clock"),

@@ -19,7 +19,7 @@ import pytest
 import redis
 
 import aioq
-from aioq._core.message import decode_message, encode, new_message
+from aioq._core.message import decode_message, new_message
 from aioq._transport import schedules
 from aioq._transport.connection import connect
 from tests import clockapp
@@ -179,10 +179,11 @@ async def test_a_tick_ahead_of_redis_time_is_refused_and_a_future_last_tick_heal
     async def fire(tick: int) -> bool:
         job_id = f"beat@{tick}"
         _, payload = new_message(beat.name, "default", (), {}, job_id=job_id, max_bytes=1 << 20)
-        sent, _ = await schedules.fire(
-            redis_client, app.keys, "default", 0, "beat", tick, job_id, payload, tick
+        fired = await schedules.fire(
+            redis_client, app.keys, "default", 0, "beat", tick, job_id, payload, 1000
         )
-        return sent
+        assert fired.early == (not fired.sent and fired.last_ms < tick - 1000)
+        return fired.sent
 
     try:
         now = redis_ms(sync_redis)
