@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from redis import exceptions as rex
 
-from .._core.message import now_ms
 from .connection import CONNECTION_ERRORS, OPERATION_TIMEOUT, bounded
 from .keys import GROUP, LEVELS, PAYLOAD_FIELD, Keyspace
 from .scripts import SCRIPTS, run_pipeline
@@ -254,25 +253,27 @@ class Streams:
             [GROUP, entry.id, entry.payload or b"", reason, maxlen, now_ms, entry.level],
         )
 
-    async def pump(self, queue: str, now_ms: int, limit: int) -> tuple[int, int]:
-        """Move due delayed messages into the streams of their priority levels;
-        returns (moved, next due ms or -1)."""
-        moved, next_due = await SCRIPTS.call(
+    async def pump(self, queue: str, limit: int) -> tuple[int, int]:
+        """Move delayed messages due by the Redis clock into the streams of their
+        priority levels; returns (moved, ms until the next one is due by Redis
+        time, or -1 when none waits)."""
+        moved, wait_ms = await SCRIPTS.call(
             self.redis,
             "pump",
             [*self.keys.level_delayed(queue), *self.keys.level_streams(queue)],
-            [now_ms, limit],
+            [limit],
         )
-        return int(moved), int(next_due)
+        return int(moved), int(wait_ms)
 
-    async def retry(self, entry: Entry, consumer: str, payload: bytes, due_ms: int) -> bool:
-        """Schedule the next attempt and ack this one, atomically; False when this
-        consumer no longer owns the entry (nothing was done)."""
+    async def retry(self, entry: Entry, consumer: str, payload: bytes, delay_ms: int) -> bool:
+        """Schedule the next attempt ``delay_ms`` from now by the Redis clock and ack
+        this one, atomically; False when this consumer no longer owns the entry
+        (nothing was done)."""
         done = await SCRIPTS.call(
             self.redis,
             "retry",
             [entry.stream, self.keys.delayed(entry.queue, entry.level)],
-            [GROUP, consumer, entry.id, payload, due_ms],
+            [GROUP, consumer, entry.id, payload, delay_ms],
         )
         return bool(done)
 
@@ -353,19 +354,31 @@ class Streams:
 
         return await run_pipeline(self.redis, build)
 
-    async def running_slots(self, slots: Sequence[tuple[str, str]], lease_ms: int | None) -> None:
-        """Renew (``lease_ms``) or give up (None) the running slots of (task, job id)."""
-        if not slots:
-            return
-        pipe = self.redis.pipeline(transaction=False)
-        for task, job_id in slots:
-            key = self.keys.running(task)
-            if lease_ms is None:
-                pipe.zrem(key, job_id)
-            else:
-                pipe.execute_command("ZADD", key, "XX", now_ms() + lease_ms, job_id)
-        async with bounded():
-            await pipe.execute()
+    async def running_slots(
+        self, slots: Sequence[tuple[str, str, int]], lease_ms: int | None
+    ) -> list[str]:
+        """Renew for ``lease_ms`` by the Redis clock (or give up, None) the running
+        slots of (task, job id, the task's max_running), one slots.lua call per
+        task in one pipeline. Returns the job ids that hold no slot any more (it
+        lapsed and the limit was reached meanwhile)."""
+        by_task: dict[str, tuple[int, list[str]]] = {}
+        for task, job_id, max_running in slots:
+            by_task.setdefault(task, (max_running, []))[1].append(job_id)
+        if not by_task:
+            return []
+
+        def build(pipe: Pipeline) -> None:
+            for task, (max_running, ids) in by_task.items():
+                SCRIPTS.queue(
+                    pipe, "slots", [self.keys.running(task)], [lease_ms or 0, max_running, *ids]
+                )
+
+        lost: list[str] = []
+        for reply in await run_pipeline(self.redis, build):
+            if isinstance(reply, Exception):
+                raise reply
+            lost.extend(i.decode() if isinstance(i, bytes) else str(i) for i in reply)
+        return lost
 
     async def unlock(self, lock: str, job_id: str, keep_ms: int) -> None:
         """Release a unique job's lock (``keep_ms`` 0), or keep it ``keep_ms`` more."""

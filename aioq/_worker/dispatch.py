@@ -56,7 +56,7 @@ class Dispatcher(LeaseKeeper):
         completer: Completer,
         threads: anyio.CapacityLimiter,
         release: Callable[[], None],
-        on_defer: Callable[[int], None] = lambda due_ms: None,
+        on_defer: Callable[[int], None] = lambda delay_ms: None,
     ) -> None:
         self.app = app
         self.worker_id = worker_id
@@ -66,7 +66,7 @@ class Dispatcher(LeaseKeeper):
         self.release = release
         self.flow = Flow(app, streams, completer)
         self.on_defer = on_defer
-        """Told the due time (ms) of each message put back for a limit (wakes the pump)."""
+        """Told the delay (ms) of each message put back for a limit (wakes the pump)."""
         self._vt_ms = int(app.visibility_timeout * 1000)
         self.lease = Lease.for_timeout(app.visibility_timeout)
         self.limits = Limits(streams, self._vt_ms)
@@ -180,11 +180,11 @@ class Dispatcher(LeaseKeeper):
             log.debug("%s", describe(deferral, msg))
             await persist(
                 lambda: self.streams.retry(
-                    entry, self.worker_id, deferral.payload, deferral.due_ms
+                    entry, self.worker_id, deferral.payload, deferral.delay_ms
                 ),
                 f"the deferral of job {msg.id}",
             )
-            self.on_defer(deferral.due_ms)
+            self.on_defer(deferral.delay_ms)
         finally:
             self.release()
 
@@ -334,7 +334,7 @@ class Dispatcher(LeaseKeeper):
         # a new attempt: it queues for rate slots and max_running afresh
         payload = encode(msgspec.structs.replace(msg, retry=number, reserved=False, waits=0))
         owned = await persist(
-            lambda: self.streams.retry(entry, self.worker_id, payload, due),
+            lambda: self.streams.retry(entry, self.worker_id, payload, int(delay * 1000)),
             f"the retry of job {msg.id}",
         )
         if not owned:

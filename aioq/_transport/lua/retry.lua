@@ -8,7 +8,8 @@
 -- ARGV[2]  this consumer's name
 -- ARGV[3]  entry id of the failed attempt
 -- ARGV[4]  payload of the next attempt
--- ARGV[5]  due time of the next attempt (ms since epoch)
+-- ARGV[5]  delay of the next attempt (ms from now, by the Redis clock: a
+--          worker's own clock may be wrong)
 --
 -- Returns: 1 when scheduled, 0 when this consumer no longer owns the entry.
 -- (When the group is gone — Redis lost its data — nobody else can own it: the
@@ -17,7 +18,9 @@ local p = redis.pcall('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
 if not p.err and (not p[1] or p[1][2] ~= ARGV[2]) then
   return 0
 end
-redis.call('ZADD', KEYS[2], ARGV[5], ARGV[4])
+local t = redis.call('TIME')
+local due = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[5])
+redis.call('ZADD', KEYS[2], string.format('%.0f', due), ARGV[4])
 redis.pcall('XACK', KEYS[1], ARGV[1], ARGV[3])
 redis.call('XDEL', KEYS[1], ARGV[3])
 return 1
