@@ -84,6 +84,7 @@ async def test_a_worker_ahead_does_not_run_a_delayed_job_early(  # type: ignore[
     job = await clockapp.stamp.with_options(delay=3.0).kiq()
     started_ms = await job.result(timeout=20) // 1000
     assert started_ms - sent_ms >= 2_950, f"started {started_ms - sent_ms} ms after sending"
+    print(f"\nworker +60 s, delay 3 s: started {started_ms - sent_ms} ms after sending (Redis)")
     stop(proc)
 
 
@@ -103,6 +104,7 @@ async def test_a_retry_waits_its_delay_by_redis_time(  # type: ignore[no-untyped
     on_time = worker(spawn, 0)
     first, second = await job.result(timeout=20)
     assert second - first >= 4_950_000, f"retried after {(second - first) / 1000:.0f} ms"
+    print(f"\nworker -60 s, Retry(delay=5): next attempt {(second - first) / 1000:.0f} ms later")
     stop(behind)
     stop(on_time)
 
@@ -129,6 +131,12 @@ async def test_max_running_holds_with_a_skewed_worker_and_long_jobs(  # type: ig
     overlaps = [(x, y) for x, y in itertools.pairwise(spans) if y[0] < x[1]]
     assert not overlaps, f"jobs overlapped (Redis µs): {overlaps}"
     assert sync_redis.zcard(client.keys.running(clockapp.exclusive.name)) == 0
+    gaps = [(y[0] - x[1]) / 1000 for x, y in itertools.pairwise(spans)]
+    print(
+        f"\nmax_running=1, VT 1 s, workers -15 s and on time, 4 jobs of 2.5 s: at most "
+        f"{max(seen)} at once; ran on {len({w for *_, w in spans})} worker(s); "
+        f"gaps between jobs {', '.join(f'{g:.0f}' for g in gaps)} ms"
+    )
     for proc in procs:
         stop(proc)
 
@@ -156,6 +164,11 @@ async def test_rate_limit_deferrals_follow_redis_time(  # type: ignore[no-untype
     assert len(starts) == 15
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert min(gaps) >= 150_000, f"starts {min(gaps)} µs apart at 5/s"
+    print(
+        f"\n15 jobs at 5/s, deferred by a worker +60 s that then left: all done "
+        f"{(starts[-1] - starts[0]) / 1e6:.2f} s after the first start, closest starts "
+        f"{min(gaps) / 1000:.0f} ms apart"
+    )
     stop(on_time)
 
 
@@ -271,3 +284,9 @@ def test_a_scheduler_an_hour_ahead_fires_the_right_ticks(  # type: ignore[no-unt
     assert not gaps, f"ticks missing between {gaps}"
     assert max(ticks) >= ended - 2500, "ticks stopped"
     assert len(ticks) >= 10
+    lateness = sorted(sent - tick for tick, sent in fired)
+    print(
+        f"\nscheduler +1 h for 3 s, then a second one: {len(ticks)} ticks, none missing or "
+        f"repeated; sent {lateness[0]}..{lateness[-1]} ms after their tick (Redis time), "
+        f"median {lateness[len(lateness) // 2]} ms"
+    )
