@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from .keys import Keyspace
 
-__all__ = ["State", "fire", "states"]
+__all__ = ["Fired", "State", "fire", "redis_time", "states"]
 
 
 class State(NamedTuple):
@@ -30,7 +30,18 @@ class State(NamedTuple):
     last_job: str
     """The job id sent for it."""
     fired_ms: int | None
-    """The wall clock of the scheduler that sent it, when it did."""
+    """When it was sent, by the Redis clock (older versions: the sender's clock)."""
+
+
+class Fired(NamedTuple):
+    """What ``tick.lua`` did with a tick."""
+
+    sent: bool
+    """This call sent the tick's job."""
+    last_ms: int
+    """The last tick fired (this one, when sent); Redis time when ``early``."""
+    early: bool
+    """Refused: the tick is more than the grace ahead of Redis time."""
 
 
 async def fire(
@@ -42,17 +53,25 @@ async def fire(
     tick_ms: int,
     job_id: str,
     payload: bytes,
-    now_ms: int,
-) -> tuple[bool, int]:
+    grace_ms: int,
+) -> Fired:
     """Send ``payload`` for tick ``tick_ms`` of schedule ``name`` unless that tick, or
-    a later one, was fired already. Returns (sent, last tick fired)."""
-    sent, last = await SCRIPTS.call(
+    a later one, was fired already, or the tick is more than ``grace_ms`` ahead of
+    Redis time (all judged by the Redis clock, see tick.lua)."""
+    status, value = await SCRIPTS.call(
         redis,
         "tick",
         [keys.schedule(queue, name), keys.stream(queue, level)],
-        [tick_ms, job_id, payload, now_ms],
+        [tick_ms, job_id, payload, grace_ms],
     )
-    return bool(sent), int(last)
+    return Fired(int(status) == 1, int(value), int(status) == 2)
+
+
+async def redis_time(redis: Redis) -> int:
+    """The Redis server's clock (TIME), in ms since the epoch."""
+    async with bounded():
+        seconds, micros = await redis.time()
+    return int(seconds) * 1000 + int(micros) // 1000
 
 
 async def states(

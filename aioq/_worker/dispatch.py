@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -30,9 +29,9 @@ from .._core.options import Effective, TaskOptions, resolve
 from .._core.registry import ArgumentError, TaskDef
 from .._transport.connection import CONNECTION_ERRORS
 from .._transport.streams import Done, Entry, Finish, Start, Streams, Wrote
-from ..errors import Retry
 from .completer import persist
-from .executor import error_outcome, run_attempt
+from .executor import run_attempt
+from .failures import Failures
 from .flow import Flow
 from .lease import Lease, LeaseKeeper
 from .limits import Deferral, Limits, describe, limited
@@ -46,7 +45,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("aioq.worker")
 
 
-class Dispatcher(LeaseKeeper):
+class Dispatcher(LeaseKeeper, Failures):
     def __init__(
         self,
         app: App,
@@ -55,7 +54,7 @@ class Dispatcher(LeaseKeeper):
         completer: Completer,
         threads: anyio.CapacityLimiter,
         release: Callable[[], None],
-        on_defer: Callable[[int], None] = lambda due_ms: None,
+        on_defer: Callable[[int], None] = lambda delay_ms: None,
     ) -> None:
         self.app = app
         self.worker_id = worker_id
@@ -65,7 +64,7 @@ class Dispatcher(LeaseKeeper):
         self.release = release
         self.flow = Flow(app, streams, completer)
         self.on_defer = on_defer
-        """Told the due time (ms) of each message put back for a limit (wakes the pump)."""
+        """Told the delay (ms) of each message put back for a limit (wakes the pump)."""
         self._vt_ms = int(app.visibility_timeout * 1000)
         self.lease = Lease.for_timeout(app.visibility_timeout)
         self.limits = Limits(streams, self._vt_ms)
@@ -171,12 +170,12 @@ class Dispatcher(LeaseKeeper):
             log.debug("%s", describe(deferral, msg))
             due = await persist(
                 lambda: self.streams.retry(
-                    entry, self.worker_id, deferral.payload, max(0, deferral.due_ms - now_ms())
+                    entry, self.worker_id, deferral.payload, deferral.delay_ms
                 ),
                 f"the deferral of job {msg.id}",
             )
             if due is not None:
-                self.on_defer(due)
+                self.on_defer(deferral.delay_ms)
         finally:
             self.release()
 
@@ -319,66 +318,6 @@ class Dispatcher(LeaseKeeper):
                 "dropped" if done.wrote == Wrote.FENCED else "kept, the other worker acks it",
             )
 
-    @staticmethod
-    def _retryable(task: TaskDef, msg: Message, opts: Effective, error: BaseException) -> bool:
-        if msg.retry >= opts.retries:
-            return False  # used up: the job fails with this error
-        return isinstance(error, (Retry, *task.retry_on))
-
-    async def _retry(
-        self,
-        entry: Entry,
-        msg: Message,
-        attempt: int,
-        opts: Effective,
-        outcome: Outcome,
-        error: BaseException,
-    ) -> None:
-        """Schedule the next attempt after the backoff, acking this one atomically.
-
-        The record says ``retrying`` (with the last error) first: a crash before
-        the retry is scheduled redelivers this message, which just runs again.
-        Both writes are fenced; due times are Redis' clock plus the delay.
-        """
-        number = msg.retry + 1
-        if isinstance(error, Retry) and error.delay is not None:
-            delay = max(0.0, error.delay)
-        else:
-            delay = opts.backoff(number, random.random())
-        delay_ms = int(delay * 1000)
-        ttl_ms = int(opts.result_ttl * 1000)
-        assert outcome.error is not None
-        last = encode(outcome.error)
-        log.warning(
-            "job %s failed (%s: %s); retry %d of %d in %.2fs",
-            msg.id,
-            outcome.error.type,
-            outcome.error.message,
-            number,
-            opts.retries,
-            delay,
-        )
-        marked = await persist(
-            lambda: self.streams.mark_retrying(
-                msg.id, self.worker_id, attempt, last, delay_ms, ttl_ms
-            ),
-            f"the retry state of job {msg.id}",
-        )
-        if marked == Wrote.FENCED:
-            log.warning("job %s was taken over by another worker; not retrying it here", msg.id)
-            return
-        if marked == Wrote.FINAL:  # aborted meanwhile: nothing more to run
-            await self._resume(entry, msg, None)
-            return
-        # a new attempt: it queues for rate slots and max_running afresh
-        payload = encode(msgspec.structs.replace(msg, retry=number, reserved=False, waits=0))
-        due = await persist(
-            lambda: self.streams.retry(entry, self.worker_id, payload, delay_ms),
-            f"the retry of job {msg.id}",
-        )
-        if due is None:
-            log.warning("job %s was taken over by another worker; not scheduling its retry", msg.id)
-
     def _effective(self, task: TaskDef, msg: Message) -> Effective:
         """Resolved options; cached per task for the usual message with no overrides."""
         if (
@@ -415,41 +354,6 @@ class Dispatcher(LeaseKeeper):
             return None
         keep_ms = int(result_ttl * 1000) if msg.unique == msg.id else 0
         return (self.app.keys.unique(msg.queue, msg.unique), keep_ms)
-
-    async def _reject(self, entry: Entry, msg: Message | None, kind: str, reason: str) -> None:
-        try:
-            await self._dead_letter(entry, msg, kind, reason, 0)
-        finally:
-            self.release()
-
-    async def _dead_letter(
-        self, entry: Entry, msg: Message | None, kind: str, reason: str, attempt: int
-    ) -> None:
-        """Dead-letter a message that cannot run, failing its job so waiters learn
-        why (``attempt`` 0: it never started here)."""
-        log.error(
-            "dead-lettering message %s of queue %r: %s", entry.id.decode(), entry.queue, reason
-        )
-        # Dead letter first, then the job's record: a crash in between leaves
-        # the message safe in the dead-letter stream (re-drivable); the other
-        # order could leave a failed record that makes the redelivered message
-        # look finished, and it would never reach the dead letters.
-        moved = await persist(
-            lambda: self.streams.dead_letter(
-                entry, self.worker_id, reason, self.app.dead_letter_maxlen, now_ms()
-            ),
-            f"the dead letter of message {entry.id.decode()}",
-        )
-        if not moved:
-            log.warning("message %s was taken over by another worker; left it", entry.id.decode())
-            return
-        if msg is not None:
-            outcome = error_outcome(kind, reason)
-            wrote, stored = await self.completer.write_now(
-                self._finish(msg, attempt, outcome, self.app.result_ttl)
-            )
-            if msg.cont is not None and wrote != Wrote.FENCED:
-                await self.flow.ended(msg, decode_outcome(stored) if stored else outcome)
 
     async def _resume(self, entry: Entry, msg: Message, outcome: Outcome | None) -> None:
         """The job ended (its outcome is ``outcome``): make sure its workflow

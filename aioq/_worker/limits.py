@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import msgspec
 
-from .._core.message import Message, encode, now_ms
+from .._core.message import Message, encode
 from .._transport.streams import Admit
 
 if TYPE_CHECKING:
@@ -33,10 +33,14 @@ MAX_WAIT = 1.0
 
 
 class Deferral(NamedTuple):
-    """A job that must wait: its next message and when it is due."""
+    """A job that must wait: its next message and how long.
+
+    The wait is relative: the delayed set's due time is computed from the Redis
+    clock when the message is put back (retry.lua), never from this host's.
+    """
 
     payload: bytes
-    due_ms: int
+    delay_ms: int
     why: str
 
 
@@ -48,8 +52,11 @@ class Limits:
     def __init__(self, streams: Streams, lease_ms: int) -> None:
         self.streams = streams
         self.lease_ms = lease_ms
-        self.slots: dict[str, str] = {}
-        """Job id → task, for jobs running here that hold a ``max_running`` slot."""
+        self.slots: dict[str, tuple[str, int]] = {}
+        """Job id → (task, its max_running), for jobs running here that hold a
+        ``max_running`` slot."""
+        self._lost: set[str] = set()
+        """Jobs whose slot lapsed and could not be taken back (reported once)."""
 
     async def admit(self, items: Sequence[tuple[Entry, Message, TaskDef]]) -> list[Deferral | None]:
         """For each job: None when it may start now (holding a running slot if
@@ -73,36 +80,51 @@ class Limits:
                 out.append(None)
             elif reply[0] == 0:
                 if task.max_running is not None:
-                    self.slots[msg.id] = task.name
+                    self.slots[msg.id] = (task.name, task.max_running)
                 out.append(None)
             elif reply[0] == 1:
                 wait_ms = round(int(reply[1]) / 1000)
                 payload = encode(msgspec.structs.replace(msg, reserved=True))
-                out.append(Deferral(payload, now_ms() + wait_ms, "rate_limit"))
+                out.append(Deferral(payload, wait_ms, "rate_limit"))
             else:
                 wait = min(MAX_WAIT, FIRST_WAIT * 2.0**msg.waits) * random.uniform(0.5, 1.5)
                 payload = encode(msgspec.structs.replace(msg, waits=msg.waits + 1))
-                out.append(Deferral(payload, now_ms() + round(wait * 1000), "max_running"))
+                out.append(Deferral(payload, round(wait * 1000), "max_running"))
         return out
 
     async def release(self, job_id: str) -> None:
         """Give up the running slot of a job that ended here (no-op if it has none)."""
-        task = self.slots.pop(job_id, None)
-        if task is not None:
+        held = self.slots.pop(job_id, None)
+        self._lost.discard(job_id)
+        if held is not None:
+            task, max_running = held
             try:
-                await self.streams.running_slots([(task, job_id)], None)
+                await self.streams.running_slots([(task, job_id, max_running)], None)
             except Exception as exc:  # the slot's lease runs out instead
                 log.warning("could not free the max_running slot of job %s (%s)", job_id, exc)
 
     async def renew(self) -> None:
-        """Extend the running slots of jobs still running here (from the heartbeat)."""
-        await self.streams.running_slots(
-            [(task, job_id) for job_id, task in self.slots.items()], self.lease_ms
+        """Extend the running slots of jobs still running here (from the heartbeat),
+        by the Redis clock. A slot that lapsed while this worker stalled is taken
+        back if the limit allows; else the job runs on without one (it is not
+        stopped: its work is under way) and that is logged."""
+        lost = await self.streams.running_slots(
+            [(task, job_id, most) for job_id, (task, most) in self.slots.items()], self.lease_ms
         )
+        for job_id in lost:
+            if job_id in self.slots and job_id not in self._lost:
+                self._lost.add(job_id)
+                log.warning(
+                    "job %s lost its max_running slot of %s (this worker stalled past "
+                    "its lease and the limit was reached meanwhile)",
+                    job_id,
+                    self.slots[job_id][0],
+                )
+        self._lost.intersection_update(lost)
 
 
 def describe(d: Deferral, msg: Message) -> str:
-    return f"job {msg.id} waits {max(0, d.due_ms - now_ms())} ms ({d.why} of {msg.task})"
+    return f"job {msg.id} waits {d.delay_ms} ms ({d.why} of {msg.task})"
 
 
 __all__ = ["Deferral", "Limits", "describe", "limited"]

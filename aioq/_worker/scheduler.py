@@ -7,6 +7,13 @@ tick in Redis is older (a compare-and-set on a time that only moves forward).
 So a tick is sent exactly once however many schedulers run, and a restarted
 scheduler, or one whose clock lags, never sends an old tick again.
 
+Time is the Redis server's, never this host's wall clock: the scheduler keeps
+the offset of Redis ``TIME`` from its monotonic clock (``RedisClock``), so a
+wrong or jumping wall clock fires nothing early or late; ``tick.lua`` refuses a
+tick more than the grace ahead of Redis time and ignores a remembered last tick
+in the future of Redis time (left by a clock that ran ahead), so neither can
+silence a schedule.
+
 A tick is fired when it is due, or up to ``MISFIRE_GRACE`` later (a busy event
 loop, a short Redis blip). A tick no scheduler fired within that is *missed*
 (no scheduler ran, Redis was down, the clock jumped): with ``catch_up=False``
@@ -18,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import time
 from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -42,7 +50,7 @@ if TYPE_CHECKING:
     from .._core.schedule import Schedule
     from ..app import App
 
-__all__ = ["MISFIRE_GRACE", "Scheduler", "overview", "upcoming"]
+__all__ = ["MISFIRE_GRACE", "RedisClock", "Scheduler", "overview", "resume_from", "upcoming"]
 
 log = logging.getLogger("aioq.scheduler")
 
@@ -52,6 +60,13 @@ MAX_SLEEP = 1.0
 """Longest sleep between two looks at the clock (clock jumps, Redis coming back)."""
 RETRY_DELAY = 0.5
 """Seconds between tries while Redis fails."""
+RESYNC = 10.0
+"""Seconds between two readings of the Redis clock."""
+NOISY_READING = 0.2
+"""A Redis clock reading whose round trip took longer (seconds) is too vague to
+replace a good one."""
+
+GRACE_MS = round(MISFIRE_GRACE * 1000)
 
 FAILURES: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, rex.RedisError)
 
@@ -71,6 +86,52 @@ def upcoming(s: Schedule, planned_ms: int, now_ms: int) -> tuple[int, bool]:
     if s.catch_up:
         return latest_fire(s, now_ms), True  # one run for the whole missed window
     return next_fire(s, oldest), True
+
+
+def resume_from(s: Schedule, last_ms: int | None, now_ms: int) -> int:
+    """The next tick of ``s`` to fire, from the last tick Redis remembers as fired
+    and Redis time. A schedule that never fired starts with its first tick after
+    now (the past is not fired); so does one whose last tick lies further in the
+    future of Redis time than the grace (a scheduler's clock ran ahead): that is
+    healed, not obeyed."""
+    if last_ms is None or last_ms > now_ms + GRACE_MS:
+        return next_fire(s, now_ms)
+    return next_fire(s, last_ms)
+
+
+class RedisClock:
+    """Redis time, read locally: the offset of the Redis server's ``TIME`` from
+    this process's monotonic clock, measured now and then (``RESYNC``).
+
+    This host's wall clock is never read, so a wrong one, or one that jumps,
+    changes nothing; the error is at most half a round trip of the reading.
+    """
+
+    def __init__(self) -> None:
+        self._offset: float | None = None
+        """Redis ms minus monotonic ms."""
+        self._read_at = 0.0
+
+    @property
+    def synced(self) -> bool:
+        return self._offset is not None
+
+    def stale(self) -> bool:
+        return self._offset is None or time.monotonic() - self._read_at >= RESYNC
+
+    async def sync(self, redis: Redis) -> None:
+        """Read the Redis clock (raises connection errors)."""
+        before = time.monotonic()
+        redis_ms = await schedules.redis_time(redis)
+        after = time.monotonic()
+        self._read_at = after
+        if self._offset is None or after - before <= NOISY_READING:
+            self._offset = redis_ms - (before + after) * 500
+
+    def now(self) -> int:
+        """Redis time now, in ms since the epoch."""
+        assert self._offset is not None, "sync() first"
+        return round(time.monotonic() * 1000 + self._offset)
 
 
 def stamp(ms: int, tz: str) -> str:
@@ -121,6 +182,8 @@ class Scheduler:
         self._missed: dict[str, int] = {}
         """Per schedule, the first tick of a missed run not yet reported."""
         self._down = False
+        self._clock = RedisClock()
+        self._early = False
         self._stopping = anyio.Event()
         self.ready = anyio.Event()
         """Set once the scheduler has read the schedules' state and planned."""
@@ -171,15 +234,24 @@ class Scheduler:
         where = [(self._where[s.name][0], s.name) for s in self.schedules]
         while not self._stopping.is_set():
             try:
+                await self._clock.sync(redis)
                 found = await schedules.states(redis, self.app.keys, where)
             except FAILURES as exc:
                 self._lost(exc)
                 await self._sleep(RETRY_DELAY)
                 continue
             self._back()
-            now = now_ms()
+            now = self._clock.now()
             for s, state in zip(self.schedules, found, strict=True):
-                self._next[s.name] = next_fire(s, state.last_ms if state else now)
+                last = state.last_ms if state else None
+                if last is not None and last > now + GRACE_MS:
+                    log.warning(
+                        "schedule %r: its last run (%s) lies in the future of Redis time "
+                        "(a scheduler's clock ran ahead); ignored",
+                        s.name,
+                        stamp(last, s.tz),
+                    )
+                self._next[s.name] = resume_from(s, last, now)
             return
 
     def _log_startup(self) -> None:
@@ -187,7 +259,9 @@ class Scheduler:
             log.warning("scheduler started, but the app has no schedules")
             return
         log.info("scheduler started: %d schedule(s)", len(self.schedules))
-        now = now_ms()
+        if not self._clock.synced:  # stopped before Redis answered
+            return
+        now = self._clock.now()
         for s in self.schedules:
             queue, level = self._where[s.name]
             at = upcoming(s, self._next.get(s.name, now), now)[0]
@@ -204,11 +278,16 @@ class Scheduler:
     async def _loop(self, redis: Redis) -> None:
         while not self._stopping.is_set():
             try:
+                if self._clock.stale():
+                    await self._clock.sync(redis)
                 if await self._fire_due(redis):
                     self._back()
                 delay = MAX_SLEEP
                 if self._next:
-                    delay = min(delay, max(0.0, (min(self._next.values()) - now_ms()) / 1000))
+                    wait_ms = min(self._next.values()) - self._clock.now()
+                    delay = min(delay, max(0.0, wait_ms / 1000))
+                if self._early:  # refused as ahead even after a fresh reading
+                    delay = max(delay, RETRY_DELAY)
             except FAILURES as exc:
                 # Ticks wait; those that stay unfired past the grace follow catch_up.
                 self._lost(exc)
@@ -223,7 +302,7 @@ class Scheduler:
 
     async def _fire_due(self, redis: Redis) -> int:
         """Fire every due tick, oldest first; returns how many Redis was asked about."""
-        now = now_ms()
+        now = self._clock.now()
         tries = 0
         for s in self.schedules:
             while self._next[s.name] <= now:
@@ -233,25 +312,49 @@ class Scheduler:
                 if tick > now:  # skipped ahead (catch_up=False)
                     self._next[s.name] = tick
                     break
-                await self._fire(redis, s, tick, now)
                 tries += 1
+                if not await self._fire(redis, s, tick):
+                    await self._clock.sync(redis)  # our idea of Redis time was off
+                    break
         return tries
 
-    async def _fire(self, redis: Redis, s: Schedule, tick: int, now: int) -> None:
+    async def _fire(self, redis: Redis, s: Schedule, tick: int) -> bool:
+        """Try to fire ``tick``; False when Redis refused it as too far ahead."""
         queue, level = self._where[s.name]
         job_id = f"{s.name}@{tick}"
-        sent, last = await schedules.fire(
-            redis, self.app.keys, queue, level, s.name, tick, job_id, self._payload(s, job_id), now
+        fired = await schedules.fire(
+            redis,
+            self.app.keys,
+            queue,
+            level,
+            s.name,
+            tick,
+            job_id,
+            self._payload(s, job_id),
+            GRACE_MS,
         )
+        if fired.early:
+            if not self._early:
+                log.warning(
+                    "schedule %r: Redis refused tick %s as %d ms ahead of its clock; "
+                    "reading the Redis clock again",
+                    s.name,
+                    stamp(tick, s.tz),
+                    tick - fired.last_ms,
+                )
+                self._early = True
+            return False
+        self._early = False
         missed = self._missed.pop(s.name, None)
         if missed is not None:
             self._report_missed(s, missed, tick)
-        if sent:
+        if fired.sent:
             log.info("schedule %r fired job %s for %s", s.name, job_id, stamp(tick, s.tz))
         else:
             log.debug("schedule %r: %s was fired already", s.name, stamp(tick, s.tz))
         # Another scheduler may be ahead: follow the last tick fired anywhere.
-        self._next[s.name] = next_fire(s, max(tick, last))
+        self._next[s.name] = next_fire(s, max(tick, fired.last_ms))
+        return True
 
     def _payload(self, s: Schedule, job_id: str) -> bytes:
         queue, level = self._where[s.name]
@@ -318,10 +421,10 @@ async def overview(app: App, redis: Redis) -> list[Row]:
     found = await schedules.states(
         redis, app.keys, [(placement(app, s)[0], s.name) for s in app.schedules.values()]
     )
-    now = now_ms()
+    now = await schedules.redis_time(redis)
     rows = []
     for s, state in zip(app.schedules.values(), found, strict=True):
-        planned = next_fire(s, state.last_ms if state else now)
+        planned = resume_from(s, state.last_ms if state else None, now)
         rows.append(
             Row(
                 s.name,

@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING
 import anyio
 from redis import exceptions as rex
 
-from .._core.message import now_ms
 from .._transport.connection import (
     CONNECTION_ERRORS,
     check_server_version,
@@ -369,20 +368,22 @@ class Worker:
     async def _pump(self) -> None:
         """Move due delayed messages (``delay``/``eta``, retries) into their streams.
 
-        Every worker pumps; ``pump.lua`` moves each message exactly once. It sleeps
-        until the earliest known due time, at most ``PUMP_IDLE`` seconds (a new
-        delayed message may be due sooner than anything it has seen).
+        Every worker pumps; ``pump.lua`` moves each message exactly once. What is
+        due, and how long until the next one is, are judged by the Redis clock
+        (this host's may be wrong). It sleeps until the next known due time, at
+        most ``PUMP_IDLE`` seconds (a new delayed message may be due sooner than
+        anything it has seen).
         """
         outage = False
         while True:
             wake = PUMP_IDLE
             try:
                 for queue in self.queues:
-                    moved, next_due = await self._streams.pump(queue, now_ms(), PUMP_BATCH)
+                    moved, wait_ms = await self._streams.pump(queue, PUMP_BATCH)
                     if moved == PUMP_BATCH:
                         wake = 0.0
-                    elif next_due >= 0:
-                        wake = min(wake, max(0.0, (next_due - now_ms()) / 1000))
+                    elif wait_ms >= 0:
+                        wake = min(wake, wait_ms / 1000)
                 outage = False
             except Exception as exc:
                 if not outage:
@@ -395,8 +396,9 @@ class Worker:
             self._pump_wake = asyncio.Event()
             await asyncio.sleep(0)
 
-    def _poke_pump(self, due_ms: int) -> None:
-        """A message was put back, due at ``due_ms``: pump again by then."""
+    def _poke_pump(self, delay_ms: int) -> None:
+        """A message was put back, due ``delay_ms`` from now: pump again by then
+        (at once: the pump learns the exact wait, by Redis time, from pump.lua)."""
         self._pump_wake.set()
 
     # -- shutdown --------------------------------------------------------------

@@ -9,7 +9,10 @@
 --
 -- Concurrency limit (max > 0): at most `max` jobs of the task hold a slot in
 -- the running set; a slot is a member with its lease expiry as score (renewed
--- while the job runs, dropped when it ends, expired if its worker died).
+-- while the job runs by slots.lua, dropped when it ends, expired if its worker
+-- died). Every time here is the Redis clock's: a lease expiry further ahead
+-- than one lease (written by a clock that ran ahead) is healed down to one
+-- lease from now, and a last start in the future is taken as now.
 --
 -- KEYS[1]  rate limiter state (hash: last start, next free slot; µs)
 -- KEYS[2]  running set (sorted set: job id -> lease expiry, ms)
@@ -26,16 +29,21 @@ local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local now_ms = math.floor(now / 1000)
 local interval = tonumber(ARGV[1])
 local max = tonumber(ARGV[4])
+local lease = tonumber(ARGV[5])
 
 if max > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now_ms)
+  local cap = string.format('%.0f', now_ms + lease)
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. cap, '+inf')) do
+    redis.call('ZADD', KEYS[2], cap, member)
+  end
   if not redis.call('ZSCORE', KEYS[2], ARGV[3]) and redis.call('ZCARD', KEYS[2]) >= max then
     return {2}
   end
 end
 
 if interval > 0 then
-  local last = tonumber(redis.call('HGET', KEYS[1], 'last') or '-1e18')
+  local last = math.min(now, tonumber(redis.call('HGET', KEYS[1], 'last') or '-1e18'))
   local nxt = tonumber(redis.call('HGET', KEYS[1], 'next') or '0')
   local earliest = last + interval
   local keep = math.max(nxt, now) - now + 2 * interval
@@ -54,7 +62,9 @@ if interval > 0 then
 end
 
 if max > 0 then
-  redis.call('ZADD', KEYS[2], now_ms + tonumber(ARGV[5]), ARGV[3])
-  redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[5]) * 2)
+  redis.call('ZADD', KEYS[2], string.format('%.0f', now_ms + lease), ARGV[3])
+  -- The set lives as long as its longest lease (at most one from now), plus a
+  -- lease of margin; slots.lua refreshes this on every renewal.
+  redis.call('PEXPIRE', KEYS[2], 2 * lease)
 end
 return {0}

@@ -5,20 +5,36 @@
 -- a restarted scheduler or one with a lagging clock can never send an old tick again.
 -- The hash has no TTL: it is the schedule's memory across restarts.
 --
+-- Times are judged by the Redis clock, never the scheduler's: a tick more than
+-- the grace ahead of Redis time is refused (a scheduler whose clock runs ahead
+-- must not send the future), and a remembered last tick further ahead than the
+-- grace (left by such a clock before this check existed) is healed — ignored
+-- and overwritten — so it cannot silence the schedule until Redis time gets there.
+--
 -- KEYS[1]  schedule state (hash: last_ms, last_job, fired_ms), in the queue's slot
 -- KEYS[2]  the level stream the job goes to
 -- ARGV[1]  the tick (ms since epoch)
 -- ARGV[2]  job id
 -- ARGV[3]  payload
--- ARGV[4]  now, the scheduler's wall clock (ms since epoch)
+-- ARGV[4]  grace (ms): how far ahead of Redis time a tick may be fired
 --
 -- Returns: {1, tick} when this call sent the job; {0, last tick fired} when a
--- tick at or after this one had already been fired.
-local last = tonumber(redis.call('HGET', KEYS[1], 'last_ms'))
+-- tick at or after this one had already been fired; {2, Redis time in ms} when
+-- the tick is too far ahead of Redis time (nothing was sent or remembered).
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local tick = tonumber(ARGV[1])
+local grace = tonumber(ARGV[4])
+if tick > now + grace then
+  return {2, now}
+end
+local last = tonumber(redis.call('HGET', KEYS[1], 'last_ms'))
+if last and last > now + grace then
+  last = nil -- in the future of Redis time: healed
+end
 if last and last >= tick then
   return {0, last}
 end
 redis.call('XADD', KEYS[2], '*', 'm', ARGV[3])
-redis.call('HSET', KEYS[1], 'last_ms', ARGV[1], 'last_job', ARGV[2], 'fired_ms', ARGV[4])
+redis.call('HSET', KEYS[1], 'last_ms', ARGV[1], 'last_job', ARGV[2], 'fired_ms', string.format('%.0f', now))
 return {1, tick}

@@ -1,0 +1,84 @@
+"""Named request and reply types of the worker's Redis operations."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import NamedTuple
+
+
+class Entry(NamedTuple):
+    """One stream entry handed to a worker."""
+
+    stream: str
+    """The level stream it was read from (its key)."""
+    queue: str
+    level: int
+    id: bytes
+    payload: bytes | None  # None when the entry has no payload field (garbage)
+    deliveries: int = 1
+
+    @property
+    def key(self) -> tuple[str, bytes]:
+        """Identifies the entry among all of a worker's streams."""
+        return (self.stream, self.id)
+
+
+class Start(NamedTuple):
+    """A job about to run one attempt (start.lua)."""
+
+    job_id: str
+    task: str
+    queue: str
+    enqueued_ms: int
+
+
+class Admit(NamedTuple):
+    """A limited task's job asking to start (see admit.lua)."""
+
+    task: str
+    job_id: str
+    interval_us: int  # 0: no rate limit
+    reserved: bool
+    max_running: int  # 0: no concurrency limit
+    lease_ms: int
+
+
+class Finish(NamedTuple):
+    """The final outcome of one attempt, as the completer writes it."""
+
+    job_id: str
+    attempt: int
+    """The attempt's fencing token with the worker id (0: no running attempt,
+    e.g. a dead letter's failure, which any non-final job takes)."""
+    state: str
+    outcome: bytes
+    finished_ms: int
+    ttl_ms: int
+    unlock: tuple[str, int] | None = None
+    """A unique job's lock to release with it: (lock key, ms to keep it or 0)."""
+
+
+class Completion(NamedTuple):
+    """One delivery to acknowledge, with the outcome to write first (or None)."""
+
+    entry: Entry
+    finish: Finish | None
+
+
+class Wrote(IntEnum):
+    """What a fenced outcome write did (the scripts' status codes)."""
+
+    NOTHING = 0
+    """No outcome to write (a bare ack)."""
+    WRITTEN = 1
+    FINAL = 2
+    """The job had already ended: first writer wins, nothing changed."""
+    FENCED = 3
+    """A later attempt holds the job: nothing written (and nothing acked)."""
+
+
+class Done(NamedTuple):
+    """The completer's reply for one ``Completion``."""
+
+    wrote: Wrote
+    acked: bool
