@@ -207,11 +207,17 @@ class Outcomes:
     async def write_outcome(self, worker: str, finish: Finish) -> tuple[Wrote, bytes | None]:
         """Write one outcome without acking its message (finish.lua, fenced): a
         workflow step's, before its follow-ups, or a dead letter's failure.
-        Returns what it did and, when the job had already ended, the stored outcome."""
+        Returns what it did and, when the job had already ended, the stored outcome.
+
+        A unique job's lock is released once the write is confirmed (not when
+        fenced: the attempt that holds the job still runs)."""
         reply = await SCRIPTS.call(
             self.redis, "finish", [self.keys.job(finish.job_id)], self._finish_args(worker, finish)
         )
         wrote = Wrote(int(reply[0]))
+        if finish.unlock is not None and wrote != Wrote.FENCED:
+            lock, keep_ms = finish.unlock
+            await SCRIPTS.call(self.redis, "unlock", [lock], [finish.job_id, keep_ms])
         return wrote, (reply[1] if wrote == Wrote.FINAL else None)
 
     async def mark_retrying(

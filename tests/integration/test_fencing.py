@@ -293,3 +293,20 @@ async def test_chord_members_far_apart_beyond_result_ttl(
     handle = await aioq.chord([member.s(0.0), member.s(2.0)], total.s()).kiq()
     assert await handle.result(timeout=15) == 2.0
     await app.aclose()
+
+
+async def test_a_dead_lettered_unique_job_releases_its_lock(
+    app: aioq.App, workers: WorkerRunner
+) -> None:
+    """Every end of a job releases its unique lock: a dead letter too."""
+
+    @app.task(unique_for=60)
+    async def typed(x: int) -> int:
+        return x
+
+    await workers.start(app)
+    first = await typed.kiq("not an int")  # type: ignore[arg-type]
+    with pytest.raises(aioq.TaskFailed, match="invalid arguments"):
+        await first.result(timeout=10)
+    second = await typed.kiq("not an int")  # type: ignore[arg-type]
+    assert second.id != first.id
