@@ -1,0 +1,89 @@
+"""A fresh client process that fires a burst of ``kiq()`` + ``result(timeout=…)``
+calls within its first half second (the issue-10 race), then reports.
+
+    python -m tests.burst CALLS TIMEOUT
+    python -m aioq worker tests.burst:app      # a worker for it
+
+Environment: ``AIOQ_REDIS_URL``, ``AIOQ_TEST_PREFIX``, and ``AIOQ_BURST_NAME`` (the
+Redis client name of this process' connections, so the test can count its
+pub/sub connections). Prints one JSON line: how many calls returned the right
+value, raised ``ResultTimeout``, raised something else, or never returned
+(``hung``), the slowest call's seconds, and the most pub/sub connections this
+process held at once. Never waits more than ``TIMEOUT + 5`` s for its calls and
+exits with ``os._exit`` so a wedged client cannot hang the test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import sys
+import time
+
+import redis.asyncio as aredis
+
+import aioq
+
+NAME = os.environ.get("AIOQ_BURST_NAME", f"burst-{os.getpid()}")
+
+app = aioq.App(prefix=os.environ.get("AIOQ_TEST_PREFIX", "aioqtest-burst"), client_name=NAME)
+
+
+@app.task(name="burst.echo")
+async def echo(x: int) -> int:
+    return x
+
+
+async def call(i: int, timeout: float, spent: list[float]) -> str:
+    await asyncio.sleep(random.uniform(0, 0.3))  # requests arriving, as in a web app
+    start = time.monotonic()
+    try:
+        job = await echo.kiq(i)
+        value = await job.result(timeout=timeout)
+    except aioq.ResultTimeout:
+        return "timeout"
+    except Exception as exc:  # noqa: BLE001 - reported, and the test fails on it
+        return f"error: {type(exc).__name__}: {exc}"
+    finally:
+        spent.append(time.monotonic() - start)
+    return "ok" if value == i else f"wrong: {value!r}"
+
+
+async def count_pubsub(peak: list[int], stop: asyncio.Event) -> None:
+    admin = aredis.Redis.from_url(app.url, client_name=f"{NAME}-admin")
+    try:
+        while not stop.is_set():
+            clients = await admin.client_list(_type="pubsub")
+            peak[0] = max(peak[0], sum(1 for c in clients if c.get("name") == NAME))
+            await asyncio.sleep(0.02)
+    finally:
+        await admin.aclose()
+
+
+async def main(calls: int, timeout: float) -> None:
+    spent: list[float] = []
+    peak = [0]
+    stop = asyncio.Event()
+    counter = asyncio.create_task(count_pubsub(peak, stop))
+    tasks = [asyncio.create_task(call(i, timeout, spent)) for i in range(calls)]
+    done, pending = await asyncio.wait(tasks, timeout=timeout + 5)
+    stop.set()
+    await counter
+    outcomes = [task.result() for task in done]
+    report = {
+        "ok": outcomes.count("ok"),
+        "timeout": outcomes.count("timeout"),
+        "errors": sorted({o for o in outcomes if o not in ("ok", "timeout")}),
+        "hung": len(pending),
+        "slowest": max(spent, default=0.0),
+        "pubsub_peak": peak[0],
+    }
+    print(json.dumps(report), flush=True)
+
+
+if __name__ == "__main__":
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(main(int(sys.argv[1]), float(sys.argv[2])))
+    os._exit(0)  # never wait for a wedged client's tasks or connections
