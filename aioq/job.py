@@ -109,8 +109,12 @@ class Job(Generic[R]):
         """
         try:
             payload = await self._app._transport.wait_outcome(self.id, timeout)
-        except TimeoutError:
-            raise ResultTimeout(f"job {self.id} did not finish within {timeout:g}s") from None
+        except TimeoutError as exc:
+            # The deadline passed, whatever the wait was doing then (subscribing,
+            # reading, riding out an outage: the cause says which).
+            raise ResultTimeout(
+                f"job {self.id} did not finish within {timeout or 0:g}s"
+            ) from exc.__cause__
         return self._unwrap(payload)
 
     def _unwrap(self, payload: bytes) -> R:

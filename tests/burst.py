@@ -6,11 +6,12 @@ calls within its first half second (the issue-10 race), then reports.
 
 Environment: ``AIOQ_REDIS_URL``, ``AIOQ_TEST_PREFIX``, and ``AIOQ_BURST_NAME`` (the
 Redis client name of this process' connections, so the test can count its
-pub/sub connections). Prints one JSON line: how many calls returned the right
-value, raised ``ResultTimeout``, raised something else, or never returned
-(``hung``), the slowest call's seconds, and the most pub/sub connections this
-process held at once. Never waits more than ``TIMEOUT + 5`` s for its calls and
-exits with ``os._exit`` so a wedged client cannot hang the test.
+pub/sub connections). Prints one JSON line: how many ``result()`` calls returned
+the right value, raised ``ResultTimeout``, raised something else (``errors``, with
+refused ``kiq()`` calls), or had not returned after ``TIMEOUT + 5`` s (``hung``);
+the slowest ``result()`` call's seconds; the most pub/sub connections this process
+held at once; the ids of the jobs sent. Exits with ``os._exit`` so a wedged client
+cannot hang the test.
 """
 
 from __future__ import annotations
@@ -36,15 +37,23 @@ async def echo(x: int) -> int:
     return x
 
 
-async def call(i: int, timeout: float, spent: list[float]) -> str:
+async def call(i: int, timeout: float, spent: list[float], sent: list[str]) -> str:
     await asyncio.sleep(random.uniform(0, 0.3))  # requests arriving, as in a web app
+    try:
+        job = await asyncio.wait_for(echo.kiq(i), 20)
+    except TimeoutError:
+        return "kiq hung"
+    except Exception as exc:  # reported (a Redis restart may refuse a kiq)
+        return f"kiq error: {type(exc).__name__}"
+    sent.append(job.id)
     start = time.monotonic()
     try:
-        job = await echo.kiq(i)
-        value = await job.result(timeout=timeout)
+        value = await asyncio.wait_for(job.result(timeout=timeout), timeout + 5)
     except aioq.ResultTimeout:
         return "timeout"
-    except Exception as exc:  # noqa: BLE001 - reported, and the test fails on it
+    except TimeoutError:
+        return "hung"
+    except Exception as exc:  # reported: the test fails on it
         return f"error: {type(exc).__name__}: {exc}"
     finally:
         spent.append(time.monotonic() - start)
@@ -55,7 +64,10 @@ async def count_pubsub(peak: list[int], stop: asyncio.Event) -> None:
     admin = aredis.Redis.from_url(app.url, client_name=f"{NAME}-admin")
     try:
         while not stop.is_set():
-            clients = await admin.client_list(_type="pubsub")
+            try:
+                clients = await admin.client_list(_type="pubsub")
+            except (aredis.ConnectionError, OSError):  # Redis restarting
+                clients = []
             peak[0] = max(peak[0], sum(1 for c in clients if c.get("name") == NAME))
             await asyncio.sleep(0.02)
     finally:
@@ -64,21 +76,21 @@ async def count_pubsub(peak: list[int], stop: asyncio.Event) -> None:
 
 async def main(calls: int, timeout: float) -> None:
     spent: list[float] = []
+    sent: list[str] = []
     peak = [0]
     stop = asyncio.Event()
     counter = asyncio.create_task(count_pubsub(peak, stop))
-    tasks = [asyncio.create_task(call(i, timeout, spent)) for i in range(calls)]
-    done, pending = await asyncio.wait(tasks, timeout=timeout + 5)
+    outcomes = await asyncio.gather(*(call(i, timeout, spent, sent) for i in range(calls)))
     stop.set()
     await counter
-    outcomes = [task.result() for task in done]
     report = {
         "ok": outcomes.count("ok"),
         "timeout": outcomes.count("timeout"),
-        "errors": sorted({o for o in outcomes if o not in ("ok", "timeout")}),
-        "hung": len(pending),
+        "hung": sum(1 for o in outcomes if o.endswith("hung")),
+        "errors": sorted({o for o in outcomes if o not in ("ok", "timeout", "hung")}),
         "slowest": max(spent, default=0.0),
         "pubsub_peak": peak[0],
+        "jobs": sent,
     }
     print(json.dumps(report), flush=True)
 
