@@ -7,8 +7,9 @@ calls within its first half second (the issue-10 race), then reports.
 Environment: ``AIOQ_REDIS_URL``, ``AIOQ_TEST_PREFIX``, and ``AIOQ_BURST_NAME`` (the
 Redis client name of this process' connections, so the test can count its
 pub/sub connections). Prints one JSON line: how many ``result()`` calls returned
-the right value, raised ``ResultTimeout``, raised something else (``errors``, with
-refused ``kiq()`` calls), or had not returned after ``TIMEOUT + 5`` s (``hung``);
+the right value, raised ``ResultTimeout`` (and the job's state just after:
+``timeout_states``), raised something else (``errors``, with refused ``kiq()``
+calls), or had not returned after ``TIMEOUT + 5`` s (``hung``);
 the slowest ``result()`` call's seconds; the most pub/sub connections this process
 held at once; the ids of the jobs sent. Exits with ``os._exit`` so a wedged client
 cannot hang the test.
@@ -29,7 +30,11 @@ import aioq
 
 NAME = os.environ.get("AIOQ_BURST_NAME", f"burst-{os.getpid()}")
 
-app = aioq.App(prefix=os.environ.get("AIOQ_TEST_PREFIX", "aioqtest-burst"), client_name=NAME)
+app = aioq.App(
+    prefix=os.environ.get("AIOQ_TEST_PREFIX", "aioqtest-burst"),
+    visibility_timeout=float(os.environ.get("AIOQ_TEST_VT", "60")),
+    client_name=NAME,
+)
 
 
 @app.task(name="burst.echo")
@@ -50,7 +55,12 @@ async def call(i: int, timeout: float, spent: list[float], sent: list[str]) -> s
     try:
         value = await asyncio.wait_for(job.result(timeout=timeout), timeout + 5)
     except aioq.ResultTimeout:
-        return "timeout"
+        # The job's state right after: "succeeded" here would mean a lost wake-up.
+        try:
+            state = await asyncio.wait_for(job.state(), 5)
+        except Exception:  # Redis restarting
+            return "timeout:unknown"
+        return f"timeout:{state.value}"
     except TimeoutError:
         return "hung"
     except Exception as exc:  # reported: the test fails on it
@@ -85,9 +95,12 @@ async def main(calls: int, timeout: float) -> None:
     await counter
     report = {
         "ok": outcomes.count("ok"),
-        "timeout": outcomes.count("timeout"),
+        "timeout": sum(1 for o in outcomes if o.startswith("timeout:")),
+        "timeout_states": sorted(o.split(":")[1] for o in outcomes if o.startswith("timeout:")),
         "hung": sum(1 for o in outcomes if o.endswith("hung")),
-        "errors": sorted({o for o in outcomes if o not in ("ok", "timeout", "hung")}),
+        "errors": sorted(
+            {o for o in outcomes if not (o == "ok" or o.startswith("timeout:") or "hung" in o)}
+        ),
         "slowest": max(spent, default=0.0),
         "pubsub_peak": peak[0],
         "jobs": sent,

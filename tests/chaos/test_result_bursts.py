@@ -59,6 +59,7 @@ def env(broker: RedisServer) -> dict[str, str]:
         **os.environ,
         "AIOQ_REDIS_URL": broker.url,
         "AIOQ_TEST_PREFIX": PREFIX,
+        "AIOQ_TEST_VT": "2.0",
         "PYTHONPATH": str(ROOT),
     }
 
@@ -157,7 +158,8 @@ async def test_first_result_bursts_in_fresh_processes_under_faults(
     calls = sum(r["ok"] + r["timeout"] + r["hung"] for r in reports)
     print(
         f"[chaos] result bursts: processes={len(reports)}, results awaited={calls}, "
-        f"ok={sum(r['ok'] for r in reports)}, timeouts={sum(r['timeout'] for r in reports)}, "
+        f"ok={sum(r['ok'] for r in reports)}, timeouts={sum(r['timeout'] for r in reports)} "
+        f"(job then: {sorted(s for r in reports for s in r['timeout_states'])}), "
         f"hung={sum(r['hung'] for r in reports)}, pubsub kills={kills}, restarts={restarts}, "
         f"slowest result()={max(r['slowest'] for r in reports):.2f}s, "
         f"most pub/sub connections in a client={max(r['pubsub_peak'] for r in reports)}"
@@ -168,6 +170,8 @@ async def test_first_result_bursts_in_fresh_processes_under_faults(
         assert set(report["errors"]) <= allowed, report["errors"]
         if not report["restart"]:  # killed pub/sub connections alone never cost a result
             assert report["ok"] == CALLS, {k: v for k, v in report.items() if k != "jobs"}
+    # A job that had finished when its wait timed out would be a lost wake-up.
+    assert "succeeded" not in [s for r in reports for s in r["timeout_states"]]
     assert max(r["slowest"] for r in reports) <= TIMEOUT + BOUND
     assert max(r["pubsub_peak"] for r in reports) <= 1
     assert alive, "a worker died:\n" + workers.logs()
