@@ -209,6 +209,54 @@ async def test_result_timeout_when_redis_does_not_answer(private_redis: Any, war
         await asyncio.wait_for(app.aclose(), 10)
 
 
+async def test_a_pubsub_connection_redis_stopped_answering_is_replaced(
+    private_redis: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis stops answering (SIGSTOP) while a SUBSCRIBE is unanswered: after
+    ``operation_timeout`` the reader drops that connection and keeps trying; once
+    Redis answers again a waiter without a deadline gets its result."""
+    app = aioq.App(private_redis.url, prefix="stalled", operation_timeout=1.0)
+    sync = redis.Redis.from_url(private_redis.url)
+    try:
+        with pytest.raises(aioq.ResultTimeout):
+            await app.job("warm-up").result(timeout=0.2)
+        os.kill(private_redis.proc.pid, signal.SIGSTOP)
+        try:
+            waiting = asyncio.ensure_future(app.job("later").result())
+            await wait_for(lambda: "Redis did not answer within 1s" in caplog.text, "the stall", 10)
+        finally:
+            os.kill(private_redis.proc.pid, signal.SIGCONT)
+        write_outcome_silently(sync, app, "later", 5)  # found after re-subscribing
+        assert await asyncio.wait_for(waiting, 10) == 5
+    finally:
+        sync.close()
+        await asyncio.wait_for(app.aclose(), 10)
+
+
+async def test_a_quiet_pubsub_connection_is_pinged(
+    named_app: aioq.App,
+    sync_redis: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """While waiters wait and nothing arrives, the reader PINGs its connection; the
+    pongs keep it healthy (no reconnect)."""
+    monkeypatch.setattr(results, "IDLE_PING", 0.1)
+    app = named_app
+    name = app.redis_options["client_name"]
+    waiting = asyncio.ensure_future(app.job("quiet").result())
+    await wait_for(
+        lambda: any(c["cmd"] == "ping" for c in pubsub_clients(sync_redis, name)), "a PING"
+    )
+    await asyncio.sleep(2.5)  # several ticks of PING and PONG
+    assert len(pubsub_clients(sync_redis, name)) == 1
+    assert "pub/sub connection lost" not in caplog.text
+    write_outcome_silently(sync_redis, app, "quiet", 1)
+    outcome = sync_redis.hget(app.keys.job("quiet"), "outcome")
+    sync_redis.publish(app.keys.done_channel("quiet"), outcome)
+    assert await asyncio.wait_for(waiting, 5) == 1
+
+
 # -- lost wake-ups -----------------------------------------------------------------------
 
 
