@@ -188,8 +188,8 @@ class Subscriptions:
                     delay, outage = 0.0, False
                 if not outage:
                     log.warning(
-                        "pub/sub connection lost (%s); reconnecting (waiters re-read their jobs)",
-                        exc or type(exc).__name__,
+                        "pub/sub connection lost (%s); reconnecting (waiters re-read records)",
+                        str(exc) or type(exc).__name__,
                     )
                     outage = True
             except Exception:
