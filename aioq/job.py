@@ -101,16 +101,24 @@ class Job(Generic[R]):
         """Wait for the job to finish and return its result.
 
         No polling: the waiter is woken by the worker's notification.
+        ``timeout`` is a deadline from the call: subscribing, connecting and
+        reading count against it, so the call returns or raises within it (plus
+        well under a second) even when Redis does not answer.
 
         Raises:
             TaskFailed: the task raised (``.type``, ``.message``, ``.traceback``).
             ResultTimeout: not finished within ``timeout`` seconds (a ``TimeoutError``).
-            BrokerUnavailable: Redis cannot be reached.
+            BrokerUnavailable: Redis could not be reached for ``operation_timeout``
+                seconds (before the deadline).
         """
         try:
             payload = await self._app._transport.wait_outcome(self.id, timeout)
-        except TimeoutError:
-            raise ResultTimeout(f"job {self.id} did not finish within {timeout:g}s") from None
+        except TimeoutError as exc:
+            # The deadline passed, whatever the wait was doing then (subscribing,
+            # reading, riding out an outage: the cause says which).
+            raise ResultTimeout(
+                f"job {self.id} did not finish within {timeout or 0:g}s"
+            ) from exc.__cause__
         return self._unwrap(payload)
 
     def _unwrap(self, payload: bytes) -> R:

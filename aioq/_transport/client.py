@@ -33,7 +33,7 @@ class _Bound:
         self.loop = asyncio.get_running_loop()
         self.redis = connect(url, **options)
         self.batcher = Batcher(self.redis, timeout)
-        self.subs = results.Subscriptions(self.redis)
+        self.subs = results.Subscriptions(self.redis, timeout)
 
     async def aclose(self) -> None:
         await self.subs.aclose()
