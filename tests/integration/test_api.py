@@ -410,3 +410,28 @@ async def test_a_delay_counts_from_redis_time_not_the_senders_clock(
     await workers.start(app)
     for ran in await asyncio.gather(*(j.result(timeout=10) for j in jobs)):
         assert ran - sent >= 0.9  # not at once (clock behind), not a minute late (ahead)
+
+
+async def test_sends_after_redis_lost_its_scripts_write_each_thing_once(
+    app: aioq.App, sync_redis: redis.Redis
+) -> None:
+    """A pipeline is not a transaction: after NOSCRIPT only the refused record
+    script is sent again, never the XADD that went through."""
+
+    @app.task
+    async def noop() -> None: ...
+
+    sync_redis.script_flush()
+    job = await noop.kiq()
+    sync_redis.script_flush()
+    many = await noop.kiq_many([()] * 3)
+    sync_redis.script_flush()
+    later = await noop.with_options(delay=30).kiq()
+    sync_redis.script_flush()
+    once = await noop.with_options(unique_for=30).kiq()
+    assert sync_redis.xlen(app.keys.stream("default")) == 5
+    assert sync_redis.zcard(app.keys.delayed("default")) == 1
+    for sent in (job, *many, once):
+        assert await sent.state() is aioq.JobState.QUEUED
+        assert sync_redis.exists(app.keys.job(sent.id))
+    assert await later.state() is aioq.JobState.SCHEDULED

@@ -39,7 +39,7 @@ async def test_explicit_job_id_under_concurrent_enqueue(
 
 
 async def test_unique_for_dedupes_equal_calls_while_pending(
-    app: aioq.App, workers: WorkerRunner
+    app: aioq.App, workers: WorkerRunner, sync_redis: redis.Redis
 ) -> None:
     runs: list[tuple[int, str]] = []
     gate = asyncio.Event()
@@ -52,6 +52,8 @@ async def test_unique_for_dedupes_equal_calls_while_pending(
 
     first = await asyncio.gather(*(refresh.kiq(1) for _ in range(50)))
     assert len({j.id for j in first}) == 1
+    # the calls that found the lock taken deleted the records of their unsent ids
+    assert len(list(sync_redis.scan_iter(match=app.keys.job("*")))) == 1
     other = await refresh.kiq(2)  # other arguments: another job
     scoped = await refresh.kiq(1, scope="x")
     assert len({first[0].id, other.id, scoped.id}) == 3
