@@ -68,6 +68,15 @@ class _Bound:
         self.redis = connect(url, **options)
         self.batcher = Batcher(self.redis, timeout)
         self.subs = results.Subscriptions(self.redis)
+        self._loading: asyncio.Future[None] | None = None
+
+    async def load_scripts(self) -> None:
+        """Load the scripts (Redis answered NOSCRIPT). Callers that see NOSCRIPT
+        together (a burst of sends to a fresh Redis) share one load."""
+        loading = self._loading
+        if loading is None or loading.done():
+            loading = self._loading = asyncio.ensure_future(SCRIPTS.load_all(self.redis))
+        await asyncio.shield(loading)
 
     async def aclose(self) -> None:
         await self.subs.aclose()
@@ -94,13 +103,13 @@ class Client:
 
     async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
         """One script call through the batcher (shares its round trips)."""
-        batcher = self._get().batcher
+        bound = self._get()
         sha = SCRIPTS[name].sha
         try:
-            return await batcher.call("EVALSHA", sha, len(keys), *keys, *args)
+            return await bound.batcher.call("EVALSHA", sha, len(keys), *keys, *args)
         except NoScriptError:
-            await SCRIPTS.load_all(self._get().redis)
-            return await batcher.call("EVALSHA", sha, len(keys), *keys, *args)
+            await bound.load_scripts()
+            return await bound.batcher.call("EVALSHA", sha, len(keys), *keys, *args)
 
     # -- sending ----------------------------------------------------------------
     #
@@ -134,12 +143,12 @@ class Client:
         the other commands still ran, so only the refused scripts are sent again,
         once the scripts are loaded.
         """
-        batcher = self._get().batcher
-        run = batcher.pipeline if many else batcher.call_many
+        bound = self._get()
+        run = bound.batcher.pipeline if many else bound.batcher.call_many
         replies = await run(commands)
         again = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
         if again:
-            await SCRIPTS.load_all(self._get().redis)
+            await bound.load_scripts()
             for i, reply in zip(again, await run([commands[i] for i in again]), strict=True):
                 replies[i] = reply
         for reply in replies:
