@@ -10,10 +10,19 @@ import msgspec
 from . import deadletter
 from ._core.canvas import SigData
 from ._core.message import new_message, now_ms, unique_key, validate_job_id
-from ._core.options import Effective, TaskOptions, When, due_ms, parse_rate, validate, wire
+from ._core.options import (
+    NOT_SET,
+    Effective,
+    TaskOptions,
+    make_when,
+    parse_rate,
+    resolve,
+    validate,
+    wire,
+)
 from ._core.registry import Registry, TaskDef
 from ._core.schedule import Schedule
-from ._transport.client import Client
+from ._transport.client import Client, NewJob
 from ._transport.connection import broker_errors
 from ._transport.keys import Keyspace
 from .canvas import Signature
@@ -29,6 +38,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from ._core.context import Context
+    from ._core.options import When
     from .deadletter import DeadLetter
 
 __all__ = ["App"]
@@ -298,18 +308,19 @@ class App(Routing, Scheduling):
 
     # -- routing ------------------------------------------------------------
 
+    def options_for(self, task: str, call: TaskOptions = NOT_SET) -> Effective:
+        """Every option of a call of ``task``, resolved call > task > routing rule >
+        app default: senders, workers and schedulers all ask here (a task not
+        registered in this process has no options of its own)."""
+        local = self.registry.get(task)
+        own = local.options if local is not None else NOT_SET
+        return resolve(self.defaults(), own, call, self.route(task))
+
     def placement(self, task: str, call: TaskOptions | None = None) -> tuple[str, int]:
         """Where a call of ``task`` goes: (queue, priority), resolved call > task >
         routing rules > app default."""
-        local = self.registry.get(task)
-        merged = self.route(task)
-        if local is not None:
-            merged = merged.merged(local.options)
-        if call is not None:
-            merged = merged.merged(call)
-        queue = merged.queue if isinstance(merged.queue, str) else self.default_queue
-        priority = merged.priority if isinstance(merged.priority, int) else 0
-        return queue, priority
+        opts = self.options_for(task, call or NOT_SET)
+        return opts.queue, opts.priority
 
     @property
     def task_names(self) -> list[str]:
@@ -374,7 +385,7 @@ class App(Routing, Scheduling):
                 unique_for=unique_for,
             )
         )
-        when = When(delay, eta) if delay is not None or eta is not None else None
+        when = make_when(delay, eta)
         job_id = await self._submit(name, args, dict(kwargs or {}), call, when, job_id)
         local = self.registry.get(name)
         return Job(self, job_id, local.return_type if local is not None else Any)
@@ -387,25 +398,25 @@ class App(Routing, Scheduling):
         call: TaskOptions,
         when: When | None,
         job_id: str | None = None,
-        placed: tuple[str, int] | None = None,
+        opts: Effective | None = None,
     ) -> str:
-        """Build, check and write one call: to its stream, or to the delayed set.
+        """Build, check and write one call: its record, then the message to its
+        stream or delayed set (``opts``: the call's options, already resolved).
 
         Returns the job id: with ``job_id`` or ``unique_for`` set and a
         matching job still pending, that job's id (nothing is sent).
         """
-        queue, level = placed or self.placement(name, call)
-        unique_for = call.unique_for
-        if unique_for is _UNSET:
-            local = self.registry.get(name)
-            unique_for = local.options.unique_for if local is not None else None
+        if opts is None:
+            opts = self.options_for(name, call)
+        queue, level = opts.queue, opts.priority
         if job_id is not None:
             validate_job_id(job_id)
             lock: str | None = job_id
-        elif unique_for is not None and unique_for is not _UNSET:
+        elif opts.unique_for is not None:
             lock = unique_key(name, args, kwargs)
         else:
             lock = None
+        enqueued = now_ms()
         job_id, payload = new_message(
             name,
             queue,
@@ -415,23 +426,18 @@ class App(Routing, Scheduling):
             max_bytes=self.max_message_bytes,
             job_id=job_id,
             unique=lock,
+            enqueued_ms=enqueued,
         )
-        now = now_ms()
-        due = due_ms(when.delay, when.eta, now) if when is not None else None
-        if due is not None and due <= now:
-            due = None
-        ttl = call.result_ttl if isinstance(call.result_ttl, (int, float)) else self.result_ttl
+        ttl_ms = int(opts.result_ttl * 1000)
+        job = NewJob(job_id, name, queue, level, payload, enqueued, ttl_ms, lock)
         if lock is not None:
-            wait_ms = due - now if due is not None else 0
-            hold = unique_for if lock != job_id and isinstance(unique_for, (int, float)) else ttl
-            return await self._transport.enqueue_unique(
-                queue, level, lock, job_id, name, payload, due, wait_ms + int(hold * 1000), ttl
-            )
-        if due is None:
-            await self._transport.enqueue(queue, payload, level)
+            # an explicit id stays taken while its result is kept; unique_for is a bound
+            hold = opts.result_ttl if lock == job_id or opts.unique_for is None else opts.unique_for
+            return await self._transport.enqueue_unique(job, when, int(hold * 1000))
+        if when is None:
+            await self._transport.enqueue(job)
         else:
-            ttl_ms = due - now + int(ttl * 1000)
-            await self._transport.schedule(queue, job_id, name, payload, due, ttl_ms, level)
+            await self._transport.enqueue_delayed(job, when)
         return job_id
 
     def signature(

@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import msgspec
 
 from ._core.canvas import ChainNode, Cont, GroupNode, Launch, Node, SigData, TaskNode, start
-from ._core.message import launch_message
-from ._core.options import TaskOptions, validate, wire
+from ._core.message import launch_message, now_ms
+from ._core.options import TaskOptions, unwire, validate, wire
+from ._transport.client import NewJob
 from .errors import ConfigurationError
 from .job import Job
 
@@ -56,16 +57,37 @@ class _Canvas:
         return chain(self, other)
 
     async def kiq(self) -> Any:
-        """Send the workflow; returns its handle once every first message is in Redis."""
+        """Send the workflow; returns its handle once every first message is in Redis.
+
+        Every job of the workflow gets its record now (``queued``), so any of them,
+        the handle included, can be aborted before it starts; the later steps'
+        messages are sent by the workers as the earlier ones end.
+        """
         node, handle = self._build()
         root = Cont(on_error=self.on_error_sig)
-        launches = [a for a in start(node, [], root) if isinstance(a, Launch)]
         limit = self.app.max_message_bytes
-        items = [
-            (a.sig.queue, a.sig.options.get("priority", 0), launch_message(a, limit))
-            for a in launches
-        ]
-        await self.app._transport.enqueue_many(items)
+        payloads = {
+            a.job_id: launch_message(a, limit)
+            for a in start(node, [], root)
+            if isinstance(a, Launch)
+        }
+        enqueued = now_ms()
+        jobs = []
+        for task in _task_nodes(node):
+            sig = task.sig
+            opts = self.app.options_for(sig.task, unwire(sig.options, sig.queue))
+            jobs.append(
+                NewJob(
+                    task.job_id,
+                    sig.task,
+                    sig.queue,
+                    sig.options.get("priority", 0),
+                    payloads.get(task.job_id),
+                    enqueued,
+                    int(opts.result_ttl * 1000),
+                )
+            )
+        await self.app._transport.enqueue_many(jobs)
         return handle
 
 
@@ -189,6 +211,14 @@ class GroupJob:
                 *(j.states() if isinstance(j, GroupJob) else j.state() for j in self.jobs)
             )
         )
+
+
+def _task_nodes(node: Node) -> list[TaskNode]:
+    """Every task of a workflow, in order."""
+    if isinstance(node, TaskNode):
+        return [node]
+    children = node.steps if isinstance(node, ChainNode) else node.members
+    return [task for child in children for task in _task_nodes(child)]
 
 
 def chain(*steps: _Canvas, on_error: Signature[Any] | None = None) -> Chain:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -30,13 +31,17 @@ __all__ = ["Job", "JobInfo", "JobState", "JobUpdate", "gather"]
 
 R = TypeVar("R", covariant=True)
 
+log = logging.getLogger("aioq")
+
 
 class JobInfo(msgspec.Struct, frozen=True, kw_only=True):
     """A snapshot of a job's record.
 
-    A job that no worker has picked up yet has no record: its info says
-    ``state=queued`` with every other field ``None`` (the same is said of an id
-    that never existed or whose record expired after ``result_ttl``).
+    A job gets its record when it is sent: a queued job's info has its task,
+    queue and ``enqueued_at`` (a ``scheduled`` one its ``due_at`` too). An id
+    that never existed, or whose record expired after ``result_ttl``, also
+    reads ``state=queued``, with every other field ``None`` (as does a job sent
+    by a scheduler until a worker starts it).
     """
 
     id: str
@@ -137,14 +142,34 @@ class Job(Generic[R]):
         """Abort the job: a queued or scheduled job never starts; a running async
         task is cancelled by its worker within about a second (a sync task's
         thread runs on, its result is dropped). ``result()`` then raises
-        ``JobAborted``.
+        ``JobAborted``. A unique job's lock is released at once (an explicit
+        ``job_id`` stays taken for ``result_ttl``, as after any end).
 
-        Returns False when the job had already ended (nothing changes then).
+        Returns False, and changes nothing, when the job had already ended or
+        there is no such job (an id never sent, or whose record expired): a job
+        sent under that id later runs normally.
         """
+        app = self._app
         now = now_ms()
         outcome = encode(Outcome(JobState.ABORTED.value, now))
-        ttl_ms = int(self._app.result_ttl * 1000)
-        return await self._app._transport.abort(self.id, outcome, now, ttl_ms)
+        fallback_ms = int(app.result_ttl * 1000)
+        done = await app._transport.abort(self.id, outcome, now, fallback_ms)
+        if done is None:
+            return False
+        try:
+            ttl_ms = done.result_ttl_ms
+            if ttl_ms is None:  # a record its sender did not write (a scheduler's job)
+                ttl_ms = fallback_ms
+                if done.task is not None:
+                    ttl_ms = int(app.options_for(done.task).result_ttl * 1000)
+                if ttl_ms != fallback_ms:
+                    await app._transport.expire_record(self.id, ttl_ms)
+            if done.lock is not None and done.queue is not None:
+                keep_ms = ttl_ms if done.lock == self.id else 0
+                await app._transport.unlock(done.queue, done.lock, self.id, keep_ms)
+        except Exception as exc:  # aborted all the same; the lock's own TTL ends it
+            log.warning("job %s aborted, but its lock was not released: %s", self.id, exc)
+        return True
 
     async def updates(self) -> AsyncIterator[JobUpdate]:
         """The job's state now, then each progress report as the task makes it,
@@ -168,7 +193,8 @@ class Job(Generic[R]):
                 yield JobUpdate(state=JobState(decode_outcome(data).state))
 
     async def state(self) -> JobState:
-        """The job's current state (``queued`` when no worker has recorded it yet)."""
+        """The job's current state. ``queued`` also stands for an unknown id (never
+        sent, or its record expired ``result_ttl`` after it ended)."""
         raw = await self._app._transport.job_state(self.id)
         return JobState(raw.decode()) if raw else JobState.QUEUED
 

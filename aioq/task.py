@@ -15,8 +15,9 @@ import msgspec
 
 from ._core.canvas import SigData
 from ._core.context import Context
-from ._core.message import new_message, validate_job_id
-from ._core.options import TaskOptions, When, due_ms, validate, wire
+from ._core.message import new_message, now_ms, validate_job_id
+from ._core.options import TaskOptions, When, make_when, validate, wire
+from ._transport.client import NewJob
 from .canvas import Signature
 from .errors import ConfigurationError
 from .job import Job
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from datetime import datetime
     from typing import Self
 
+    from ._core.options import Effective
     from ._core.registry import TaskDef
     from .app import App
 
@@ -40,7 +42,7 @@ _UNSET: Any = msgspec.UNSET
 class Task(Generic[P, R]):
     """A registered task. ``Task[[int, int], int]`` takes two ints and returns an int."""
 
-    __slots__ = ("_call", "_job_id", "_placed", "_when", "app", "definition")
+    __slots__ = ("_call", "_job_id", "_resolved", "_when", "app", "definition")
 
     def __init__(
         self,
@@ -55,20 +57,25 @@ class Task(Generic[P, R]):
         self._call = call or TaskOptions()
         self._when = when
         self._job_id = job_id
-        self._placed: tuple[int, tuple[str, int]] | None = None
+        self._resolved: tuple[int, Effective] | None = None
 
     @property
     def name(self) -> str:
         return self.definition.name
 
-    def _placement(self) -> tuple[str, int]:
-        """(queue, priority) of a call: call > task > routing rules > default.
-        Cached until the app's routing rules change."""
+    def _options(self) -> Effective:
+        """The options of a call, resolved call > task > routing rules > app
+        (``App.options_for``). Cached until the app's routing rules change."""
         version = self.app._routes_version
-        placed = self._placed
-        if placed is None or placed[0] != version:
-            placed = self._placed = (version, self.app.placement(self.name, self._call))
-        return placed[1]
+        resolved = self._resolved
+        if resolved is None or resolved[0] != version:
+            resolved = self._resolved = (version, self.app.options_for(self.name, self._call))
+        return resolved[1]
+
+    def _placement(self) -> tuple[str, int]:
+        """(queue, priority) of a call."""
+        opts = self._options()
+        return opts.queue, opts.priority
 
     @property
     def queue(self) -> str:
@@ -118,9 +125,8 @@ class Task(Generic[P, R]):
                 unique_for=unique_for,
             )
         )
-        when = When(delay, eta) if delay is not None or eta is not None else self._when
-        if when is not None:
-            due_ms(when.delay, when.eta, 0)  # validate now, not at the first kiq()
+        # checked now, not at the first kiq()
+        when = make_when(delay, eta) if delay is not None or eta is not None else self._when
         if job_id is not None:
             validate_job_id(job_id)
         return type(self)(
@@ -146,7 +152,7 @@ class Task(Generic[P, R]):
             self._call,
             self._when,
             self._job_id,
-            self._placement(),
+            self._options(),
         )
         return Job(self.app, job_id, self.definition.return_type)
 
@@ -169,28 +175,26 @@ class Task(Generic[P, R]):
         """
         if self._job_id is not None:
             raise ConfigurationError("kiq_many cannot give every call the same job_id")
-        name, call = self.definition.name, self._call
-        placed = self._placement()
-        queue, level = placed
-        unique = (
-            call.unique_for if call.unique_for is not _UNSET else self.definition.options.unique_for
-        )
-        if self._when is not None or isinstance(unique, (int, float)):
-            # each gets a record or a lock: one script per call, auto-batched
+        name, call, opts = self.definition.name, self._call, self._options()
+        if self._when is not None or opts.unique_for is not None:
+            # each gets a lock, or a schedule: one script per call, auto-batched
             ids = await asyncio.gather(
-                *(
-                    self.app._submit(name, args, {}, call, self._when, None, placed)
-                    for args in calls
-                )
+                *(self.app._submit(name, args, {}, call, self._when, None, opts) for args in calls)
             )
         else:
             limit = self.app.max_message_bytes
-            opts = wire(call) | {"priority": level}
-            built = [new_message(name, queue, args, {}, **opts, max_bytes=limit) for args in calls]
-            await self.app._transport.enqueue_many(
-                [(queue, level, payload) for _, payload in built]
-            )
-            ids = [job_id for job_id, _ in built]
+            queue, level = opts.queue, opts.priority
+            wired = wire(call) | {"priority": level}
+            enqueued = now_ms()
+            ttl_ms = int(opts.result_ttl * 1000)
+            jobs = []
+            for args in calls:
+                job_id, payload = new_message(
+                    name, queue, args, {}, **wired, max_bytes=limit, enqueued_ms=enqueued
+                )
+                jobs.append(NewJob(job_id, name, queue, level, payload, enqueued, ttl_ms))
+            await self.app._transport.enqueue_many(jobs)
+            ids = [job.job_id for job in jobs]
         rtype = self.definition.return_type
         return [Job(self.app, job_id, rtype) for job_id in ids]
 

@@ -195,8 +195,10 @@ def new_message(
     cont: Cont | None = None,
     priority: int | None = None,
     unique: str | None = None,
+    enqueued_ms: int | None = None,
 ) -> tuple[str, bytes]:
-    """Build and encode one call; returns (job id, payload).
+    """Build and encode one call; returns (job id, payload). ``enqueued_ms``
+    defaults to now (the sender's clock: informational only).
 
     Raises ``MessageTooLarge`` before anything is written when the payload is
     over ``max_bytes``, and ``TypeError`` for an argument msgpack cannot carry.
@@ -209,7 +211,7 @@ def new_message(
             queue,
             list(args),
             kwargs,
-            now_ms(),
+            now_ms() if enqueued_ms is None else enqueued_ms,
             timeout,
             result_ttl,
             store_result,

@@ -1,20 +1,30 @@
-"""Task options and their resolution: call > task > app defaults.
+"""Task options and their resolution: call > task > routing rule > app defaults.
 
-One pure function decides every effective option, so the precedence rule
-lives in exactly one place.
+One pure function (``resolve``) decides every effective option, so the
+precedence rule lives in exactly one place; the producer (``App.options_for``),
+the worker and the scheduler all go through it. ``CALL_FIELDS`` lists, once,
+the options a single call may override and its message carries.
 """
 
 from __future__ import annotations
 
 import math
-from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from ..errors import ConfigurationError
 
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from datetime import datetime
+
 UNSET: Any = msgspec.UNSET
+
+CALL_FIELDS = ("timeout", "result_ttl", "store_result", "retries", "priority")
+"""The options one call can override, as its message carries them (``None`` on the
+wire = not set by the call). The queue is not among them: a message names its
+queue, always."""
 
 MAX_PRIORITY = 9
 """Priorities run from 0 (the default) to 9 (most urgent)."""
@@ -99,9 +109,16 @@ def validate(opts: TaskOptions) -> TaskOptions:
     return opts
 
 
-def resolve(app: Effective, task: TaskOptions, call: TaskOptions) -> Effective:
-    """The effective options: what the call set, else what the task set, else the app's."""
-    merged = task.merged(call)
+NOT_SET = TaskOptions()
+"""No option set (a call without overrides, a task without a routing rule)."""
+
+
+def resolve(
+    app: Effective, task: TaskOptions, call: TaskOptions, rule: TaskOptions = NOT_SET
+) -> Effective:
+    """The effective options: what the call set, else what the task set, else what
+    the routing rule for the task sets, else the app's."""
+    merged = rule.merged(task).merged(call)
     return Effective(
         **{
             f: getattr(app, f) if getattr(merged, f) is msgspec.UNSET else getattr(merged, f)
@@ -113,21 +130,44 @@ def resolve(app: Effective, task: TaskOptions, call: TaskOptions) -> Effective:
 def wire(call: TaskOptions) -> dict[str, Any]:
     """The per-call overrides a message carries (``None`` = not set by the call;
     the worker resolves it against the task and the app)."""
-    return {
-        f: None if getattr(call, f) is msgspec.UNSET else getattr(call, f)
-        for f in ("timeout", "result_ttl", "store_result", "retries", "priority")
-    }
+    return {f: None if getattr(call, f) is msgspec.UNSET else getattr(call, f) for f in CALL_FIELDS}
+
+
+def unwire(values: Mapping[str, Any], queue: str | None = None) -> TaskOptions:
+    """The call's options back from what a message or a signature carries (the
+    inverse of ``wire``: ``None`` and missing fields are "not set")."""
+    found = {f: values[f] for f in CALL_FIELDS if values.get(f) is not None}
+    if queue is not None:
+        found["queue"] = queue
+    return TaskOptions(**found)
 
 
 class When(msgspec.Struct, frozen=True):
-    """A call's schedule: run after ``delay`` seconds, or at ``eta``."""
+    """A call's schedule: run ``delay_ms`` after Redis receives it, or at ``eta_ms``.
 
-    delay: float | None = None
-    eta: datetime | None = None
+    A delay is relative: its due time is computed from Redis' clock by the script
+    that stores the message, never from the sender's clock. An ``eta`` is an
+    absolute instant and stays one.
+    """
+
+    delay_ms: int | None = None
+    eta_ms: int | None = None
+
+    @property
+    def kind(self) -> str:
+        """How the scripts read ``ms``: ``"delay"`` (relative) or ``"eta"`` (absolute)."""
+        return "delay" if self.delay_ms is not None else "eta"
+
+    @property
+    def ms(self) -> int:
+        """The delay in ms, or the eta in ms since the epoch."""
+        value = self.delay_ms if self.delay_ms is not None else self.eta_ms
+        assert value is not None
+        return value
 
 
-def due_ms(delay: float | None, eta: datetime | None, now_ms: int) -> int | None:
-    """When a call should run, in ms since the epoch; None for "now".
+def make_when(delay: float | None, eta: datetime | None) -> When | None:
+    """A call's schedule, checked; None for "now" (no delay, or a delay of 0).
 
     ``eta`` must be timezone-aware (a naive datetime is ambiguous across hosts).
     """
@@ -136,11 +176,12 @@ def due_ms(delay: float | None, eta: datetime | None, now_ms: int) -> int | None
     if eta is not None:
         if eta.tzinfo is None or eta.utcoffset() is None:
             raise ConfigurationError("eta must be a timezone-aware datetime")
-        return int(eta.timestamp() * 1000)
+        return When(eta_ms=int(eta.timestamp() * 1000))
     if delay is not None:
         if not (0 <= delay < math.inf):
             raise ConfigurationError(f"delay must be >= 0 seconds, got {delay}")
-        return now_ms + int(delay * 1000) if delay > 0 else None
+        delay_ms = int(delay * 1000)
+        return When(delay_ms=delay_ms) if delay_ms > 0 else None
     return None
 
 

@@ -41,15 +41,34 @@ class Batcher:
             self._flusher = asyncio.create_task(self._flush())
         return await fut
 
+    async def call_many(self, commands: Sequence[Command]) -> list[Any]:
+        """Run a few commands, in this order and next to each other in the next
+        pipeline (a record before its message); returns every reply, an error
+        reply as its exception (the caller reads each one)."""
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in commands]
+        self._pending.extend(zip(commands, futures, strict=True))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush())
+        replies: list[Any] = []
+        for fut in futures:
+            try:
+                replies.append(await fut)
+            except Exception as exc:
+                replies.append(exc)
+        return replies
+
     async def pipeline(self, commands: Sequence[Command]) -> list[Any]:
-        """Run many commands in pipelined chunks of ``MAX_BATCH``; raises the first error."""
+        """Run many commands in pipelined chunks of ``MAX_BATCH``, in order; returns
+        every reply, an error reply as its exception (a pipeline is not a
+        transaction: the commands after a failed one still ran)."""
         replies: list[Any] = []
         for start in range(0, len(commands), MAX_BATCH):
             pipe = self._redis.pipeline(transaction=False)
             for command in commands[start : start + MAX_BATCH]:
                 pipe.execute_command(*command)
             async with bounded(self._timeout):
-                replies.extend(await pipe.execute())
+                replies.extend(await pipe.execute(raise_on_error=False))
         return replies
 
     async def _flush(self) -> None:

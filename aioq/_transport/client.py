@@ -8,7 +8,7 @@ the second time instead of one bound to a closed loop.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from redis.exceptions import NoScriptError
 
@@ -23,7 +23,41 @@ if TYPE_CHECKING:
 
     from redis.asyncio import Redis
 
+    from .._core.options import When
     from .keys import Keyspace
+
+Command = tuple[Any, ...]
+
+
+class NewJob(NamedTuple):
+    """One job being sent: what its record and its message need."""
+
+    job_id: str
+    task: str
+    queue: str
+    level: int
+    """Priority level: which of the queue's streams (and delayed sets) it goes to."""
+    payload: bytes | None
+    """The encoded message; None for a workflow step sent later by a worker (only
+    its record is written now)."""
+    enqueued_ms: int
+    result_ttl_ms: int
+    """The job's resolved result_ttl: the record's TTL (plus any delay)."""
+    lock: str | None = None
+    """The unique lock it holds (its job id, or ``task:digest`` for unique_for)."""
+
+
+class Aborted(NamedTuple):
+    """What the record of a job that was just aborted said about it."""
+
+    task: str | None
+    queue: str | None
+    lock: str | None
+    result_ttl_ms: int | None
+
+
+def _text(value: Any) -> str | None:
+    return value.decode() if isinstance(value, bytes) else None if value is None else str(value)
 
 
 class _Bound:
@@ -34,6 +68,15 @@ class _Bound:
         self.redis = connect(url, **options)
         self.batcher = Batcher(self.redis, timeout)
         self.subs = results.Subscriptions(self.redis, timeout)
+        self._loading: asyncio.Future[None] | None = None
+
+    async def load_scripts(self) -> None:
+        """Load the scripts (Redis answered NOSCRIPT). Callers that see NOSCRIPT
+        together (a burst of sends to a fresh Redis) share one load."""
+        loading = self._loading
+        if loading is None or loading.done():
+            loading = self._loading = asyncio.ensure_future(SCRIPTS.load_all(self.redis))
+        await asyncio.shield(loading)
 
     async def aclose(self) -> None:
         await self.subs.aclose()
@@ -58,92 +101,121 @@ class Client:
     def redis(self) -> Redis:
         return self._get().redis
 
-    async def enqueue(self, queue: str, payload: bytes, level: int = 0) -> None:
-        async with broker_errors(self.url):
-            await self._get().batcher.call(
-                "XADD", self.keys.stream(queue, level), "*", PAYLOAD_FIELD, payload
-            )
-
     async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
         """One script call through the batcher (shares its round trips)."""
-        batcher = self._get().batcher
+        bound = self._get()
         sha = SCRIPTS[name].sha
         try:
-            return await batcher.call("EVALSHA", sha, len(keys), *keys, *args)
+            return await bound.batcher.call("EVALSHA", sha, len(keys), *keys, *args)
         except NoScriptError:
-            await SCRIPTS.load_all(self._get().redis)
-            return await batcher.call("EVALSHA", sha, len(keys), *keys, *args)
+            await bound.load_scripts()
+            return await bound.batcher.call("EVALSHA", sha, len(keys), *keys, *args)
 
-    async def enqueue_unique(
-        self,
-        queue: str,
-        level: int,
-        lock: str,
-        job_id: str,
-        task: str,
-        payload: bytes,
-        due_ms: int | None,
-        lock_ttl_ms: int,
-        result_ttl: float,
-    ) -> str:
-        """Send unless the lock is held; returns the id of the job that holds it."""
-        target = (
-            self.keys.stream(queue, level) if due_ms is None else self.keys.delayed(queue, level)
+    # -- sending ----------------------------------------------------------------
+    #
+    # Every send writes the job's record (create-if-absent, enqueue_record.lua)
+    # and then its message, next to each other in one pipeline: no extra round
+    # trip, and the record is there before any worker can start the job.
+
+    def _record(self, job: NewJob, when: When | None) -> Command:
+        return (
+            "EVALSHA",
+            SCRIPTS["enqueue_record"].sha,
+            1,
+            self.keys.job(job.job_id),
+            job.task,
+            job.queue,
+            job.enqueued_ms,
+            job.result_ttl_ms,
+            job.lock or "",
+            "" if when is None else when.kind,
+            0 if when is None else when.ms,
+        )
+
+    def _xadd(self, job: NewJob) -> Command:
+        return ("XADD", self.keys.stream(job.queue, job.level), "*", PAYLOAD_FIELD, job.payload)
+
+    async def _send(self, commands: list[Command], many: bool = False) -> list[Any]:
+        """Run ``commands`` in order in the batcher's next pipeline (or, ``many``,
+        in pipelined chunks); raises the first error reply.
+
+        A pipeline is not a transaction: after NOSCRIPT (Redis lost its scripts)
+        the other commands still ran, so only the refused scripts are sent again,
+        once the scripts are loaded.
+        """
+        bound = self._get()
+        run = bound.batcher.pipeline if many else bound.batcher.call_many
+        replies = await run(commands)
+        again = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+        if again:
+            await bound.load_scripts()
+            for i, reply in zip(again, await run([commands[i] for i in again]), strict=True):
+                replies[i] = reply
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
+
+    async def enqueue(self, job: NewJob) -> None:
+        """Send a job to run now: its record, then XADD."""
+        async with broker_errors(self.url):
+            await self._send([self._record(job, None), self._xadd(job)])
+
+    async def enqueue_delayed(self, job: NewJob, when: When) -> None:
+        """Send a job to run later: its record (``scheduled``), then the message into
+        the delayed set, both due by Redis' clock (an eta already past runs now)."""
+        delayed = (
+            "EVALSHA",
+            SCRIPTS["enqueue_delayed"].sha,
+            2,
+            self.keys.stream(job.queue, job.level),
+            self.keys.delayed(job.queue, job.level),
+            job.payload,
+            when.kind,
+            when.ms,
         )
         async with broker_errors(self.url):
-            sent, holder = await self._script(
-                "enqueue_unique",
-                [self.keys.unique(queue, lock), target],
-                [job_id, max(1, lock_ttl_ms), payload, "" if due_ms is None else due_ms],
-            )
-            if sent and due_ms is not None:
-                ttl_ms = lock_ttl_ms + int(result_ttl * 1000)
-                await self._script(
-                    "mark_scheduled", [self.keys.job(job_id)], [task, queue, due_ms, ttl_ms]
-                )
-        return holder.decode() if isinstance(holder, bytes) else str(holder)
+            await self._send([self._record(job, when), delayed])
 
-    async def schedule(
-        self,
-        queue: str,
-        job_id: str,
-        task: str,
-        payload: bytes,
-        due_ms: int,
-        ttl_ms: int,
-        level: int = 0,
-    ) -> None:
-        """Put a message in the queue's delayed set, with a ``scheduled`` record.
+    async def enqueue_unique(self, job: NewJob, when: When | None, hold_ms: int) -> str:
+        """Send unless the job's lock is held; returns the id of the job that holds it.
 
-        The record is written first, in the same pipeline: the message cannot be
-        started before its record exists, so ``running`` is never overwritten.
+        ``hold_ms``: how long the lock lasts once the job is due (the wait of a
+        delayed job is added by the script). A call that found the lock taken
+        by another job deletes the record it made for its own, unsent, job id.
         """
-        batcher = self._get().batcher
-        record = self.keys.job(job_id)
+        assert job.lock is not None
+        unique = (
+            "EVALSHA",
+            SCRIPTS["enqueue_unique"].sha,
+            3,
+            self.keys.unique(job.queue, job.lock),
+            self.keys.stream(job.queue, job.level),
+            self.keys.delayed(job.queue, job.level),
+            job.job_id,
+            hold_ms,
+            job.payload,
+            "" if when is None else when.kind,
+            0 if when is None else when.ms,
+        )
         async with broker_errors(self.url):
-            await asyncio.gather(
-                batcher.call(
-                    "HSET",
-                    record,
-                    "state",
-                    "scheduled",
-                    "task",
-                    task,
-                    "queue",
-                    queue,
-                    "due_ms",
-                    due_ms,
-                ),
-                batcher.call("PEXPIRE", record, ttl_ms),
-                batcher.call("ZADD", self.keys.delayed(queue, level), due_ms, payload),
-            )
+            created, (sent, holder) = await self._send([self._record(job, when), unique])
+            holder = holder.decode() if isinstance(holder, bytes) else str(holder)
+            if not sent and created and holder != job.job_id:
+                await self._get().batcher.call("DEL", self.keys.job(job.job_id))
+        return holder
 
-    async def enqueue_many(self, items: Sequence[tuple[str, int, bytes]]) -> None:
-        """XADD each (queue, priority level, payload), in pipelined chunks."""
+    async def enqueue_many(self, jobs: Sequence[NewJob]) -> None:
+        """Send jobs to run now (XADD, after each one's record), in pipelined chunks.
+        A job without a payload only gets its record (a workflow step its
+        predecessor's worker will send)."""
+        commands: list[Command] = []
+        for job in jobs:
+            commands.append(self._record(job, None))
+            if job.payload is not None:
+                commands.append(self._xadd(job))
         async with broker_errors(self.url):
-            await self._get().batcher.pipeline(
-                [("XADD", self.keys.stream(q, lv), "*", PAYLOAD_FIELD, p) for q, lv, p in items]
-            )
+            await self._send(commands, many=True)
 
     async def wait_outcome(self, job_id: str, timeout: float | None) -> bytes:
         bound = self._get()
@@ -152,12 +224,15 @@ class Client:
                 bound.batcher, self.keys, bound.subs, job_id, timeout, self.timeout
             )
 
-    async def abort(self, job_id: str, outcome: bytes, now_ms: int, ttl_ms: int) -> bool:
-        """End the job as aborted unless it already ended; True if it was aborted."""
-        bound = self._get()
+    async def abort(self, job_id: str, outcome: bytes, now_ms: int, ttl_ms: int) -> Aborted | None:
+        """End the job as aborted unless it already ended or has no record (an id
+        never sent, or expired: nothing is written then). ``ttl_ms`` is the
+        record's TTL when it does not carry the job's own ``result_ttl``.
+
+        Returns what the record said (to release the job's lock), or None when
+        nothing was aborted."""
         async with broker_errors(self.url):
-            done = await SCRIPTS.call(
-                bound.redis,
+            reply = await self._script(
                 "abort",
                 [self.keys.job(job_id)],
                 [
@@ -169,7 +244,23 @@ class Client:
                     job_id,
                 ],
             )
+        if reply[0] != 1:
+            return None
+        task, queue, lock, kept = (_text(v) for v in reply[1:5])
+        return Aborted(task, queue, lock, int(kept) if kept else None)
+
+    async def unlock(self, queue: str, lock: str, job_id: str, keep_ms: int) -> bool:
+        """Release a unique job's lock if it still names ``job_id`` (unlock.lua):
+        delete it (``keep_ms`` 0), or keep it ``keep_ms`` more."""
+        async with broker_errors(self.url):
+            done = await self._script(
+                "unlock", [self.keys.unique(queue, lock)], [job_id, max(0, keep_ms)]
+            )
         return bool(done)
+
+    async def expire_record(self, job_id: str, ttl_ms: int) -> None:
+        async with broker_errors(self.url):
+            await self._get().batcher.call("PEXPIRE", self.keys.job(job_id), max(1, ttl_ms))
 
     async def report_progress(self, job_id: str, payload: bytes) -> None:
         batcher = self._get().batcher

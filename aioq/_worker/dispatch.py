@@ -25,7 +25,7 @@ from .._core.message import (
     encode,
     now_ms,
 )
-from .._core.options import Effective, TaskOptions, resolve
+from .._core.options import CALL_FIELDS, Effective, TaskOptions, unwire
 from .._core.registry import ArgumentError, TaskDef
 from .._transport.connection import CONNECTION_ERRORS
 from .._transport.streams import Done, Entry, Finish, Start, Streams, Wrote
@@ -319,7 +319,8 @@ class Dispatcher(LeaseKeeper, Failures):
             )
 
     def _effective(self, task: TaskDef, msg: Message) -> Effective:
-        """Resolved options; cached per task for the usual message with no overrides."""
+        """Resolved options (``App.options_for``: call > task > rule > app); cached
+        per task for the usual message with no overrides."""
         if (
             msg.timeout is None
             and msg.result_ttl is None
@@ -328,11 +329,11 @@ class Dispatcher(LeaseKeeper, Failures):
         ):
             cached = self._options.get(task.name)
             if cached is None or cached.queue != msg.queue:
-                cached = self._options[task.name] = resolve(
-                    self.app.defaults(), task.options, _call_options(msg)
+                cached = self._options[task.name] = self.app.options_for(
+                    task.name, _call_options(msg)
                 )
             return cached
-        return resolve(self.app.defaults(), task.options, _call_options(msg))
+        return self.app.options_for(task.name, _call_options(msg))
 
     def _finish(self, msg: Message, attempt: int, outcome: Outcome, ttl: float) -> Finish:
         if outcome.state == JobState.FAILED.value and outcome.error is not None:
@@ -410,10 +411,4 @@ async def _guarded(coro: Coroutine[Any, Any, None]) -> None:
 
 def _call_options(msg: Message) -> TaskOptions:
     """The options the caller set on this message (``None`` fields were not set)."""
-    return TaskOptions(
-        queue=msg.queue,
-        timeout=msgspec.UNSET if msg.timeout is None else msg.timeout,
-        result_ttl=msgspec.UNSET if msg.result_ttl is None else msg.result_ttl,
-        store_result=msgspec.UNSET if msg.store_result is None else msg.store_result,
-        retries=msgspec.UNSET if msg.retries is None else msg.retries,
-    )
+    return unwire({f: getattr(msg, f) for f in CALL_FIELDS if f != "priority"}, msg.queue)

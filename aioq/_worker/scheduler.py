@@ -33,7 +33,7 @@ import anyio
 from redis import exceptions as rex
 
 from .._core.message import new_message, now_ms
-from .._core.options import UNSET, TaskOptions
+from .._core.options import unwire, wire
 from .._core.schedule import latest_fire, next_fire, zone
 from .._transport import schedules
 from .._transport.connection import (
@@ -69,8 +69,6 @@ replace a good one."""
 GRACE_MS = round(MISFIRE_GRACE * 1000)
 
 FAILURES: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, rex.RedisError)
-
-_WIRE = ("timeout", "result_ttl", "store_result", "retries")
 
 
 def upcoming(s: Schedule, planned_ms: int, now_ms: int) -> tuple[int, bool]:
@@ -142,11 +140,7 @@ def stamp(ms: int, tz: str) -> str:
 
 def placement(app: App, s: Schedule) -> tuple[str, int]:
     """(queue, priority level) of a schedule's jobs, resolved like a ``kiq()``."""
-    call = TaskOptions(
-        queue=s.queue if s.queue is not None else UNSET,
-        priority=s.options.get("priority", UNSET),
-    )
-    return app.placement(s.task, call)
+    return app.placement(s.task, unwire(s.options, s.queue))
 
 
 class Scheduler:
@@ -173,7 +167,8 @@ class Scheduler:
         self._redis = redis
         self._where = {s.name: placement(app, s) for s in self.schedules}
         self._wire = {
-            s.name: {k: s.options[k] for k in _WIRE if k in s.options} for s in self.schedules
+            s.name: wire(unwire(s.options)) | {"priority": self._where[s.name][1]}
+            for s in self.schedules
         }
         for s in self.schedules:
             self._payload(s, f"{s.name}@{now_ms()}")  # fail now, not at the first tick
@@ -357,14 +352,13 @@ class Scheduler:
         return True
 
     def _payload(self, s: Schedule, job_id: str) -> bytes:
-        queue, level = self._where[s.name]
+        queue = self._where[s.name][0]
         _, payload = new_message(
             s.task,
             queue,
             s.args,
             s.kwargs,
             **self._wire[s.name],
-            priority=level,
             max_bytes=self.app.max_message_bytes,
             job_id=job_id,
         )

@@ -143,3 +143,66 @@ def test_dead_cli(redis_url: str, prefix: str, sync_redis: redis.Redis) -> None:
     sync_redis.xadd(dead, {"m": b"junk2", "reason": "x"})
     purged = aioq_cli("purge")
     assert purged.returncode == 0 and "purged 1 dead letter(s)" in purged.stdout
+
+
+async def test_abort_of_an_unknown_id_writes_nothing_and_the_id_stays_free(
+    app: aioq.App, workers: WorkerRunner, sync_redis: redis.Redis
+) -> None:
+    runs: list[int] = []
+
+    @app.task
+    async def work(n: int) -> int:
+        runs.append(n)
+        return n
+
+    ghost = app.job("never-sent")
+    assert await ghost.abort() is False
+    assert list(sync_redis.scan_iter(match=f"{app.prefix}:*")) == []  # not even a tombstone
+    assert await ghost.state() is aioq.JobState.QUEUED  # an unknown id reads `queued`
+    # the id was never used: a job sent under it later runs
+    job = await work.with_options(job_id="never-sent").kiq(7)
+    assert job.id == "never-sent"
+    await workers.start(app)
+    assert await job.result(timeout=10) == 7
+    assert runs == [7]
+
+
+async def test_every_kind_of_send_can_be_aborted_before_it_runs(
+    app: aioq.App, workers: WorkerRunner
+) -> None:
+    runs: list[int] = []
+
+    @app.task
+    async def work(n: int) -> int:
+        runs.append(n)
+        return n
+
+    @app.task(unique_for=60.0)
+    async def once(n: int) -> int:
+        runs.append(n)
+        return n
+
+    jobs = [
+        await work.kiq(1),
+        await app.send(work.name, [2]),
+        *(await work.kiq_many([(3,), (4,)])),
+        await work.with_options(job_id="named").kiq(5),
+        await once.kiq(6),
+        await work.with_options(delay=0.2).kiq(7),
+        await work.with_options(delay=0.2, job_id="named-later").kiq(8),
+    ]
+    handle = await aioq.chain(work.s(9), work.s()).kiq()  # the chain's last step
+    for job in jobs:
+        assert await job.abort() is True, job
+        assert await job.state() is aioq.JobState.ABORTED
+    assert await handle.abort() is True
+    await workers.start(app)
+    sentinel = await work.kiq(99)
+    assert await sentinel.result(timeout=10) == 99
+    await asyncio.sleep(0.6)  # past the delayed ones' due time
+    for job in jobs:
+        with pytest.raises(aioq.JobAborted):
+            await job.result(timeout=1)
+    with pytest.raises(aioq.JobAborted):
+        await handle.result(timeout=5)
+    assert sorted(runs) == [9, 99]  # the chain's first step ran; nothing aborted did

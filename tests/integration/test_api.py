@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import time
 import uuid
 
 import msgspec
@@ -326,3 +327,111 @@ async def test_unreachable_redis_raises_broker_unavailable() -> None:
     with pytest.raises(aioq.BrokerUnavailable):
         await app.job("x").state()
     await app.aclose()
+
+
+async def test_info_of_a_queued_job(app: aioq.App, sync_redis: redis.Redis) -> None:
+    @app.task(queue="mail")
+    async def send_mail(to: str) -> None: ...
+
+    before = dt.datetime.now(dt.UTC)
+    sent = [
+        await send_mail.kiq("a@example.com"),
+        await app.send(send_mail.name, ["b@example.com"]),
+        *(await send_mail.kiq_many([("c@example.com",)])),
+    ]
+    for job in sent:
+        info = await job.info()
+        assert info.state is aioq.JobState.QUEUED
+        assert (info.task, info.queue) == (send_mail.name, "mail")
+        assert info.enqueued_at is not None
+        assert abs((info.enqueued_at - before).total_seconds()) < 5
+        assert info.started_at is None and info.attempts == 0
+        assert 86_000 < sync_redis.ttl(app.keys.job(job.id)) <= 86_400  # the record expires
+
+
+async def test_option_precedence_reaches_the_record(app: aioq.App, sync_redis: redis.Redis) -> None:
+    """call > task > routing rule > app, for the TTL a send gives the job's record."""
+
+    @app.task(result_ttl=5.0)
+    async def brief() -> None: ...
+
+    @app.task(name="reports.daily")
+    async def daily() -> None: ...
+
+    app.routes({"reports.*": {"queue": "reports", "priority": 3}})
+
+    def pttl(job: aioq.Job[None]) -> int:
+        return int(sync_redis.pttl(app.keys.job(job.id)))
+
+    # a delay is added to the task's result_ttl, not to the app's
+    assert 14_000 < pttl(await brief.with_options(delay=10).kiq()) <= 15_000
+    assert 4_000 < pttl(await brief.kiq()) <= 5_000
+    assert 4_000 < pttl(await app.send(brief.name)) <= 5_000
+    assert 4_000 < pttl(await app.send(brief.name, delay=0)) <= 5_000
+    assert 99_000 < pttl(await brief.with_options(result_ttl=100.0).kiq()) <= 100_000
+    assert 109_000 < pttl(await app.send(brief.name, result_ttl=100.0, delay=10)) <= 110_000
+    # the app's default where neither the call nor the task says
+    routed = await daily.kiq()
+    assert 86_390_000 < pttl(routed) <= 86_400_000
+    assert (await routed.info()).queue == "reports"
+    assert sync_redis.xlen(app.keys.stream("reports", 3)) == 1  # the rule's priority
+    assert (await (await daily.with_options(queue="elsewhere").kiq()).info()).queue == "elsewhere"
+
+
+@pytest.mark.parametrize("skew", [60.0, -60.0])
+async def test_a_delay_counts_from_redis_time_not_the_senders_clock(
+    app: aioq.App,
+    workers: WorkerRunner,
+    sync_redis: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    skew: float,
+) -> None:
+    @app.task
+    async def stamp(n: int) -> float:
+        return time.time()
+
+    real_time, real_ns = time.time, time.time_ns
+    with monkeypatch.context() as clock:  # only the sender's clock is wrong
+        clock.setattr(time, "time", lambda: real_time() + skew)
+        clock.setattr(time, "time_ns", lambda: real_ns() + int(skew * 1e9))
+        sent = real_time()
+        jobs = [
+            await stamp.with_options(delay=1.0).kiq(1),
+            await stamp.with_options(delay=1.0, unique_for=30.0).kiq(2),
+            await stamp.with_options(delay=1.0, job_id="skewed").kiq(3),
+        ]
+    seconds, micros = sync_redis.time()
+    redis_now_ms = seconds * 1000 + micros // 1000
+    for job in jobs:
+        due = int(sync_redis.hget(app.keys.job(job.id), "due_ms") or 0)
+        assert abs(due - (redis_now_ms + 1000)) < 1000, (job, due - redis_now_ms)
+    for _, score in sync_redis.zrange(app.keys.delayed("default"), 0, -1, withscores=True):
+        assert abs(score - (redis_now_ms + 1000)) < 1000
+    await workers.start(app)
+    for ran in await asyncio.gather(*(j.result(timeout=10) for j in jobs)):
+        assert ran - sent >= 0.9  # not at once (clock behind), not a minute late (ahead)
+
+
+async def test_sends_after_redis_lost_its_scripts_write_each_thing_once(
+    app: aioq.App, sync_redis: redis.Redis
+) -> None:
+    """A pipeline is not a transaction: after NOSCRIPT only the refused record
+    script is sent again, never the XADD that went through."""
+
+    @app.task
+    async def noop() -> None: ...
+
+    sync_redis.script_flush()
+    job = await noop.kiq()
+    sync_redis.script_flush()
+    many = await noop.kiq_many([()] * 3)
+    sync_redis.script_flush()
+    later = await noop.with_options(delay=30).kiq()
+    sync_redis.script_flush()
+    once = await noop.with_options(unique_for=30).kiq()
+    assert sync_redis.xlen(app.keys.stream("default")) == 5
+    assert sync_redis.zcard(app.keys.delayed("default")) == 1
+    for sent in (job, *many, once):
+        assert await sent.state() is aioq.JobState.QUEUED
+        assert sync_redis.exists(app.keys.job(sent.id))
+    assert await later.state() is aioq.JobState.SCHEDULED

@@ -8,6 +8,7 @@ import pytest
 import redis
 
 import aioq
+from aioq._core.message import unique_key
 from tests.conftest import WorkerRunner
 
 
@@ -38,7 +39,7 @@ async def test_explicit_job_id_under_concurrent_enqueue(
 
 
 async def test_unique_for_dedupes_equal_calls_while_pending(
-    app: aioq.App, workers: WorkerRunner
+    app: aioq.App, workers: WorkerRunner, sync_redis: redis.Redis
 ) -> None:
     runs: list[tuple[int, str]] = []
     gate = asyncio.Event()
@@ -51,6 +52,8 @@ async def test_unique_for_dedupes_equal_calls_while_pending(
 
     first = await asyncio.gather(*(refresh.kiq(1) for _ in range(50)))
     assert len({j.id for j in first}) == 1
+    # the calls that found the lock taken deleted the records of their unsent ids
+    assert len(list(sync_redis.scan_iter(match=app.keys.job("*")))) == 1
     other = await refresh.kiq(2)  # other arguments: another job
     scoped = await refresh.kiq(1, scope="x")
     assert len({first[0].id, other.id, scoped.id}) == 3
@@ -113,3 +116,48 @@ async def test_a_failed_unique_job_releases_its_lock(app: aioq.App, workers: Wor
         await job.result(timeout=10)
     again = await boom.kiq(1)
     assert again.id != job.id
+
+
+async def test_aborting_a_running_unique_job_releases_its_lock(
+    app: aioq.App, workers: WorkerRunner
+) -> None:
+    started = asyncio.Event()
+    gate = asyncio.Event()
+
+    @app.task(unique_for=60.0)
+    async def sync_user(n: int) -> int:
+        started.set()
+        await gate.wait()
+        return n
+
+    await workers.start(app)
+    job = await sync_user.kiq(1)
+    await asyncio.wait_for(started.wait(), 10)
+    assert await job.abort() is True
+    again = await sync_user.kiq(1)  # right after: the lock is free, a new job
+    assert again.id != job.id
+    gate.set()
+    assert await again.result(timeout=10) == 1
+    with pytest.raises(aioq.JobAborted):
+        await job.result(timeout=1)
+
+
+async def test_aborting_a_queued_unique_job_releases_its_lock(
+    app: aioq.App, sync_redis: redis.Redis
+) -> None:
+    @app.task(unique_for=60.0)
+    async def refresh(n: int) -> int:
+        return n
+
+    first = await refresh.kiq(1)
+    assert (await refresh.kiq(1)).id == first.id
+    assert await first.abort() is True
+    assert sync_redis.exists(app.keys.unique("default", unique_key(refresh.name, [1], {}))) == 0
+    second = await refresh.kiq(1)
+    assert second.id != first.id
+    # an explicit job id stays taken after an abort, for as long as a result would be kept
+    named = await refresh.with_options(job_id="report-7", result_ttl=120.0).kiq(2)
+    assert await named.abort() is True
+    assert (await refresh.with_options(job_id="report-7").kiq(3)).id == "report-7"
+    assert 100_000 < sync_redis.pttl(app.keys.unique("default", "report-7")) <= 120_000
+    assert await named.state() is aioq.JobState.ABORTED

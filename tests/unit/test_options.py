@@ -99,3 +99,67 @@ def test_priority_and_unique_for_are_checked() -> None:
             validate(TaskOptions(priority=bad))
     with pytest.raises(ConfigurationError, match="unique_for"):
         validate(TaskOptions(unique_for=-1.0))
+
+
+PRECEDENCE_FIELDS = {
+    # field: (app, rule, task, call)
+    "result_ttl": (100.0, 50.0, 5.0, 7.0),
+    "timeout": (None, 30.0, 2.0, 3.0),
+    "retries": (0, 4, 2, 1),
+    "priority": (0, 3, 5, 9),
+    "queue": ("default", "ruled", "tasks", "called"),
+}
+
+
+@pytest.mark.parametrize("field", sorted(PRECEDENCE_FIELDS))
+@pytest.mark.parametrize("rule_sets", [False, True])
+@pytest.mark.parametrize("task_sets", [False, True])
+@pytest.mark.parametrize("call_sets", [False, True])
+def test_precedence_table_call_task_rule_app(
+    field: str, rule_sets: bool, task_sets: bool, call_sets: bool
+) -> None:
+    app_value, rule_value, task_value, call_value = PRECEDENCE_FIELDS[field]
+    app = msgspec.structs.replace(APP, **{field: app_value})
+    rule = TaskOptions(**{field: rule_value}) if rule_sets else TaskOptions()
+    task = TaskOptions(**{field: task_value}) if task_sets else TaskOptions()
+    call = TaskOptions(**{field: call_value}) if call_sets else TaskOptions()
+    expected = (
+        call_value
+        if call_sets
+        else task_value
+        if task_sets
+        else rule_value
+        if rule_sets
+        else app_value
+    )
+    assert getattr(resolve(app, task, call, rule), field) == expected
+
+
+def test_an_app_resolves_every_send_in_one_place() -> None:
+    """Producer, worker and scheduler ask the app, which asks ``resolve``."""
+    import aioq
+
+    app = aioq.App("redis://127.0.0.1:1/0", result_ttl=100.0, retries=1)
+    app.routes({"reports.*": {"queue": "reports", "priority": 3}})
+
+    @app.task(name="reports.daily", result_ttl=5.0, priority=5)
+    async def daily() -> None: ...
+
+    @app.task(name="reports.weekly")
+    async def weekly() -> None: ...
+
+    eff = app.options_for("reports.daily", TaskOptions(retries=4))
+    assert (eff.queue, eff.priority, eff.result_ttl, eff.retries) == ("reports", 5, 5.0, 4)
+    eff = app.options_for("reports.weekly")
+    assert (eff.queue, eff.priority, eff.result_ttl, eff.retries) == ("reports", 3, 100.0, 1)
+    eff = app.options_for("not.registered", TaskOptions(queue="q", result_ttl=9.0))
+    assert (eff.queue, eff.priority, eff.result_ttl) == ("q", 0, 9.0)
+    assert app.placement("reports.daily") == ("reports", 5)
+    assert daily.with_options(priority=1).priority == 1
+
+
+def test_the_per_call_fields_are_listed_once() -> None:
+    from aioq._core.options import CALL_FIELDS
+
+    assert set(wire(TaskOptions())) == set(CALL_FIELDS)
+    assert set(CALL_FIELDS) <= set(TaskOptions.__struct_fields__)

@@ -1,21 +1,31 @@
 -- abort: end a job as 'aborted' unless it already ended, wake its waiters,
--- and tell the workers (one of them may be running it).
+-- and tell the workers (one of them may be running it). An id with no record
+-- (never sent, or expired) is left alone: nothing is written, so a job sent
+-- under that id later still runs.
 --
 -- KEYS[1]  job record (hash)
 -- ARGV[1]  outcome (msgpack Outcome with state 'aborted')
 -- ARGV[2]  now (ms since epoch)
--- ARGV[3]  record TTL (ms)
+-- ARGV[3]  record TTL (ms) when the record does not carry the job's own
+--          ('result_ttl_ms', written when it was sent)
 -- ARGV[4]  the job's notify channel
 -- ARGV[5]  the workers' abort channel
 -- ARGV[6]  job id
 --
--- Returns: 1 when aborted, 0 when the job had already ended.
-local state = redis.call('HGET', KEYS[1], 'state')
+-- Returns: {0} when there is no record; {2} when the job had already ended;
+--          {1, task, queue, lock, result_ttl_ms} when aborted (the fields as
+--          the record has them, false when missing): the caller releases the
+--          unique lock and corrects the TTL with them.
+local got = redis.call('HMGET', KEYS[1], 'state', 'task', 'queue', 'lock', 'result_ttl_ms')
+local state = got[1]
+if not state and redis.call('EXISTS', KEYS[1]) == 0 then
+  return {0}
+end
 if state == 'succeeded' or state == 'failed' or state == 'aborted' then
-  return 0
+  return {2}
 end
 redis.call('HSET', KEYS[1], 'state', 'aborted', 'outcome', ARGV[1], 'finished_ms', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], got[5] or ARGV[3])
 redis.call('PUBLISH', ARGV[4], ARGV[1])
 redis.call('PUBLISH', ARGV[5], ARGV[6])
-return 1
+return {1, got[2], got[3], got[4], got[5]}
