@@ -132,6 +132,29 @@ class Client:
             0 if when is None else when.ms,
         )
 
+    def _fresh_record(self, job: NewJob) -> list[Command]:
+        """The record of a job sent to run now under a fresh id: plain HSET +
+        PEXPIRE, about a tenth of the Redis CPU of enqueue_record.lua. No worker
+        can have started a job whose message is not sent yet, and nothing else
+        writes a fresh id's record, so there is nothing to protect: the pipeline
+        runs them before the XADD on one connection."""
+        key = self.keys.job(job.job_id)
+        fields: list[Any] = [
+            "state",
+            "queued",
+            "task",
+            job.task,
+            "queue",
+            job.queue,
+            "enqueued_ms",
+            job.enqueued_ms,
+            "result_ttl_ms",
+            job.result_ttl_ms,
+        ]
+        if job.lock:
+            fields += ["lock", job.lock]
+        return [("HSET", key, *fields), ("PEXPIRE", key, job.result_ttl_ms)]
+
     def _xadd(self, job: NewJob) -> Command:
         return ("XADD", self.keys.stream(job.queue, job.level), "*", PAYLOAD_FIELD, job.payload)
 
@@ -159,7 +182,7 @@ class Client:
     async def enqueue(self, job: NewJob) -> None:
         """Send a job to run now: its record, then XADD."""
         async with broker_errors(self.url):
-            await self._send([self._record(job, None), self._xadd(job)])
+            await self._send([*self._fresh_record(job), self._xadd(job)])
 
     async def enqueue_delayed(self, job: NewJob, when: When) -> None:
         """Send a job to run later: its record (``scheduled``), then the message into
@@ -211,7 +234,7 @@ class Client:
         predecessor's worker will send)."""
         commands: list[Command] = []
         for job in jobs:
-            commands.append(self._record(job, None))
+            commands.extend(self._fresh_record(job))
             if job.payload is not None:
                 commands.append(self._xadd(job))
         async with broker_errors(self.url):

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from tests.chaos import chaosapp
-from tests.chaos.test_chaos import Chaos, chaos, servers, wait_started  # noqa: F401
+from tests.chaos.conftest import Chaos, wait_started
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
 
