@@ -263,7 +263,8 @@ async def eviction_policy(redis: Redis) -> str | None:
         reply = await redis.config_get("maxmemory-policy")
     except rex.ResponseError:  # NOPERM, unknown command
         reply = {}
-    value = _text(dict(reply).get("maxmemory-policy"))
+    found: dict[Any, Any] = dict(reply)
+    value = _text(found.get("maxmemory-policy", found.get(b"maxmemory-policy")))
     if value:
         return value
     try:

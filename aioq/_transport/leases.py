@@ -44,6 +44,7 @@ class LeaseRenewer:
         kwargs["socket_timeout"] = timeout
         kwargs["socket_connect_timeout"] = timeout
         kwargs.setdefault("socket_keepalive", True)
+        kwargs["decode_responses"] = False  # entry ids stay bytes, as everywhere
         if SYNC_PARSER is not None:
             kwargs["parser_class"] = SYNC_PARSER
         self._redis = redis.Redis.from_url(url, **kwargs)

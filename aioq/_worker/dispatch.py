@@ -138,6 +138,9 @@ class Dispatcher(LeaseKeeper):
             if isinstance(reply, bytes):
                 self._finished_already(entry, msg, reply)
                 continue
+            if isinstance(reply, CONNECTION_ERRORS):  # BUSY, LOADING…: it may have ended
+                self._spawn(self._give_back(entry))
+                continue
             attempt = reply if isinstance(reply, int) else 1
             if isinstance(reply, Exception):
                 log.warning("could not mark job %s started (%s); running it anyway", msg.id, reply)

@@ -287,6 +287,17 @@ def test_an_evicting_redis_is_reported_and_refused_with_strict(
     assert strict.returncode == 1
     assert "maxmemory-policy is volatile-lru" in strict.stderr
     assert "noeviction" in strict.stderr
+    # Under a supervisor (-w 2) the refusal ends the whole command, not a restart loop.
+    supervised = subprocess.run(
+        [*argv, "--strict", "-w", "2"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert supervised.returncode == 1
+    assert "failed to start twice" in supervised.stderr
     lax = subprocess.Popen(
         argv, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
