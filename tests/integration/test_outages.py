@@ -56,12 +56,20 @@ async def private_app(server: RedisServer) -> AsyncIterator[aioq.App]:
 
 def busy_for(server: RedisServer, seconds: float) -> threading.Thread:
     """Run a script that keeps Redis busy for ``seconds`` (from another client)."""
-    client = server.client()
+    # A socket timeout longer than the script: redis-py's default (5 s) would resend it.
+    client = redis.Redis(port=server.port, socket_timeout=60)
     client.config_set("busy-reply-threshold", 100)
 
     def run() -> None:
         try:
-            client.eval(BUSY_SCRIPT, 0, int(seconds * 1000))
+            while True:
+                try:
+                    client.eval(BUSY_SCRIPT, 0, int(seconds * 1000))
+                    return
+                except redis.ResponseError as exc:  # a worker's own script was running
+                    if "BUSY" not in str(exc):
+                        raise
+                    time.sleep(0.01)
         finally:
             client.close()
 
