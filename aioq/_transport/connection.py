@@ -211,22 +211,24 @@ async def wait_until_reachable(redis: Redis, url: str, timeout: float) -> None:
     """
     deadline = time.monotonic() + timeout
     delay = 0.25
-    waiting_for: str | None = None
+    waiting = False
     while True:
         try:
             async with broker_errors(url):
                 try:
                     await redis.ping()
                 except NOT_READY_ERRORS as exc:
-                    if waiting_for is None:
-                        waiting_for = outage_text(exc)
+                    if not waiting:
                         log.warning(
-                            "Redis at %s is not ready (%s); waiting for it", describe(url), exc
+                            "Redis at %s is not ready (%s); waiting for it",
+                            describe(url),
+                            outage_text(exc),
                         )
+                        waiting = True
                     deadline = time.monotonic() + timeout  # it is reachable
                     await anyio.sleep(0.25)
                     continue
-            if waiting_for is not None:
+            if waiting:
                 log.info("Redis at %s is ready", describe(url))
             return
         except BrokerUnavailable as exc:

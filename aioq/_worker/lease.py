@@ -139,9 +139,11 @@ class LeaseKeeper:
         """Renew every held lease from the event loop (before a recovery pass
         that follows a stall of the heartbeat thread)."""
         began = time.monotonic()
-        for stream, ids in _by_stream(self.held()).items():
-            found = await self.streams.renew(stream, self.worker_id, ids)
-            self._renewed({stream: found})
+        found = {
+            stream: await self.streams.renew(stream, self.worker_id, ids)
+            for stream, ids in _by_stream(self.held()).items()
+        }
+        self._renewed(found)
         self.renewed_at = max(self.renewed_at, began)
 
     # -- the heartbeat -------------------------------------------------------------
@@ -182,33 +184,32 @@ class LeaseKeeper:
             held = self.held()
             try:
                 found = renewer.renew(_by_stream(held))
-            except OUTAGE_ERRORS as exc:
+            except Exception as exc:
+                if stop.is_set():
+                    return  # the worker is closing the connection
                 self.note_outage()
                 if not failing:
-                    log.warning("cannot renew leases (%s); retrying", outage_text(exc))
+                    _log_renew_failure(exc)
                     failing = True
                 continue
-            except Exception:
-                self.note_outage()
-                if not failing:
-                    log.exception("renewing leases failed; retrying")
-                    failing = True
-                continue
-            done = time.monotonic()
-            gap = done - last_ok
-            last_ok = done
-            self.renewed_at = began
-            if held:
-                if gap > self.worst_gap:
-                    self.worst_gap = gap
-                if gap > self.lease.stale_after:
-                    log.warning("leases went %.2fs without renewal", gap)
             if failing:
                 log.info("renewing leases again")
                 failing = False
+            self.renewed_at = began
+            last_ok = self._measure(last_ok, bool(held))
             if any(r.taken or r.gone for r in found.values()):
                 with contextlib.suppress(RuntimeError):  # the loop is closing
                     loop.call_soon_threadsafe(self._renewed, found)
+
+    def _measure(self, last_ok: float, held: bool) -> float:
+        """Record the gap since the last successful renewal; returns now."""
+        done = time.monotonic()
+        gap = done - last_ok
+        if held:
+            self.worst_gap = max(self.worst_gap, gap)
+            if gap > self.lease.stale_after:
+                log.warning("leases went %.2fs without renewal", gap)
+        return done
 
     def _renewed(self, found: dict[str, Renewed]) -> None:
         """On the event loop: act on what a renewal found.
@@ -264,6 +265,13 @@ class LeaseKeeper:
                     failing = True
             else:
                 failing = False
+
+
+def _log_renew_failure(exc: Exception) -> None:
+    if isinstance(exc, OUTAGE_ERRORS):
+        log.warning("cannot renew leases (%s); retrying", outage_text(exc))
+    else:
+        log.error("renewing leases failed; retrying", exc_info=exc)
 
 
 def _by_stream(keys: list[Key]) -> dict[str, list[bytes]]:

@@ -235,11 +235,13 @@ class Worker:
     async def _prepare(self, redis: Redis) -> None:
         """Check the server, load the scripts, create the groups: retried through
         outages (a Redis still LOADING, BUSY, failing over) until they are done."""
-        failing = False
+        failing = checked = False
         while True:
             try:
-                await check_server_version(redis, self.app.url)
-                await self._check_eviction(redis)
+                if not checked:
+                    await check_server_version(redis, self.app.url)
+                    await self._check_eviction(redis)
+                    checked = True
                 await SCRIPTS.load_all(redis)
                 streams = Streams(redis, self.app.keys)
                 for queue in self.queues:
