@@ -43,7 +43,8 @@ class LeaseRenewer:
         kwargs = {k: v for k, v in options.items() if k not in _ASYNC_ONLY}
         kwargs["socket_timeout"] = timeout
         kwargs["socket_connect_timeout"] = timeout
-        kwargs.setdefault("socket_keepalive", True)
+        if url.startswith(("redis://", "rediss://")):
+            kwargs.setdefault("socket_keepalive", True)
         kwargs["decode_responses"] = False  # entry ids stay bytes, as everywhere
         if SYNC_PARSER is not None:
             kwargs["parser_class"] = SYNC_PARSER
