@@ -121,6 +121,7 @@ def define_counting_task(app: aioq.App, runs: dict[str, int]) -> Any:
     return job
 
 
+@pytest.mark.slow
 async def test_busy_redis_is_an_outage_not_a_crash(
     server: RedisServer,
     private_app: aioq.App,
@@ -149,6 +150,7 @@ async def test_busy_redis_is_an_outage_not_a_crash(
     assert "Traceback" not in caplog.text
 
 
+@pytest.mark.slow
 async def test_loading_redis_is_an_outage_not_a_crash(
     server: RedisServer,
     private_app: aioq.App,
