@@ -1,6 +1,7 @@
 """The ``aioq`` command line.
 
-aioq worker myapp.tasks:app [-Q default,math] [-c 100] [-w 1] [--scheduler] [--log-level info]
+aioq worker myapp.tasks:app [-Q default,math] [-c 100] [--threads N] [-w 1] [--scheduler]
+            [--strict] [--log-level info]
 aioq scheduler myapp.tasks:app
 aioq schedule list myapp.tasks:app
 """
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from .errors import BrokerUnavailable
+from .errors import BrokerUnavailable, ConfigurationError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -66,6 +67,13 @@ def _parser() -> argparse.ArgumentParser:
         help="tasks run at once per process (default 100)",
     )
     w.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="sync tasks run at once per process, each in a thread (default: 4 per CPU "
+        "core, at most -c); more wait for a thread while holding their slot",
+    )
+    w.add_argument(
         "-w",
         "--workers",
         type=int,
@@ -92,6 +100,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also send the app's periodic schedules (safe in any number of workers: "
         "each tick is sent once)",
+    )
+    w.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse to start on a Redis that may lose data silently (a maxmemory-policy "
+        "other than noeviction); without it a warning is logged",
     )
     w.add_argument("--name", help=argparse.SUPPRESS)
 
@@ -145,6 +159,8 @@ def _run_worker(args: argparse.Namespace) -> int:
         connect_timeout=args.connect_timeout,
         name=args.name,
         scheduler=args.scheduler,
+        threads=args.threads,
+        strict=args.strict,
     )
 
     async def main() -> None:
@@ -162,7 +178,6 @@ def _run_worker(args: argparse.Namespace) -> int:
 
 def _run_scheduler(args: argparse.Namespace) -> int:
     from ._worker.scheduler import Scheduler
-    from .errors import ConfigurationError
 
     app = load_app(args.app)
     try:
@@ -249,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "worker":
             if args.workers < 1 or args.concurrency < 1:
                 raise CliError("--workers and --concurrency must be at least 1")
+            if args.threads is not None and args.threads < 1:
+                raise CliError("--threads must be at least 1")
             if args.workers > 1:
                 from ._worker.supervisor import supervise
 
@@ -262,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
             return _run_scheduler(args)
         if args.command == "schedule":
             return _schedule_list(args)
-    except (CliError, BrokerUnavailable) as exc:
+    except (CliError, BrokerUnavailable, ConfigurationError) as exc:
         print(f"aioq: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -21,13 +21,91 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("aioq")
 
-CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
-    rex.ConnectionError,
+
+class BusyError(rex.ResponseError):
+    """``BUSY``: Redis is running someone's slow script or function and serves no
+    other command until it ends (redis-py has no class for this reply)."""
+
+
+OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
+    rex.ConnectionError,  # includes LOADING (BusyLoadingError) and refused credentials
     rex.TimeoutError,
-    rex.AuthenticationError,
-    rex.BusyLoadingError,
+    BusyError,  # BUSY
+    rex.ReadOnlyError,  # READONLY: a failover made our node a replica
+    rex.ClusterDownError,  # CLUSTERDOWN, MASTERDOWN
+    rex.TryAgainError,  # TRYAGAIN: a slot is being migrated
+    rex.AskError,  # ASK, MOVED: a slot moved
     OSError,
 )
+"""Every error that means "Redis cannot serve us right now", not "aioq did something
+wrong": the network, a restart (LOADING), someone's slow script (BUSY), a failover
+(READONLY, MASTERDOWN) or a resharding (TRYAGAIN, CLUSTERDOWN, MOVED/ASK). Every loop
+of a worker treats them alike: log once, back off, carry on, lose nothing."""
+
+REDIS_ERRORS: tuple[type[BaseException], ...] = (*OUTAGE_ERRORS, rex.RedisError)
+"""Outages and every error reply: what a background loop catches so that nothing
+Redis says can stop a worker."""
+
+CONNECTION_ERRORS = OUTAGE_ERRORS
+"""The older name of ``OUTAGE_ERRORS`` (the same tuple)."""
+
+NOT_READY_ERRORS: tuple[type[BaseException], ...] = (
+    rex.BusyLoadingError,
+    BusyError,
+    rex.ClusterDownError,
+    rex.TryAgainError,
+)
+"""Replies proving Redis is up but cannot serve yet: waiting for it is always right."""
+
+_CODES: tuple[tuple[type[BaseException], str], ...] = (
+    (rex.BusyLoadingError, "LOADING"),
+    (BusyError, "BUSY"),
+    (rex.ReadOnlyError, "READONLY"),
+    (rex.MasterDownError, "MASTERDOWN"),
+    (rex.ClusterDownError, "CLUSTERDOWN"),
+    (rex.TryAgainError, "TRYAGAIN"),
+    (rex.MovedError, "MOVED"),
+    (rex.AskError, "ASK"),
+)
+
+
+def outage_text(exc: BaseException) -> str:
+    """An outage error for a log line, with Redis' error code (``BUSY …``) when
+    it has one (redis-py strips the code from the message)."""
+    text = str(exc) or type(exc).__name__
+    for cls, code in _CODES:
+        if isinstance(exc, cls):
+            return text if text.startswith(code) else f"{code} {text}"
+    return text
+
+
+def _with_busy(base: type[Any]) -> type[Any]:
+    """A reply parser that raises ``BusyError`` for ``BUSY`` (else a bare ResponseError)."""
+    return type(
+        f"Busy{base.__name__}",
+        (base,),
+        {"EXCEPTION_CLASSES": {**base.EXCEPTION_CLASSES, "BUSY": BusyError}},
+    )
+
+
+def _async_parser() -> type[Any] | None:
+    try:
+        from redis.asyncio.connection import DefaultParser
+    except ImportError:  # pragma: no cover - another redis-py layout
+        return None
+    return _with_busy(DefaultParser)
+
+
+def _sync_parser() -> type[Any] | None:
+    try:
+        from redis.connection import DefaultParser
+    except ImportError:  # pragma: no cover - another redis-py layout
+        return None
+    return _with_busy(DefaultParser)
+
+
+_ASYNC_PARSER = _async_parser()
+SYNC_PARSER = _sync_parser()
 
 
 OPERATION_TIMEOUT = 15.0
@@ -89,6 +167,8 @@ def connect(url: str, **options: Any) -> Redis:
     # instead of failing with "Too many connections" (redis-py's default pool).
     options.setdefault("max_connections", 100)
     options.setdefault("timeout", OPERATION_TIMEOUT)
+    if _ASYNC_PARSER is not None:
+        options.setdefault("parser_class", _ASYNC_PARSER)
     if url.startswith("redis://") and _pack is not None:
         options.setdefault("connection_class", PackedConnection)
     return Redis.from_pool(BlockingConnectionPool.from_url(url, **options))  # closes it too
@@ -124,14 +204,32 @@ async def broker_errors(url: str) -> AsyncIterator[None]:
 async def wait_until_reachable(redis: Redis, url: str, timeout: float) -> None:
     """PING until Redis answers, logging one line per failed try.
 
-    Raises ``BrokerUnavailable`` once ``timeout`` seconds have passed.
+    Raises ``BrokerUnavailable`` once Redis has been unreachable for ``timeout``
+    seconds. A Redis that answers but cannot serve yet (LOADING a big dataset,
+    BUSY with someone's script) is there: it is waited for however long it takes,
+    with one log line.
     """
     deadline = time.monotonic() + timeout
     delay = 0.25
+    waiting = False
     while True:
         try:
             async with broker_errors(url):
-                await redis.ping()
+                try:
+                    await redis.ping()
+                except NOT_READY_ERRORS as exc:
+                    if not waiting:
+                        log.warning(
+                            "Redis at %s is not ready (%s); waiting for it",
+                            describe(url),
+                            outage_text(exc),
+                        )
+                        waiting = True
+                    deadline = time.monotonic() + timeout  # it is reachable
+                    await anyio.sleep(0.25)
+                    continue
+            if waiting:
+                log.info("Redis at %s is ready", describe(url))
             return
         except BrokerUnavailable as exc:
             left = deadline - time.monotonic()
@@ -155,3 +253,44 @@ async def check_server_version(redis: Redis, url: str) -> None:
         raise BrokerUnavailable(
             f"Redis at {describe(url)} is version {version}; aioq needs 7.0 or newer"
         )
+
+
+NOEVICTION = "noeviction"
+
+
+async def eviction_policy(redis: Redis) -> str | None:
+    """Redis' ``maxmemory-policy``: from CONFIG GET, or from ``INFO memory`` when
+    an ACL (or a renamed command) refuses CONFIG. None when neither tells."""
+    try:
+        reply = await redis.config_get("maxmemory-policy")
+    except rex.ResponseError:  # NOPERM, unknown command
+        reply = {}
+    found: dict[Any, Any] = dict(reply)
+    value = _text(found.get("maxmemory-policy", found.get(b"maxmemory-policy")))
+    if value:
+        return value
+    try:
+        info = await redis.info("memory")
+    except rex.ResponseError:
+        return None
+    return _text(info.get("maxmemory_policy")) or None
+
+
+def eviction_problem(url: str, policy: str | None) -> str | None:
+    """Why ``policy`` is unsafe for aioq, in one message; None when it is safe."""
+    if policy is None or policy == NOEVICTION:
+        return None
+    return (
+        f"Redis at {describe(url)}: maxmemory-policy is {policy}, not {NOEVICTION}. "
+        "When memory runs short Redis then deletes keys silently: finished jobs' records "
+        "and results (their waiters see 'queued' forever), queued and delayed messages, "
+        "unique-job locks and workflow barriers, and aioq cannot tell. With noeviction "
+        "a full Redis refuses writes instead, which aioq retries without losing work. "
+        "Set `maxmemory-policy noeviction` (CONFIG SET and redis.conf)"
+    )
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode()
+    return "" if value is None else str(value)

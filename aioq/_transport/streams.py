@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any, cast
 
 from redis import exceptions as rex
 
-from .connection import CONNECTION_ERRORS, OPERATION_TIMEOUT, bounded
+from .connection import OPERATION_TIMEOUT, REDIS_ERRORS, bounded, outage_text
 from .keys import GROUP, LEVELS, PAYLOAD_FIELD, Keyspace
 from .outcomes import Outcomes
 from .scripts import SCRIPTS, run_pipeline
-from .types import Admit, Completion, Done, Entry, Finish, Start, Wrote
+from .types import Admit, Claimed, Completion, Done, Entry, Finish, Renewed, Start, Wrote
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -24,12 +24,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("aioq.worker")
 
+CLAIM_PAGE_MIN = 100
+CLAIM_PAGE_MAX = 1000
+"""Pending entries one recovery pass reads per stream: 10 per message wanted, within these."""
+
+
 __all__ = [
     "Admit",
+    "Claimed",
     "Completion",
     "Done",
     "Entry",
     "Finish",
+    "Renewed",
     "Start",
     "Streams",
     "Wrote",
@@ -175,9 +182,9 @@ class Streams(Outcomes):
                     msg = await pubsub.get_message(timeout=None)
                     if msg is not None and msg["type"] == "message":
                         yield msg["data"].decode()
-            except CONNECTION_ERRORS as exc:
+            except REDIS_ERRORS as exc:
                 if not outage:
-                    log.warning("abort channel lost (%s); resubscribing", exc)
+                    log.warning("abort channel lost (%s); resubscribing", outage_text(exc))
                     outage = True
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -265,31 +272,37 @@ class Streams(Outcomes):
         """Release a unique job's lock (``keep_ms`` 0), or keep it ``keep_ms`` more."""
         await SCRIPTS.call(self.redis, "unlock", [lock], [job_id, keep_ms])
 
-    async def renew(self, stream: str, consumer: str, ids: Sequence[bytes]) -> list[bytes]:
-        """Refresh the lease on ``ids`` of ``stream``; returns those this consumer
-        no longer owns."""
-        lost: list[bytes] = await SCRIPTS.call(
-            self.redis, "renew", [stream], [GROUP, consumer, *ids]
-        )
-        return lost
+    async def renew(self, stream: str, consumer: str, ids: Sequence[bytes]) -> Renewed:
+        """Refresh the lease on ``ids`` of ``stream``; tells which ones another
+        consumer took over and which are no longer pending (acked or deleted)."""
+        async with bounded():
+            taken, gone = await SCRIPTS.call(self.redis, "renew", [stream], [GROUP, consumer, *ids])
+        return Renewed(list(taken), list(gone))
 
     async def claim(
         self, queue: str, consumer: str, min_idle_ms: int, cursors: list[bytes], count: int
-    ) -> tuple[list[bytes], list[Entry], int]:
-        """Take over up to ``count`` entries of ``queue`` idle longer than
-        ``min_idle_ms`` (a dead worker's), most urgent level first.
+    ) -> Claimed:
+        """Take over up to ``count`` entries of ``queue`` that other consumers let
+        idle longer than ``min_idle_ms`` (a dead or stalled worker's), most urgent
+        level first. This consumer's own idle entries are listed, never claimed.
 
-        Returns the next XAUTOCLAIM cursor of each level stream (follow them:
-        each call scans a bounded part of the pending lists), the claimed
-        entries with their delivery counts, and how many pending ids had been
-        deleted from the streams.
+        Follow the returned cursors: each call reads a bounded page of each
+        level's pending list.
         """
         keys = self.keys.level_streams(queue)
+        page = min(CLAIM_PAGE_MAX, max(CLAIM_PAGE_MIN, 10 * count))
         async with bounded():
             reply = await SCRIPTS.call(
-                self.redis, "claim", keys, [GROUP, consumer, min_idle_ms, count, *cursors]
+                self.redis,
+                "claim",
+                keys,
+                [GROUP, consumer, min_idle_ms, count, page, *cursors],
             )
         n = len(keys)
+        mine_count = int(reply[n + 1])
+        at = n + 2
+        mine = [(keys[int(reply[i]) - 1], reply[i + 1]) for i in range(at, at + 2 * mine_count, 2)]
+        at += 2 * mine_count
         entries = [
             Entry(
                 keys[int(reply[i]) - 1],
@@ -299,24 +312,45 @@ class Streams(Outcomes):
                 _payload(reply[i + 2]),
                 int(reply[i + 3]),
             )
-            for i in range(n + 1, len(reply), 4)
+            for i in range(at, len(reply), 4)
         ]
-        return list(reply[:n]), entries, int(reply[n])
+        return Claimed(list(reply[:n]), entries, int(reply[n]), mine)
 
-    async def remove_consumer_if_idle(self, stream: str, consumer: str) -> None:
-        """Delete this consumer from the group when it holds no pending entries
-        (deleting one that does would orphan them)."""
-        info = await self.redis.xpending_range(stream, GROUP, "-", "+", 1, consumername=consumer)
-        if not info:
-            await self.redis.xgroup_delconsumer(stream, GROUP, consumer)
+    async def reclaim(
+        self, queue: str, level: int, consumer: str, ids: Sequence[bytes], min_idle_ms: int
+    ) -> list[Entry]:
+        """Deliver this consumer's own idle entries of one level stream to it again
+        (ones it no longer holds: given back, or left by a task that went wrong)."""
+        stream = self.keys.stream(queue, level)
+        async with bounded():
+            reply = await SCRIPTS.call(
+                self.redis, "reclaim", [stream], [GROUP, consumer, min_idle_ms, *ids]
+            )
+        return [
+            Entry(stream, queue, level, reply[i], _payload(reply[i + 1]), int(reply[i + 2]))
+            for i in range(0, len(reply), 3)
+        ]
+
+    async def forget_consumers(
+        self, streams: Sequence[str], min_idle_ms: int, keep: str = "", only: str = ""
+    ) -> list[str]:
+        """Delete consumers of ``streams`` idle at least ``min_idle_ms`` that hold
+        no pending entry, except ``keep`` (or only ``only``); returns their names."""
+        async with bounded():
+            removed = await SCRIPTS.call(
+                self.redis, "forget_consumers", list(streams), [GROUP, min_idle_ms, keep, only]
+            )
+        return [r.decode() if isinstance(r, bytes) else str(r) for r in removed]
 
     async def release(self, stream: str, consumer: str, ids: Sequence[bytes], idle_ms: int) -> None:
         """Hand unfinished entries back at once: mark them idle for ``idle_ms`` so
-        the next recovery pass of any worker claims them (used on shutdown)."""
+        the next recovery pass of any other worker claims them (on shutdown), or
+        this worker's own pass takes them back (after a failed start)."""
         if ids:
-            await self.redis.xclaim(
-                stream, GROUP, consumer, 0, list(ids), idle=idle_ms, justid=True
-            )
+            async with bounded():
+                await self.redis.xclaim(
+                    stream, GROUP, consumer, 0, list(ids), idle=idle_ms, justid=True
+                )
 
 
 def _payload(fields: Any) -> bytes | None:

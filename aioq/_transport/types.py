@@ -82,3 +82,25 @@ class Done(NamedTuple):
 
     wrote: Wrote
     acked: bool
+
+
+class Renewed(NamedTuple):
+    """What renewing a stream's leases found."""
+
+    taken: list[bytes]
+    """Entries another consumer owns now: a takeover."""
+    gone: list[bytes]
+    """Entries no longer pending: acked (usually just now, by this worker) or deleted."""
+
+
+class Claimed(NamedTuple):
+    """One recovery pass over a queue."""
+
+    cursors: list[bytes]
+    """Where each level stream's next pass starts."""
+    entries: list[Entry]
+    """Entries taken over, with their delivery counts."""
+    deleted: int
+    """Pending ids whose entries had been deleted from the stream."""
+    mine: list[tuple[str, bytes]]
+    """This consumer's own idle entries (stream, id): not claimed."""

@@ -2,6 +2,9 @@
 
 The supervisor restarts a child that dies (a crash, an OOM kill), forwards
 SIGTERM/SIGINT to every child so they drain, and exits once all have stopped.
+A child that fails right at start twice in a row (``--strict`` refusing an
+evicting Redis, a bad setting) is not restarted in a loop: the supervisor stops
+every child and exits with that child's code.
 Children are plain ``python -m aioq worker … -w 1`` processes: nothing is
 shared between them but Redis.
 """
@@ -21,56 +24,80 @@ if TYPE_CHECKING:
 log = logging.getLogger("aioq.supervisor")
 
 RESTART_DELAY = 1.0
+START_FAILURE = 10.0
+"""A child exiting non-zero within this many seconds of its start failed to start."""
 
 
 def supervise(child_argv: Sequence[str], processes: int) -> int:
     """Run ``processes`` children with ``child_argv``; returns the exit code."""
-    argv = [sys.executable, "-m", "aioq", *child_argv]
-    children: dict[int, subprocess.Popen[bytes]] = {}
-    stopping = 0
+    supervisor = _Supervisor([sys.executable, "-m", "aioq", *child_argv])
+    signal.signal(signal.SIGTERM, supervisor.on_signal)
+    signal.signal(signal.SIGINT, supervisor.on_signal)
+    for slot in range(processes):
+        supervisor.spawn(slot)
+    while supervisor.children:
+        time.sleep(0.2)
+        for slot, proc in list(supervisor.children.items()):
+            code = proc.poll()
+            if code is not None:
+                del supervisor.children[slot]
+                supervisor.exited(slot, proc, code)
+    return supervisor.worst
 
-    def on_signal(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping += 1
-        log.info(
-            "supervisor received %s: stopping %d worker process(es)",
-            signal.Signals(signum).name,
-            len(children),
-        )
-        for proc in children.values():
+
+class _Supervisor:
+    def __init__(self, argv: list[str]) -> None:
+        self.argv = argv
+        self.children: dict[int, subprocess.Popen[bytes]] = {}
+        self.stopping = 0
+        self.worst = 0
+        self._started: dict[int, float] = {}
+        self._failed_starts: dict[int, int] = {}
+
+    def spawn(self, slot: int) -> None:
+        # Children ignore the terminal's SIGINT group delivery: the supervisor
+        # forwards signals itself, exactly once.
+        self.children[slot] = subprocess.Popen(self.argv, start_new_session=True)
+        self._started[slot] = time.monotonic()
+        log.info("started worker process %d (pid %d)", slot, self.children[slot].pid)
+
+    def stop_all(self, signum: int) -> None:
+        self.stopping += 1
+        for proc in self.children.values():
             if proc.poll() is None:
                 proc.send_signal(signum)
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    def on_signal(self, signum: int, _frame: object) -> None:
+        log.info(
+            "supervisor received %s: stopping %d worker process(es)",
+            signal.Signals(signum).name,
+            len(self.children),
+        )
+        self.stop_all(signum)
 
-    def spawn(slot: int) -> None:
-        # Children ignore the terminal's SIGINT group delivery: the supervisor
-        # forwards signals itself, exactly once.
-        children[slot] = subprocess.Popen(argv, start_new_session=True)
-        log.info("started worker process %d (pid %d)", slot, children[slot].pid)
-
-    for slot in range(processes):
-        spawn(slot)
-    worst = 0
-    while children:
-        time.sleep(0.2)
-        for slot, proc in list(children.items()):
-            code = proc.poll()
-            if code is None:
-                continue
-            del children[slot]
-            if stopping:
-                worst = max(worst, code if code > 0 else 0)
-                continue
-            log.warning(
-                "worker process %d (pid %d) exited with %s; restarting it in %gs",
+    def exited(self, slot: int, proc: subprocess.Popen[bytes], code: int) -> None:
+        """A child ended: restart it, unless stopping or it cannot start at all."""
+        if self.stopping:
+            self.worst = max(self.worst, code if code > 0 else 0)
+            return
+        quick = code > 0 and time.monotonic() - self._started[slot] < START_FAILURE
+        self._failed_starts[slot] = self._failed_starts.get(slot, 0) + 1 if quick else 0
+        if self._failed_starts[slot] >= 2:
+            log.error(
+                "worker process %d failed to start twice (exit %s; see its error above); stopping",
                 slot,
-                proc.pid,
                 code,
-                RESTART_DELAY,
             )
-            time.sleep(RESTART_DELAY)
-            if not stopping:
-                spawn(slot)
-    return worst
+            self.worst = max(self.worst, code if code > 0 else 1)
+            self.stop_all(signal.SIGTERM)
+            return
+        log.warning(
+            "worker process %d (pid %d) exited with %s; restarting it in %gs",
+            slot,
+            proc.pid,
+            code,
+            RESTART_DELAY,
+        )
+        time.sleep(RESTART_DELAY)
+        if not self.stopping:
+            self.spawn(slot)

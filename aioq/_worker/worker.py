@@ -8,8 +8,14 @@ Shape of one worker process (one event loop)::
     ├── executors   one task per message, at most ``concurrency`` at once
     │               → run_attempt → completer.submit (slot held until written)
     ├── completer   outcome + ack + publish for a whole tick in one pipeline
-    ├── heartbeat   renews the lease on every in-flight entry (renew.lua)
+    ├── heartbeat   a thread of its own, with its own connection: renews the
+    │               lease on every held entry (renew.lua), whatever the tasks do
+    ├── sweep       now and then: removes dead workers' consumers that hold nothing
     └── signals     first SIGTERM/SIGINT: drain; second: cancel at once
+
+Sync tasks run in at most ``threads`` threads (default: 4 per CPU core), apart
+from the ``concurrency`` slots: a hundred CPU-bound threads would starve the
+event loop and every thread but theirs of the GIL.
 """
 
 from __future__ import annotations
@@ -17,10 +23,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
 import signal
 import socket
-import time
 import uuid
 from typing import TYPE_CHECKING
 
@@ -28,23 +32,31 @@ import anyio
 from redis import exceptions as rex
 
 from .._transport.connection import (
-    CONNECTION_ERRORS,
+    OUTAGE_ERRORS,
+    REDIS_ERRORS,
     check_server_version,
     connect,
+    eviction_policy,
+    eviction_problem,
+    outage_text,
     wait_until_reachable,
 )
 from .._transport.keys import LEVELS
+from .._transport.leases import LeaseRenewer
 from .._transport.scripts import SCRIPTS
 from .._transport.streams import Entry, Streams
+from ..errors import ConfigurationError
 from .completer import Completer
 from .dispatch import Dispatcher
 from .lease import Lease
+from .recovery import Recovery
 from .scheduler import Scheduler
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from anyio.abc import TaskStatus
+    from redis.asyncio import Redis
 
     from ..app import App
 
@@ -55,6 +67,17 @@ PUMP_IDLE = 0.5
 PUMP_BATCH = 500
 FAIRNESS = 10
 """One read in this many takes the least urgent priority levels first."""
+RETRY_MAX = 2.0
+"""Longest pause between two tries of a loop that meets an outage, in seconds."""
+
+
+def default_threads(concurrency: int) -> int:
+    """Threads for sync tasks: 4 per CPU core this process may use, at most ``concurrency``."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(concurrency, 4 * cores))
 
 
 class Worker:
@@ -70,6 +93,12 @@ class Worker:
         block: seconds one XREADGROUP waits for new messages.
         scheduler: also run the app's periodic schedules (``Scheduler``); any
             number of workers may, each tick is still sent once.
+        threads: most sync tasks running at once, each in a thread (default: 4
+            per CPU core, at most ``concurrency``). The rest wait for a thread
+            while holding their slot (their leases are kept).
+        strict: refuse to start (``ConfigurationError``) on a Redis that may lose
+            aioq's data silently: a ``maxmemory-policy`` other than ``noeviction``.
+            Without it, a warning is logged.
     """
 
     def __init__(
@@ -83,9 +112,13 @@ class Worker:
         block: float = 1.0,
         name: str | None = None,
         scheduler: bool = False,
+        threads: int | None = None,
+        strict: bool = False,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        if threads is not None and threads < 1:
+            raise ValueError("threads must be at least 1")
         self.app = app
         self.queues = list(dict.fromkeys(queues or app.queues()))
         self.concurrency = concurrency
@@ -93,6 +126,8 @@ class Worker:
         self.connect_timeout = connect_timeout
         self.block_ms = max(1, int(block * 1000))
         self.scheduler = scheduler
+        self.threads = threads if threads is not None else default_threads(concurrency)
+        self.strict = strict
         self.id = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._free = concurrency
         self._reading = 0  # slots reserved by the read in progress
@@ -102,19 +137,19 @@ class Worker:
         self.ready = anyio.Event()
         """Set once the worker has connected, created its groups and started reading."""
         self._rotate = 0
-        self._claim_cursors = {q: [b"0-0"] * LEVELS for q in self.queues}
         self._levels = {
             app.keys.stream(q, level): (q, level) for q in self.queues for level in range(LEVELS)
         }
         """Every level stream this worker reads: key → (queue, level)."""
         self._reads = 0
-        self._next_claim = 0.0
-        self._threads = anyio.CapacityLimiter(concurrency)
+        self._pause = 0.1  # between reads while Redis fails
+        self._threads = anyio.CapacityLimiter(self.threads)
         self._vt_ms = int(app.visibility_timeout * 1000)
         self._lease = Lease.for_timeout(app.visibility_timeout)
         self._streams: Streams
         self._completer: Completer
         self._dispatcher: Dispatcher | None = None
+        self._recovery: Recovery
 
     # -- control ---------------------------------------------------------------
 
@@ -134,6 +169,12 @@ class Worker:
         """Messages held right now (running or waiting for their completion write)."""
         return self.concurrency - self._free - self._reading
 
+    @property
+    def worst_renewal_gap(self) -> float:
+        """The longest time, in seconds, this worker's held leases went without a
+        renewal (it must stay well below the visibility timeout)."""
+        return self._dispatcher.worst_gap if self._dispatcher is not None else 0.0
+
     # -- main ------------------------------------------------------------------
 
     async def run(
@@ -146,11 +187,10 @@ class Worker:
         redis = connect(self.app.url, **self.app.redis_options)
         try:
             await wait_until_reachable(redis, self.app.url, self.connect_timeout)
-            await check_server_version(redis, self.app.url)
-            await SCRIPTS.load_all(redis)
+            await self._prepare(redis)
             self._streams = Streams(redis, self.app.keys)
             self._completer = Completer(self._streams, self.id)
-            self._dispatcher = Dispatcher(
+            dispatcher = self._dispatcher = Dispatcher(
                 self.app,
                 self.id,
                 self._streams,
@@ -159,30 +199,67 @@ class Worker:
                 self._release,
                 self._poke_pump,
             )
-            for queue in self.queues:
-                await self._streams.ensure_group(queue)
+            self._recovery = Recovery(
+                self._streams, self.app.keys, self.queues, self.id, self._lease, dispatcher
+            )
             self._log_startup()
-            async with anyio.create_task_group() as services:
-                if handle_signals:
-                    services.start_soon(self._handle_signals)
-                services.start_soon(self._completer.run)
-                services.start_soon(self._pump)
-                services.start_soon(self._dispatcher.heartbeat)
-                services.start_soon(self._dispatcher.abort_listener)
-                if self.scheduler:
-                    services.start_soon(Scheduler(self.app, redis).run)
-                async with asyncio.TaskGroup() as executors:
-                    self._dispatcher.bind(executors)
-                    task_status.started()
-                    self.ready.set()
-                    await self._read_loop()
-                    await self._drain()
-                await self._release_unfinished()
-                services.cancel_scope.cancel()
+            renewer = LeaseRenewer(
+                self.app.url, self.app.redis_options, self.id, max(1.0, self._lease.stale_after)
+            )
+            with dispatcher.keeping_leases(renewer):
+                async with anyio.create_task_group() as services:
+                    if handle_signals:
+                        services.start_soon(self._handle_signals)
+                    services.start_soon(self._completer.run)
+                    services.start_soon(self._pump)
+                    services.start_soon(dispatcher.heartbeat)
+                    services.start_soon(dispatcher.abort_listener)
+                    services.start_soon(self._recovery.sweep_forever)
+                    if self.scheduler:
+                        services.start_soon(Scheduler(self.app, redis).run)
+                    async with asyncio.TaskGroup() as executors:
+                        dispatcher.bind(executors)
+                        task_status.started()
+                        self.ready.set()
+                        await self._read_loop()
+                        await self._drain()
+                    await self._release_unfinished()
+                    services.cancel_scope.cancel()
             await self._forget_self()
         finally:
             await redis.aclose()
         log.info("worker %s stopped", self.id)
+
+    async def _prepare(self, redis: Redis) -> None:
+        """Check the server, load the scripts, create the groups: retried through
+        outages (a Redis still LOADING, BUSY, failing over) until they are done."""
+        failing = checked = False
+        while True:
+            try:
+                if not checked:
+                    await check_server_version(redis, self.app.url)
+                    await self._check_eviction(redis)
+                    checked = True
+                await SCRIPTS.load_all(redis)
+                streams = Streams(redis, self.app.keys)
+                for queue in self.queues:
+                    await streams.ensure_group(queue)
+                return
+            except OUTAGE_ERRORS as exc:
+                if not failing:
+                    log.warning("Redis cannot serve yet (%s); retrying", outage_text(exc))
+                    failing = True
+                await anyio.sleep(0.5)
+
+    async def _check_eviction(self, redis: Redis) -> None:
+        """An evicting Redis deletes records, messages and locks silently: say so
+        (refuse to start with ``strict``)."""
+        problem = eviction_problem(self.app.url, await eviction_policy(redis))
+        if problem is None:
+            return
+        if self.strict:
+            raise ConfigurationError(f"{problem}; refusing to start (strict)")
+        log.warning("%s", problem)
 
     def _log_startup(self) -> None:
         for queue in self.queues:
@@ -261,39 +338,57 @@ class Worker:
             self._reading = n
             try:
                 entries = await self._fetch(n)
-            except CONNECTION_ERRORS as exc:
-                self._release(n)
-                if not outage:
-                    log.warning("lost Redis while reading (%s); retrying", exc)
-                    outage = True
-                await anyio.sleep(0.5)
-                continue
             except rex.ResponseError as exc:
                 self._release(n)
-                if "NOGROUP" not in str(exc):
-                    raise
-                log.warning("consumer group missing (Redis lost its data?); recreating it")
-                for queue in self.queues:
-                    await self._streams.ensure_group(queue)
+                if "NOGROUP" in str(exc):
+                    log.warning("consumer group missing (Redis lost its data?); recreating it")
+                    await self._recreate_groups()
+                    continue
+                if not isinstance(exc, (*OUTAGE_ERRORS, rex.OutOfMemoryError)):
+                    raise  # a configuration error, e.g. a key of the wrong type
+                outage = await self._outage(exc, outage)
+                continue
+            except OUTAGE_ERRORS as exc:
+                self._release(n)
+                outage = await self._outage(exc, outage)
                 continue
             finally:
                 self._reading = 0
+            # What was read is held from now on: renewed until its task runs.
+            dispatcher.reading = tuple(e.key for e in entries)
             if outage:
-                log.info("Redis is reachable again; reading resumed")
+                log.info("Redis answers again; reading resumed")
                 outage = False
+                self._pause = 0.1
             if len(entries) < n:
                 self._release(n - len(entries))
             if entries:
                 await dispatcher.dispatch(entries)
 
+    async def _outage(self, exc: BaseException, known: bool) -> bool:
+        """Redis cannot serve reads now: log once, back off; returns True."""
+        assert self._dispatcher is not None
+        self._dispatcher.note_outage()
+        if not known:
+            log.warning("cannot read from Redis (%s); retrying", outage_text(exc))
+        await anyio.sleep(self._pause)
+        self._pause = min(self._pause * 2, RETRY_MAX)
+        return True
+
+    async def _recreate_groups(self) -> None:
+        try:
+            for queue in self.queues:
+                await self._streams.ensure_group(queue)
+        except OUTAGE_ERRORS as exc:
+            log.warning("could not recreate the consumer groups yet (%s)", outage_text(exc))
+            await anyio.sleep(0.5)
+
     async def _fetch(self, n: int) -> list[Entry]:
         """Up to ``n`` entries: a dead worker's, when a recovery pass is due, else new ones."""
-        if time.monotonic() >= self._next_claim:
-            # Frequent passes (one cheap XAUTOCLAIM per queue) keep recovery close
+        if self._recovery.due():
+            # Frequent passes (one cheap claim.lua per queue) keep recovery close
             # to the lease itself.
-            every = self._lease.claim_every
-            self._next_claim = time.monotonic() + every * random.uniform(0.75, 1.25)
-            entries = await self._claim(n)
+            entries = await self._recovery.claim(n)
             if entries:
                 return entries
         return await self._read(n)
@@ -330,38 +425,6 @@ class Worker:
             )
         await self._streams.wait(after, self.block_ms)
         return []
-
-    async def _claim(self, n: int) -> list[Entry]:
-        """Take over entries idle longer than the visibility timeout (a dead worker's)."""
-        claimed: list[Entry] = []
-        for queue in self.queues:
-            if len(claimed) >= n:
-                break
-            cursors, entries, deleted = await self._streams.claim(
-                queue,
-                self.id,
-                self._lease.claim_idle_ms,
-                self._claim_cursors[queue],
-                n - len(claimed),
-            )
-            self._claim_cursors[queue] = cursors
-            if deleted:
-                log.warning(
-                    "%d pending message(s) of queue %r were deleted before they were processed",
-                    deleted,
-                    queue,
-                )
-            if entries:
-                # XAUTOCLAIM counted this delivery; a message that keeps coming
-                # back is dead-lettered by max_deliveries instead of looping.
-                log.warning(
-                    "recovered %d message(s) of queue %r from a worker that stopped "
-                    "renewing its lease",
-                    len(entries),
-                    queue,
-                )
-            claimed.extend(entries)
-        return claimed
 
     # -- delayed messages ------------------------------------------------------
 
@@ -412,17 +475,16 @@ class Worker:
             for stream, ids in left.items():
                 try:
                     await self._streams.release(stream, self.id, ids, self._vt_ms)
-                except CONNECTION_ERRORS:
+                except REDIS_ERRORS as exc:
+                    # Their leases lapse instead: recovered within the visibility timeout.
+                    log.warning("could not hand back unfinished messages (%s)", outage_text(exc))
                     return
 
     async def _forget_self(self) -> None:
         """Remove this consumer from its groups when it holds nothing."""
         with anyio.move_on_after(5):
-            for queue in self.queues:
-                for stream in self.app.keys.level_streams(queue):
-                    try:
-                        await self._streams.remove_consumer_if_idle(stream, self.id)
-                    except rex.ResponseError:
-                        continue  # no such stream or group: nothing to forget
-                    except CONNECTION_ERRORS:
-                        return
+            try:
+                await self._recovery.forget(self.id)
+            except REDIS_ERRORS as exc:
+                # A consumer left behind is removed by other workers' sweeps.
+                log.info("could not remove this worker's consumer (%s)", outage_text(exc))

@@ -8,6 +8,7 @@ import asyncio
 import os
 import time
 
+import redis
 import redis.asyncio as aredis
 
 import aioq
@@ -65,4 +66,26 @@ async def limited(ctx: aioq.Context, ms: int) -> int:
     await oracle().hincrby("executions", ctx.job_id, 1)
     await oracle().rpush("starts", repr(now))
     await asyncio.sleep(ms / 1000)
+    return ms
+
+
+_sync_oracle: redis.Redis | None = None
+
+
+def sync_oracle() -> redis.Redis:
+    global _sync_oracle
+    if _sync_oracle is None:
+        _sync_oracle = redis.Redis.from_url(os.environ["AIOQ_ORACLE_URL"])
+    return _sync_oracle
+
+
+@app.task
+def crunch(ctx: aioq.Context, ms: int) -> int:
+    """A sync task that keeps a CPU (and the GIL) busy for ``ms`` of CPU time."""
+    sync_oracle().hincrby("executions", ctx.job_id, 1)
+    end = time.thread_time() + ms / 1000
+    n = 0
+    while time.thread_time() < end:
+        n += sum(i * i for i in range(200))
+    sync_oracle().hincrby("finishes", ctx.job_id, 1)
     return ms

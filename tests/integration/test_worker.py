@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
+import pytest
 import redis
 
 import aioq
@@ -136,3 +138,39 @@ async def test_grace_expiry_hands_messages_to_other_workers(
     assert await job.state() is aioq.JobState.RUNNING
     pending = sync_redis.xpending_range(app.keys.stream("default"), "workers", "-", "+", 10)
     assert len(pending) == 1 and pending[0]["time_since_delivered"] >= 2000
+
+
+@pytest.mark.slow
+async def test_a_blocked_loop_does_not_make_a_worker_rerun_its_own_tasks(
+    redis_url: str, prefix: str, workers: WorkerRunner
+) -> None:
+    """An async task blocks the event loop past the visibility timeout while a sync
+    task runs in a thread: the worker's own recovery pass must not reclaim either
+    message from itself (issue 10, item 10)."""
+    app = aioq.App(redis_url, prefix=prefix, visibility_timeout=1.0)
+    runs: dict[str, int] = {"blocker": 0, "innocent": 0}
+
+    @app.task
+    async def blocker() -> None:
+        runs["blocker"] += 1
+        await asyncio.sleep(0.3)  # the reader is back in its blocking read by now
+        time.sleep(app.visibility_timeout * 1.5)  # blocks the whole event loop
+
+    @app.task
+    def innocent() -> None:
+        runs["innocent"] += 1
+        time.sleep(app.visibility_timeout * 2.5)
+
+    await workers.start(app, concurrency=4, block=1.0)  # the CLI's read timing
+    second = await innocent.kiq()
+    while runs["innocent"] == 0:
+        await asyncio.sleep(0.01)
+    first = await blocker.kiq()
+    await asyncio.gather(first.result(timeout=20), second.result(timeout=20))
+    await asyncio.sleep(app.visibility_timeout)  # a late reclaim would show by now
+    try:
+        assert runs == {"blocker": 1, "innocent": 1}
+        assert (await second.info()).attempts == 1
+    finally:
+        await workers.stop_all()
+        await app.aclose()

@@ -1,0 +1,166 @@
+"""Recovery: taking over what dead or stalled workers left, and removing their
+consumers from the groups.
+
+A recovery pass (``claim.lua``) takes entries *other* consumers let idle past
+0.8 × the visibility timeout. This worker's own idle entries are never stolen
+from itself: it takes back (``reclaim.lua``) only those it no longer holds —
+given back after a failed start, or left by a task that went wrong — so even a
+single worker loses nothing.
+
+The sweep removes consumers idle longer than ``Lease.forget_idle_ms`` (at
+least 10 minutes and 10 visibility timeouts) that hold no pending entry; the
+check and the removal are one script, since removing a consumer drops its
+pending entries. Removing a live consumer that holds nothing is harmless: its
+next read creates it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from typing import TYPE_CHECKING
+
+import anyio
+from redis import exceptions as rex
+
+from .._transport.connection import OUTAGE_ERRORS, outage_text
+from .._transport.keys import LEVELS
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from .._transport.keys import Keyspace
+    from .._transport.streams import Entry, Streams
+    from .lease import Key, Lease, LeaseKeeper
+
+log = logging.getLogger("aioq.worker")
+
+
+class Recovery:
+    def __init__(
+        self,
+        streams: Streams,
+        keys: Keyspace,
+        queues: Sequence[str],
+        consumer: str,
+        lease: Lease,
+        keeper: LeaseKeeper,
+    ) -> None:
+        self.streams = streams
+        self.queues = list(queues)
+        self.consumer = consumer
+        self.lease = lease
+        self.keeper = keeper
+        self._cursors = {q: [b"0-0"] * LEVELS for q in self.queues}
+        self._levels = {
+            keys.stream(q, level): (q, level) for q in self.queues for level in range(LEVELS)
+        }
+        self._next = 0.0
+
+    def due(self) -> bool:
+        """Whether a pass is due now (about four a second, jittered); if so, the
+        next one is scheduled."""
+        now = time.monotonic()
+        if now < self._next:
+            return False
+        self._next = now + self.lease.claim_every * random.uniform(0.75, 1.25)
+        return True
+
+    async def claim(self, n: int) -> list[Entry]:
+        """Up to ``n`` entries whose lease lapsed (a dead or stalled worker's), and
+        this worker's own idle entries it no longer holds."""
+        if not self.keeper.may_recover():
+            return []  # an outage just ended: live workers renew first
+        if self.keeper.lease_stale():
+            await self.keeper.renew_held()  # own leases first, after a stall
+        claimed: list[Entry] = []
+        for queue in self.queues:
+            if len(claimed) >= n:
+                break
+            found = await self.streams.claim(
+                queue,
+                self.consumer,
+                self.lease.claim_idle_ms,
+                self._cursors[queue],
+                n - len(claimed),
+            )
+            self._cursors[queue] = found.cursors
+            if found.deleted:
+                log.warning(
+                    "%d pending message(s) of queue %r were deleted before they were processed",
+                    found.deleted,
+                    queue,
+                )
+            if found.entries:
+                # The claim counted this delivery; a message that keeps coming back
+                # is dead-lettered by max_deliveries instead of looping.
+                log.warning(
+                    "recovered %d message(s) of queue %r from a worker that stopped "
+                    "renewing its lease",
+                    len(found.entries),
+                    queue,
+                )
+            claimed.extend(found.entries)
+            orphans = [key for key in found.mine if not self.keeper.holds(key)]
+            if orphans and len(claimed) < n:
+                claimed.extend(await self._take_back(orphans[: n - len(claimed)]))
+        return claimed
+
+    async def _take_back(self, orphans: list[Key]) -> list[Entry]:
+        by_stream: dict[str, list[bytes]] = {}
+        for stream, entry_id in orphans:
+            by_stream.setdefault(stream, []).append(entry_id)
+        taken: list[Entry] = []
+        for stream, ids in by_stream.items():
+            queue, level = self._levels[stream]
+            taken.extend(
+                await self.streams.reclaim(
+                    queue, level, self.consumer, ids, self.lease.claim_idle_ms
+                )
+            )
+        if taken:
+            log.warning(
+                "took back %d message(s) this worker had left pending without running them",
+                len(taken),
+            )
+        return taken
+
+    async def sweep_forever(self) -> None:
+        """Now and then (``Lease.sweep_every`` ± 50 %), remove the consumers of dead
+        workers that hold nothing."""
+        while True:
+            await anyio.sleep(self.lease.sweep_every * random.uniform(0.5, 1.5))
+            await self.sweep()
+
+    async def sweep(self) -> list[str]:
+        removed: list[str] = []
+        for queue in self.queues:
+            streams = [s for s, (q, _) in self._levels.items() if q == queue]
+            try:
+                gone = await self.streams.forget_consumers(
+                    streams, self.lease.forget_idle_ms, keep=self.consumer
+                )
+            except OUTAGE_ERRORS as exc:
+                log.debug("consumer sweep skipped (%s)", outage_text(exc))
+                return removed
+            except rex.RedisError as exc:
+                log.warning("consumer sweep of queue %r failed (%s)", queue, exc)
+                continue
+            if gone:
+                names = sorted(set(gone))
+                log.info(
+                    "removed %d idle consumer(s) holding nothing from queue %r: %s",
+                    len(names),
+                    queue,
+                    ", ".join(names),
+                )
+            removed.extend(gone)
+        return removed
+
+    async def forget(self, consumer: str) -> None:
+        """Remove ``consumer`` (this worker, leaving) from every group where it holds
+        nothing; a consumer with pending entries stays, so they are recovered."""
+        for queue in self.queues:
+            streams = [s for s, (q, _) in self._levels.items() if q == queue]
+            await self.streams.forget_consumers(streams, 0, only=consumer)
