@@ -345,11 +345,12 @@ class Streams(Outcomes):
     async def release(self, stream: str, consumer: str, ids: Sequence[bytes], idle_ms: int) -> None:
         """Hand unfinished entries back at once: mark them idle for ``idle_ms`` so
         the next recovery pass of any other worker claims them (on shutdown), or
-        this worker's own pass takes them back (after a failed start)."""
+        this worker's own pass takes them back (after a failed start). Only entries
+        this consumer still holds (release.lua)."""
         if ids:
             async with bounded():
-                await self.redis.xclaim(
-                    stream, GROUP, consumer, 0, list(ids), idle=idle_ms, justid=True
+                await SCRIPTS.call(
+                    self.redis, "release", [stream], [GROUP, consumer, idle_ms, *ids]
                 )
 
 

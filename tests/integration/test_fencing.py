@@ -310,3 +310,32 @@ async def test_a_dead_lettered_unique_job_releases_its_lock(
         await first.result(timeout=10)
     second = await typed.kiq("not an int")  # type: ignore[arg-type]
     assert second.id != first.id
+
+
+async def test_handing_back_never_takes_an_entry_from_its_new_owner(
+    app: aioq.App, sync_redis: redis.Redis
+) -> None:
+    """Giving entries back (shutdown, a failed start) only touches entries this
+    worker still holds: one another worker took over meanwhile stays with it."""
+    from redis.asyncio import Redis
+
+    from aioq._transport.scripts import SCRIPTS
+    from aioq._transport.streams import Streams
+
+    stream = app.keys.stream("default")
+    sync_redis.xgroup_create(stream, "workers", id="0", mkstream=True)
+    first = sync_redis.xadd(stream, {"m": b"x"})
+    second = sync_redis.xadd(stream, {"m": b"y"})
+    sync_redis.xreadgroup("workers", "stale", {stream: ">"})
+    sync_redis.xclaim(stream, "workers", "owner", 0, [first], justid=True)  # taken over
+    client = Redis.from_url(app.url)
+    try:
+        await SCRIPTS.load_all(client)
+        await Streams(client, app.keys).release(stream, "stale", [first, second], 60_000)
+    finally:
+        await client.aclose()
+    pending = {
+        p["message_id"]: p["consumer"]
+        for p in sync_redis.xpending_range(stream, "workers", "-", "+", 10)
+    }
+    assert pending == {first: b"owner", second: b"stale"}
