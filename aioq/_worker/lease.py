@@ -126,15 +126,6 @@ class LeaseKeeper:
 
     # -- checks from the event loop ---------------------------------------------
 
-    async def owned_elsewhere(self, keys: list[Key]) -> set[Key]:
-        """Renew the leases of ``keys``; return those this worker does not own any
-        more (another consumer took them over, or they are no longer pending)."""
-        lost: set[Key] = set()
-        for stream, ids in _by_stream(keys).items():
-            found = await self.streams.renew(stream, self.worker_id, ids)
-            lost.update((stream, i) for i in (*found.taken, *found.gone))
-        return lost
-
     async def renew_held(self) -> None:
         """Renew every held lease from the event loop (before a recovery pass
         that follows a stall of the heartbeat thread)."""
