@@ -9,8 +9,8 @@
 -- ARGV[3]  the delay or the eta (ms)
 --
 -- Returns: the due time (ms since epoch), or 0 when it was sent to the stream.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- #include clock.lua
+local now = now_ms()
 local due = tonumber(ARGV[3])
 if ARGV[2] == 'delay' then
   due = now + due

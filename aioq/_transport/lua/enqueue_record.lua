@@ -18,6 +18,7 @@
 -- ARGV[7]  the delay or the eta (ms)
 --
 -- Returns: 1 when the record was created, 0 when the job had one.
+-- #include clock.lua
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
@@ -25,8 +26,7 @@ local ttl = tonumber(ARGV[4])
 local fields = {'state', 'queued', 'task', ARGV[1], 'queue', ARGV[2],
   'enqueued_ms', ARGV[3], 'result_ttl_ms', ARGV[4]}
 if ARGV[6] ~= '' then
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local now = now_ms()
   local due = tonumber(ARGV[7])
   if ARGV[6] == 'delay' then
     due = now + due

@@ -15,11 +15,11 @@
 -- ARGV[5]  the delay or the eta (ms)
 --
 -- Returns: {1, job id} when sent; {0, job id of the job holding the lock} when not.
+-- #include clock.lua
 local due = nil
 local hold = tonumber(ARGV[2])
 if ARGV[4] ~= '' then
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local now = now_ms()
   due = tonumber(ARGV[5])
   if ARGV[4] == 'delay' then
     due = now + due

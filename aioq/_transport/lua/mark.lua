@@ -15,6 +15,7 @@
 --          attempt holds the job).
 -- #include final.lua
 -- #include fence.lua
+-- #include clock.lua
 local state, held = holds_job(KEYS[1], ARGV[1], ARGV[2])
 if is_final(state) then
   return 2
@@ -22,9 +23,8 @@ end
 if not held then
   return 3
 end
-local t = redis.call('TIME')
 local delay = tonumber(ARGV[4])
-local due = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + delay
+local due = now_ms() + delay
 redis.call('HSET', KEYS[1], 'state', 'retrying', 'error', ARGV[3],
   'due_ms', string.format('%.0f', due))
 redis.call('PEXPIRE', KEYS[1], delay + tonumber(ARGV[5]))

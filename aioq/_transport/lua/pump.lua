@@ -10,8 +10,8 @@
 --
 -- Returns: {moved, ms until the next member is due (by Redis time, 0 when one
 -- is due already) or -1 when nothing else is waiting}
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- #include clock.lua
+local now = now_ms()
 local n = #KEYS / 2
 local left = tonumber(ARGV[1])
 local moved = 0

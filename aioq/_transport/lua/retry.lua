@@ -17,12 +17,12 @@
 -- this consumer no longer holds the entry. (When the group is gone — Redis
 -- lost its data — nobody else can hold it: the retry is scheduled.)
 -- #include fence.lua
+-- #include clock.lua
 local held = holds_entry(KEYS[1], ARGV[1], ARGV[3], ARGV[2], ARGV[4])
 if held == 0 then
   return 0
 end
-local t = redis.call('TIME')
-local due = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[6])
+local due = now_ms() + tonumber(ARGV[6])
 redis.call('ZADD', KEYS[2], due, ARGV[5])
 if held == 1 then
   redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])

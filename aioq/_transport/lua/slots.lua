@@ -14,6 +14,7 @@
 --
 -- Returns: the job ids that hold no slot any more (their slot lapsed and the
 -- limit was reached meanwhile); always empty when giving slots up.
+-- #include clock.lua
 local lease = tonumber(ARGV[1])
 if lease == 0 then
   for i = 3, #ARGV do
@@ -21,8 +22,7 @@ if lease == 0 then
   end
   return {}
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local max = tonumber(ARGV[2])
 local expiry = string.format('%.0f', now + lease)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)

@@ -21,8 +21,8 @@
 -- Returns: {1, tick} when this call sent the job; {0, last tick fired} when a
 -- tick at or after this one had already been fired; {2, Redis time in ms} when
 -- the tick is too far ahead of Redis time (nothing was sent or remembered).
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- #include clock.lua
+local now = now_ms()
 local tick = tonumber(ARGV[1])
 local grace = tonumber(ARGV[4])
 if tick > now + grace then
