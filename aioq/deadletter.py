@@ -88,9 +88,14 @@ async def retry_dead(app: App, queue: str, ids: Sequence[str] | None) -> int:
             if row[0].decode() in wanted
         ]
     letters = [_parse(queue, entry_id, fields) for entry_id, fields in rows]
-    # Forget the failed records first: a re-driven message whose job is still
-    # marked failed would be skipped as finished.
-    await deadletters.forget_jobs(redis, keys, [d.job_id for d in letters if d.job_id])
+    # Fresh records first: a re-driven message whose job is still marked failed
+    # would be skipped as finished.
+    await deadletters.requeue_jobs(
+        redis,
+        keys,
+        [(d.job_id, d.task, queue) for d in letters if d.job_id and d.task],
+        int(app.result_ttl * 1000),
+    )
     return await deadletters.redrive(redis, keys, queue, [d.id for d in letters])
 
 

@@ -50,12 +50,33 @@ async def redrive(redis: Redis, keys: Keyspace, queue: str, ids: Sequence[bytes 
     return moved
 
 
-async def forget_jobs(redis: Redis, keys: Keyspace, job_ids: Sequence[str]) -> None:
-    """Delete job records so re-driven messages run again (a failed record
-    would make the worker skip them as finished)."""
-    for i in range(0, len(job_ids), CHUNK):
+async def requeue_jobs(
+    redis: Redis, keys: Keyspace, jobs: Sequence[tuple[str, str, str]], ttl_ms: int
+) -> None:
+    """Replace the records of (job id, task, queue) with fresh ``queued`` ones, so
+    re-driven messages run again (a failed record would make the worker skip them
+    as finished) and can be aborted before they start. Written before the
+    messages go back, so no worker can have started them."""
+    now = await redis.time()
+    enqueued_ms = int(now[0]) * 1000 + int(now[1]) // 1000
+    for i in range(0, len(jobs), CHUNK):
+        pipe = redis.pipeline(transaction=False)
+        for job_id, task, queue in jobs[i : i + CHUNK]:
+            key = keys.job(job_id)
+            pipe.delete(key)
+            pipe.hset(
+                key,
+                mapping={
+                    "state": "queued",
+                    "task": task,
+                    "queue": queue,
+                    "enqueued_ms": enqueued_ms,
+                    "result_ttl_ms": ttl_ms,
+                },
+            )
+            pipe.pexpire(key, ttl_ms)
         async with bounded():
-            await redis.delete(*(keys.job(j) for j in job_ids[i : i + CHUNK]))
+            await pipe.execute()
 
 
 async def purge(redis: Redis, keys: Keyspace, queue: str) -> int:

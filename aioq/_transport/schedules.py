@@ -67,6 +67,19 @@ async def fire(
     return Fired(int(status) == 1, int(value), int(status) == 2)
 
 
+async def record(
+    redis: Redis, keys: Keyspace, job_id: str, task: str, queue: str, ttl_ms: int
+) -> None:
+    """Give a tick's job its ``queued`` record, so it can be aborted before it
+    starts (create-if-absent: a worker may have started it already)."""
+    await SCRIPTS.call(
+        redis,
+        "enqueue_record",
+        [keys.job(job_id)],
+        [task, queue, await redis_time(redis), ttl_ms, "", "", 0],
+    )
+
+
 async def redis_time(redis: Redis) -> int:
     """The Redis server's clock (TIME), in ms since the epoch."""
     async with bounded():

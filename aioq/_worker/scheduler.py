@@ -345,6 +345,11 @@ class Scheduler:
             self._report_missed(s, missed, tick)
         if fired.sent:
             log.info("schedule %r fired job %s for %s", s.name, job_id, stamp(tick, s.tz))
+            ttl_ms = int(self.app.options_for(s.task, unwire(s.options)).result_ttl * 1000)
+            try:
+                await schedules.record(redis, self.app.keys, job_id, s.task, queue, ttl_ms)
+            except Exception as exc:  # the job runs all the same; only abort() needs it
+                log.warning("schedule %r: no record for job %s (%s)", s.name, job_id, exc)
         else:
             log.debug("schedule %r: %s was fired already", s.name, stamp(tick, s.tz))
         # Another scheduler may be ahead: follow the last tick fired anywhere.

@@ -206,3 +206,53 @@ async def test_every_kind_of_send_can_be_aborted_before_it_runs(
     with pytest.raises(aioq.JobAborted):
         await handle.result(timeout=5)
     assert sorted(runs) == [9, 99]  # the chain's first step ran; nothing aborted did
+
+
+async def test_a_scheduled_tick_and_a_redriven_job_can_be_aborted_before_they_run(
+    app: aioq.App, workers: WorkerRunner
+) -> None:
+    """Jobs that no client sent — a periodic tick, a re-driven dead letter — get
+    their `queued` record too, so abort() works on them before a worker does."""
+    ran: list[str] = []
+
+    @app.periodic(every=0.2, name="tick")
+    async def tick() -> None:
+        ran.append("tick")
+
+    scheduler = aioq.Scheduler(app, connect_timeout=5)
+    running = asyncio.create_task(scheduler.run())
+    try:
+        job_id = None
+        for _ in range(100):  # no worker runs: the first tick's job waits, queued
+            last = await app._transport.redis.hget(app.keys.schedule("default", "tick"), "last_job")
+            if last:
+                job_id = last.decode()
+                break
+            await asyncio.sleep(0.05)
+        assert job_id is not None
+        await asyncio.sleep(0.2)
+        assert await app.job(job_id).abort()
+    finally:
+        scheduler.stop()
+        await asyncio.wait_for(running, 10)
+
+    dead = await app.send("not.yet.defined", args=[1])
+    await workers.start(app)
+    with pytest.raises(aioq.TaskFailed):
+        await dead.result(timeout=10)
+    await workers.stop_all()
+    assert await app.retry_dead("default") == 1
+    assert await dead.state() == aioq.JobState.QUEUED
+    assert await dead.abort()
+
+    @app.task(name="not.yet.defined")
+    async def later(x: int) -> None:
+        ran.append("redriven")
+
+    await workers.start(app)
+    with pytest.raises(aioq.JobAborted):
+        await dead.result(timeout=10)
+    with pytest.raises(aioq.JobAborted):
+        await app.job(job_id).result(timeout=10)
+    assert "redriven" not in ran
+    assert (await app.job(job_id).info()).attempts == 0  # never started
