@@ -6,6 +6,8 @@ otherwise a bounded version runs (CI, ``make test``).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import random
 import shutil
@@ -107,3 +109,58 @@ def wait_until(predicate, timeout: float, what: str) -> None:  # type: ignore[no
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.1)
+
+
+class FreezingProxy:
+    """A TCP proxy in front of Redis that can freeze: while frozen it moves no
+    byte in either direction (connections stay open, like a partition); when
+    thawed, whatever the client sent meanwhile reaches Redis late."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.open = asyncio.Event()
+        self.open.set()
+        self.server: asyncio.Server | None = None
+        self.port = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    def freeze(self) -> None:
+        self.open.clear()
+
+    def thaw(self) -> None:
+        self.open.set()
+
+    async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        server_r, server_w = await asyncio.open_connection("127.0.0.1", self.target_port)
+        for src, dst in ((client_r, server_w), (server_r, client_w)):
+            task = asyncio.create_task(self._pump(src, dst))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _pump(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                await self.open.wait()
+                data = await src.read(65536)
+                await self.open.wait()
+                if not data:
+                    break
+                dst.write(data)
+                await dst.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            dst.close()
+
+    async def stop(self) -> None:
+        self.thaw()
+        for task in list(self._tasks):
+            task.cancel()
+        if self.server is not None:
+            self.server.close()
+            with contextlib.suppress(Exception):
+                await self.server.wait_closed()
