@@ -7,6 +7,7 @@ own ``RedisCluster`` client, as the cluster broker will.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -105,3 +106,33 @@ async def test_admit_runs_on_the_cluster_with_task_keys_in_one_slot(
         await cluster.execute_command(
             "EVALSHA", sha, 2, *old, 0, 0, "job-3", 0, 5000, target_nodes=node
         )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 11: App has no cluster broker yet (redis+cluster:// URLs, per-slot fetch, "
+    "cluster pub/sub); drop this mark when it lands",
+)
+async def test_core_path_on_the_cluster(redis_cluster_url: str) -> None:
+    """The target: kiq -> worker -> result on a Redis Cluster, from the URL alone."""
+    import aioq
+
+    hostport = redis_cluster_url.split("://", 1)[1]
+    app = aioq.App(f"redis+cluster://{hostport}", prefix=f"aioqtest-{uuid.uuid4().hex[:10]}")
+
+    @app.task
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    worker = aioq.Worker(app, block=0.1, grace=5.0)
+    try:
+        async with asyncio.timeout(20):
+            job = await add.kiq(1, 2)
+            running = asyncio.create_task(worker.run())
+            try:
+                assert await job.result(timeout=10) == 3
+            finally:
+                worker.stop()
+                await running
+    finally:
+        await app.aclose()
