@@ -26,12 +26,16 @@ import aioq
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _load_with_redis():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("with_redis", ROOT / "scripts" / "with_redis.py")
+def _load_script(name: str):  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _load_with_redis():  # type: ignore[no-untyped-def]
+    return _load_script("with_redis")
 
 
 @pytest.fixture(scope="session")
@@ -52,6 +56,35 @@ def redis_url() -> Iterator[str]:
         yield server.url
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url() -> Iterator[str]:
+    """A Redis Cluster for the session: ``AIOQ_REDIS_CLUSTER_URL`` when it answers
+    ``cluster_state:ok`` (``scripts/with_cluster.py`` sets it), else a private one
+    of 3 primaries + 3 replicas on loopback ports (a few seconds to start), torn
+    down afterwards. Skipped when ``redis-server`` or ``redis-cli`` is missing.
+
+    The URL names one node; a cluster client discovers the others from it."""
+    with_cluster = _load_script("with_cluster")
+    url = os.environ.get("AIOQ_REDIS_CLUSTER_URL")
+    if url and with_cluster.reachable(url):
+        yield url
+        return
+    found = with_cluster.binaries()
+    if found is None:
+        pytest.skip("no Redis Cluster for this test: " + with_cluster.INSTALL_HINT)
+    cluster = with_cluster.PrivateCluster(*found)
+    try:
+        cluster.start()
+    except SystemExit as exc:
+        pytest.fail(f"could not start a local Redis Cluster: {exc}")
+    os.environ["AIOQ_REDIS_CLUSTER_URL"] = cluster.url  # worker subprocesses inherit it
+    try:
+        yield cluster.url
+    finally:
+        os.environ.pop("AIOQ_REDIS_CLUSTER_URL", None)
+        cluster.stop()
 
 
 @pytest.fixture

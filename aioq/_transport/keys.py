@@ -3,7 +3,9 @@
 Keys of one queue share the hash tag ``{queue}`` so they land in one Redis
 Cluster slot and a Lua script may touch them together. Job records are keyed
 by job id alone (any process can find a job from its id), so they live in
-other slots: nothing writes a queue key and a job key in one script.
+other slots: nothing writes a queue key and a job key in one script. Keys of
+one task (its rate limiter and ``max_running`` set) share the hash tag
+``{task:NAME}``, for ``admit.lua``.
 """
 
 from __future__ import annotations
@@ -54,12 +56,16 @@ class Keyspace:
         return f"{self.prefix}:{{{queue}}}:unique:{key}"
 
     def rate(self, task: str) -> str:
-        """Rate limiter state of ``task`` (hash), shared by every worker."""
-        return f"{self.prefix}:rate:{task}"
+        """Rate limiter state of ``task`` (hash), shared by every worker.
+
+        Keys of one task share the hash tag ``{task:NAME}`` (``admit.lua`` takes
+        this key and ``running`` together, so they must be in one Cluster slot)."""
+        return f"{self.prefix}:{{task:{task}}}:rate"
 
     def running(self, task: str) -> str:
-        """Jobs of ``task`` running anywhere (sorted set, score = lease expiry ms)."""
-        return f"{self.prefix}:running:{task}"
+        """Jobs of ``task`` running anywhere (sorted set, score = lease expiry ms),
+        in the slot of the task's ``rate`` key."""
+        return f"{self.prefix}:{{task:{task}}}:running"
 
     def dead(self, queue: str) -> str:
         """Dead letters of ``queue``: the original payload plus why it died."""

@@ -15,7 +15,8 @@
 -- lease from now, and a last start in the future is taken as now.
 --
 -- KEYS[1]  rate limiter state (hash: last start, next free slot; µs)
--- KEYS[2]  running set (sorted set: job id -> lease expiry, ms)
+-- KEYS[2]  running set (sorted set: job id -> lease expiry, ms); both keys carry
+--          the task's hash tag {task:NAME}, so they are in one Cluster slot
 -- ARGV[1]  interval between starts (µs), 0 = no rate limit
 -- ARGV[2]  1 if the job holds a reservation, else 0
 -- ARGV[3]  job id
