@@ -1,0 +1,69 @@
+"""Seeing a running system: ``App.status()``, ``App.workers()``, ``App.jobs()``
+and ``App.purge()`` (which the CLI's ``aioq status|workers|jobs|purge`` print).
+
+Everything is read from what Redis already keeps plus each worker's registry
+entry (written by its heartbeat thread with counters kept in memory): nothing
+here costs the workers a write per task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from ._core.status import JOB_STATES, JobSummary, LevelStatus, QueueStatus, Status, WorkerStatus
+from ._transport import deadletters, inspect, registry
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from .app import App
+
+__all__ = ["JobSummary", "LevelStatus", "QueueStatus", "Status", "WorkerStatus"]
+
+ABORT_CHUNK = 500
+
+
+def _queues(app: App, workers: Sequence[WorkerStatus], wanted: Sequence[str] | None) -> list[str]:
+    if wanted:
+        return list(dict.fromkeys(wanted))
+    found = set(app.queues())
+    for worker in workers:
+        found.update(worker.queues)
+    return sorted(found)
+
+
+async def status(app: App, queues: Sequence[str] | None) -> Status:
+    redis, keys = app._transport.redis, app.keys
+    workers = await registry.live_workers(redis, keys)
+    rows = await inspect.queue_status(redis, keys, _queues(app, workers, queues))
+    at = await inspect.redis_ms(redis)
+    return Status(queues=rows, workers=workers, at=datetime.fromtimestamp(at / 1000, tz=UTC))
+
+
+async def workers(app: App) -> list[WorkerStatus]:
+    return await registry.live_workers(app._transport.redis, app.keys)
+
+
+async def jobs(app: App, state: str, queue: str | None, limit: int) -> list[JobSummary]:
+    if state not in JOB_STATES:
+        raise ValueError(f"state must be one of {', '.join(JOB_STATES)}, not {state!r}")
+    redis, keys = app._transport.redis, app.keys
+    if queue:
+        known = [queue]
+    else:
+        known = _queues(app, await registry.live_workers(redis, keys), None)
+        if state == "failed":  # also queues no worker reads now (a SCAN, like `aioq dead list`)
+            known = sorted({*known, *await deadletters.dead_queues(redis, keys)})
+    return await inspect.list_jobs(redis, keys, state, known, max(0, limit))
+
+
+async def purge(app: App, queue: str) -> int:
+    """Drop ``queue``'s ready messages; their jobs' records end ``aborted`` (so
+    waiters get ``JobAborted`` and unique locks are released, as ``Job.abort()``)."""
+    dropped = await inspect.purge_ready(app._transport.redis, app.keys, queue)
+    ids = [job_id for job_id, _ in dropped if job_id]
+    for i in range(0, len(ids), ABORT_CHUNK):
+        await asyncio.gather(*(app.job(job_id).abort() for job_id in ids[i : i + ABORT_CHUNK]))
+    return len(dropped)
