@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 import msgspec
 
-from . import deadletter, status
+from . import deadletter
 from ._core.canvas import SigData
 from ._core.message import new_message, now_ms, unique_key, validate_job_id
 from ._core.options import (
@@ -30,6 +30,7 @@ from .errors import ConfigurationError
 from .job import Job
 from .routing import Routing
 from .scheduling import Scheduling
+from .status import Operations
 from .task import AsyncTask, SyncTask, Task
 
 if TYPE_CHECKING:
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
     from ._core.context import Context
     from ._core.options import When
     from .deadletter import DeadLetter
-    from .status import JobSummary, Status, WorkerStatus
 
 __all__ = ["App"]
 
@@ -68,7 +68,7 @@ class TaskDecorator(Protocol):
     def __call__(self, fn: Callable[P, R], /) -> SyncTask[P, R]: ...
 
 
-class App(Routing, Scheduling):
+class App(Routing, Scheduling, Operations):
     """An aioq application: where tasks are registered and from which they are sent.
 
     Creating an ``App`` does no I/O; the connection pool opens on first use.
@@ -477,41 +477,6 @@ class App(Routing, Scheduling):
         """Delete the dead letters of ``queue`` (default: every queue); returns how many."""
         async with broker_errors(self.url):
             return await deadletter.purge_dead(self, queue)
-
-    # -- operations ---------------------------------------------------------
-
-    async def status(self, queues: Sequence[str] | None = None) -> Status:
-        """Queues (ready, scheduled, running, retrying, dead, oldest ready age,
-        consumers; per priority level where it has messages) and live workers.
-
-        ``queues``: default, the app's queues and every queue a live worker reads.
-        A few pipelined reads of what Redis keeps; nothing is written (but the
-        ids of workers whose registry entry expired are pruned).
-        """
-        async with broker_errors(self.url):
-            return await status.status(self, queues)
-
-    async def workers(self) -> list[WorkerStatus]:
-        """Live workers (their heartbeat wrote their registry entry lately)."""
-        async with broker_errors(self.url):
-            return await status.workers(self)
-
-    async def jobs(
-        self, state: str = "running", *, queue: str | None = None, limit: int = 100
-    ) -> list[JobSummary]:
-        """Jobs that are ``running`` (taken by a worker, not acked), ``queued``
-        (ready, not taken), ``scheduled`` / ``retrying`` (in the delayed sets) or
-        ``failed`` (dead letters): ids, task, argument preview, attempts, times.
-        Most urgent priority level first."""
-        async with broker_errors(self.url):
-            return await status.jobs(self, state, queue, limit)
-
-    async def purge(self, queue: str) -> int:
-        """Drop the ready messages of ``queue`` that no worker has taken (running
-        jobs, delayed and dead messages are untouched); their jobs end ``aborted``.
-        Returns how many were dropped."""
-        async with broker_errors(self.url):
-            return await status.purge(self, queue)
 
     # -- lifecycle ----------------------------------------------------------
 

@@ -25,7 +25,6 @@ import logging
 import os
 import signal
 import socket
-import time
 import uuid
 from typing import TYPE_CHECKING
 
@@ -43,12 +42,11 @@ from .._transport.connection import (
     wait_until_reachable,
 )
 from .._transport.keys import LEVELS
-from .._transport.leases import LeaseRenewer, Registration
-from .._transport.registry import forget_worker
+from .._transport.leases import LeaseRenewer
 from .._transport.scripts import SCRIPTS
 from .._transport.streams import Entry, Streams
-from .._version import __version__
 from ..errors import ConfigurationError
+from . import presence
 from .completer import Completer
 from .dispatch import Dispatcher
 from .lease import Lease
@@ -72,9 +70,6 @@ FAIRNESS = 10
 """One read in this many takes the least urgent priority levels first."""
 RETRY_MAX = 2.0
 """Longest pause between two tries of a loop that meets an outage, in seconds."""
-REGISTER_EVERY = 1.0
-"""Seconds between two writes of the worker's registry entry, at least (it rides
-on the heartbeat's pipeline, so it is written every max(this, renew_every))."""
 
 
 def default_threads(concurrency: int) -> int:
@@ -156,7 +151,6 @@ class Worker:
         self._completer: Completer
         self._dispatcher: Dispatcher | None = None
         self._recovery: Recovery
-        self._started_ms = 0
 
     # -- control ---------------------------------------------------------------
 
@@ -181,31 +175,6 @@ class Worker:
         """The longest time, in seconds, this worker's held leases went without a
         renewal (it must stay well below the visibility timeout)."""
         return self._dispatcher.worst_gap if self._dispatcher is not None else 0.0
-
-    @property
-    def processed(self) -> int:
-        """Attempts that ran to an outcome in this worker (succeeded, failed or retried)."""
-        return self._dispatcher.processed if self._dispatcher is not None else 0
-
-    @property
-    def failed(self) -> int:
-        """Attempts that raised in this worker (retried or failed)."""
-        return self._dispatcher.failed if self._dispatcher is not None else 0
-
-    def status(self) -> dict[str, str | int]:
-        """This worker's registry entry, as the heartbeat thread writes it (every
-        value is read from memory: plain attribute reads, safe from that thread)."""
-        return {
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "queues": ",".join(self.queues),
-            "concurrency": self.concurrency,
-            "running": max(0, self.running),
-            "processed": self.processed,
-            "failed": self.failed,
-            "started_ms": self._started_ms,
-            "version": __version__,
-        }
 
     # -- main ------------------------------------------------------------------
 
@@ -235,14 +204,13 @@ class Worker:
                 self._streams, self.app.keys, self.queues, self.id, self._lease, dispatcher
             )
             self._log_startup()
-            self._started_ms = int(time.time() * 1000)
-            dispatcher.status = self.status
+            dispatcher.status = presence.entry(self, dispatcher)
             renewer = LeaseRenewer(
                 self.app.url,
                 self.app.redis_options,
                 self.id,
                 max(1.0, self._lease.stale_after),
-                Registration(self.app.keys, self.id, max(REGISTER_EVERY, self._lease.renew_every)),
+                presence.registration(self.app.keys, self.id, self._lease),
             )
             with dispatcher.keeping_leases(renewer):
                 async with anyio.create_task_group() as services:
@@ -522,10 +490,7 @@ class Worker:
         """Remove this consumer from its groups when it holds nothing, and this
         worker's registry entry (else it expires a few heartbeats later)."""
         with anyio.move_on_after(5):
-            try:
-                await forget_worker(self._streams.redis, self.app.keys, self.id)
-            except REDIS_ERRORS as exc:
-                log.info("could not remove this worker's registry entry (%s)", outage_text(exc))
+            await presence.leave(self._streams.redis, self.app.keys, self.id)
             try:
                 await self._recovery.forget(self.id)
             except REDIS_ERRORS as exc:

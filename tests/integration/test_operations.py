@@ -125,7 +125,6 @@ async def test_worker_counters_and_clean_exit(ops: aioq.App, workers: WorkerRunn
         return bool(seen) and seen[0].processed == 6 and seen[0].failed == 1
 
     await eventually(counted)
-    assert (worker.processed, worker.failed) == (6, 1)
     await workers.stop(worker)
     assert await ops.workers() == []  # removed on a clean exit, not left to expire
     assert (await ops.status()).workers == []
