@@ -83,7 +83,7 @@ def render_workers(workers: Sequence[WorkerStatus], now: datetime | None = None)
 
 def render_jobs(jobs: Sequence[JobSummary]) -> str:
     def when(j: JobSummary) -> str:
-        return _time(j.started_at or j.due_at or j.enqueued_at)
+        return _time(j.due_at or j.started_at or j.enqueued_at)
 
     rows = [
         [

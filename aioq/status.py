@@ -38,8 +38,7 @@ def _queues(app: App, workers: Sequence[WorkerStatus], wanted: Sequence[str] | N
 async def _status(app: App, queues: Sequence[str] | None) -> Status:
     redis, keys = app._transport.redis, app.keys
     workers = await registry.live_workers(redis, keys)
-    rows = await inspect.queue_status(redis, keys, _queues(app, workers, queues))
-    at = await inspect.redis_ms(redis)
+    rows, at = await inspect.queue_status(redis, keys, _queues(app, workers, queues))
     return Status(queues=rows, workers=workers, at=datetime.fromtimestamp(at / 1000, tz=UTC))
 
 

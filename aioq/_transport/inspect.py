@@ -84,12 +84,6 @@ def _decode(payload: Any) -> Message | None:
         return None
 
 
-async def redis_ms(redis: Redis) -> int:
-    async with bounded():
-        secs, micros = await redis.time()
-    return int(secs) * 1000 + int(micros) // 1000
-
-
 @dataclass
 class _Level:
     length: int = 0
@@ -109,8 +103,11 @@ class _Queue:
     levels: list[_Level] = field(default_factory=lambda: [_Level() for _ in range(LEVELS)])
 
 
-async def queue_status(redis: Redis, keys: Keyspace, queues: Sequence[str]) -> list[QueueStatus]:
-    """Counts of every queue in ``queues`` (three round trips in all)."""
+async def queue_status(
+    redis: Redis, keys: Keyspace, queues: Sequence[str]
+) -> tuple[list[QueueStatus], int]:
+    """Counts of every queue in ``queues``, and Redis' time (ms) when they were
+    read: two round trips in all."""
     found = [_Queue(q) for q in queues]
     pipe = redis.pipeline(transaction=False)
     pipe.time()
@@ -132,7 +129,7 @@ async def queue_status(redis: Redis, keys: Keyspace, queues: Sequence[str]) -> l
             _fill(lv, *replies[i : i + 3])
             i += 3
     await _details(redis, keys, found, now)
-    return [_summarise(q) for q in found]
+    return [_summarise(q) for q in found], now
 
 
 def _count(reply: Any) -> int:
