@@ -92,8 +92,8 @@ class LeaseRenewer:
     ) -> dict[str, Renewed]:
         """Renew ``held`` (level stream → entry ids) in one round trip, together
         with the registry entry (``status()``, when one is due); with nothing to
-        send, PING (so an outage is still noticed). Raises the first error reply,
-        or a connection error."""
+        send, PING (so an outage is still noticed). Raises the first error reply
+        of a renewal, or a connection error."""
         reg = self._registration
         now = time.monotonic()
         register = reg is not None and status is not None and now - self._registered_at >= reg.every
@@ -116,11 +116,10 @@ class LeaseRenewer:
             if not any(isinstance(r, NoScriptError) for r in replies):
                 break
             self._redis.script_load(SCRIPTS["renew"].source)  # Redis restarted
-        for reply in replies[len(streams) :]:
-            if isinstance(reply, Exception):
-                raise reply
-        if register:
+        if register and not any(isinstance(r, Exception) for r in replies[len(streams) :]):
             self._registered_at = now
+        # A registry write Redis refused (OOM: HSET is refused, the renewals are
+        # not) only delays the entry: it never turns a renewal into a failure.
         out: dict[str, Renewed] = {}
         for stream, reply in zip(streams, replies[: len(streams)], strict=True):
             if isinstance(reply, Exception):

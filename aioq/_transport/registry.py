@@ -24,6 +24,22 @@ async def forget_worker(redis: Redis, keys: Keyspace, worker_id: str) -> None:
         await pipe.execute()
 
 
+async def prune(redis: Redis, keys: Keyspace) -> None:
+    """Drop the ids of workers whose entry expired (killed ones) from the index:
+    every worker does it once at start, so the set never outgrows the fleet."""
+    async with bounded():
+        ids = list(await redis.smembers(keys.workers()))
+        if not ids:
+            return
+        pipe = redis.pipeline(transaction=False)
+        for worker_id in ids:
+            pipe.exists(keys.worker(_text(worker_id)))
+        alive = await pipe.execute()
+        gone = [i for i, there in zip(ids, alive, strict=True) if not there]
+        if gone:
+            await redis.srem(keys.workers(), *gone)
+
+
 def _text(value: Any, default: str = "") -> str:
     if value is None:
         return default

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from .._transport.connection import REDIS_ERRORS, outage_text
 from .._transport.leases import Registration
-from .._transport.registry import forget_worker
+from .._transport.registry import forget_worker, prune
 from .._version import __version__
 
 if TYPE_CHECKING:
@@ -62,6 +62,14 @@ def entry(worker: Worker, dispatcher: Dispatcher) -> Callable[[], dict[str, str 
         }
 
     return now
+
+
+async def arrive(redis: Redis, keys: Keyspace) -> None:
+    """At start: forget workers that were killed (their entries expired)."""
+    try:
+        await prune(redis, keys)
+    except REDIS_ERRORS as exc:  # only tidiness: the next worker's start does it
+        log.info("could not prune the worker registry (%s)", outage_text(exc))
 
 
 async def leave(redis: Redis, keys: Keyspace, worker_id: str) -> None:

@@ -204,6 +204,7 @@ class Worker:
                 self._streams, self.app.keys, self.queues, self.id, self._lease, dispatcher
             )
             self._log_startup()
+            await presence.arrive(redis, self.app.keys)
             dispatcher.status = presence.entry(self, dispatcher)
             renewer = LeaseRenewer(
                 self.app.url,

@@ -355,3 +355,75 @@ async def test_worker_json_logs_carry_the_job_and_warning_silences_successes(
     done = [r for r in info if r["logger"] == "aioq.task"]
     assert done and all("succeeded in" in r["message"] and "job_id" in r for r in done)
     assert not [r for r in warning if r["level"] in ("info", "debug")]
+
+
+# -- the registry under faults ----------------------------------------------------
+
+
+def test_a_refused_registry_write_never_fails_the_lease_renewal() -> None:
+    """Under OOM (noeviction) Redis refuses HSET but not the renewals' XCLAIM: the
+    heartbeat must keep renewing and not report an outage."""
+    from aioq._transport.keys import Keyspace
+    from aioq._transport.leases import LeaseRenewer, Registration
+    from aioq._transport.scripts import SCRIPTS
+    from tests.chaos.harness import RedisServer
+
+    server = RedisServer()
+    admin = server.client()
+    try:
+        keys = Keyspace("oom")
+        stream = keys.stream("default")
+        admin.xgroup_create(stream, "workers", id="0", mkstream=True)
+        admin.xadd(stream, {"m": b"x"})
+        ((_, entries),) = admin.xreadgroup("workers", "w1", {stream: ">"}, count=1)
+        entry_id = entries[0][0]
+        admin.script_load(SCRIPTS["renew"].source)
+        renewer = LeaseRenewer(server.url, {}, "w1", 2.0, Registration(keys, "w1", 1.0))
+        admin.config_set("maxmemory-policy", "noeviction")
+        admin.config_set("maxmemory", "1")
+        try:
+            found = renewer.renew({stream: [entry_id]}, lambda: {"host": "h", "pid": 1})
+        finally:
+            admin.config_set("maxmemory", "0")
+            renewer.close()
+        assert found[stream].taken == [] and found[stream].gone == []
+        assert not admin.exists(keys.worker("w1"))  # refused, and that is all
+    finally:
+        admin.close()
+        server.stop()
+
+
+@pytest.mark.slow
+async def test_a_killed_workers_entry_expires_and_is_pruned(
+    ops: aioq.App, workers: WorkerRunner, redis_url: str, prefix: str, tmp_path: Path
+) -> None:
+    env = {
+        **os.environ,
+        "AIOQ_REDIS_URL": redis_url,
+        "AIOQ_TEST_PREFIX": prefix,
+        "PYTHONPATH": str(ROOT),
+    }
+    proc, out, _ = _json_worker(env, "warning", tmp_path / "killed.log")
+    try:
+
+        async def one() -> bool:
+            return len(await ops.workers()) == 1
+
+        await eventually(one, 20)
+    finally:
+        proc.kill()
+        proc.wait(10)
+        out.close()
+    (entry,) = await ops.workers()
+    assert entry.id == "w-warning" and entry.pid == proc.pid
+
+    async def expired() -> bool:  # TTL: 3 beats of 1 s + 1 s
+        return await ops.workers() == []
+
+    await eventually(expired, 10)
+    # status() pruned the dead id; one left behind is pruned by the next worker's start
+    client = ops._transport.redis
+    assert b"w-warning" not in await client.smembers(ops.keys.workers())
+    await client.sadd(ops.keys.workers(), "w-warning")
+    await workers.start(ops)
+    assert b"w-warning" not in await client.smembers(ops.keys.workers())
