@@ -311,9 +311,11 @@ async def _queued(
         last = _text(group["last-delivered-id"]) if group else "0-0"
         rows = _rows(await redis.xrange(stream, min=f"({last}", max="+", count=limit))
     msgs = [_decode(fields.get(b"m")) for _, fields in rows]
+    # a retry that came back from the delayed set has attempts behind it
+    recs = await _records(redis, keys, [m.id if m else None for m in msgs]) if rows else []
     return [
-        _summary("queued", queue, level, msg, {}, entry=_text(entry_id))
-        for (entry_id, _), msg in zip(rows, msgs, strict=True)
+        _summary("queued", queue, level, msg, rec, entry=_text(entry_id))
+        for (entry_id, _), msg, rec in zip(rows, msgs, recs, strict=True)
     ]
 
 
