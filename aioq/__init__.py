@@ -12,6 +12,7 @@ Import everything from here::
 """
 
 from ._core.message import Progress as Progress
+from ._version import __version__ as __version__
 from .app import App as App
 from .canvas import Chain as Chain
 from .canvas import Chord as Chord
@@ -37,12 +38,15 @@ from .job import JobState as JobState
 from .job import JobUpdate as JobUpdate
 from .job import gather as gather
 from .scheduling import Scheduler as Scheduler
+from .status import JobSummary as JobSummary
+from .status import LevelStatus as LevelStatus
+from .status import QueueStatus as QueueStatus
+from .status import Status as Status
+from .status import WorkerStatus as WorkerStatus
 from .task import AsyncTask as AsyncTask
 from .task import SyncTask as SyncTask
 from .task import Task as Task
 from .worker import Worker as Worker
-
-__version__ = "0.1.0"
 
 __all__ = [
     "AioqError",
@@ -60,17 +64,22 @@ __all__ = [
     "JobAborted",
     "JobInfo",
     "JobState",
+    "JobSummary",
     "JobUpdate",
+    "LevelStatus",
     "MessageTooLarge",
     "Progress",
+    "QueueStatus",
     "ResultTimeout",
     "Retry",
     "Scheduler",
     "Signature",
+    "Status",
     "SyncTask",
     "Task",
     "TaskFailed",
     "Worker",
+    "WorkerStatus",
     "chain",
     "chord",
     "gather",

@@ -30,6 +30,7 @@ from .errors import ConfigurationError
 from .job import Job
 from .routing import Routing
 from .scheduling import Scheduling
+from .status import Operations
 from .task import AsyncTask, SyncTask, Task
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ class TaskDecorator(Protocol):
     def __call__(self, fn: Callable[P, R], /) -> SyncTask[P, R]: ...
 
 
-class App(Routing, Scheduling):
+class App(Routing, Scheduling, Operations):
     """An aioq application: where tasks are registered and from which they are sent.
 
     Creating an ``App`` does no I/O; the connection pool opens on first use.

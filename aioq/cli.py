@@ -4,6 +4,8 @@ aioq worker myapp.tasks:app [-Q default,math] [-c 100] [--threads N] [-w 1] [--s
             [--strict] [--log-level info]
 aioq scheduler myapp.tasks:app
 aioq schedule list myapp.tasks:app
+aioq status|workers|jobs|job|purge myapp.tasks:app …   (see docs/operations.md)
+aioq --version
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from . import _logfmt
+from ._version import __version__
 from .errors import BrokerUnavailable, ConfigurationError
 
 if TYPE_CHECKING:
@@ -50,6 +54,7 @@ def load_app(spec: str) -> App:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aioq", description="aioq task queue")
+    parser.add_argument("--version", action="version", version=f"aioq {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     w = sub.add_parser("worker", help="run a worker")
     w.add_argument("app", help="the App to serve, as module:attribute (e.g. myapp.tasks:app)")
@@ -93,7 +98,18 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds to keep retrying an unreachable Redis at start (default 30)",
     )
     w.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error", "critical"]
+        "--log-level",
+        default="info",
+        choices=LEVELS,
+        help="info (default) logs a line per succeeded task; warning keeps only "
+        "failures, retries and worker events",
+    )
+    w.add_argument(
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        help="json: one object per line; lines logged inside a task carry its "
+        "job_id, task, queue and attempt",
     )
     w.add_argument(
         "--scheduler",
@@ -117,9 +133,8 @@ def _parser() -> argparse.ArgumentParser:
         default=30.0,
         help="seconds to keep retrying an unreachable Redis at start (default 30)",
     )
-    s.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error", "critical"]
-    )
+    s.add_argument("--log-level", default="info", choices=LEVELS)
+    s.add_argument("--log-format", default="text", choices=["text", "json"])
 
     sl = sub.add_parser("schedule", help="show the app's schedules: next and last run")
     sl.add_argument("action", choices=["list"])
@@ -143,7 +158,48 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument(
         "--log-level", default="warning", choices=["debug", "info", "warning", "error", "critical"]
     )
+    _inspection(sub)
     return parser
+
+
+LEVELS = ["debug", "info", "warning", "error", "critical"]
+
+
+def _inspection(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``aioq status|workers|jobs|job|purge``."""
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help)
+        p.add_argument("app", help="the App, as module:attribute")
+        p.add_argument("--log-level", default="warning", choices=LEVELS)
+        return p
+
+    st = command("status", "queues (ready, scheduled, running, retrying, dead) and live workers")
+    st.add_argument("-Q", "--queues", help="comma-separated queues (default: all known)")
+    st.add_argument("--json", action="store_true", help="print aioq.Status as JSON")
+    st.add_argument(
+        "--watch",
+        nargs="?",
+        const=2.0,
+        type=float,
+        metavar="SECONDS",
+        help="refresh every SECONDS (default 2) until Ctrl-C",
+    )
+    wk = command("workers", "live workers; exits 1 when none is alive")
+    wk.add_argument("--json", action="store_true")
+    jb = command("jobs", "list running, queued, scheduled, retrying or failed jobs")
+    jb.add_argument(
+        "--state", required=True, choices=["running", "queued", "scheduled", "retrying", "failed"]
+    )
+    jb.add_argument("-Q", "--queue", help="one queue (default: all known)")
+    jb.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    jb.add_argument("--json", action="store_true")
+    one = command("job", "everything about one job")
+    one.add_argument("id", help="the job id")
+    one.add_argument("--json", action="store_true")
+    pg = command("purge", "drop a queue's ready messages no worker has taken")
+    pg.add_argument("-Q", "--queue", required=True)
+    pg.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
 
 def _run_worker(args: argparse.Namespace) -> int:
@@ -254,12 +310,29 @@ def _dead(args: argparse.Namespace) -> int:
     return anyio.run(run)
 
 
+INSPECTION = ("status", "workers", "jobs", "job", "purge")
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from . import _opscli
+
+    app = load_app(args.app)
+
+    async def run() -> int:
+        try:
+            return await _opscli.COMMANDS[args.command](app, args)
+        finally:
+            await app.aclose()
+
+    try:
+        return anyio.run(run)
+    except KeyboardInterrupt:  # --watch ends with Ctrl-C
+        return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)-7s %(name)s [%(process)d] %(message)s",
-    )
+    _logfmt.setup(args.log_level, getattr(args, "log_format", "text"))
     try:
         if args.command == "worker":
             if args.workers < 1 or args.concurrency < 1:
@@ -279,6 +352,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run_scheduler(args)
         if args.command == "schedule":
             return _schedule_list(args)
+        if args.command in INSPECTION:
+            return _inspect(args)
     except (CliError, BrokerUnavailable, ConfigurationError) as exc:
         print(f"aioq: error: {exc}", file=sys.stderr)
         return 1

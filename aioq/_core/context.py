@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .message import Progress, encode, now_ms
 
@@ -10,6 +11,20 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from ..app import App
+
+
+class Running(NamedTuple):
+    """The job an executor runs, for log lines logged inside it (``--log-format json``)."""
+
+    job_id: str
+    task: str
+    queue: str
+    attempt: int
+
+
+CURRENT_JOB: ContextVar[Running | None] = ContextVar("aioq_current_job", default=None)
+"""Set by the worker in each executor (its own asyncio task, so it never leaks
+to another job) and copied into threads running sync tasks."""
 
 
 class Context:

@@ -95,6 +95,16 @@ class Keyspace:
         """Pub/sub channel on which job ids to abort are announced to workers."""
         return f"{self.prefix}:abort"
 
+    def worker(self, worker_id: str) -> str:
+        """A live worker's registry entry (hash with a TTL a few heartbeats long):
+        host, pid, queues, counters; rewritten by its heartbeat, gone when it stops."""
+        return f"{self.prefix}:worker:{worker_id}"
+
+    def workers(self) -> str:
+        """Ids of workers that registered (set); entries whose hash expired are
+        pruned by readers."""
+        return f"{self.prefix}:workers"
+
     def queue_keys(self, queue: str) -> tuple[str, ...]:
         """Every key of one queue (for cleanup and the one-slot check)."""
         return (*self.level_streams(queue), *self.level_delayed(queue), self.dead(queue))

@@ -6,26 +6,49 @@ starve the heartbeat until another worker takes over jobs that are still
 running. ``LeaseRenewer`` is a small *synchronous* client used only by the
 heartbeat thread (``aioq._worker.lease``): one pipeline of ``renew.lua`` calls
 per beat, nothing else on its connection.
+
+The same pipeline carries the worker's registry entry (``Registration``): a
+hash with a TTL of a few beats (host, pid, queues, counters kept in the
+worker's memory), written at most once a second. It costs no round trip of its
+own, and it says "alive" from the one place task code cannot starve.
 """
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 import redis
 from redis.exceptions import NoScriptError
 
 from .connection import SYNC_PARSER
-from .keys import GROUP
+from .keys import GROUP, Keyspace
 from .scripts import SCRIPTS
 from .streams import Renewed
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
-__all__ = ["LeaseRenewer"]
+__all__ = ["LeaseRenewer", "Registration"]
 
 _ASYNC_ONLY = ("connection_class", "connection_pool", "parser_class", "max_connections")
+
+
+class Registration:
+    """Where and how long a worker's registry entry is written by its heartbeat.
+
+    ``last_seen`` is read back from the key's remaining TTL (Redis' clock):
+    ``ttl_ms - PTTL`` is how long ago it was written.
+    """
+
+    __slots__ = ("every", "index", "key", "ttl_ms", "worker_id")
+
+    def __init__(self, keys: Keyspace, worker_id: str, every: float) -> None:
+        self.worker_id = worker_id
+        self.key = keys.worker(worker_id)
+        self.index = keys.workers()
+        self.every = every
+        self.ttl_ms = int((3 * every + 1) * 1000)
 
 
 class LeaseRenewer:
@@ -37,9 +60,17 @@ class LeaseRenewer:
             asyncio client are left out).
         consumer: this worker's consumer name.
         timeout: seconds one renewal may take before it counts as failed.
+        registration: where to write the worker's registry entry (None: nowhere).
     """
 
-    def __init__(self, url: str, options: Mapping[str, Any], consumer: str, timeout: float):
+    def __init__(
+        self,
+        url: str,
+        options: Mapping[str, Any],
+        consumer: str,
+        timeout: float,
+        registration: Registration | None = None,
+    ):
         kwargs = {k: v for k, v in options.items() if k not in _ASYNC_ONLY}
         kwargs["socket_timeout"] = timeout
         kwargs["socket_connect_timeout"] = timeout
@@ -51,12 +82,22 @@ class LeaseRenewer:
         self._redis = redis.Redis.from_url(url, **kwargs)
         self._consumer = consumer
         self._sha = SCRIPTS["renew"].sha
+        self._registration = registration
+        self._registered_at = -1e9
 
-    def renew(self, held: Mapping[str, Sequence[bytes]]) -> dict[str, Renewed]:
-        """Renew ``held`` (level stream → entry ids) in one round trip; with
-        nothing held, PING (so an outage is still noticed). Raises the first
-        error reply, or a connection error."""
-        if not held:
+    def renew(
+        self,
+        held: Mapping[str, Sequence[bytes]],
+        status: Callable[[], Mapping[str, str | int]] | None = None,
+    ) -> dict[str, Renewed]:
+        """Renew ``held`` (level stream → entry ids) in one round trip, together
+        with the registry entry (``status()``, when one is due); with nothing to
+        send, PING (so an outage is still noticed). Raises the first error reply
+        of a renewal, or a connection error."""
+        reg = self._registration
+        now = time.monotonic()
+        register = reg is not None and status is not None and now - self._registered_at >= reg.every
+        if not held and not register:
             self._redis.ping()
             return {}
         streams = list(held)
@@ -64,12 +105,23 @@ class LeaseRenewer:
             pipe = self._redis.pipeline(transaction=False)
             for stream in streams:
                 pipe.evalsha(self._sha, 1, stream, GROUP, self._consumer, *held[stream])
+            if register:
+                assert reg is not None and status is not None
+                fields = dict(status())
+                fields["ttl_ms"] = reg.ttl_ms
+                pipe.hset(reg.key, mapping=fields)  # type: ignore[arg-type]
+                pipe.pexpire(reg.key, reg.ttl_ms)
+                pipe.sadd(reg.index, reg.worker_id)
             replies = pipe.execute(raise_on_error=False)
             if not any(isinstance(r, NoScriptError) for r in replies):
                 break
             self._redis.script_load(SCRIPTS["renew"].source)  # Redis restarted
+        if register and not any(isinstance(r, Exception) for r in replies[len(streams) :]):
+            self._registered_at = now
+        # A registry write Redis refused (OOM: HSET is refused, the renewals are
+        # not) only delays the entry: it never turns a renewal into a failure.
         out: dict[str, Renewed] = {}
-        for stream, reply in zip(streams, replies, strict=True):
+        for stream, reply in zip(streams, replies[: len(streams)], strict=True):
             if isinstance(reply, Exception):
                 raise reply
             taken, gone = reply

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import msgspec
 
-from .._core.context import Context
+from .._core.context import CURRENT_JOB, Context, Running
 from .._core.message import (
     JobState,
     Message,
@@ -43,6 +43,9 @@ if TYPE_CHECKING:
     from .completer import Completer
 
 log = logging.getLogger("aioq.worker")
+task_log = logging.getLogger("aioq.task")
+"""One line per attempt's outcome (succeeded at INFO; failures and retries at WARNING)."""
+_SUCCEEDED = JobState.SUCCEEDED.value
 
 
 class Dispatcher(LeaseKeeper, Failures):
@@ -80,6 +83,11 @@ class Dispatcher(LeaseKeeper, Failures):
         self._options: dict[str, Effective] = {}
         self.renewed_at = time.monotonic()
         """When every in-flight lease was last renewed (or known fresh)."""
+        self.processed = 0
+        """Attempts that ran to an outcome here (kept in memory; the heartbeat
+        writes it to the worker's registry entry)."""
+        self.failed = 0
+        """…of which raised (retried or failed)."""
 
     # Executors are plain asyncio tasks in one asyncio.TaskGroup: per message, an
     # anyio task and cancel scope cost more than the whole no-op task (profiled).
@@ -231,6 +239,8 @@ class Dispatcher(LeaseKeeper, Failures):
                 # the next step needs this result, also after a redelivery
                 opts = msgspec.structs.replace(opts, store_result=True)
             ctx = self._context(msg, attempt) if task.wants_context else None
+            CURRENT_JOB.set(Running(msg.id, msg.task, msg.queue, attempt))
+            began = time.perf_counter()
             try:
                 outcome, error = await run_attempt(task, msg, ctx, opts, self.threads)
             except ArgumentError as exc:
@@ -238,6 +248,12 @@ class Dispatcher(LeaseKeeper, Failures):
                 await self._dead_letter(entry, msg, "ArgumentError", reason, attempt)
                 settled = True
                 return
+            self.processed += 1
+            if error is not None:
+                self.failed += 1
+            elif outcome.state == _SUCCEEDED:
+                took = time.perf_counter() - began
+                task_log.info("task %s[%s] succeeded in %.3fs", msg.task, msg.id, took)
             if error is not None and self._retryable(task, msg, opts, error):
                 await self._retry(entry, msg, attempt, opts, outcome, error)
                 settled = True
@@ -337,7 +353,8 @@ class Dispatcher(LeaseKeeper, Failures):
 
     def _finish(self, msg: Message, attempt: int, outcome: Outcome, ttl: float) -> Finish:
         if outcome.state == JobState.FAILED.value and outcome.error is not None:
-            log.warning("job %s failed: %s: %s", msg.id, outcome.error.type, outcome.error.message)
+            err = outcome.error
+            task_log.warning("task %s[%s] failed: %s: %s", msg.task, msg.id, err.type, err.message)
         return Finish(
             msg.id,
             attempt,

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .flow import Flow
 
 log = logging.getLogger("aioq.worker")
+task_log = logging.getLogger("aioq.task")
 
 
 class Failures:
@@ -76,14 +77,15 @@ class Failures:
         ttl_ms = int(opts.result_ttl * 1000)
         assert outcome.error is not None
         last = encode(outcome.error)
-        log.warning(
-            "job %s failed (%s: %s); retry %d of %d in %.2fs",
+        task_log.warning(
+            "task %s[%s] retrying in %.1fs (retry %d of %d): %s: %s",
+            msg.task,
             msg.id,
-            outcome.error.type,
-            outcome.error.message,
+            delay,
             number,
             opts.retries,
-            delay,
+            outcome.error.type,
+            outcome.error.message,
         )
         marked = await persist(
             lambda: self.streams.mark_retrying(

@@ -34,7 +34,7 @@ import anyio
 from .._transport.connection import OUTAGE_ERRORS, outage_text
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator, Mapping
 
     from .._transport.leases import LeaseRenewer
     from .._transport.streams import Renewed, Streams
@@ -89,6 +89,9 @@ class LeaseKeeper:
     renewed_at: float
     """When every held lease was last renewed (monotonic; written by the heartbeat thread)."""
 
+    status: Callable[[], Mapping[str, str | int]] | None = None
+    """The worker's registry entry, written by the heartbeat thread (at most once
+    a second, in the renewal's own pipeline)."""
     reading: tuple[Key, ...] = ()
     """Entries of the batch being dispatched: held (and renewed) before their tasks start."""
     recover_after: float = 0.0
@@ -174,7 +177,7 @@ class LeaseKeeper:
             began = time.monotonic()
             held = self.held()
             try:
-                found = renewer.renew(_by_stream(held))
+                found = renewer.renew(_by_stream(held), self.status)
             except Exception as exc:
                 if stop.is_set():
                     return  # the worker is closing the connection

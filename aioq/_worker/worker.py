@@ -46,6 +46,7 @@ from .._transport.leases import LeaseRenewer
 from .._transport.scripts import SCRIPTS
 from .._transport.streams import Entry, Streams
 from ..errors import ConfigurationError
+from . import presence
 from .completer import Completer
 from .dispatch import Dispatcher
 from .lease import Lease
@@ -203,8 +204,14 @@ class Worker:
                 self._streams, self.app.keys, self.queues, self.id, self._lease, dispatcher
             )
             self._log_startup()
+            await presence.arrive(redis, self.app.keys)
+            dispatcher.status = presence.entry(self, dispatcher)
             renewer = LeaseRenewer(
-                self.app.url, self.app.redis_options, self.id, max(1.0, self._lease.stale_after)
+                self.app.url,
+                self.app.redis_options,
+                self.id,
+                max(1.0, self._lease.stale_after),
+                presence.registration(self.app.keys, self.id, self._lease),
             )
             with dispatcher.keeping_leases(renewer):
                 async with anyio.create_task_group() as services:
@@ -481,8 +488,10 @@ class Worker:
                     return
 
     async def _forget_self(self) -> None:
-        """Remove this consumer from its groups when it holds nothing."""
+        """Remove this consumer from its groups when it holds nothing, and this
+        worker's registry entry (else it expires a few heartbeats later)."""
         with anyio.move_on_after(5):
+            await presence.leave(self._streams.redis, self.app.keys, self.id)
             try:
                 await self._recovery.forget(self.id)
             except REDIS_ERRORS as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,7 +21,9 @@ def worker_cmd(python: str, workers: int, concurrency: int) -> list[str]:
     return [
         python,
         *("-m", "aioq", "worker", "benchmarks.systems.aioq_:app"),
-        *("-w", str(workers), "-c", str(concurrency), "--log-level", "warning"),
+        *("-w", str(workers), "-c", str(concurrency)),
+        # warning by default; AIOQ_BENCH_LOG_LEVEL=info measures the per-task log lines
+        *("--log-level", os.environ.get("AIOQ_BENCH_LOG_LEVEL", "warning")),
     ]
 
 

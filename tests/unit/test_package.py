@@ -13,12 +13,15 @@ PACKAGE = Path(aioq.__file__).parent
 # Lower number = higher layer. A module may import from its own layer or below.
 LAYERS = {
     "cli": 0,
+    "_logfmt": 0,
+    "_opscli": 0,
     "__main__": 0,
     "app": 1,
     "routing": 1,
     "scheduling": 1,
     "canvas": 1,
     "deadletter": 1,
+    "status": 1,
     "task": 1,
     "job": 1,
     "context": 1,
@@ -28,6 +31,7 @@ LAYERS = {
     "_transport": 3,
     "_core": 4,
     "errors": 5,
+    "_version": 5,
 }
 
 
