@@ -31,7 +31,7 @@ import pytest
 
 import aioq._transport as transport_pkg
 from aioq._core.options import When
-from aioq._transport import deadletters, schedules
+from aioq._transport import deadletters, inspect, schedules
 from aioq._transport.client import Client, NewJob
 from aioq._transport.keys import LEVELS, Keyspace
 from aioq._transport.leases import LeaseRenewer
@@ -101,6 +101,7 @@ def _reply(name: str, keys: list[str], args: list[Any]) -> Any:
         "enqueue_unique": [1, args[0] if args else b""],
         "abort": [1, b"task", b"queue", b"", b"1000"],
         "redrive": 0,
+        "purge": [],
     }
     return replies.get(name, 1)
 
@@ -110,6 +111,7 @@ _CANNED: dict[str, Any] = {
     "hmget": [None, None, None],
     "hgetall": {},
     "xrange": [],
+    "xrevrange": [(b"1-0", {b"m": b""})],
 }
 """Replies to plain commands whose reply the transport reads (others get 1)."""
 
@@ -306,6 +308,7 @@ async def _producer_calls(redis: Any, keys: Keyspace) -> None:
         await deadletters.read(redis, keys, queue, 10)
         await deadletters.redrive(redis, keys, queue, [b"1-0", b"2-0"])
         await deadletters.purge(redis, keys, queue)
+        await inspect.purge_ready(redis, keys, queue)
         for level in (0, 9):
             await schedules.fire(redis, keys, queue, level, "nightly", 1, "j@1", b"p", 1000)
     await deadletters.requeue_jobs(redis, keys, [(j, TASKS[0], QUEUES[0]) for j in JOB_IDS], 10)
