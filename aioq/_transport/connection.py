@@ -46,9 +46,6 @@ REDIS_ERRORS: tuple[type[BaseException], ...] = (*OUTAGE_ERRORS, rex.RedisError)
 """Outages and every error reply: what a background loop catches so that nothing
 Redis says can stop a worker."""
 
-CONNECTION_ERRORS = OUTAGE_ERRORS
-"""The older name of ``OUTAGE_ERRORS`` (the same tuple)."""
-
 NOT_READY_ERRORS: tuple[type[BaseException], ...] = (
     rex.BusyLoadingError,
     BusyError,
@@ -197,7 +194,7 @@ async def broker_errors(url: str) -> AsyncIterator[None]:
                 f"Redis at {describe(url)} needs valid credentials: {exc}"
             ) from exc
         raise
-    except CONNECTION_ERRORS as exc:
+    except OUTAGE_ERRORS as exc:
         raise BrokerUnavailable(f"cannot reach Redis at {describe(url)}: {exc}") from exc
 
 

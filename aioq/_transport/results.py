@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from redis import exceptions as rex
 
-from .connection import CONNECTION_ERRORS, OPERATION_TIMEOUT
+from .connection import OPERATION_TIMEOUT, OUTAGE_ERRORS, REDIS_ERRORS
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterable
@@ -183,7 +183,7 @@ class Subscriptions:
                 await self._session(outage)
             except asyncio.CancelledError:
                 raise
-            except _SESSION_ERRORS as exc:
+            except REDIS_ERRORS as exc:
                 if self._heard_since_connect:
                     delay, outage = 0.0, False
                 if not outage:
@@ -317,10 +317,6 @@ class Subscriptions:
                 waiter.subscribed = False
 
 
-_SESSION_ERRORS: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, rex.RedisError)
-"""What ends a pub/sub connection's life and makes the reader reconnect."""
-
-
 def _as_bytes(value: Any) -> bytes:
     return value.encode() if isinstance(value, str) else bytes(value)
 
@@ -391,7 +387,7 @@ async def _look(
                 outcome = await read_outcome(batcher, keys, job_id)
         except TimeoutError:  # the deadline (redis-py's own timeouts are not builtins)
             raise
-        except CONNECTION_ERRORS as exc:
+        except OUTAGE_ERRORS as exc:
             await outage.pause(exc, until)
             continue
         outage.over()

@@ -27,7 +27,7 @@ from .._core.message import (
 )
 from .._core.options import CALL_FIELDS, Effective, TaskOptions, unwire
 from .._core.registry import ArgumentError, TaskDef
-from .._transport.connection import CONNECTION_ERRORS
+from .._transport.connection import OUTAGE_ERRORS
 from .._transport.streams import Done, Entry, Finish, Start, Streams, Wrote
 from .completer import persist
 from .executor import run_attempt
@@ -126,7 +126,7 @@ class Dispatcher(LeaseKeeper, Failures):
         starts = [Start(m.id, m.task, m.queue, m.enqueued_ms) for _, m, _ in good]
         try:
             replies = await self.streams.start(self.worker_id, now_ms(), starts)
-        except CONNECTION_ERRORS:
+        except OUTAGE_ERRORS:
             # Nothing ran; the entries stay in our pending list and come back
             # through recovery once the lease lapses. Hand them back now instead.
             for entry, _, _ in good:
@@ -162,7 +162,7 @@ class Dispatcher(LeaseKeeper, Failures):
         limited_items = [item for item in items if limited(item[2])]
         try:
             decisions = await self.limits.admit(limited_items)
-        except CONNECTION_ERRORS:
+        except OUTAGE_ERRORS:
             for entry, _, _ in limited_items:
                 self._spawn(self._give_back(entry))
             return [item for item in items if not limited(item[2])]
@@ -390,7 +390,7 @@ class Dispatcher(LeaseKeeper, Failures):
     async def _give_back(self, entry: Entry) -> None:
         try:
             await self.streams.release(entry.stream, self.worker_id, [entry.id], self._vt_ms)
-        except CONNECTION_ERRORS:
+        except OUTAGE_ERRORS:
             pass
         finally:
             self.release()

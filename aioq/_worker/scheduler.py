@@ -30,14 +30,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple
 
 import anyio
-from redis import exceptions as rex
 
 from .._core.message import new_message, now_ms
 from .._core.options import unwire, wire
 from .._core.schedule import latest_fire, next_fire, zone
 from .._transport import schedules
 from .._transport.connection import (
-    CONNECTION_ERRORS,
+    REDIS_ERRORS,
     check_server_version,
     connect,
     wait_until_reachable,
@@ -67,8 +66,6 @@ NOISY_READING = 0.2
 replace a good one."""
 
 GRACE_MS = round(MISFIRE_GRACE * 1000)
-
-FAILURES: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, rex.RedisError)
 
 
 def upcoming(s: Schedule, planned_ms: int, now_ms: int) -> tuple[int, bool]:
@@ -231,7 +228,7 @@ class Scheduler:
             try:
                 await self._clock.sync(redis)
                 found = await schedules.states(redis, self.app.keys, where)
-            except FAILURES as exc:
+            except REDIS_ERRORS as exc:
                 self._lost(exc)
                 await self._sleep(RETRY_DELAY)
                 continue
@@ -283,7 +280,7 @@ class Scheduler:
                     delay = min(delay, max(0.0, wait_ms / 1000))
                 if self._early:  # refused as ahead even after a fresh reading
                     delay = max(delay, RETRY_DELAY)
-            except FAILURES as exc:
+            except REDIS_ERRORS as exc:
                 # Ticks wait; those that stay unfired past the grace follow catch_up.
                 self._lost(exc)
                 delay = RETRY_DELAY
