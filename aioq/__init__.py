@@ -30,6 +30,7 @@ from .errors import JobAborted as JobAborted
 from .errors import MessageTooLarge as MessageTooLarge
 from .errors import ResultTimeout as ResultTimeout
 from .errors import Retry as Retry
+from .errors import SyncCallInEventLoop as SyncCallInEventLoop
 from .errors import TaskFailed as TaskFailed
 from .job import Job as Job
 from .job import JobInfo as JobInfo
@@ -37,6 +38,7 @@ from .job import JobState as JobState
 from .job import JobUpdate as JobUpdate
 from .job import gather as gather
 from .scheduling import Scheduler as Scheduler
+from .sync import SyncJob as SyncJob
 from .task import AsyncTask as AsyncTask
 from .task import SyncTask as SyncTask
 from .task import Task as Task
@@ -67,6 +69,8 @@ __all__ = [
     "Retry",
     "Scheduler",
     "Signature",
+    "SyncCallInEventLoop",
+    "SyncJob",
     "SyncTask",
     "Task",
     "TaskFailed",

@@ -20,6 +20,7 @@ LAYERS = {
     "canvas": 1,
     "deadletter": 1,
     "task": 1,
+    "sync": 1,
     "job": 1,
     "context": 1,
     "worker": 1,
