@@ -30,7 +30,7 @@ from .errors import ConfigurationError
 from .job import Job
 from .routing import Routing
 from .scheduling import Scheduling
-from .sync import SyncJob, call
+from .sync import SyncCalls
 from .task import AsyncTask, SyncTask, Task
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ class TaskDecorator(Protocol):
     def __call__(self, fn: Callable[P, R], /) -> SyncTask[P, R]: ...
 
 
-class App(Routing, Scheduling):
+class App(Routing, Scheduling, SyncCalls):
     """An aioq application: where tasks are registered and from which they are sent.
 
     Creating an ``App`` does no I/O; the connection pool opens on first use.
@@ -459,54 +459,6 @@ class App(Routing, Scheduling):
     def job(self, job_id: str) -> Job[Any]:
         """A handle on an existing job, from its id (works in any process)."""
         return Job(self, job_id)
-
-    # -- from sync code (aioq/sync.py: one background event loop per process) --
-
-    def send_task(
-        self,
-        name: str,
-        args: Sequence[Any] | None = None,
-        kwargs: dict[str, Any] | None = None,
-        *,
-        countdown: float | None = None,
-        eta: datetime | None = None,
-        queue: str | None = None,
-        priority: int = _UNSET,
-        job_id: str | None = None,
-        timeout: float | None = _UNSET,
-        result_ttl: float = _UNSET,
-        store_result: bool = _UNSET,
-        retries: int = _UNSET,
-        unique_for: float | None = _UNSET,
-    ) -> SyncJob[Any]:
-        """``send()`` for sync code (Celery's ``send_task``): enqueue a task by
-        name and return a ``SyncJob``. ``countdown`` is seconds to wait (aioq's
-        ``delay``). Raises ``SyncCallInEventLoop`` inside a running event loop
-        (use ``await app.send(...)`` there)."""
-        sent = call(
-            self._transport,
-            lambda: self.send(
-                name,
-                tuple(args or ()),
-                kwargs,
-                queue=queue,
-                timeout=timeout,
-                result_ttl=result_ttl,
-                store_result=store_result,
-                retries=retries,
-                priority=priority,
-                delay=countdown,
-                eta=eta,
-                job_id=job_id,
-                unique_for=unique_for,
-            ),
-            "`await app.send(...)`",
-        )
-        return SyncJob(sent)
-
-    def job_sync(self, job_id: str) -> SyncJob[Any]:
-        """A ``SyncJob`` handle on an existing job, from its id, for sync code."""
-        return SyncJob(self.job(job_id))
 
     # -- dead letters -------------------------------------------------------
 

@@ -25,19 +25,24 @@ import atexit
 import logging
 import os
 import threading
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+
+import msgspec
 
 from .errors import SyncCallInEventLoop
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine
+    from collections.abc import Callable, Coroutine, Sequence
+    from datetime import datetime
 
     from ._transport.client import Client
+    from .app import App
     from .job import Job, JobInfo, JobState
 
-__all__ = ["SyncJob", "shutdown"]
+__all__ = ["SyncCalls", "SyncJob", "shutdown"]
 
 R = TypeVar("R", covariant=True)
+_UNSET: Any = msgspec.UNSET
 T = TypeVar("T")
 
 log = logging.getLogger("aioq")
@@ -214,3 +219,54 @@ class SyncJob(Generic[R]):
     def abort(self) -> bool:
         """Abort the job (``Job.abort``): False when it had already ended or is unknown."""
         return self._call(self.job.abort, "`await job.abort()`")
+
+
+class SyncCalls:
+    """The sync part of ``App``: ``send_task`` and ``job_sync``."""
+
+    def send_task(
+        self,
+        name: str,
+        args: Sequence[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        *,
+        countdown: float | None = None,
+        eta: datetime | None = None,
+        queue: str | None = None,
+        priority: int = _UNSET,
+        job_id: str | None = None,
+        timeout: float | None = _UNSET,
+        result_ttl: float = _UNSET,
+        store_result: bool = _UNSET,
+        retries: int = _UNSET,
+        unique_for: float | None = _UNSET,
+    ) -> SyncJob[Any]:
+        """``send()`` for sync code (Celery's ``send_task``): enqueue a task by
+        name and return a ``SyncJob``. ``countdown`` is seconds to wait (aioq's
+        ``delay``). Raises ``SyncCallInEventLoop`` inside a running event loop
+        (use ``await app.send(...)`` there)."""
+        app = cast("App", self)
+        sent = call(
+            app._transport,
+            lambda: app.send(
+                name,
+                tuple(args or ()),
+                kwargs,
+                queue=queue,
+                timeout=timeout,
+                result_ttl=result_ttl,
+                store_result=store_result,
+                retries=retries,
+                priority=priority,
+                delay=countdown,
+                eta=eta,
+                job_id=job_id,
+                unique_for=unique_for,
+            ),
+            "`await app.send(...)`",
+        )
+        return SyncJob(sent)
+
+    def job_sync(self, job_id: str) -> SyncJob[Any]:
+        """A ``SyncJob`` handle on an existing job, from its id, for sync code."""
+        return SyncJob(cast("App", self).job(job_id))

@@ -178,9 +178,7 @@ def test_state_ready_and_abort(sync_app: aioq.App) -> None:
         idle.delay().get(timeout=0.2)
 
 
-def test_a_forked_child_gets_its_own_loop_and_client(
-    sync_app: aioq.App, start_worker: Any
-) -> None:
+def test_a_forked_child_gets_its_own_loop_and_client(sync_app: aioq.App, start_worker: Any) -> None:
     @sync_app.task
     async def add(x: int, y: int) -> int:
         return x + y
