@@ -10,7 +10,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -86,6 +90,19 @@ def start_worker() -> Iterator[Any]:
     yield start
     for worker in started:
         worker.stop()
+
+
+def _wait_child(pid: int, timeout: float) -> int | None:
+    """The child's exit code, or None (and the child killed) after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return None
 
 
 def _bridge_threads() -> list[threading.Thread]:
@@ -190,6 +207,7 @@ def test_a_forked_child_gets_its_own_loop_and_client(sync_app: aioq.App, start_w
     if pid == 0:  # the child: report through the exit code, never return into pytest
         code = 1
         try:
+            signal.alarm(20)  # a child that hangs ends (the handler raises, or it dies)
             value = add.delay(2, 3).get(timeout=10)
             bridge = aioq.sync._bridge
             fresh = bridge is not None and bridge.loop is not parent_loop
@@ -197,8 +215,8 @@ def test_a_forked_child_gets_its_own_loop_and_client(sync_app: aioq.App, start_w
             aioq.sync.shutdown()
         finally:
             os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+    status = _wait_child(pid, 30)
+    assert status == 0
     assert add.delay(3, 4).get(timeout=10) == 7  # the parent's loop and client still work
 
 
@@ -237,3 +255,25 @@ async def test_progress_from_a_sync_task(app: aioq.App, workers: WorkerRunner) -
     assert info.progress is not None
     assert (info.progress.current, info.progress.total) == (3, 3)
     assert info.progress.info == {"stage": "step 3"}
+
+
+def test_the_loop_and_its_client_are_closed_at_exit(redis_url: str, prefix: str) -> None:
+    # An atexit handler registered before aioq is imported runs after aioq's (LIFO).
+    script = f"""
+import atexit, sys, warnings
+warnings.simplefilter("error")
+def check():
+    import aioq.sync
+    clean = aioq.sync._bridge is None and app._transport._bounds == {{}}
+    print("closed" if clean else "left open", flush=True)
+atexit.register(check)
+import aioq
+app = aioq.App({redis_url!r}, prefix={prefix!r})
+assert app.job_sync("nope").state() is aioq.JobState.QUEUED
+"""
+    done = subprocess.run(
+        [sys.executable, "-X", "dev", "-c", script], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "closed"
+    assert "Warning" not in done.stderr and "unclosed" not in done.stderr, done.stderr
