@@ -177,6 +177,7 @@ def test_send_task_and_job_sync(sync_app: aioq.App, start_worker: Any) -> None:
     assert again == job and again.state() is aioq.JobState.SUCCEEDED
     with pytest.raises(aioq.TaskFailed):
         sync_app.send_task("math.add", args=["a", "b"]).get(timeout=10)
+    assert add.s(4, 5).delay().get(timeout=10) == 9  # a signature, too
 
 
 def test_state_ready_and_abort(sync_app: aioq.App) -> None:

@@ -126,6 +126,7 @@ def sync_usage() -> None:
     assert_type(later, aioq.SyncJob[int])
     assert_type(app.send_task("math.mul", args=[2, 3], countdown=1.0), aioq.SyncJob[Any])
     assert_type(app.job_sync("some-id"), aioq.SyncJob[Any])
+    assert_type(add.s(1, 2).delay(), aioq.SyncJob[int])
 
     # Negative cases: delay takes the task's own parameters.
     add.delay("a", 2)  # type: ignore[arg-type]
