@@ -278,3 +278,19 @@ assert app.job_sync("nope").state() is aioq.JobState.QUEUED
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "closed"
     assert "Warning" not in done.stderr and "unclosed" not in done.stderr, done.stderr
+
+
+async def test_a_sync_task_can_delay_and_get(app: aioq.App, workers: WorkerRunner) -> None:
+    @app.task
+    async def add(x: int, y: int) -> int:
+        return x + y
+
+    @app.task
+    def fan_out(n: int) -> list[int]:  # runs in a worker thread: no event loop there
+        return [add.delay(n, i).get(timeout=10) for i in range(3)]
+
+    await workers.start(app)
+    try:
+        assert await (await fan_out.kiq(10)).result(timeout=20) == [10, 11, 12]
+    finally:
+        await asyncio.to_thread(aioq.sync.shutdown)
