@@ -31,6 +31,7 @@ from .errors import JobAborted as JobAborted
 from .errors import MessageTooLarge as MessageTooLarge
 from .errors import ResultTimeout as ResultTimeout
 from .errors import Retry as Retry
+from .errors import SyncCallInEventLoop as SyncCallInEventLoop
 from .errors import TaskFailed as TaskFailed
 from .job import Job as Job
 from .job import JobInfo as JobInfo
@@ -43,6 +44,7 @@ from .status import LevelStatus as LevelStatus
 from .status import QueueStatus as QueueStatus
 from .status import Status as Status
 from .status import WorkerStatus as WorkerStatus
+from .sync import SyncJob as SyncJob
 from .task import AsyncTask as AsyncTask
 from .task import SyncTask as SyncTask
 from .task import Task as Task
@@ -75,6 +77,8 @@ __all__ = [
     "Scheduler",
     "Signature",
     "Status",
+    "SyncCallInEventLoop",
+    "SyncJob",
     "SyncTask",
     "Task",
     "TaskFailed",

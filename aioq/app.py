@@ -31,6 +31,7 @@ from .job import Job
 from .routing import Routing
 from .scheduling import Scheduling
 from .status import Operations
+from .sync import SyncCalls
 from .task import AsyncTask, SyncTask, Task
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ class TaskDecorator(Protocol):
     def __call__(self, fn: Callable[P, R], /) -> SyncTask[P, R]: ...
 
 
-class App(Routing, Scheduling, Operations):
+class App(Routing, Scheduling, Operations, SyncCalls):
     """An aioq application: where tasks are registered and from which they are sent.
 
     Creating an ``App`` does no I/O; the connection pool opens on first use.

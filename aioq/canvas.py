@@ -24,6 +24,7 @@ from ._core.options import TaskOptions, unwire, validate, wire
 from ._transport.client import NewJob
 from .errors import ConfigurationError
 from .job import Job
+from .sync import SyncJob, call
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -138,6 +139,10 @@ class Signature(_Canvas, Generic[R]):
     async def kiq(self) -> Job[R]:
         handle: Job[R] = await super().kiq()
         return handle
+
+    def delay(self) -> SyncJob[R]:
+        """``kiq()`` from sync code (see ``Task.delay``): returns a ``SyncJob``."""
+        return SyncJob(call(self.app._transport, self.kiq, "`await sig.kiq()`"))
 
 
 class Chain(_Canvas):

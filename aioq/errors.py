@@ -4,6 +4,7 @@
 
     AioqError
     ├── ConfigurationError          bad settings, unknown task name on send
+    │   └── SyncCallInEventLoop     ``task.delay()`` & co. called inside a running event loop
     ├── BrokerUnavailable           Redis cannot be reached (connect, auth, timeout)
     ├── MessageTooLarge             a payload over ``max_message_bytes``
     ├── TaskFailed                  the task raised; carries the remote error
@@ -28,6 +29,7 @@ __all__ = [
     "MessageTooLarge",
     "ResultTimeout",
     "Retry",
+    "SyncCallInEventLoop",
     "TaskFailed",
 ]
 
@@ -38,6 +40,12 @@ class AioqError(Exception):
 
 class ConfigurationError(AioqError):
     """The app, a task or a call was configured in a way that cannot work."""
+
+
+class SyncCallInEventLoop(ConfigurationError):
+    """A blocking call made for sync code (``task.delay()``, ``SyncJob.get()``, …)
+    was made inside a running event loop, which it would freeze: use the async
+    form there (``await task.kiq(...)``, ``await job.result()``)."""
 
 
 class BrokerUnavailable(AioqError):

@@ -21,9 +21,10 @@ from ._transport.client import NewJob
 from .canvas import Signature
 from .errors import ConfigurationError
 from .job import Job
+from .sync import SyncJob, call
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine, Iterable
+    from collections.abc import Coroutine, Iterable, Mapping, Sequence
     from datetime import datetime
     from typing import Self
 
@@ -145,6 +146,9 @@ class Task(Generic[P, R]):
             BrokerUnavailable: Redis cannot be reached.
             TypeError: an argument msgspec cannot encode.
         """
+        return await self._kiq(args, kwargs)
+
+    async def _kiq(self, args: Sequence[Any], kwargs: dict[str, Any]) -> Job[R]:
         job_id = await self.app._submit(
             self.definition.name,
             args,
@@ -155,6 +159,48 @@ class Task(Generic[P, R]):
             self._options(),
         )
         return Job(self.app, job_id, self.definition.return_type)
+
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> SyncJob[R]:
+        """``kiq()`` for sync code (Celery's ``delay``): enqueue a call from a
+        Django or Flask view, a script or any thread, and return a ``SyncJob``
+        (``.get(timeout=)``, ``.state()``, …) once the message is in Redis.
+
+        Runs on the process's one background event loop (``aioq.sync``), shared
+        by every thread. Inside a running event loop it raises
+        ``SyncCallInEventLoop``: use ``await task.kiq(...)`` there.
+        """
+        return SyncJob(call(self.app._transport, lambda: self._kiq(args, kwargs), self._hint()))
+
+    def apply_async(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        countdown: float | None = None,
+        eta: datetime | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        job_id: str | None = None,
+    ) -> SyncJob[R]:
+        """Celery's ``apply_async``: ``delay()`` with the arguments as a list and a
+        dict, and options for this call: ``countdown`` (seconds, aioq's
+        ``delay``), ``eta`` (an aware datetime), ``queue``, ``priority`` (0-9,
+        **9 most urgent** — the opposite of Celery on Redis), ``job_id``."""
+        task = self.with_options(
+            queue=_UNSET if queue is None else queue,
+            priority=_UNSET if priority is None else priority,
+            delay=countdown,
+            eta=eta,
+            job_id=job_id,
+        )
+        call_args, call_kwargs = list(args or ()), dict(kwargs or {})
+        return SyncJob(
+            call(self.app._transport, lambda: task._kiq(call_args, call_kwargs), self._hint())
+        )
+
+    def _hint(self) -> str:
+        short = getattr(self.definition.fn, "__name__", None) or self.name
+        return f"`await {short}.kiq(...)`"
 
     def s(self, *args: Any, **kwargs: Any) -> Signature[R]:
         """A signature of this task called with these arguments, for workflows

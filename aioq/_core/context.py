@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .message import Progress, encode, now_ms
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Coroutine, Generator
 
     from ..app import App
 
@@ -38,7 +40,16 @@ class Context:
             log.info("job %s attempt %d", ctx.job_id, ctx.attempt)
     """
 
-    __slots__ = ("_report", "app", "attempt", "job_id", "queue", "task_name", "worker_id")
+    __slots__ = (
+        "_loop",
+        "_report",
+        "app",
+        "attempt",
+        "job_id",
+        "queue",
+        "task_name",
+        "worker_id",
+    )
 
     def __init__(
         self,
@@ -49,7 +60,7 @@ class Context:
         queue: str,
         attempt: int,
         worker_id: str,
-        report: Callable[[str, bytes], Awaitable[None]] | None = None,
+        report: Callable[[str, bytes], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
         self.app = app
         self.job_id = job_id
@@ -58,17 +69,65 @@ class Context:
         self.attempt = attempt
         self.worker_id = worker_id
         self._report = report
+        # The worker's loop, where reports are written: a sync task calls
+        # progress() from a worker thread and hands the write over to it.
+        self._loop = _running_loop() if report is not None else None
 
-    async def progress(self, current: float, total: float | None = None, **info: Any) -> None:
+    def progress(self, current: float, total: float | None = None, **info: Any) -> Awaitable[None]:
         """Report progress: stored in the job's record (``job.info().progress``) and
         sent to every ``job.updates()`` watcher. A no-op when the task is called
-        directly rather than run by a worker."""
-        if self._report is not None:
-            report = Progress(current=current, total=total, info=info, at_ms=now_ms())
-            await self._report(self.job_id, encode(report))
+        directly rather than run by a worker.
+
+        In an async task, ``await ctx.progress(...)``. In a sync task (run in a
+        worker thread) just call ``ctx.progress(...)``: it blocks until the
+        report is stored, and what it returns is already done (awaiting it is
+        harmless, forgetting to is too).
+        """
+        if self._report is None:
+            return _DONE
+        payload = encode(Progress(current=current, total=total, info=info, at_ms=now_ms()))
+        loop = self._loop
+        if loop is None or _running_loop() is loop:
+            return self._report(self.job_id, payload)
+        _wait(asyncio.run_coroutine_threadsafe(self._report(self.job_id, payload), loop), loop)
+        return _DONE
 
     def __repr__(self) -> str:
         return (
             f"Context(job_id={self.job_id!r}, task_name={self.task_name!r}, "
             f"queue={self.queue!r}, attempt={self.attempt})"
         )
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _wait(future: concurrent.futures.Future[None], loop: asyncio.AbstractEventLoop) -> None:
+    """Wait for a report handed to the worker's loop; give up (the report is
+    lost, as the job's thread is abandoned) only if that loop stopped."""
+    while True:
+        try:
+            future.result(timeout=1.0)
+            return
+        except concurrent.futures.TimeoutError:
+            if not loop.is_running():
+                future.cancel()
+                return
+
+
+class _Done:
+    """An awaitable that is already done: what ``progress()`` returns once a sync
+    task's report is stored."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return
+        yield
+
+
+_DONE = _Done()

@@ -1,8 +1,10 @@
 """The producer/awaiter side of the transport, as one object an ``App`` holds.
 
-Creating it does no I/O. Its Redis client belongs to the event loop that
-first uses it; a script that runs ``asyncio.run`` twice gets a fresh client
-the second time instead of one bound to a closed loop.
+Creating it does no I/O. Its Redis clients belong to the event loops that
+use it, one per loop: a script that runs ``asyncio.run`` twice gets a fresh
+client the second time instead of one bound to a closed loop, and two loops
+alive at once (an app's own loop and the sync bridge's, ``aioq/sync.py``) each
+keep theirs instead of replacing each other's on every call.
 """
 
 from __future__ import annotations
@@ -89,13 +91,24 @@ class Client:
         self.timeout = timeout
         self.keys = keys
         self._options = options
-        self._bound: _Bound | None = None
+        self._bounds: dict[asyncio.AbstractEventLoop, _Bound] = {}
 
     def _get(self) -> _Bound:
-        bound = self._bound
-        if bound is None or bound.loop is not asyncio.get_running_loop():
-            bound = self._bound = _Bound(self.url, self._options, self.timeout)
+        loop = asyncio.get_running_loop()
+        bound = self._bounds.get(loop)
+        if bound is None:
+            # A closed loop can never close its client: forget it (as a single
+            # slot replaced on the next loop did).
+            for old in [known for known in list(self._bounds) if known.is_closed()]:
+                self._bounds.pop(old, None)
+            bound = self._bounds[loop] = _Bound(self.url, self._options, self.timeout)
         return bound
+
+    def forget(self, loop: asyncio.AbstractEventLoop) -> _Bound | None:
+        """Drop the client of ``loop`` without closing it (a forked child must
+        not touch its parent's connections); returns it, for the caller to
+        keep referenced."""
+        return self._bounds.pop(loop, None)
 
     @property
     def redis(self) -> Redis:
@@ -313,6 +326,7 @@ class Client:
             await self._get().redis.ping()
 
     async def aclose(self) -> None:
-        bound, self._bound = self._bound, None
-        if bound is not None and bound.loop is asyncio.get_running_loop():
+        """Close the client of the running event loop (other loops keep theirs)."""
+        bound = self._bounds.pop(asyncio.get_running_loop(), None)
+        if bound is not None:
             await bound.aclose()

@@ -106,3 +106,43 @@ async def usage() -> None:
     await with_ctx.kiq(1)  # type: ignore[arg-type]
     bad: str = await job.result()  # type: ignore[assignment]
     del bad
+
+
+def sync_usage() -> None:
+    """Sync callers (a Django view, a script): ``delay`` is checked like ``kiq``."""
+    job = add.delay(1, 2)
+    assert_type(job, aioq.SyncJob[int])
+    assert_type(job.id, str)
+    assert_type(job.get(timeout=10), int)
+    assert_type(job.get(), int)
+    assert_type(job.state(), aioq.JobState)
+    assert_type(job.info(), aioq.JobInfo)
+    assert_type(job.ready(), bool)
+    assert_type(job.abort(), bool)
+    assert_type(job.job, aioq.Job[int])
+    assert_type(mul.delay(2, 3), aioq.SyncJob[int])
+    assert_type(sync_with_ctx.delay(3), aioq.SyncJob[list[int]])
+    later = add.apply_async(args=[1, 2], countdown=5.0, queue="q", priority=9)
+    assert_type(later, aioq.SyncJob[int])
+    assert_type(app.send_task("math.mul", args=[2, 3], countdown=1.0), aioq.SyncJob[Any])
+    assert_type(app.job_sync("some-id"), aioq.SyncJob[Any])
+    assert_type(add.s(1, 2).delay(), aioq.SyncJob[int])
+
+    # Negative cases: delay takes the task's own parameters.
+    add.delay("a", 2)  # type: ignore[arg-type]
+    add.delay(1)  # type: ignore[call-arg]
+    with_ctx.delay(1)  # type: ignore[arg-type]
+    bad: str = add.delay(1, 2).get()  # type: ignore[assignment]
+    del bad
+
+
+@app.task
+def sync_progress(ctx: aioq.Context, n: int) -> int:
+    ctx.progress(1, total=n)  # a sync task just calls it
+    return n
+
+
+@app.task
+async def async_progress(ctx: aioq.Context, n: int) -> int:
+    await ctx.progress(1, total=n)
+    return n

@@ -23,6 +23,7 @@ LAYERS = {
     "deadletter": 1,
     "status": 1,
     "task": 1,
+    "sync": 1,
     "job": 1,
     "context": 1,
     "worker": 1,
