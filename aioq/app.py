@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 import msgspec
 
-from . import deadletter
 from ._core.canvas import SigData
 from ._core.message import new_message, now_ms, unique_key, validate_job_id
 from ._core.options import (
@@ -23,9 +22,9 @@ from ._core.options import (
 from ._core.registry import Registry, TaskDef
 from ._core.schedule import Schedule
 from ._transport.client import Client, NewJob
-from ._transport.connection import broker_errors
 from ._transport.keys import Keyspace
 from .canvas import Signature
+from .deadletter import DeadLetters
 from .errors import ConfigurationError
 from .job import Job
 from .routing import Routing
@@ -41,7 +40,6 @@ if TYPE_CHECKING:
 
     from ._core.context import Context
     from ._core.options import When
-    from .deadletter import DeadLetter
 
 __all__ = ["App"]
 
@@ -69,7 +67,7 @@ class TaskDecorator(Protocol):
     def __call__(self, fn: Callable[P, R], /) -> SyncTask[P, R]: ...
 
 
-class App(Routing, Scheduling, Operations, SyncCalls):
+class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls):
     """An aioq application: where tasks are registered and from which they are sent.
 
     Creating an ``App`` does no I/O; the connection pool opens on first use.
@@ -460,24 +458,6 @@ class App(Routing, Scheduling, Operations, SyncCalls):
     def job(self, job_id: str) -> Job[Any]:
         """A handle on an existing job, from its id (works in any process)."""
         return Job(self, job_id)
-
-    # -- dead letters -------------------------------------------------------
-
-    async def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:
-        """Dead-lettered messages of ``queue`` (default: every queue), oldest first."""
-        async with broker_errors(self.url):
-            return await deadletter.list_dead(self, queue, limit)
-
-    async def retry_dead(self, queue: str, ids: Sequence[str] | None = None) -> int:
-        """Put dead letters (all of ``queue``'s when ``ids`` is None) back on their
-        queue, as they were; their jobs start afresh. Returns how many moved."""
-        async with broker_errors(self.url):
-            return await deadletter.retry_dead(self, queue, ids)
-
-    async def purge_dead(self, queue: str | None = None) -> int:
-        """Delete the dead letters of ``queue`` (default: every queue); returns how many."""
-        async with broker_errors(self.url):
-            return await deadletter.purge_dead(self, queue)
 
     # -- lifecycle ----------------------------------------------------------
 

@@ -16,6 +16,7 @@ import msgspec
 
 from ._core.message import decode_message
 from ._transport import deadletters
+from ._transport.connection import broker_errors
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -103,3 +104,28 @@ async def purge_dead(app: App, queue: str | None) -> int:
     redis, keys = app._transport.redis, app.keys
     queues = [queue] if queue else await deadletters.dead_queues(redis, keys)
     return sum([await deadletters.purge(redis, keys, q) for q in queues])
+
+
+class DeadLetters:
+    """``App``'s dead-letter methods (a base class of it)."""
+
+    url: str
+
+    async def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:
+        """Dead-lettered messages of ``queue`` (default: every queue), oldest first."""
+        async with broker_errors(self.url):
+            return await list_dead(self._app(), queue, limit)
+
+    async def retry_dead(self, queue: str, ids: Sequence[str] | None = None) -> int:
+        """Put dead letters (all of ``queue``'s when ``ids`` is None) back on their
+        queue, as they were; their jobs start afresh. Returns how many moved."""
+        async with broker_errors(self.url):
+            return await retry_dead(self._app(), queue, ids)
+
+    async def purge_dead(self, queue: str | None = None) -> int:
+        """Delete the dead letters of ``queue`` (default: every queue); returns how many."""
+        async with broker_errors(self.url):
+            return await purge_dead(self._app(), queue)
+
+    def _app(self) -> App:
+        return self  # type: ignore[return-value]  # mixed into App only
