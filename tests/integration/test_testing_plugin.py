@@ -53,6 +53,13 @@ def _plugin_args() -> list[str]:
     return [] if registered else ["-p", "aioq.testing.plugin"]
 
 
+def _python_path(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The user's project and this checkout first, then what this run already had
+    (where an installed aioq's entry point may live)."""
+    before = os.environ.get("PYTHONPATH", "")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(pytester.path), str(ROOT), before]))
+
+
 def _user_project(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(tasks=USER_TASKS, test_user=USER_TEST)
     pytester.makeini("[pytest]\nasyncio_mode = auto\n")
@@ -63,7 +70,7 @@ def test_user_project_uses_the_fixtures(
 ) -> None:
     _user_project(pytester)
     monkeypatch.setenv("USER_PREFIX", prefix)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(pytester.path)]))
+    _python_path(pytester, monkeypatch)
     result = pytester.runpytest_subprocess(*_plugin_args(), "-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
 
@@ -73,7 +80,7 @@ def test_user_project_without_redis_is_skipped_with_the_fix(
 ) -> None:
     _user_project(pytester)
     monkeypatch.setenv("USER_PREFIX", prefix)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(pytester.path)]))
+    _python_path(pytester, monkeypatch)
     monkeypatch.delenv("AIOQ_REDIS_URL", raising=False)
     empty = tmp_path / "bin"
     empty.mkdir()
