@@ -77,4 +77,6 @@ async def test_bad_arguments_raise_at_kiq_and_the_app_is_restored() -> None:
     with app.inline():
         with pytest.raises(ArgumentError):
             await add.kiq("a", 2)  # type: ignore[arg-type]
+        with pytest.raises(aioq.ConfigurationError, match="do not run inline"):
+            await aioq.chain(add.s(1, 2), add.s(3)).kiq()
     assert app._transport is before
