@@ -35,6 +35,7 @@ from .task import AsyncTask, SyncTask, Task
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Sequence
+    from contextlib import AbstractContextManager
     from datetime import datetime
     from types import TracebackType
 
@@ -464,6 +465,14 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls):
     async def ping(self) -> None:
         """Check that Redis answers; raises ``BrokerUnavailable`` if not."""
         await self._transport.ping()
+
+    def inline(self) -> AbstractContextManager[object]:
+        """``with app.inline():`` ``kiq()`` runs each task at once in this process,
+        through the same argument conversion and result encoding, without Redis
+        (for unit tests; limits in docs/testing.md)."""
+        from ._worker.inline import inline
+
+        return inline(self)
 
     async def aclose(self) -> None:
         """Close this process's connections of the app (safe to call twice)."""

@@ -123,6 +123,12 @@ def _parser() -> argparse.ArgumentParser:
         help="refuse to start on a Redis that may lose data silently (a maxmemory-policy "
         "other than noeviction); without it a warning is logged",
     )
+    w.add_argument(
+        "--burst",
+        action="store_true",
+        help="exit (code 0) once the queues are empty, delayed messages included, and "
+        "nothing runs; for CI jobs and one-off backfills (one process: no -w)",
+    )
     w.add_argument("--name", help=argparse.SUPPRESS)
 
     s = sub.add_parser("scheduler", help="run the app's periodic schedules (no tasks)")
@@ -217,6 +223,7 @@ def _run_worker(args: argparse.Namespace) -> int:
         scheduler=args.scheduler,
         threads=args.threads,
         strict=args.strict,
+        burst=args.burst,
     )
 
     async def main() -> None:
@@ -339,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise CliError("--workers and --concurrency must be at least 1")
             if args.threads is not None and args.threads < 1:
                 raise CliError("--threads must be at least 1")
+            if args.workers > 1 and args.burst:
+                raise CliError("--burst runs one process: drop -w/--workers")
             if args.workers > 1:
                 from ._worker.supervisor import supervise
 

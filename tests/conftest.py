@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
-import shutil
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -22,6 +21,8 @@ import pytest
 import redis
 
 import aioq
+import aioq.testing.plugin
+import aioq.testing.redis
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,27 +36,28 @@ def _load_script(name: str):  # type: ignore[no-untyped-def]
 
 
 def _load_with_redis():  # type: ignore[no-untyped-def]
-    return _load_script("with_redis")
+    """The shared Redis helpers (``scripts/with_redis.py`` loads the same module)."""
+    return aioq.testing.redis
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The aioq pytest plugin, when the installed package did not register it (an
+    older install, or ``PYTHONPATH`` pointing at a checkout); pytester for the
+    tests of the plugin itself."""
+    if not config.pluginmanager.is_registered(aioq.testing.plugin):
+        config.pluginmanager.register(aioq.testing.plugin, "aioq")
+    if not config.pluginmanager.has_plugin("pytester"):
+        config.pluginmanager.import_plugin("pytester")
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    url = os.environ.get("AIOQ_REDIS_URL")
-    with_redis = _load_with_redis()
-    if url and with_redis.reachable(url):
-        yield url
-        return
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.exit(with_redis.INSTALL_HINT, returncode=1)
-    server = with_redis.PrivateRedis(binary)
-    server.start()
-    os.environ["AIOQ_REDIS_URL"] = server.url
-    os.environ["AIOQ_PRIVATE_REDIS"] = "1"
-    try:
-        yield server.url
-    finally:
-        server.stop()
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """The plugin's ``aioq_redis_url``, so one server serves the whole session; but
+    where the plugin skips for want of a Redis, the project's own tests fail."""
+    if aioq.testing.redis.user_url() is None and aioq.testing.redis.redis_server() is None:
+        pytest.exit(aioq.testing.redis.INSTALL_HINT, returncode=1)
+    url: str = request.getfixturevalue("aioq_redis_url")
+    return url
 
 
 @pytest.fixture(scope="session")

@@ -61,6 +61,17 @@ class Streams(Outcomes):
             if "BUSYGROUP" not in str(exc):
                 raise
 
+    async def backlog(self, queues: Sequence[str]) -> int:
+        """Messages of ``queues`` not finished yet: ready, held by any worker (acked
+        entries are deleted, so a stream holds only these) or delayed, whenever due."""
+        pipe = self.redis.pipeline(transaction=False)
+        for queue in queues:
+            for level in range(LEVELS):
+                pipe.xlen(self.keys.stream(queue, level))
+                pipe.zcard(self.keys.delayed(queue, level))
+        async with bounded():
+            return sum(int(n) for n in await pipe.execute())
+
     async def fetch(
         self, consumer: str, queues: Sequence[str], count: int, ascending: bool
     ) -> tuple[list[Entry], dict[str, bytes]]:

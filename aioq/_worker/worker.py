@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import socket
 import uuid
 from typing import TYPE_CHECKING
@@ -46,7 +45,7 @@ from .._transport.leases import LeaseRenewer
 from .._transport.scripts import SCRIPTS
 from .._transport.streams import Entry, Streams
 from ..errors import ConfigurationError
-from . import presence
+from . import presence, stopping
 from .completer import Completer
 from .dispatch import Dispatcher
 from .lease import Lease
@@ -100,6 +99,8 @@ class Worker:
         strict: refuse to start (``ConfigurationError``) on a Redis that may lose
             aioq's data silently: a ``maxmemory-policy`` other than ``noeviction``.
             Without it, a warning is logged.
+        burst: stop once nothing runs here and its queues are empty (see
+            ``stopping.idle``: delayed messages count, however far ahead).
     """
 
     def __init__(
@@ -115,6 +116,7 @@ class Worker:
         scheduler: bool = False,
         threads: int | None = None,
         strict: bool = False,
+        burst: bool = False,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -129,6 +131,7 @@ class Worker:
         self.scheduler = scheduler
         self.threads = threads if threads is not None else default_threads(concurrency)
         self.strict = strict
+        self.burst = burst
         self.id = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._free = concurrency
         self._reading = 0  # slots reserved by the read in progress
@@ -169,6 +172,20 @@ class Worker:
     def running(self) -> int:
         """Messages held right now (running or waiting for their completion write)."""
         return self.concurrency - self._free - self._reading
+
+    @property
+    def stopping(self) -> bool:
+        """True once ``stop()`` was called."""
+        return self._stopping
+
+    @property
+    def streams(self) -> Streams:
+        """This worker's Redis operations (set once ``run()`` has connected)."""
+        return self._streams
+
+    async def idle(self) -> bool:
+        """No message held here and none left in its queues (``stopping.idle``)."""
+        return await stopping.idle(self)
 
     @property
     def worst_renewal_gap(self) -> float:
@@ -216,7 +233,7 @@ class Worker:
             with dispatcher.keeping_leases(renewer):
                 async with anyio.create_task_group() as services:
                     if handle_signals:
-                        services.start_soon(self._handle_signals)
+                        services.start_soon(stopping.handle_signals, self)
                     services.start_soon(self._completer.run)
                     services.start_soon(self._pump)
                     services.start_soon(dispatcher.heartbeat)
@@ -224,6 +241,8 @@ class Worker:
                     services.start_soon(self._recovery.sweep_forever)
                     if self.scheduler:
                         services.start_soon(Scheduler(self.app, redis).run)
+                    if self.burst:
+                        services.start_soon(stopping.stop_when_idle, self)
                     async with asyncio.TaskGroup() as executors:
                         dispatcher.bind(executors)
                         task_status.started()
@@ -280,26 +299,6 @@ class Worker:
             ", ".join(names) or "-",
             self.concurrency,
         )
-
-    async def _handle_signals(self) -> None:
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            async for signum in signals:
-                if not self._stopping:
-                    log.info(
-                        "received %s: finishing %d in-flight task(s) within %gs "
-                        "(send again to stop at once)",
-                        signal.Signals(signum).name,
-                        self.running,
-                        self.grace,
-                    )
-                    self.stop()
-                else:
-                    log.warning(
-                        "received %s again: cancelling %d in-flight task(s)",
-                        signal.Signals(signum).name,
-                        self.running,
-                    )
-                    self.kill()
 
     async def _drain(self) -> None:
         """Wait for in-flight work to complete, at most ``grace`` seconds."""

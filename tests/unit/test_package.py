@@ -16,6 +16,7 @@ LAYERS = {
     "_logfmt": 0,
     "_opscli": 0,
     "__main__": 0,
+    "testing": 0,
     "app": 1,
     "routing": 1,
     "scheduling": 1,

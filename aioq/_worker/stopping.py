@@ -1,0 +1,68 @@
+"""When a worker stops: on a signal, or (burst mode) once there is nothing left to do."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from typing import TYPE_CHECKING
+
+import anyio
+
+from .._transport.connection import REDIS_ERRORS, outage_text
+
+if TYPE_CHECKING:
+    from .worker import Worker
+
+log = logging.getLogger("aioq.worker")
+
+BURST_POLL = 0.1
+"""Seconds between two checks of a burst worker for an empty backlog."""
+
+
+async def handle_signals(worker: Worker) -> None:
+    """First SIGTERM/SIGINT: stop reading, let in-flight tasks finish; second: cancel them."""
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            if not worker.stopping:
+                log.info(
+                    "received %s: finishing %d in-flight task(s) within %gs "
+                    "(send again to stop at once)",
+                    signal.Signals(signum).name,
+                    worker.running,
+                    worker.grace,
+                )
+                worker.stop()
+            else:
+                log.warning(
+                    "received %s again: cancelling %d in-flight task(s)",
+                    signal.Signals(signum).name,
+                    worker.running,
+                )
+                worker.kill()
+
+
+async def idle(worker: Worker) -> bool:
+    """True when ``worker`` holds no message and its queues hold none: not ready,
+    not held by another worker, not delayed, however far ahead (a retry waiting
+    for its backoff is unfinished work; a far ``eta`` keeps a burst worker up
+    until it is due and has run).
+
+    ``running`` is read before and after the count: a message taken meanwhile is
+    still in its stream until acked, and what a task enqueues is in Redis before
+    its slot is freed."""
+    if worker.running:
+        return False
+    return await worker.streams.backlog(worker.queues) == 0 and not worker.running
+
+
+async def stop_when_idle(worker: Worker) -> None:
+    """Burst mode: ``worker.stop()`` once ``idle()``."""
+    while True:
+        try:
+            if await idle(worker):
+                break
+        except REDIS_ERRORS as exc:
+            log.info("burst: cannot count the backlog yet (%s)", outage_text(exc))
+        await anyio.sleep(BURST_POLL)
+    log.info("burst: queues empty and nothing running; stopping")
+    worker.stop()
