@@ -89,6 +89,7 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls):
         operation_timeout: seconds a client call (``kiq``, ``state``, …) waits for
             Redis before raising ``BrokerUnavailable`` (``result(timeout=…)``
             has its own deadline).
+        include: modules of tasks a worker imports at start (Celery's ``include``).
         **redis_options: passed to ``redis.asyncio.Redis.from_url``.
     """
 
@@ -107,6 +108,7 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls):
         retry_backoff_max: float = 600.0,
         max_deliveries: int = 5,
         operation_timeout: float = 15.0,
+        include: Sequence[str] = (),
         **redis_options: Any,
     ) -> None:
         self.url = url or os.environ.get("AIOQ_REDIS_URL") or DEFAULT_URL
@@ -124,6 +126,9 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls):
                 max_deliveries=max_deliveries,
             )
         )
+        if isinstance(include, str) or not all(isinstance(m, str) for m in include):
+            raise ConfigurationError(f"include must be a list of module names, got {include!r}")
+        self.include = list(include)
         self.retries = retries
         self.retry_backoff = retry_backoff
         self.retry_backoff_max = retry_backoff_max

@@ -46,7 +46,7 @@ from .._transport.leases import LeaseRenewer
 from .._transport.scripts import SCRIPTS
 from .._transport.streams import Entry, Streams
 from ..errors import ConfigurationError
-from . import presence
+from . import preflight, presence
 from .completer import Completer
 from .dispatch import Dispatcher
 from .lease import Lease
@@ -120,6 +120,7 @@ class Worker:
             raise ValueError("concurrency must be at least 1")
         if threads is not None and threads < 1:
             raise ValueError("threads must be at least 1")
+        preflight.check_tasks(app, strict)
         self.app = app
         self.queues = list(dict.fromkeys(queues or app.queues()))
         self.concurrency = concurrency
