@@ -13,6 +13,8 @@ from ._core.options import (
     NOT_SET,
     Effective,
     TaskOptions,
+    check_app,
+    check_definition,
     make_when,
     parse_rate,
     resolve,
@@ -112,10 +114,9 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls):
         **redis_options: Any,
     ) -> None:
         self.url = url or os.environ.get("AIOQ_REDIS_URL") or DEFAULT_URL
-        if not prefix or "{" in prefix or "}" in prefix:
-            raise ConfigurationError(f"prefix {prefix!r} must be non-empty without braces")
-        if visibility_timeout <= 0:
-            raise ConfigurationError("visibility_timeout must be positive")
+        check_app(
+            prefix, visibility_timeout, operation_timeout, max_message_bytes, dead_letter_maxlen
+        )
         validate(
             TaskOptions(
                 queue=default_queue,
@@ -250,6 +251,7 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls):
                 unique_for=unique_for,
             )
         )
+        check_definition(name, retry_on, rate_limit, catch_up, cron, tz)
         limit = parse_rate(rate_limit) if rate_limit is not None else None
 
         def register(f: Callable[..., Any]) -> Task[Any, Any]:
@@ -413,6 +415,7 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls):
         """
         if opts is None:
             opts = self.options_for(name, call)
+        local = self.registry.get(name)
         queue, level = opts.queue, opts.priority
         if job_id is not None:
             validate_job_id(job_id)
@@ -432,6 +435,7 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls):
             job_id=job_id,
             unique=lock,
             enqueued_ms=enqueued,
+            names=local.positional_names if local is not None else (),
         )
         ttl_ms = int(opts.result_ttl * 1000)
         job = NewJob(job_id, name, queue, level, payload, enqueued, ttl_ms, lock)

@@ -35,7 +35,10 @@ class Routing:
                     f"route {pattern!r}: only 'queue' and 'priority' can be routed, "
                     f"not {sorted(unknown)}"
                 )
-            self._routes.append((pattern, validate(TaskOptions(**spec))))
+            try:
+                self._routes.append((pattern, validate(TaskOptions(**spec))))
+            except ConfigurationError as exc:
+                raise ConfigurationError(f"route {pattern!r}: {exc}") from None
         self._routes_version += 1
 
     def route(self, task: str) -> TaskOptions:
