@@ -242,7 +242,8 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--name", help=argparse.SUPPRESS)
 
     s = sub.add_parser("scheduler", help="run the app's periodic schedules (no tasks)")
-    s.add_argument("app", help="the App whose schedules to run, as module:attribute")
+    s.add_argument("app", nargs="?", help="the App whose schedules to run, as module:attribute")
+    s.add_argument("-A", "--app", dest="app_option", help="the App (Celery's spelling)")
     s.add_argument(
         "--connect-timeout",
         type=float,
@@ -333,7 +334,9 @@ def _run_worker(args: argparse.Namespace) -> int:
 def _run_scheduler(args: argparse.Namespace) -> int:
     from ._worker.scheduler import Scheduler
 
-    app = load_app(args.app)
+    if not (args.app or args.app_option):
+        raise CliError("which app? give it as module:attribute (or -A module:attribute)")
+    app = load_app(args.app or args.app_option)
     try:
         scheduler = Scheduler(app, connect_timeout=args.connect_timeout)
     except (ConfigurationError, TypeError) as exc:

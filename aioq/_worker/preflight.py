@@ -11,6 +11,7 @@ import importlib
 import logging
 from typing import TYPE_CHECKING
 
+from .._core.options import check_number
 from ..errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 
     from ..app import App
 
-__all__ = ["check_tasks", "import_modules"]
+__all__ = ["check", "check_tasks", "import_modules"]
 
 log = logging.getLogger("aioq")
 
@@ -63,3 +64,11 @@ def check_tasks(app: App, strict: bool) -> None:
         if strict:
             raise ConfigurationError(f"{problem}; refusing to start (strict)")
         log.warning("%s", problem)
+
+
+def check(app: App, strict: bool, *, grace: float, connect_timeout: float) -> None:
+    """Everything ``Worker(...)`` checks before it is built: its own settings
+    (one ``ConfigurationError`` each), then the app's tasks (``check_tasks``)."""
+    check_number("grace", grace, positive=False)
+    check_number("connect_timeout", connect_timeout, positive=False)
+    check_tasks(app, strict)

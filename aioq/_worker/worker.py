@@ -120,7 +120,7 @@ class Worker:
             raise ValueError("concurrency must be at least 1")
         if threads is not None and threads < 1:
             raise ValueError("threads must be at least 1")
-        preflight.check_tasks(app, strict)
+        preflight.check(app, strict, grace=grace, connect_timeout=connect_timeout)
         self.app = app
         self.queues = list(dict.fromkeys(queues or app.queues()))
         self.concurrency = concurrency

@@ -201,3 +201,23 @@ def test_bad_env_default_fails_in_one_line(project, monkeypatch, capsys) -> None
     monkeypatch.setenv("AIOQ_CONCURRENCY", "lots")
     assert cli.main(["worker", f"{pkg}.celery_app:app"]) == 1
     assert "AIOQ_CONCURRENCY" in capsys.readouterr().err
+
+
+def test_worker_settings_are_checked_from_python() -> None:
+    app = aioq.App(prefix="t")
+
+    @app.task(name="known")
+    def known() -> None: ...
+
+    with pytest.raises(aioq.ConfigurationError, match="grace must be a number >= 0"):
+        Worker(app, grace=-1)
+    with pytest.raises(aioq.ConfigurationError, match="connect_timeout must be a number"):
+        Worker(app, connect_timeout="30")  # type: ignore[arg-type]
+
+
+def test_scheduler_takes_A(project) -> None:  # type: ignore[no-untyped-def]
+    pkg = project({"celery_app.py": CELERY_APP, "tasks.py": TASKS})
+    args = cli._parser().parse_args(
+        ["scheduler", "-A", f"{pkg}.celery_app:app", "--loglevel", "DEBUG"]
+    )
+    assert (args.app_option, args.log_level) == (f"{pkg}.celery_app:app", "debug")
