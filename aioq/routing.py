@@ -28,6 +28,11 @@ class Routing:
         these rules, which win over the app's default queue (priority 0).
         """
         for pattern, target in rules.items():
+            if not isinstance(target, (str, dict)):
+                raise ConfigurationError(
+                    f"route {pattern!r}: the target must be a queue name or a dict of "
+                    f"'queue'/'priority', got {target!r}"
+                )
             spec = {"queue": target} if isinstance(target, str) else dict(target)
             unknown = set(spec) - {"queue", "priority"}
             if unknown:

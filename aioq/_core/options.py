@@ -260,12 +260,11 @@ def make_when(delay: float | None, eta: datetime | None) -> When | None:
     if delay is not None and eta is not None:
         raise ConfigurationError("give either delay or eta, not both")
     if eta is not None:
-        if eta.tzinfo is None or eta.utcoffset() is None:
-            raise ConfigurationError("eta must be a timezone-aware datetime")
+        if not hasattr(eta, "timestamp") or eta.tzinfo is None or eta.utcoffset() is None:
+            raise ConfigurationError(f"eta must be a timezone-aware datetime, got {_shown(eta)}")
         return When(eta_ms=int(eta.timestamp() * 1000))
     if delay is not None:
-        if not (0 <= delay < math.inf):
-            raise ConfigurationError(f"delay must be >= 0 seconds, got {delay}")
+        check_number("delay", delay, positive=False)
         delay_ms = int(delay * 1000)
         return When(delay_ms=delay_ms) if delay_ms > 0 else None
     return None

@@ -110,3 +110,21 @@ async def test_bad_arguments_at_kiq_name_the_argument() -> None:
 def test_argument_error_is_public() -> None:
     assert issubclass(aioq.ArgumentError, aioq.AioqError)
     assert issubclass(aioq.ArgumentError, TypeError)
+
+
+def test_delay_eta_and_route_targets_are_checked() -> None:
+    app = aioq.App(prefix="t")
+
+    @app.task
+    async def fn() -> None: ...
+
+    with pytest.raises(aioq.ConfigurationError, match="delay must be a number of seconds.*'5'"):
+        fn.with_options(delay="5")  # type: ignore[arg-type]
+    with pytest.raises(aioq.ConfigurationError, match="delay must be.*callable"):
+        fn.with_options(delay=lambda: 1)  # type: ignore[arg-type]
+    with pytest.raises(aioq.ConfigurationError, match="eta must be a timezone-aware datetime"):
+        fn.with_options(eta="2030-01-01")  # type: ignore[arg-type]
+    with pytest.raises(aioq.ConfigurationError, match="countdown|delay must be"):
+        fn.apply_async(countdown="10")  # type: ignore[arg-type]
+    with pytest.raises(aioq.ConfigurationError, match="route 'x'.*a queue name or a dict"):
+        app.routes({"x": lambda: "q"})  # type: ignore[dict-item]
