@@ -25,6 +25,7 @@ from .canvas import group as group
 from .context import Context as Context
 from .deadletter import DeadLetter as DeadLetter
 from .errors import AioqError as AioqError
+from .errors import ArgumentError as ArgumentError
 from .errors import BrokerUnavailable as BrokerUnavailable
 from .errors import ConfigurationError as ConfigurationError
 from .errors import JobAborted as JobAborted
@@ -53,6 +54,7 @@ from .worker import Worker as Worker
 __all__ = [
     "AioqError",
     "App",
+    "ArgumentError",
     "AsyncTask",
     "BrokerUnavailable",
     "Chain",

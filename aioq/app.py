@@ -13,6 +13,8 @@ from ._core.options import (
     NOT_SET,
     Effective,
     TaskOptions,
+    check_app,
+    check_definition,
     make_when,
     parse_rate,
     resolve,
@@ -90,6 +92,7 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls):
         operation_timeout: seconds a client call (``kiq``, ``state``, …) waits for
             Redis before raising ``BrokerUnavailable`` (``result(timeout=…)``
             has its own deadline).
+        include: modules of tasks a worker imports at start (Celery's ``include``).
         **redis_options: passed to ``redis.asyncio.Redis.from_url``.
     """
 
@@ -108,13 +111,13 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls):
         retry_backoff_max: float = 600.0,
         max_deliveries: int = 5,
         operation_timeout: float = 15.0,
+        include: Sequence[str] = (),
         **redis_options: Any,
     ) -> None:
         self.url = url or os.environ.get("AIOQ_REDIS_URL") or DEFAULT_URL
-        if not prefix or "{" in prefix or "}" in prefix:
-            raise ConfigurationError(f"prefix {prefix!r} must be non-empty without braces")
-        if visibility_timeout <= 0:
-            raise ConfigurationError("visibility_timeout must be positive")
+        check_app(
+            prefix, visibility_timeout, operation_timeout, max_message_bytes, dead_letter_maxlen
+        )
         validate(
             TaskOptions(
                 queue=default_queue,
@@ -125,6 +128,9 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls):
                 max_deliveries=max_deliveries,
             )
         )
+        if isinstance(include, str) or not all(isinstance(m, str) for m in include):
+            raise ConfigurationError(f"include must be a list of module names, got {include!r}")
+        self.include = list(include)
         self.retries = retries
         self.retry_backoff = retry_backoff
         self.retry_backoff_max = retry_backoff_max
@@ -246,6 +252,7 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls):
                 unique_for=unique_for,
             )
         )
+        check_definition(name, retry_on, rate_limit, catch_up, cron, tz)
         limit = parse_rate(rate_limit) if rate_limit is not None else None
 
         def register(f: Callable[..., Any]) -> Task[Any, Any]:
@@ -409,6 +416,7 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls):
         """
         if opts is None:
             opts = self.options_for(name, call)
+        local = self.registry.get(name)
         queue, level = opts.queue, opts.priority
         if job_id is not None:
             validate_job_id(job_id)
@@ -428,6 +436,7 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls):
             job_id=job_id,
             unique=lock,
             enqueued_ms=enqueued,
+            names=local.positional_names if local is not None else (),
         )
         ttl_ms = int(opts.result_ttl * 1000)
         job = NewJob(job_id, name, queue, level, payload, enqueued, ttl_ms, lock)

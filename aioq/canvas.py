@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import msgspec
 
@@ -235,8 +235,28 @@ def chain(*steps: _Canvas, on_error: Signature[Any] | None = None) -> Chain:
     return made.on_error(on_error) if on_error is not None else made
 
 
-def group(members: Iterable[_Canvas], on_error: Signature[Any] | None = None) -> Group:
-    """Run ``members`` in parallel."""
+@overload
+def group(members: Iterable[_Canvas], /, *, on_error: Signature[Any] | None = None) -> Group: ...
+@overload
+def group(*members: _Canvas, on_error: Signature[Any] | None = None) -> Group: ...
+def group(*members: Any, on_error: Signature[Any] | None = None) -> Group:
+    """Run ``members`` in parallel: ``group(a, b, c)`` (Celery's form) or
+    ``group([a, b, c])``, ``group(s for s in ...)``."""
+    if len(members) == 1 and not isinstance(members[0], _Canvas):
+        try:
+            members = tuple(members[0])
+        except TypeError:
+            pass  # not iterable: reported below as a bad member
+    for member in members:
+        if not isinstance(member, _Canvas):
+            hint = (
+                f"pass {member.name.rpartition('.')[2]}.s(...) (a signature), not the task"
+                if hasattr(member, "s") and hasattr(member, "name")
+                else "pass signatures (task.s(...)) or workflows"
+            )
+            raise ConfigurationError(
+                f"group members must be canvases: {hint}; got {type(member).__name__}"
+            )
     made = Group(list(members))
     return made.on_error(on_error) if on_error is not None else made
 

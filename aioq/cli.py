@@ -1,7 +1,8 @@
 """The ``aioq`` command line.
 
 aioq worker myapp.tasks:app [-Q default,math] [-c 100] [--threads N] [-w 1] [--scheduler]
-            [--strict] [--log-level info]
+            [--include MODULE…] [--strict] [--log-level info]   (-A APP, --loglevel also work;
+            $AIOQ_CONCURRENCY, $AIOQ_QUEUES, $AIOQ_WORKERS, $AIOQ_THREADS, $AIOQ_GRACE are defaults)
 aioq scheduler myapp.tasks:app
 aioq schedule list myapp.tasks:app
 aioq status|workers|jobs|job|purge myapp.tasks:app …   (see docs/operations.md)
@@ -13,8 +14,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import math
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
@@ -26,6 +29,7 @@ from .errors import BrokerUnavailable, ConfigurationError
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
+    from ._worker.worker import Worker
     from .app import App
 
 log = logging.getLogger("aioq")
@@ -36,20 +40,119 @@ class CliError(Exception):
 
 
 def load_app(spec: str) -> App:
-    """Import ``module:attribute`` (or ``module``, taking its ``app``) and return the App."""
+    """Import ``module:attribute`` (or ``module``, taking its ``app``) and return the App.
+
+    The module may also be a file path (``./tasks.py:app``, ``src/proj/tasks.py``):
+    it is imported under its dotted name, found by walking up its packages.
+    """
     from .app import App
 
     module_name, _, attr = spec.partition(":")
+    attr = attr or "app"
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+    if module_name.endswith(".py") or "/" in module_name or os.sep in module_name:
+        module_name = _module_of_file(module_name)
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         raise CliError(f"cannot import {module_name!r}: {exc}") from None
-    obj = getattr(module, attr or "app", None)
+    if not hasattr(module, attr):
+        found = [f"{module_name}.{k}" for k, v in vars(module).items() if isinstance(v, App)]
+        where = (
+            f"aioq.App objects found: {', '.join(found)} (pass it as "
+            f"{found[0].rpartition('.')[0]}:{found[0].rpartition('.')[2]})"
+            if found
+            else "no aioq.App object in it"
+        )
+        raise CliError(f"module {module_name!r} has no attribute {attr!r}; {where}")
+    obj = getattr(module, attr)
     if not isinstance(obj, App):
-        raise CliError(f"{spec!r} is not an aioq.App (got {type(obj).__name__})")
+        kind = type(obj).__name__
+        article = "an" if kind[:1].lower() in "aeiou" else "a"
+        raise CliError(f"'{module_name}:{attr}' is {article} {kind}, not an aioq.App")
     return obj
+
+
+def _module_of_file(path: str) -> str:
+    """The dotted module name of a ``.py`` file, with the directory above its
+    top package put on ``sys.path``."""
+    file = Path(path if path.endswith(".py") else f"{path}.py").resolve()
+    if not file.is_file():
+        raise CliError(f"no such file: {path!r}")
+    parts = [file.stem]
+    top = file.parent
+    while (top / "__init__.py").is_file():
+        parts.insert(0, top.name)
+        top = top.parent
+    if str(top) not in sys.path:
+        sys.path.insert(0, str(top))
+    return ".".join(parts)
+
+
+ENV_DEFAULTS: dict[str, tuple[str, type, object]] = {
+    "concurrency": ("AIOQ_CONCURRENCY", int, 100),
+    "queues": ("AIOQ_QUEUES", str, None),
+    "workers": ("AIOQ_WORKERS", int, 1),
+    "threads": ("AIOQ_THREADS", int, None),
+    "grace": ("AIOQ_GRACE", float, 30.0),
+}
+"""Worker options an environment variable sets when the command line does not."""
+
+
+def _worker_options(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill worker options from the environment, then check every one (one
+    ``CliError``/``ConfigurationError`` naming the option)."""
+    from ._core.options import TaskOptions, validate
+
+    for dest, (var, kind, default) in ENV_DEFAULTS.items():
+        if getattr(args, dest) is not None:
+            continue
+        raw = os.environ.get(var, "").strip()
+        try:
+            setattr(args, dest, kind(raw) if raw else default)
+        except ValueError:
+            raise CliError(f"${var}={raw!r} is not a valid {kind.__name__}") from None
+    args.app = args.app or args.app_option
+    if not args.app:
+        raise CliError("which app? give it as module:attribute (or -A module:attribute)")
+    if args.workers < 1 or args.concurrency < 1:
+        raise CliError("--workers and --concurrency must be at least 1")
+    if args.threads is not None and args.threads < 1:
+        raise CliError("--threads must be at least 1")
+    if args.workers > 1 and args.burst:
+        raise CliError("--burst runs one process: drop -w/--workers")
+    for name in ("grace", "connect_timeout"):
+        value = getattr(args, name)
+        if not 0 <= value < math.inf:
+            raise CliError(f"--{name.replace('_', '-')} must be >= 0 seconds, got {value}")
+    for queue in args.queues.split(",") if args.queues else ():
+        if queue.strip():
+            validate(TaskOptions(queue=queue.strip()))
+    return args
+
+
+def build_worker(args: argparse.Namespace) -> Worker:
+    """The ``Worker`` an ``aioq worker`` command line describes (no I/O yet):
+    the app loaded, its task modules and ``--include`` imported, checked."""
+    from ._worker.worker import Worker
+
+    args = _worker_options(args)
+    app = load_app(args.app)
+    app.include = list(dict.fromkeys([*app.include, *(args.include or ())]))
+    queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else None
+    return Worker(
+        app,
+        queues=queues,
+        concurrency=args.concurrency,
+        grace=args.grace,
+        connect_timeout=args.connect_timeout,
+        name=args.name,
+        scheduler=args.scheduler,
+        threads=args.threads,
+        strict=args.strict,
+        burst=args.burst,
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -57,39 +160,52 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"aioq {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     w = sub.add_parser("worker", help="run a worker")
-    w.add_argument("app", help="the App to serve, as module:attribute (e.g. myapp.tasks:app)")
+    w.add_argument(
+        "app",
+        nargs="?",
+        help="the App to serve, as module:attribute (e.g. myapp.tasks:app) or "
+        "path/to/file.py:attribute",
+    )
+    w.add_argument("-A", "--app", dest="app_option", help="the App (Celery's spelling)")
+    w.add_argument(
+        "-I",
+        "--include",
+        nargs="+",
+        metavar="MODULE",
+        help="task modules to import at start, besides the App's include=[...]",
+    )
     w.add_argument(
         "-Q",
         "--queues",
-        help="comma-separated queues (default: every queue the "
+        help="comma-separated queues (default: $AIOQ_QUEUES, else every queue the "
         "app's tasks name, plus its default queue)",
     )
     w.add_argument(
         "-c",
         "--concurrency",
         type=int,
-        default=100,
-        help="tasks run at once per process (default 100)",
+        default=None,
+        help="tasks run at once per process (default $AIOQ_CONCURRENCY, else 100)",
     )
     w.add_argument(
         "--threads",
         type=int,
         default=None,
-        help="sync tasks run at once per process, each in a thread (default: 4 per CPU "
-        "core, at most -c); more wait for a thread while holding their slot",
+        help="sync tasks run at once per process, each in a thread (default: $AIOQ_THREADS, "
+        "else 4 per CPU core, at most -c); more wait for a thread while holding their slot",
     )
     w.add_argument(
         "-w",
         "--workers",
         type=int,
-        default=1,
-        help="worker processes, each with its own event loop (default 1)",
+        default=None,
+        help="worker processes, each with its own event loop (default $AIOQ_WORKERS, else 1)",
     )
     w.add_argument(
         "--grace",
         type=float,
-        default=30.0,
-        help="seconds in-flight tasks get to finish on SIGTERM (default 30)",
+        default=None,
+        help="seconds in-flight tasks get to finish on SIGTERM (default $AIOQ_GRACE, else 30)",
     )
     w.add_argument(
         "--connect-timeout",
@@ -99,6 +215,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     w.add_argument(
         "--log-level",
+        "--loglevel",
+        type=str.lower,
         default="info",
         choices=LEVELS,
         help="info (default) logs a line per succeeded task; warning keeps only "
@@ -121,7 +239,8 @@ def _parser() -> argparse.ArgumentParser:
         "--strict",
         action="store_true",
         help="refuse to start on a Redis that may lose data silently (a maxmemory-policy "
-        "other than noeviction); without it a warning is logged",
+        "other than noeviction), or when the app has no task or its routes or schedules "
+        "name tasks it does not have; without it a warning is logged",
     )
     w.add_argument(
         "--burst",
@@ -132,14 +251,15 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--name", help=argparse.SUPPRESS)
 
     s = sub.add_parser("scheduler", help="run the app's periodic schedules (no tasks)")
-    s.add_argument("app", help="the App whose schedules to run, as module:attribute")
+    s.add_argument("app", nargs="?", help="the App whose schedules to run, as module:attribute")
+    s.add_argument("-A", "--app", dest="app_option", help="the App (Celery's spelling)")
     s.add_argument(
         "--connect-timeout",
         type=float,
         default=30.0,
         help="seconds to keep retrying an unreachable Redis at start (default 30)",
     )
-    s.add_argument("--log-level", default="info", choices=LEVELS)
+    s.add_argument("--log-level", "--loglevel", type=str.lower, default="info", choices=LEVELS)
     s.add_argument("--log-format", default="text", choices=["text", "json"])
 
     sl = sub.add_parser("schedule", help="show the app's schedules: next and last run")
@@ -209,40 +329,23 @@ def _inspection(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 
 def _run_worker(args: argparse.Namespace) -> int:
-    from ._worker.worker import Worker
-
-    app = load_app(args.app)
-    queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else None
-    worker = Worker(
-        app,
-        queues=queues,
-        concurrency=args.concurrency,
-        grace=args.grace,
-        connect_timeout=args.connect_timeout,
-        name=args.name,
-        scheduler=args.scheduler,
-        threads=args.threads,
-        strict=args.strict,
-        burst=args.burst,
-    )
+    worker = build_worker(args)
+    app = worker.app
 
     async def main() -> None:
         await worker.run(handle_signals=True)
         await app.aclose()
 
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        anyio.run(main)
-    else:
-        anyio.run(main, backend_options={"use_uvloop": True})
+    _serve(main)
     return 0
 
 
 def _run_scheduler(args: argparse.Namespace) -> int:
     from ._worker.scheduler import Scheduler
 
-    app = load_app(args.app)
+    if not (args.app or args.app_option):
+        raise CliError("which app? give it as module:attribute (or -A module:attribute)")
+    app = load_app(args.app or args.app_option)
     try:
         scheduler = Scheduler(app, connect_timeout=args.connect_timeout)
     except (ConfigurationError, TypeError) as exc:
@@ -342,16 +445,11 @@ def main(argv: list[str] | None = None) -> int:
     _logfmt.setup(args.log_level, getattr(args, "log_format", "text"))
     try:
         if args.command == "worker":
-            if args.workers < 1 or args.concurrency < 1:
-                raise CliError("--workers and --concurrency must be at least 1")
-            if args.threads is not None and args.threads < 1:
-                raise CliError("--threads must be at least 1")
-            if args.workers > 1 and args.burst:
-                raise CliError("--burst runs one process: drop -w/--workers")
+            _worker_options(args)
             if args.workers > 1:
                 from ._worker.supervisor import supervise
 
-                load_app(args.app)  # fail fast, in one line, before forking anything
+                build_worker(args)  # fail fast, in one line, before forking anything
                 child = [a for a in (argv if argv is not None else sys.argv[1:])]
                 return supervise([*_without_workers(child), "-w", "1"], args.workers)
             return _run_worker(args)

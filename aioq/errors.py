@@ -4,6 +4,7 @@
 
     AioqError
     ├── ConfigurationError          bad settings, unknown task name on send
+    ├── ArgumentError               a call's arguments do not fit the task (also a TypeError)
     │   └── SyncCallInEventLoop     ``task.delay()`` & co. called inside a running event loop
     ├── BrokerUnavailable           Redis cannot be reached (connect, auth, timeout)
     ├── MessageTooLarge             a payload over ``max_message_bytes``
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 __all__ = [
     "AioqError",
+    "ArgumentError",
     "BrokerUnavailable",
     "ConfigurationError",
     "JobAborted",
@@ -40,6 +42,14 @@ class AioqError(Exception):
 
 class ConfigurationError(AioqError):
     """The app, a task or a call was configured in a way that cannot work."""
+
+
+class ArgumentError(AioqError, TypeError, ValueError):
+    """A call's arguments do not fit the task: a missing or unexpected argument
+    (raised by ``kiq()`` before anything is sent), a value msgpack cannot carry
+    (``object()``, an int over 64 bits), or, on the worker, a value that does
+    not convert to the parameter's type hint (the job fails with this type).
+    It is a ``TypeError`` (and a ``ValueError``), as such errors were before."""
 
 
 class SyncCallInEventLoop(ConfigurationError):

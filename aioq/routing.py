@@ -28,6 +28,11 @@ class Routing:
         these rules, which win over the app's default queue (priority 0).
         """
         for pattern, target in rules.items():
+            if not isinstance(target, (str, dict)):
+                raise ConfigurationError(
+                    f"route {pattern!r}: the target must be a queue name or a dict of "
+                    f"'queue'/'priority', got {target!r}"
+                )
             spec = {"queue": target} if isinstance(target, str) else dict(target)
             unknown = set(spec) - {"queue", "priority"}
             if unknown:
@@ -35,7 +40,10 @@ class Routing:
                     f"route {pattern!r}: only 'queue' and 'priority' can be routed, "
                     f"not {sorted(unknown)}"
                 )
-            self._routes.append((pattern, validate(TaskOptions(**spec))))
+            try:
+                self._routes.append((pattern, validate(TaskOptions(**spec))))
+            except ConfigurationError as exc:
+                raise ConfigurationError(f"route {pattern!r}: {exc}") from None
         self._routes_version += 1
 
     def route(self, task: str) -> TaskOptions:

@@ -144,11 +144,14 @@ class Task(Generic[P, R]):
         Raises:
             MessageTooLarge: the encoded call is over ``max_message_bytes``.
             BrokerUnavailable: Redis cannot be reached.
-            TypeError: an argument msgspec cannot encode.
+            ArgumentError: an argument missing or unexpected, or one msgpack
+                cannot carry, named (also a ``TypeError``).
         """
         return await self._kiq(args, kwargs)
 
     async def _kiq(self, args: Sequence[Any], kwargs: dict[str, Any]) -> Job[R]:
+        # send() by name is not checked here: it may address another version of the task
+        self.definition.check_call(args, kwargs)
         job_id = await self.app._submit(
             self.definition.name,
             args,
@@ -234,9 +237,18 @@ class Task(Generic[P, R]):
             enqueued = now_ms()
             ttl_ms = int(opts.result_ttl * 1000)
             jobs = []
+            names = self.definition.positional_names
             for args in calls:
+                self.definition.check_call(args, {})
                 job_id, payload = new_message(
-                    name, queue, args, {}, **wired, max_bytes=limit, enqueued_ms=enqueued
+                    name,
+                    queue,
+                    args,
+                    {},
+                    **wired,
+                    max_bytes=limit,
+                    enqueued_ms=enqueued,
+                    names=names,
                 )
                 jobs.append(NewJob(job_id, name, queue, level, payload, enqueued, ttl_ms))
             await self.app._transport.enqueue_many(jobs)

@@ -11,12 +11,15 @@ import enum
 import hashlib
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ..errors import ConfigurationError, MessageTooLarge
+from ..errors import ArgumentError, ConfigurationError, MessageTooLarge
 from .canvas import Cont, Launch
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = [
     "ErrorInfo",
@@ -174,10 +177,27 @@ def validate_job_id(job_id: str) -> str:
 def unique_key(task: str, args: Any, kwargs: dict[str, Any]) -> str:
     """The uniqueness key of a call: its task and a digest of its arguments
     (keyword order does not matter)."""
-    digest = hashlib.blake2b(
-        encode([list(args), sorted(kwargs.items())]), digest_size=16
-    ).hexdigest()
+    try:
+        blob = encode([list(args), sorted(kwargs.items())])
+    except (TypeError, OverflowError, msgspec.EncodeError) as exc:
+        raise ArgumentError(f"{task}: {_culprit(args, kwargs, ())} cannot be sent: {exc}") from None
+    digest = hashlib.blake2b(blob, digest_size=16).hexdigest()
     return f"{task}:{digest}"
+
+
+def _culprit(args: Any, kwargs: dict[str, Any], names: Sequence[str]) -> str:
+    """Which argument of a call msgpack cannot encode, as an error names it."""
+    for index, value in enumerate(args):
+        try:
+            encode(value)
+        except (TypeError, OverflowError, msgspec.EncodeError):
+            return f"argument {names[index]!r}" if index < len(names) else f"argument {index}"
+    for key, value in kwargs.items():
+        try:
+            encode(value)
+        except (TypeError, OverflowError, msgspec.EncodeError):
+            return f"argument {key!r}"
+    return "an argument"
 
 
 def new_message(
@@ -196,34 +216,41 @@ def new_message(
     priority: int | None = None,
     unique: str | None = None,
     enqueued_ms: int | None = None,
+    names: Sequence[str] = (),
 ) -> tuple[str, bytes]:
     """Build and encode one call; returns (job id, payload). ``enqueued_ms``
     defaults to now (the sender's clock: informational only).
 
     Raises ``MessageTooLarge`` before anything is written when the payload is
-    over ``max_bytes``, and ``TypeError`` for an argument msgpack cannot carry.
+    over ``max_bytes``, and ``ArgumentError`` (a ``TypeError``) naming the
+    argument msgpack cannot carry (``names``: the positional parameters' names).
     """
     job_id = job_id or uuid.uuid4().hex
-    payload = encode(
-        Message(
-            job_id,
-            task,
-            queue,
-            list(args),
-            kwargs,
-            now_ms() if enqueued_ms is None else enqueued_ms,
-            timeout,
-            result_ttl,
-            store_result,
-            retries,
-            0,
-            cont,
-            priority or 0,
-            False,
-            0,
-            unique,
+    try:
+        payload = encode(
+            Message(
+                job_id,
+                task,
+                queue,
+                list(args),
+                kwargs,
+                now_ms() if enqueued_ms is None else enqueued_ms,
+                timeout,
+                result_ttl,
+                store_result,
+                retries,
+                0,
+                cont,
+                priority or 0,
+                False,
+                0,
+                unique,
+            )
         )
-    )
+    except (TypeError, OverflowError, msgspec.EncodeError) as exc:
+        raise ArgumentError(
+            f"{task}: {_culprit(args, kwargs, names)} cannot be sent: {exc}"
+        ) from None
     if len(payload) > max_bytes:
         raise MessageTooLarge(
             f"{task}: message is {len(payload)} bytes, over max_message_bytes={max_bytes}"

@@ -75,38 +75,124 @@ class Effective(msgspec.Struct, frozen=True):
         return float(ceiling * rand)
 
 
-def validate(opts: TaskOptions) -> TaskOptions:
-    """Reject option values that cannot work, with a message naming the option."""
-    if isinstance(opts.queue, str) and (not opts.queue or "{" in opts.queue or "}" in opts.queue):
-        raise ConfigurationError(f"queue name {opts.queue!r} must be non-empty without braces")
-    if isinstance(opts.timeout, (int, float)) and not (0 < opts.timeout < math.inf):
+def _shown(value: object) -> str:
+    """A bad value as a message shows it (a callable by what it is: a value was expected)."""
+    if callable(value):
+        return f"a callable ({value!r}): pass the value itself, not a function returning it"
+    return repr(value)
+
+
+def check_number(
+    name: str,
+    value: object,
+    *,
+    whole: bool = False,
+    minimum: float = 0.0,
+    positive: bool = True,
+    optional: bool = False,
+) -> None:
+    """Raise ``ConfigurationError`` unless ``value`` is a finite number (an int
+    with ``whole``) above 0 (``positive``) or at least ``minimum``; ``None`` is
+    allowed with ``optional``. Booleans and strings are not numbers here."""
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)):
+        kind = "a whole number" if whole else "a number of seconds"
+        raise ConfigurationError(f"{name} must be {kind}, got {_shown(value)}")
+    if not (value > minimum if positive else value >= minimum) or not math.isfinite(value):
+        bound = f"> {minimum:g}" if positive else f">= {minimum:g}"
         raise ConfigurationError(
-            f"timeout must be a positive number of seconds, got {opts.timeout}"
+            f"{name} must be a{' positive' if positive and not minimum else ''} "
+            f"{'whole number' if whole else 'number'} {bound}, got {value!r}"
         )
-    for name in ("retries", "max_deliveries"):
-        value = getattr(opts, name)
-        if isinstance(value, int) and value < (0 if name == "retries" else 1):
-            raise ConfigurationError(
-                f"{name} must be a whole number >= {0 if name == 'retries' else 1}, got {value}"
-            )
+
+
+def check_flag(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{name} must be True or False, got {_shown(value)}")
+
+
+def check_queue(queue: object) -> None:
+    if not isinstance(queue, str):
+        raise ConfigurationError(f"queue must be a queue name (a str), got {_shown(queue)}")
+    if not queue or "{" in queue or "}" in queue:
+        raise ConfigurationError(
+            f"queue name {queue!r} must be non-empty without braces "
+            "(braces would break the Redis Cluster hash tags)"
+        )
+
+
+def validate(opts: TaskOptions) -> TaskOptions:
+    """Reject option values that cannot work, with a message naming the option.
+
+    Values are checked for their type too: ``msgspec.Struct`` does not check
+    types on construction, and a ``queue=lambda: ...`` or ``timeout="30"``
+    would otherwise surface much later as a raw ``TypeError``, or never.
+    """
+    unset = msgspec.UNSET
+    if opts.queue is not unset:
+        check_queue(opts.queue)
+    if opts.timeout is not unset:
+        check_number("timeout", opts.timeout, optional=True)
+    if opts.result_ttl is not unset:
+        check_number("result_ttl", opts.result_ttl)
+    if opts.store_result is not unset:
+        check_flag("store_result", opts.store_result)
+    if opts.retries is not unset:
+        check_number("retries", opts.retries, whole=True, positive=False)
+    if opts.max_deliveries is not unset:
+        check_number("max_deliveries", opts.max_deliveries, whole=True, minimum=1, positive=False)
     for name in ("retry_backoff", "retry_backoff_max"):
-        value = getattr(opts, name)
-        if isinstance(value, (int, float)) and not (0 <= value < math.inf):
-            raise ConfigurationError(f"{name} must be >= 0 seconds, got {value}")
-    if isinstance(opts.result_ttl, (int, float)) and not (0 < opts.result_ttl < math.inf):
-        raise ConfigurationError(f"result_ttl must be positive seconds, got {opts.result_ttl}")
-    if opts.priority is not msgspec.UNSET and (
+        if getattr(opts, name) is not unset:
+            check_number(name, getattr(opts, name), positive=False)
+    if opts.priority is not unset and (
         not isinstance(opts.priority, int)
         or isinstance(opts.priority, bool)
         or not 0 <= opts.priority <= MAX_PRIORITY
     ):
         raise ConfigurationError(
             f"priority must be a whole number from 0 to {MAX_PRIORITY} "
-            f"({MAX_PRIORITY} = most urgent), got {opts.priority!r}"
+            f"({MAX_PRIORITY} = most urgent), got {_shown(opts.priority)}"
         )
-    if isinstance(opts.unique_for, (int, float)) and not (0 < opts.unique_for < math.inf):
-        raise ConfigurationError(f"unique_for must be positive seconds, got {opts.unique_for}")
+    if opts.unique_for is not unset:
+        check_number("unique_for", opts.unique_for, optional=True)
     return opts
+
+
+def check_app(
+    prefix: object,
+    visibility_timeout: object,
+    operation_timeout: object,
+    max_message_bytes: object,
+    dead_letter_maxlen: object,
+) -> None:
+    """The ``App`` settings that are not task options, checked the same way."""
+    if not isinstance(prefix, str) or not prefix or "{" in prefix or "}" in prefix:
+        raise ConfigurationError(f"prefix must be a non-empty str without braces, got {prefix!r}")
+    check_number("visibility_timeout", visibility_timeout)
+    check_number("operation_timeout", operation_timeout)
+    check_number("max_message_bytes", max_message_bytes, whole=True)
+    check_number("dead_letter_maxlen", dead_letter_maxlen, whole=True)
+
+
+def check_definition(
+    name: object, retry_on: object, rate_limit: object, catch_up: object, cron: object, tz: object
+) -> None:
+    """``@app.task`` arguments that are not task options (``max_running`` is
+    checked by ``TaskDef``)."""
+    if name is not None and (not isinstance(name, str) or not name):
+        raise ConfigurationError(f"name must be a non-empty str, got {_shown(name)}")
+    classes = retry_on if isinstance(retry_on, tuple) else (retry_on,)
+    if not all(isinstance(c, type) and issubclass(c, BaseException) for c in classes):
+        raise ConfigurationError(
+            f"retry_on must be an exception class or a tuple of them, got {_shown(retry_on)}"
+        )
+    if rate_limit is not None and not isinstance(rate_limit, str):
+        raise ConfigurationError(f"rate_limit {rate_limit!r}: expected a str such as '100/s'")
+    check_flag("catch_up", catch_up)
+    for label, value in (("cron", cron), ("tz", tz)):
+        if value is not None and not isinstance(value, str):
+            raise ConfigurationError(f"{label} must be a str, got {_shown(value)}")
 
 
 NOT_SET = TaskOptions()
@@ -174,12 +260,11 @@ def make_when(delay: float | None, eta: datetime | None) -> When | None:
     if delay is not None and eta is not None:
         raise ConfigurationError("give either delay or eta, not both")
     if eta is not None:
-        if eta.tzinfo is None or eta.utcoffset() is None:
-            raise ConfigurationError("eta must be a timezone-aware datetime")
+        if not hasattr(eta, "timestamp") or eta.tzinfo is None or eta.utcoffset() is None:
+            raise ConfigurationError(f"eta must be a timezone-aware datetime, got {_shown(eta)}")
         return When(eta_ms=int(eta.timestamp() * 1000))
     if delay is not None:
-        if not (0 <= delay < math.inf):
-            raise ConfigurationError(f"delay must be >= 0 seconds, got {delay}")
+        check_number("delay", delay, positive=False)
         delay_ms = int(delay * 1000)
         return When(delay_ms=delay_ms) if delay_ms > 0 else None
     return None

@@ -12,25 +12,23 @@ from typing import Any
 
 import msgspec
 
-from ..errors import ConfigurationError
+from ..errors import ArgumentError, ConfigurationError
 from .context import Context
+from .options import check_number
 
 if typing.TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from .options import RateLimit, TaskOptions
 
 __all__ = ["ArgumentError", "Registry", "TaskDef"]
 
 
-class ArgumentError(ValueError):
-    """The message's arguments do not fit the task's signature or type hints."""
-
-
 class TaskDef:
     """A registered task: its function, options and how to convert its arguments."""
 
     __slots__ = (
+        "_arity",
         "_convert",
         "_ctx_index",
         "_ctx_name",
@@ -56,8 +54,8 @@ class TaskDef:
         rate_limit: RateLimit | None = None,
         max_running: int | None = None,
     ) -> None:
-        if max_running is not None and (isinstance(max_running, bool) or max_running < 1):
-            raise ConfigurationError(f"max_running must be a whole number >= 1, got {max_running}")
+        if max_running is not None:
+            check_number("max_running", max_running, whole=True, minimum=1, positive=False)
         self.rate_limit = rate_limit
         self.max_running = max_running
         self.fn = fn
@@ -82,6 +80,14 @@ class TaskDef:
                 continue
             params.append(p)
         self._signature = sig.replace(parameters=params)
+        positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        self._arity: tuple[int, int] | None = (
+            (sum(p.default is p.empty for p in params), len(params))
+            if all(p.kind in positional for p in params)
+            else None
+        )
+        """(required, most) positional arguments, when that is the whole signature:
+        ``check_call``'s fast path for a call without keywords."""
         self._hints = {k: v for k, v in hints.items() if k != self._ctx_name}
         # Only convert when some parameter is annotated with a type worth checking.
         self._convert = any(h is not Any for h in self._hints.values())
@@ -89,6 +95,23 @@ class TaskDef:
     @property
     def wants_context(self) -> bool:
         return self._ctx_name is not None
+
+    def check_call(self, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
+        """On the sending side: raise ``ArgumentError`` (``add: got an unexpected
+        keyword argument 'z'``) for a call that does not fit the signature,
+        before anything is sent. Types are converted on the worker (``bind``)."""
+        if not kwargs and self._arity is not None and self._arity[0] <= len(args) <= self._arity[1]:
+            return
+        try:
+            self._signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise ArgumentError(f"{self.name}: {exc}") from None
+
+    @property
+    def positional_names(self) -> list[str]:
+        """Names of the parameters a positional argument can fill, in order."""
+        kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        return [p.name for p in self._signature.parameters.values() if p.kind in kinds]
 
     def bind(self, args: list[Any], kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
         """Check arity and convert each argument to its annotated type.

@@ -45,7 +45,7 @@ from .._transport.leases import LeaseRenewer
 from .._transport.scripts import SCRIPTS
 from .._transport.streams import Entry, Streams
 from ..errors import ConfigurationError
-from . import presence, stopping
+from . import preflight, presence, stopping
 from .completer import Completer
 from .dispatch import Dispatcher
 from .lease import Lease
@@ -122,6 +122,7 @@ class Worker:
             raise ValueError("concurrency must be at least 1")
         if threads is not None and threads < 1:
             raise ValueError("threads must be at least 1")
+        preflight.check(app, strict, grace=grace, connect_timeout=connect_timeout)
         self.app = app
         self.queues = list(dict.fromkeys(queues or app.queues()))
         self.concurrency = concurrency

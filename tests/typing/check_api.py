@@ -89,6 +89,7 @@ async def usage() -> None:
     assert_type(sig | mul.s(3), aioq.Chain)
     assert_type(aioq.chain(add.s(1, 2), mul.s(3)), aioq.Chain)
     assert_type(await aioq.group([add.s(1, 2), add.s(3, 4)]).kiq(), aioq.GroupJob)
+    assert_type(aioq.group(add.s(1, 2), add.s(3, 4)), aioq.Group)
     assert_type(aioq.chord([add.s(1, 2)], mul.s(2)), aioq.Chord)
     assert_type(app.signature("math.mul", args=[2]), aioq.Signature[Any])
 

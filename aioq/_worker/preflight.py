@@ -1,0 +1,74 @@
+"""Checks a worker makes before it starts: import the app's task modules, then
+warn (or, with ``strict``, refuse to start) when it serves no task at all, or
+when its routes or schedules name tasks it does not have. A worker started the
+Celery way (``aioq worker celery_app:app`` with the tasks in another module)
+would otherwise register nothing and dead-letter every job in silence."""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import logging
+from typing import TYPE_CHECKING
+
+from .._core.options import check_number
+from ..errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from ..app import App
+
+__all__ = ["check", "check_tasks", "import_modules"]
+
+log = logging.getLogger("aioq")
+
+
+def import_modules(modules: Iterable[str]) -> None:
+    """Import each task module (``App(include=…)``, ``aioq worker --include``);
+    a module that cannot be imported is a ``ConfigurationError`` naming it."""
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ConfigurationError(f"cannot import task module {name!r}: {exc}") from exc
+
+
+def problems(app: App) -> list[str]:
+    """What is wrong with the app's task list, one sentence each."""
+    names = set(app.registry.names())
+    found: list[str] = []
+    if not names:
+        found.append(
+            "no task is registered: every job this worker reads will be dead-lettered "
+            "(list your task modules in App(include=[...]) or pass --include MODULE)"
+        )
+    found.extend(
+        f"route {pattern!r} matches no task this worker has"
+        for pattern, _ in app._routes
+        if not any(fnmatch.fnmatchcase(n, pattern) for n in names)
+    )
+    found.extend(
+        f"schedule {s.name!r} sends task {s.task!r}, not registered"
+        for s in app.schedules.values()
+        if s.task not in names
+    )
+    return found
+
+
+def check_tasks(app: App, strict: bool) -> None:
+    """Import ``app.include``, then log each problem as a warning, or raise
+    ``ConfigurationError`` for the first one with ``strict``."""
+    import_modules(app.include)
+    for problem in problems(app):
+        if strict:
+            raise ConfigurationError(f"{problem}; refusing to start (strict)")
+        log.warning("%s", problem)
+
+
+def check(app: App, strict: bool, *, grace: float, connect_timeout: float) -> None:
+    """Everything ``Worker(...)`` checks before it is built: its own settings
+    (one ``ConfigurationError`` each), then the app's tasks (``check_tasks``)."""
+    check_number("grace", grace, positive=False)
+    check_number("connect_timeout", connect_timeout, positive=False)
+    check_tasks(app, strict)
