@@ -19,6 +19,7 @@ from .canvas import Chord as Chord
 from .canvas import Group as Group
 from .canvas import GroupJob as GroupJob
 from .canvas import Signature as Signature
+from .canvas import SyncGroupJob as SyncGroupJob
 from .canvas import chain as chain
 from .canvas import chord as chord
 from .canvas import group as group
@@ -80,6 +81,7 @@ __all__ = [
     "Signature",
     "Status",
     "SyncCallInEventLoop",
+    "SyncGroupJob",
     "SyncJob",
     "SyncTask",
     "Task",

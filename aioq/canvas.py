@@ -32,7 +32,17 @@ if TYPE_CHECKING:
 
     from .app import App
 
-__all__ = ["Chain", "Chord", "Group", "GroupJob", "Signature", "chain", "chord", "group"]
+__all__ = [
+    "Chain",
+    "Chord",
+    "Group",
+    "GroupJob",
+    "Signature",
+    "SyncGroupJob",
+    "chain",
+    "chord",
+    "group",
+]
 
 R = TypeVar("R", covariant=True)
 _UNSET: Any = msgspec.UNSET
@@ -56,6 +66,11 @@ class _Canvas:
 
     def __or__(self, other: _Canvas) -> Chain:
         return chain(self, other)
+
+    def delay(self) -> Any:
+        """``kiq()`` from sync code (Celery's ``workflow.delay()``): a ``SyncJob``
+        of the last step, or a ``SyncGroupJob`` when the workflow ends in a group."""
+        return _sync_handle(call(self.app._transport, self.kiq, "`await workflow.kiq()`"))
 
     async def kiq(self) -> Any:
         """Send the workflow; returns its handle once every first message is in Redis.
@@ -166,6 +181,10 @@ class Chain(_Canvas):
     def __or__(self, other: _Canvas) -> Chain:
         return Chain([*self.steps, other])
 
+    def __call__(self) -> Any:
+        """``chain(...)()`` / ``group(...)()``, as Celery writes it: ``delay()``."""
+        return self.delay()
+
 
 class Group(_Canvas):
     """Members run in parallel; the group's result is the list of theirs, in order."""
@@ -180,6 +199,10 @@ class Group(_Canvas):
         built = [member._build() for member in self.members]
         node = GroupNode([n for n, _ in built], uuid.uuid4().hex)
         return node, GroupJob(self.app, [h for _, h in built])
+
+    def __call__(self) -> Any:
+        """``chain(...)()`` / ``group(...)()``, as Celery writes it: ``delay()``."""
+        return self.delay()
 
     async def kiq(self) -> GroupJob:
         handle: GroupJob = await super().kiq()
@@ -267,3 +290,32 @@ def chord(
     """Run ``header`` in parallel, then ``body`` with the list of their results."""
     made = Chord(header if isinstance(header, Group) else group(header), body)
     return made.on_error(on_error) if on_error is not None else made
+
+
+class SyncGroupJob:
+    """The sync handle of a group (``group(...).delay()``): ``jobs`` are its
+    members' sync handles, in order."""
+
+    def __init__(self, group: GroupJob) -> None:
+        self.group = group
+        """The async handle on the same group."""
+        self.jobs: list[Any] = [_sync_handle(j) for j in group.jobs]
+
+    def __repr__(self) -> str:
+        return f"SyncGroupJob({len(self.jobs)} members)"
+
+    def get(self, timeout: float | None = None) -> list[Any]:
+        """Every member's result, in order (raises the first failure)."""
+        return call(
+            self.group.app._transport,
+            lambda: self.group.result(timeout),
+            "`await group_job.result()`",
+        )
+
+    def ready(self) -> bool:
+        """Whether every member has ended."""
+        return all(j.ready() for j in self.jobs)
+
+
+def _sync_handle(handle: Any) -> Any:
+    return SyncGroupJob(handle) if isinstance(handle, GroupJob) else SyncJob(handle)

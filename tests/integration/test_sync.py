@@ -294,3 +294,26 @@ async def test_a_sync_task_can_delay_and_get(app: aioq.App, workers: WorkerRunne
         assert await (await fan_out.kiq(10)).result(timeout=20) == [10, 11, 12]
     finally:
         await asyncio.to_thread(aioq.sync.shutdown)
+
+
+def test_workflows_from_sync_code_the_celery_way(sync_app: aioq.App, start_worker: Any) -> None:
+    """`.delay()` on a chain, a group or a chord, and `chain(...)()` as Celery
+    writes it, send the workflow from sync code and return sync handles."""
+
+    @sync_app.task
+    async def add(x: int, y: int) -> int:
+        return x + y
+
+    @sync_app.task
+    async def total(values: list[int]) -> int:
+        return sum(values)
+
+    start_worker(sync_app)
+    assert aioq.chain(add.s(1, 2), add.s(3)).delay().get(timeout=10) == 6
+    assert aioq.chain(add.s(1, 2), add.s(4))().get(timeout=10) == 7
+    group = aioq.group(add.s(1, 1), add.s(2, 2)).delay()
+    assert isinstance(group, aioq.SyncGroupJob)
+    assert group.get(timeout=10) == [2, 4]
+    assert group.ready()
+    assert aioq.group(add.s(0, 1), add.s(0, 2))().get(timeout=10) == [1, 2]
+    assert aioq.chord([add.s(1, 1), add.s(2, 2)], total.s()).delay().get(timeout=10) == 6
