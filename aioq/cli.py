@@ -123,6 +123,24 @@ def _parser() -> argparse.ArgumentParser:
         help="refuse to start on a Redis that may lose data silently (a maxmemory-policy "
         "other than noeviction); without it a warning is logged",
     )
+    w.add_argument(
+        "--health-port",
+        type=int,
+        default=None,
+        help="serve /livez and /readyz on this port (of --probe-host); with -w N, "
+        "process k of N serves port+k",
+    )
+    w.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve Prometheus /metrics on this port (needs the aioq[metrics] extra)",
+    )
+    w.add_argument(
+        "--probe-host",
+        default="127.0.0.1",
+        help="address the health and metrics endpoints bind (default 127.0.0.1)",
+    )
     w.add_argument("--name", help=argparse.SUPPRESS)
 
     s = sub.add_parser("scheduler", help="run the app's periodic schedules (no tasks)")
@@ -217,6 +235,8 @@ def _run_worker(args: argparse.Namespace) -> int:
         scheduler=args.scheduler,
         threads=args.threads,
         strict=args.strict,
+        health_port=None if args.health_port is None else args.health_port + _slot(),
+        health_host=args.probe_host,
     )
 
     async def main() -> None:
@@ -230,6 +250,13 @@ def _run_worker(args: argparse.Namespace) -> int:
     else:
         anyio.run(main, backend_options={"use_uvloop": True})
     return 0
+
+
+def _slot() -> int:
+    """This process's slot under a ``-w N`` supervisor (0 when alone)."""
+    from ._worker.supervisor import SLOT_ENV
+
+    return int(os.environ.get(SLOT_ENV, "0"))
 
 
 def _run_scheduler(args: argparse.Namespace) -> int:

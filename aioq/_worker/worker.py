@@ -21,6 +21,7 @@ event loop and every thread but theirs of the GIL.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -100,6 +101,8 @@ class Worker:
         strict: refuse to start (``ConfigurationError``) on a Redis that may lose
             aioq's data silently: a ``maxmemory-policy`` other than ``noeviction``.
             Without it, a warning is logged.
+        health_port: serve ``/livez`` and ``/readyz`` on ``health_host:health_port``
+            (``aioq._worker.health``) from before connecting until stopped.
     """
 
     def __init__(
@@ -115,6 +118,8 @@ class Worker:
         scheduler: bool = False,
         threads: int | None = None,
         strict: bool = False,
+        health_port: int | None = None,
+        health_host: str = "127.0.0.1",
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -129,6 +134,10 @@ class Worker:
         self.scheduler = scheduler
         self.threads = threads if threads is not None else default_threads(concurrency)
         self.strict = strict
+        self.health_port = health_port
+        self.health_host = health_host
+        self.read_failing = False
+        """True while the read loop meets an outage (``/readyz`` says 503)."""
         self.id = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._free = concurrency
         self._reading = 0  # slots reserved by the read in progress
@@ -166,6 +175,11 @@ class Worker:
             self._dispatcher.cancel_all()
 
     @property
+    def stopping(self) -> bool:
+        """True once a stop was requested."""
+        return self._stopping
+
+    @property
     def running(self) -> int:
         """Messages held right now (running or waiting for their completion write)."""
         return self.concurrency - self._free - self._reading
@@ -185,6 +199,16 @@ class Worker:
         task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
         """Run until stopped. With ``handle_signals``, SIGTERM/SIGINT stop it."""
+        async with contextlib.AsyncExitStack() as probes:
+            if self.health_port is not None:
+                from .health import Health
+
+                await probes.enter_async_context(
+                    Health(self).serving(self.health_host, self.health_port)
+                )
+            await self._run(handle_signals, task_status)
+
+    async def _run(self, handle_signals: bool, task_status: TaskStatus[None]) -> None:
         redis = connect(self.app.url, **self.app.redis_options)
         try:
             await wait_until_reachable(redis, self.app.url, self.connect_timeout)
@@ -353,16 +377,19 @@ class Worker:
                     continue
                 if not isinstance(exc, (*OUTAGE_ERRORS, rex.OutOfMemoryError)):
                     raise  # a configuration error, e.g. a key of the wrong type
+                self.read_failing = True
                 outage = await self._outage(exc, outage)
                 continue
             except OUTAGE_ERRORS as exc:
                 self._release(n)
+                self.read_failing = True
                 outage = await self._outage(exc, outage)
                 continue
             finally:
                 self._reading = 0
             # What was read is held from now on: renewed until its task runs.
             dispatcher.reading = tuple(e.key for e in entries)
+            self.read_failing = False
             if outage:
                 log.info("Redis answers again; reading resumed")
                 outage = False
