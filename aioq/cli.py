@@ -2,6 +2,8 @@
 
 aioq worker myapp.tasks:app [-Q default,math] [-c 100] [--threads N] [-w 1] [--scheduler]
             [--strict] [--log-level info]
+            [--health-port 8081] [--metrics-port 9100]
+aioq exporter myapp.tasks:app [--port 9100]
 aioq scheduler myapp.tasks:app
 aioq schedule list myapp.tasks:app
 aioq status|workers|jobs|job|purge myapp.tasks:app …   (see docs/operations.md)
@@ -14,6 +16,7 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import sys
 from typing import TYPE_CHECKING
 
@@ -161,6 +164,16 @@ def _parser() -> argparse.ArgumentParser:
         "--log-level", default="warning", choices=["debug", "info", "warning", "error", "critical"]
     )
 
+    ex = sub.add_parser(
+        "exporter", help="serve the queue gauges on /metrics without running a worker"
+    )
+    ex.add_argument("app", help="the App, as module:attribute")
+    ex.add_argument("--port", type=int, default=9100, help="port (default 9100)")
+    ex.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    ex.add_argument("-Q", "--queues", help="comma-separated queues (default: all known)")
+    ex.add_argument("--log-level", default="info", choices=LEVELS)
+    ex.add_argument("--log-format", default="text", choices=["text", "json"])
+
     d = sub.add_parser("dead", help="list, retry or purge dead letters")
     d.add_argument("action", choices=["list", "retry", "purge"])
     d.add_argument("ids", nargs="*", help="dead-letter ids to retry (see `aioq dead list`)")
@@ -237,6 +250,7 @@ def _run_worker(args: argparse.Namespace) -> int:
         strict=args.strict,
         health_port=None if args.health_port is None else args.health_port + _slot(),
         health_host=args.probe_host,
+        metrics_port=None if args.metrics_port is None else args.metrics_port + _slot(),
     )
 
     async def main() -> None:
@@ -284,6 +298,28 @@ def _serve(main: Callable[[], Awaitable[None]]) -> None:
         anyio.run(main)
     else:
         anyio.run(main, backend_options={"use_uvloop": True})
+
+
+def _run_exporter(args: argparse.Namespace) -> int:
+    from ._worker.metrics import Exposition
+
+    app = load_app(args.app)
+    queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else None
+    exposition = Exposition(app, None, queues)
+
+    async def main() -> None:
+        async with exposition.serving(args.host, args.port):
+            log.info("serving queue gauges on http://%s:%d/metrics", args.host, args.port)
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for _ in signals:
+                    break
+        await app.aclose()
+
+    try:
+        _serve(main)
+    except OSError as exc:
+        raise CliError(f"cannot serve on {args.host}:{args.port}: {exc}") from None
+    return 0
 
 
 def _schedule_list(args: argparse.Namespace) -> int:
@@ -357,24 +393,34 @@ def _inspect(args: argparse.Namespace) -> int:
         return 0
 
 
+def _worker_command(args: argparse.Namespace, argv: list[str] | None) -> int:
+    if args.workers < 1 or args.concurrency < 1:
+        raise CliError("--workers and --concurrency must be at least 1")
+    if args.threads is not None and args.threads < 1:
+        raise CliError("--threads must be at least 1")
+    if args.metrics_port is not None:
+        from ._worker.metrics import require
+
+        require()  # before forking anything
+    if args.workers > 1:
+        from ._worker.supervisor import supervise
+
+        load_app(args.app)  # fail fast, in one line, before forking anything
+        child = [a for a in (argv if argv is not None else sys.argv[1:])]
+        return supervise([*_without_workers(child), "-w", "1"], args.workers)
+    return _run_worker(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _logfmt.setup(args.log_level, getattr(args, "log_format", "text"))
     try:
         if args.command == "worker":
-            if args.workers < 1 or args.concurrency < 1:
-                raise CliError("--workers and --concurrency must be at least 1")
-            if args.threads is not None and args.threads < 1:
-                raise CliError("--threads must be at least 1")
-            if args.workers > 1:
-                from ._worker.supervisor import supervise
-
-                load_app(args.app)  # fail fast, in one line, before forking anything
-                child = [a for a in (argv if argv is not None else sys.argv[1:])]
-                return supervise([*_without_workers(child), "-w", "1"], args.workers)
-            return _run_worker(args)
+            return _worker_command(args, argv)
         if args.command == "dead":
             return _dead(args)
+        if args.command == "exporter":
+            return _run_exporter(args)
         if args.command == "scheduler":
             return _run_scheduler(args)
         if args.command == "schedule":

@@ -16,10 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import signal
 import time
 from typing import TYPE_CHECKING
 
-from .._httpd import Response, serving
+import anyio
+
+from .httpd import Response, serving
+
+log = logging.getLogger("aioq.worker")
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -62,7 +68,7 @@ class Health:
         w = self.worker
         if not w.ready.is_set():
             return False, "starting"
-        if w.stopping:
+        if w._stopping:
             return False, "stopping"
         if w.read_failing:
             return False, "cannot read from Redis"
@@ -99,3 +105,43 @@ class Health:
 
 def _verdict(ok: bool, why: str) -> Response:
     return (200 if ok else 503), "text/plain; charset=utf-8", f"{why}\n".encode()
+
+
+@contextlib.asynccontextmanager
+async def endpoints(worker: Worker) -> AsyncIterator[None]:
+    """The worker's HTTP endpoints asked for (``health_port``, ``metrics_port``),
+    up from before it connects until it has stopped."""
+    async with contextlib.AsyncExitStack() as stack:
+        if worker.health_port is not None:
+            health = Health(worker)
+            await stack.enter_async_context(health.serving(worker.health_host, worker.health_port))
+        if worker.metrics_port is not None:
+            from .metrics import Exposition
+
+            exposition = Exposition(worker.app, worker, worker.queues)
+            await stack.enter_async_context(
+                exposition.serving(worker.health_host, worker.metrics_port)
+            )
+        yield
+
+
+async def handle_signals_of(worker: Worker) -> None:
+    """First SIGTERM/SIGINT: drain (``/readyz`` says 503 from then); second: cancel at once."""
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            if not worker._stopping:
+                log.info(
+                    "received %s: finishing %d in-flight task(s) within %gs "
+                    "(send again to stop at once)",
+                    signal.Signals(signum).name,
+                    worker.running,
+                    worker.grace,
+                )
+                worker.stop()
+            else:
+                log.warning(
+                    "received %s again: cancelling %d in-flight task(s)",
+                    signal.Signals(signum).name,
+                    worker.running,
+                )
+                worker.kill()

@@ -21,10 +21,8 @@ event loop and every thread but theirs of the GIL.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-import signal
 import socket
 import uuid
 from typing import TYPE_CHECKING
@@ -50,9 +48,12 @@ from ..errors import ConfigurationError
 from . import presence
 from .completer import Completer
 from .dispatch import Dispatcher
+from .health import endpoints, handle_signals_of
 from .lease import Lease
+from .metrics import require as require_metrics
 from .recovery import Recovery
 from .scheduler import Scheduler
+from .tally import Tally
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -101,8 +102,8 @@ class Worker:
         strict: refuse to start (``ConfigurationError``) on a Redis that may lose
             aioq's data silently: a ``maxmemory-policy`` other than ``noeviction``.
             Without it, a warning is logged.
-        health_port: serve ``/livez`` and ``/readyz`` on ``health_host:health_port``
-            (``aioq._worker.health``) from before connecting until stopped.
+        health_port, metrics_port: serve ``/livez`` + ``/readyz`` (``health.py``), Prometheus
+            ``/metrics`` (``metrics.py``, needs ``aioq[metrics]``) on ``health_host``.
     """
 
     def __init__(
@@ -120,6 +121,7 @@ class Worker:
         strict: bool = False,
         health_port: int | None = None,
         health_host: str = "127.0.0.1",
+        metrics_port: int | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -136,8 +138,9 @@ class Worker:
         self.strict = strict
         self.health_port = health_port
         self.health_host = health_host
-        self.read_failing = False
-        """True while the read loop meets an outage (``/readyz`` says 503)."""
+        self.metrics_port = require_metrics(metrics_port)
+        self.tally = Tally()  # kept only with metrics_port
+        self.read_failing = False  # the read loop meets an outage (/readyz: 503)
         self.id = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._free = concurrency
         self._reading = 0  # slots reserved by the read in progress
@@ -175,11 +178,6 @@ class Worker:
             self._dispatcher.cancel_all()
 
     @property
-    def stopping(self) -> bool:
-        """True once a stop was requested."""
-        return self._stopping
-
-    @property
     def running(self) -> int:
         """Messages held right now (running or waiting for their completion write)."""
         return self.concurrency - self._free - self._reading
@@ -199,13 +197,7 @@ class Worker:
         task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
         """Run until stopped. With ``handle_signals``, SIGTERM/SIGINT stop it."""
-        async with contextlib.AsyncExitStack() as probes:
-            if self.health_port is not None:
-                from .health import Health
-
-                await probes.enter_async_context(
-                    Health(self).serving(self.health_host, self.health_port)
-                )
+        async with endpoints(self):
             await self._run(handle_signals, task_status)
 
     async def _run(self, handle_signals: bool, task_status: TaskStatus[None]) -> None:
@@ -224,6 +216,7 @@ class Worker:
                 self._release,
                 self._poke_pump,
             )
+            dispatcher.tally = self.tally if self.metrics_port is not None else None
             self._recovery = Recovery(
                 self._streams, self.app.keys, self.queues, self.id, self._lease, dispatcher
             )
@@ -240,7 +233,7 @@ class Worker:
             with dispatcher.keeping_leases(renewer):
                 async with anyio.create_task_group() as services:
                     if handle_signals:
-                        services.start_soon(self._handle_signals)
+                        services.start_soon(handle_signals_of, self)
                     services.start_soon(self._completer.run)
                     services.start_soon(self._pump)
                     services.start_soon(dispatcher.heartbeat)
@@ -304,26 +297,6 @@ class Worker:
             ", ".join(names) or "-",
             self.concurrency,
         )
-
-    async def _handle_signals(self) -> None:
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            async for signum in signals:
-                if not self._stopping:
-                    log.info(
-                        "received %s: finishing %d in-flight task(s) within %gs "
-                        "(send again to stop at once)",
-                        signal.Signals(signum).name,
-                        self.running,
-                        self.grace,
-                    )
-                    self.stop()
-                else:
-                    log.warning(
-                        "received %s again: cancelling %d in-flight task(s)",
-                        signal.Signals(signum).name,
-                        self.running,
-                    )
-                    self.kill()
 
     async def _drain(self) -> None:
         """Wait for in-flight work to complete, at most ``grace`` seconds."""

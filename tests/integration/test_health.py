@@ -87,6 +87,7 @@ async def test_readyz_is_503_while_the_worker_is_stopping(
         await get(port, "/readyz")
 
 
+@pytest.mark.slow
 async def test_cli_health_port_with_two_processes(spawn, client: aioq.App) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     """``aioq worker -w 2 --health-port P``: process k serves port P+k."""
     port = free_port()
