@@ -250,7 +250,7 @@ def _run_worker(args: argparse.Namespace) -> int:
         strict=args.strict,
         health_port=None if args.health_port is None else args.health_port + _slot(),
         health_host=args.probe_host,
-        metrics_port=None if args.metrics_port is None else args.metrics_port + _slot(),
+        metrics_port=_child_metrics_port(args.metrics_port),
     )
 
     async def main() -> None:
@@ -264,6 +264,29 @@ def _run_worker(args: argparse.Namespace) -> int:
     else:
         anyio.run(main, backend_options={"use_uvloop": True})
     return 0
+
+
+def _merged_metrics(args: argparse.Namespace) -> Callable[[], None]:
+    """``-w N --metrics-port P``: the supervisor serves P, merged from its children's."""
+    if args.metrics_port is None:
+        return lambda: None
+    from ._worker.metrics import child_port, serve_merged
+
+    children = [child_port(args.metrics_port, k) for k in range(args.workers)]
+    try:
+        return serve_merged(args.probe_host, args.metrics_port, children)
+    except OSError as exc:
+        raise CliError(f"cannot serve metrics on port {args.metrics_port}: {exc}") from None
+
+
+def _child_metrics_port(port: int | None) -> int | None:
+    """Alone: ``--metrics-port``; child k of ``-w N``: the port its parent merges from."""
+    from ._worker.metrics import child_port
+    from ._worker.supervisor import SLOT_ENV
+
+    if port is None or SLOT_ENV not in os.environ:
+        return port
+    return child_port(port, _slot())
 
 
 def _slot() -> int:
@@ -407,7 +430,11 @@ def _worker_command(args: argparse.Namespace, argv: list[str] | None) -> int:
 
         load_app(args.app)  # fail fast, in one line, before forking anything
         child = [a for a in (argv if argv is not None else sys.argv[1:])]
-        return supervise([*_without_workers(child), "-w", "1"], args.workers)
+        stop = _merged_metrics(args)
+        try:
+            return supervise([*_without_workers(child), "-w", "1"], args.workers)
+        finally:
+            stop()
     return _run_worker(args)
 
 

@@ -21,7 +21,7 @@ from .httpd import Response, serving
 from .tally import BUCKETS
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator, Sequence
+    from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
     from prometheus_client.registry import Collector
 
@@ -146,3 +146,98 @@ class Exposition:
     async def serving(self, host: str, port: int) -> AsyncIterator[None]:
         async with serving(host, port, {"/metrics": self._metrics}):
             yield
+
+
+# -- -w N: one endpoint for every child --------------------------------------
+
+MERGE_TIMEOUT = 2.0
+"""Seconds the parent waits for each child's ``/metrics`` during a scrape."""
+
+
+def child_port(port: int, slot: int) -> int:
+    """Under ``-w N`` the parent serves ``port``; child ``slot`` serves port + 1 + slot."""
+    return port + 1 + slot
+
+
+def merge(texts: Sequence[str]) -> bytes:
+    """One exposition from the children's: counters, histograms and slots are
+    summed; the queue gauges (the same Redis read by each child) are taken once."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.core import Metric
+    from prometheus_client.parser import text_string_to_metric_families
+
+    families: dict[str, Metric] = {}
+    values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
+    for text in texts:
+        for fam in text_string_to_metric_families(text):
+            if fam.name not in families:
+                families[fam.name] = Metric(fam.name, fam.documentation, fam.type)
+                values[fam.name] = {}
+            summed = not fam.name.startswith("aioq_queue_")
+            into = values[fam.name]
+            for s in fam.samples:
+                key = (s.name, tuple(sorted(s.labels.items())))
+                if summed:
+                    into[key] = into.get(key, 0.0) + s.value
+                else:
+                    into.setdefault(key, s.value)
+    for name, fam in families.items():
+        for (sample, labels), value in values[name].items():
+            fam.add_sample(sample, dict(labels), value)
+
+    class _Merged:
+        def collect(self) -> Iterator[Metric]:
+            yield from families.values()
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(cast("Collector", _Merged()))
+    out: bytes = generate_latest(registry)
+    return out
+
+
+def serve_merged(host: str, port: int, children: Sequence[int]) -> Callable[[], None]:
+    """Serve ``/metrics`` merged from the children's ports, on a thread of the
+    ``-w N`` supervisor; returns the function that stops it."""
+    import http.server
+    import threading
+    import urllib.request
+
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    def scrape(child: int) -> str | None:
+        try:
+            url = f"http://{_connectable(host)}:{child}/metrics"
+            with urllib.request.urlopen(url, timeout=MERGE_TIMEOUT) as reply:
+                text: str = reply.read().decode()
+                return text
+        except OSError:
+            return None  # a child restarting: its counters start again from 0
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.split("?", 1)[0] != "/metrics":
+                self.send_error(404)
+                return
+            body = merge([t for t in map(scrape, children) if t is not None])
+            self.send_response(200)
+            self.send_header("Content-Type", CONTENT_TYPE_LATEST)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer((host, port), Handler)
+    thread = threading.Thread(target=server.serve_forever, name="aioq-metrics", daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+
+    return stop
+
+
+def _connectable(host: str) -> str:
+    return "127.0.0.1" if host in ("", "0.0.0.0") else ("[::1]" if host == "::" else host)

@@ -164,3 +164,31 @@ def test_metrics_port_without_the_extra_exits_1_naming_it() -> None:
     )
     assert done.returncode == 1
     assert "aioq[metrics]" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+async def test_one_endpoint_covers_every_process_of_w2(spawn, client: aioq.App) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    pytest.importorskip("prometheus_client")
+    from tests import procapp
+
+    port = free_port()
+    proc = spawn(
+        "worker", "tests.procapp:app", "-w", "2", "-c", "3", "--metrics-port", str(port),
+        extra_env=child_env(),
+    )  # fmt: skip
+    jobs = [await procapp.add.kiq(i, 1) for i in range(20)]
+    for job in jobs:
+        await job.result(timeout=15)
+    name = procapp.add.name
+    for _ in range(100):  # both children answer once they have started
+        status, body = await get(port, "/metrics")
+        m = parse(body)
+        if status == 200 and sample(m, "aioq_worker_slots", state="free") == 6:
+            break
+        await asyncio.sleep(0.1)
+    assert sample(m, "aioq_worker_slots", state="free") == 6  # 2 processes x 3 slots
+    assert sample(m, "aioq_jobs_total", queue="default", task=name, outcome="succeeded") == 20
+    assert sample(m, "aioq_job_duration_seconds_count", queue="default", task=name) == 20
+    assert sample(m, "aioq_queue_ready", queue="default") == 0  # taken once, not summed
+    proc.popen.send_signal(signal.SIGTERM)
+    assert proc.popen.wait(15) == 0
