@@ -54,6 +54,9 @@ async def test_probes_answer_200_then_readyz_503_while_redis_is_paused(
         pauser.execute_command("CLIENT", "PAUSE", "4000", "ALL")
         why = await wait_status(port, "/readyz", 503, within=3.5)
         assert "no round trip to Redis" in why
+        # No renewal for a whole visibility timeout (2 s): the leases have lapsed.
+        why = await wait_status(port, "/livez", 503, within=3.5)
+        assert "leases not renewed" in why
         # Redis answers again: ready again, and jobs run.
         await wait_status(port, "/readyz", 200, within=15)
         await wait_status(port, "/livez", 200, within=5)
