@@ -3,6 +3,8 @@
 aioq worker myapp.tasks:app [-Q default,math] [-c 100] [--threads N] [-w 1] [--scheduler]
             [--include MODULE…] [--strict] [--log-level info]   (-A APP, --loglevel also work;
             $AIOQ_CONCURRENCY, $AIOQ_QUEUES, $AIOQ_WORKERS, $AIOQ_THREADS, $AIOQ_GRACE are defaults)
+            [--health-port 8081] [--metrics-port 9100]
+aioq exporter myapp.tasks:app [--port 9100]
 aioq scheduler myapp.tasks:app
 aioq schedule list myapp.tasks:app
 aioq status|workers|jobs|job|purge myapp.tasks:app …   (see docs/operations.md)
@@ -12,147 +14,18 @@ aioq --version
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
-import math
-import os
+import signal
 import sys
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import anyio
 
 from . import _logfmt
 from ._version import __version__
+from ._workercli import CliError, _serve, _worker_command, load_app
 from .errors import BrokerUnavailable, ConfigurationError
 
-if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
-
-    from ._worker.worker import Worker
-    from .app import App
-
 log = logging.getLogger("aioq")
-
-
-class CliError(Exception):
-    """A problem to report in one line, without a traceback."""
-
-
-def load_app(spec: str) -> App:
-    """Import ``module:attribute`` (or ``module``, taking its ``app``) and return the App.
-
-    The module may also be a file path (``./tasks.py:app``, ``src/proj/tasks.py``):
-    it is imported under its dotted name, found by walking up its packages.
-    """
-    from .app import App
-
-    module_name, _, attr = spec.partition(":")
-    attr = attr or "app"
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    if module_name.endswith(".py") or "/" in module_name or os.sep in module_name:
-        module_name = _module_of_file(module_name)
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        raise CliError(f"cannot import {module_name!r}: {exc}") from None
-    if not hasattr(module, attr):
-        found = [f"{module_name}.{k}" for k, v in vars(module).items() if isinstance(v, App)]
-        where = (
-            f"aioq.App objects found: {', '.join(found)} (pass it as "
-            f"{found[0].rpartition('.')[0]}:{found[0].rpartition('.')[2]})"
-            if found
-            else "no aioq.App object in it"
-        )
-        raise CliError(f"module {module_name!r} has no attribute {attr!r}; {where}")
-    obj = getattr(module, attr)
-    if not isinstance(obj, App):
-        kind = type(obj).__name__
-        article = "an" if kind[:1].lower() in "aeiou" else "a"
-        raise CliError(f"'{module_name}:{attr}' is {article} {kind}, not an aioq.App")
-    return obj
-
-
-def _module_of_file(path: str) -> str:
-    """The dotted module name of a ``.py`` file, with the directory above its
-    top package put on ``sys.path``."""
-    file = Path(path if path.endswith(".py") else f"{path}.py").resolve()
-    if not file.is_file():
-        raise CliError(f"no such file: {path!r}")
-    parts = [file.stem]
-    top = file.parent
-    while (top / "__init__.py").is_file():
-        parts.insert(0, top.name)
-        top = top.parent
-    if str(top) not in sys.path:
-        sys.path.insert(0, str(top))
-    return ".".join(parts)
-
-
-ENV_DEFAULTS: dict[str, tuple[str, type, object]] = {
-    "concurrency": ("AIOQ_CONCURRENCY", int, 100),
-    "queues": ("AIOQ_QUEUES", str, None),
-    "workers": ("AIOQ_WORKERS", int, 1),
-    "threads": ("AIOQ_THREADS", int, None),
-    "grace": ("AIOQ_GRACE", float, 30.0),
-}
-"""Worker options an environment variable sets when the command line does not."""
-
-
-def _worker_options(args: argparse.Namespace) -> argparse.Namespace:
-    """Fill worker options from the environment, then check every one (one
-    ``CliError``/``ConfigurationError`` naming the option)."""
-    from ._core.options import TaskOptions, validate
-
-    for dest, (var, kind, default) in ENV_DEFAULTS.items():
-        if getattr(args, dest) is not None:
-            continue
-        raw = os.environ.get(var, "").strip()
-        try:
-            setattr(args, dest, kind(raw) if raw else default)
-        except ValueError:
-            raise CliError(f"${var}={raw!r} is not a valid {kind.__name__}") from None
-    args.app = args.app or args.app_option
-    if not args.app:
-        raise CliError("which app? give it as module:attribute (or -A module:attribute)")
-    if args.workers < 1 or args.concurrency < 1:
-        raise CliError("--workers and --concurrency must be at least 1")
-    if args.threads is not None and args.threads < 1:
-        raise CliError("--threads must be at least 1")
-    if args.workers > 1 and args.burst:
-        raise CliError("--burst runs one process: drop -w/--workers")
-    for name in ("grace", "connect_timeout"):
-        value = getattr(args, name)
-        if not 0 <= value < math.inf:
-            raise CliError(f"--{name.replace('_', '-')} must be >= 0 seconds, got {value}")
-    for queue in args.queues.split(",") if args.queues else ():
-        if queue.strip():
-            validate(TaskOptions(queue=queue.strip()))
-    return args
-
-
-def build_worker(args: argparse.Namespace) -> Worker:
-    """The ``Worker`` an ``aioq worker`` command line describes (no I/O yet):
-    the app loaded, its task modules and ``--include`` imported, checked."""
-    from ._worker.worker import Worker
-
-    args = _worker_options(args)
-    app = load_app(args.app)
-    app.include = list(dict.fromkeys([*app.include, *(args.include or ())]))
-    queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else None
-    return Worker(
-        app,
-        queues=queues,
-        concurrency=args.concurrency,
-        grace=args.grace,
-        connect_timeout=args.connect_timeout,
-        name=args.name,
-        scheduler=args.scheduler,
-        threads=args.threads,
-        strict=args.strict,
-        burst=args.burst,
-    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -248,6 +121,24 @@ def _parser() -> argparse.ArgumentParser:
         help="exit (code 0) once the queues are empty, delayed messages included, and "
         "nothing runs; for CI jobs and one-off backfills (one process: no -w)",
     )
+    w.add_argument(
+        "--health-port",
+        type=int,
+        default=None,
+        help="serve /livez and /readyz on this port (of --probe-host); with -w N, "
+        "process k of N serves port+k",
+    )
+    w.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve Prometheus /metrics on this port (needs the aioq[metrics] extra)",
+    )
+    w.add_argument(
+        "--probe-host",
+        default="127.0.0.1",
+        help="address the health and metrics endpoints bind (default 127.0.0.1)",
+    )
     w.add_argument("--name", help=argparse.SUPPRESS)
 
     s = sub.add_parser("scheduler", help="run the app's periodic schedules (no tasks)")
@@ -268,6 +159,16 @@ def _parser() -> argparse.ArgumentParser:
     sl.add_argument(
         "--log-level", default="warning", choices=["debug", "info", "warning", "error", "critical"]
     )
+
+    ex = sub.add_parser(
+        "exporter", help="serve the queue gauges on /metrics without running a worker"
+    )
+    ex.add_argument("app", help="the App, as module:attribute")
+    ex.add_argument("--port", type=int, default=9100, help="port (default 9100)")
+    ex.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    ex.add_argument("-Q", "--queues", help="comma-separated queues (default: all known)")
+    ex.add_argument("--log-level", default="info", choices=LEVELS)
+    ex.add_argument("--log-format", default="text", choices=["text", "json"])
 
     d = sub.add_parser("dead", help="list, retry or purge dead letters")
     d.add_argument("action", choices=["list", "retry", "purge"])
@@ -328,18 +229,6 @@ def _inspection(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     pg.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
 
-def _run_worker(args: argparse.Namespace) -> int:
-    worker = build_worker(args)
-    app = worker.app
-
-    async def main() -> None:
-        await worker.run(handle_signals=True)
-        await app.aclose()
-
-    _serve(main)
-    return 0
-
-
 def _run_scheduler(args: argparse.Namespace) -> int:
     from ._worker.scheduler import Scheduler
 
@@ -359,14 +248,26 @@ def _run_scheduler(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve(main: Callable[[], Awaitable[None]]) -> None:
-    """Run a long-lived service on uvloop when it is installed."""
+def _run_exporter(args: argparse.Namespace) -> int:
+    from ._worker.metrics import Exposition
+
+    app = load_app(args.app)
+    queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else None
+    exposition = Exposition(app, None, queues)
+
+    async def main() -> None:
+        async with exposition.serving(args.host, args.port):
+            log.info("serving queue gauges on http://%s:%d/metrics", args.host, args.port)
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for _ in signals:
+                    break
+        await app.aclose()
+
     try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        anyio.run(main)
-    else:
-        anyio.run(main, backend_options={"use_uvloop": True})
+        _serve(main)
+    except OSError as exc:
+        raise CliError(f"cannot serve on {args.host}:{args.port}: {exc}") from None
+    return 0
 
 
 def _schedule_list(args: argparse.Namespace) -> int:
@@ -445,16 +346,11 @@ def main(argv: list[str] | None = None) -> int:
     _logfmt.setup(args.log_level, getattr(args, "log_format", "text"))
     try:
         if args.command == "worker":
-            _worker_options(args)
-            if args.workers > 1:
-                from ._worker.supervisor import supervise
-
-                build_worker(args)  # fail fast, in one line, before forking anything
-                child = [a for a in (argv if argv is not None else sys.argv[1:])]
-                return supervise([*_without_workers(child), "-w", "1"], args.workers)
-            return _run_worker(args)
+            return _worker_command(args, argv)
         if args.command == "dead":
             return _dead(args)
+        if args.command == "exporter":
+            return _run_exporter(args)
         if args.command == "scheduler":
             return _run_scheduler(args)
         if args.command == "schedule":
@@ -467,19 +363,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return 2
-
-
-def _without_workers(argv: list[str]) -> list[str]:
-    out: list[str] = []
-    skip = False
-    for arg in argv:
-        if skip:
-            skip = False
-            continue
-        if arg in ("-w", "--workers"):
-            skip = True
-            continue
-        if arg.startswith("--workers=") or (arg.startswith("-w") and arg != "-w"):
-            continue
-        out.append(arg)
-    return out

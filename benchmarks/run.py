@@ -263,7 +263,8 @@ class Harness:
             BENCH_PREFIX=self.redis.prefix,
             BENCH_VT=str(self.p["F_vt"]),
             BENCH_CONCURRENCY=str(concurrency),
-            PYTHONPATH=str(ROOT),
+            # this checkout first, then the caller's path (e.g. where an extra is installed)
+            PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
             PYTHONDONTWRITEBYTECODE="1",
         )
         return env

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
     from ..app import App
     from .completer import Completer
+    from .tally import Tally
 
 log = logging.getLogger("aioq.worker")
 task_log = logging.getLogger("aioq.task")
@@ -88,6 +89,8 @@ class Dispatcher(LeaseKeeper, Failures):
         writes it to the worker's registry entry)."""
         self.failed = 0
         """…of which raised (retried or failed)."""
+        self.tally: Tally | None = None
+        """Per-task counters for ``/metrics`` (``--metrics-port``); None: not kept."""
 
     # Executors are plain asyncio tasks in one asyncio.TaskGroup: per message, an
     # anyio task and cancel scope cost more than the whole no-op task (profiled).
@@ -248,13 +251,10 @@ class Dispatcher(LeaseKeeper, Failures):
                 await self._dead_letter(entry, msg, "ArgumentError", reason, attempt)
                 settled = True
                 return
-            self.processed += 1
-            if error is not None:
-                self.failed += 1
-            elif outcome.state == _SUCCEEDED:
-                took = time.perf_counter() - began
-                task_log.info("task %s[%s] succeeded in %.3fs", msg.task, msg.id, took)
-            if error is not None and self._retryable(task, msg, opts, error):
+            retry = error is not None and self._retryable(task, msg, opts, error)
+            self._count(msg, outcome, error, retry, time.perf_counter() - began)
+            if retry:
+                assert error is not None
                 await self._retry(entry, msg, attempt, opts, outcome, error)
                 settled = True
                 return
@@ -270,6 +270,8 @@ class Dispatcher(LeaseKeeper, Failures):
                 # only the message is left to ack.
                 current.uncancel()
                 log.info("job %s was aborted while running; cancelled it", msg.id)
+                if self.tally is not None:
+                    self.tally.outcome(msg.queue, msg.task, "aborted")
                 await self._resume(entry, msg, Outcome(JobState.ABORTED.value, now_ms()))
                 settled = True
             elif key in self._taken_over:
@@ -289,6 +291,18 @@ class Dispatcher(LeaseKeeper, Failures):
             if not settled:
                 self.unfinished.append(key)
             self.release()
+
+    def _count(
+        self, msg: Message, outcome: Outcome, error: BaseException | None, retry: bool, took: float
+    ) -> None:
+        """Count an attempt that ran (registry counters, ``/metrics``) and log a success."""
+        self.processed += 1
+        if error is not None:
+            self.failed += 1
+        elif outcome.state == _SUCCEEDED:
+            task_log.info("task %s[%s] succeeded in %.3fs", msg.task, msg.id, took)
+        if self.tally is not None:
+            self.tally.ran(msg.queue, msg.task, _outcome(outcome, error, retry), took)
 
     def _context(self, msg: Message, attempt: int) -> Context:
         async def report(job_id: str, payload: bytes) -> None:
@@ -416,6 +430,15 @@ class Dispatcher(LeaseKeeper, Failures):
             for job_id, state in zip(jobs, await self.streams.states(jobs), strict=True):
                 if state == b"aborted":
                     self.abort(job_id)
+
+
+def _outcome(outcome: Outcome, error: BaseException | None, retry: bool) -> str:
+    """The ``outcome`` label of ``aioq_jobs_total`` for one attempt."""
+    if retry:
+        return "retried"
+    if error is not None:
+        return "failed"
+    return outcome.state
 
 
 async def _guarded(coro: Coroutine[Any, Any, None]) -> None:

@@ -135,6 +135,9 @@ class Failures:
         if not moved:
             log.warning("message %s was taken over by another worker; left it", entry.id.decode())
             return
+        tally = getattr(self, "tally", None)
+        if tally is not None:
+            tally.outcome(entry.queue, msg.task if msg is not None else "", "dead_lettered")
         if msg is not None:
             outcome = error_outcome(kind, reason)
             wrote, stored = await self.completer.write_now(

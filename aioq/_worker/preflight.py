@@ -11,11 +11,24 @@ import importlib
 import logging
 from typing import TYPE_CHECKING
 
+import anyio
+
 from .._core.options import check_number
+from .._transport.connection import (
+    OUTAGE_ERRORS,
+    check_server_version,
+    eviction_policy,
+    eviction_problem,
+    outage_text,
+)
+from .._transport.scripts import SCRIPTS
+from .._transport.streams import Streams
 from ..errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Sequence
+
+    from redis.asyncio import Redis
 
     from ..app import App
 
@@ -72,3 +85,36 @@ def check(app: App, strict: bool, *, grace: float, connect_timeout: float) -> No
     check_number("grace", grace, positive=False)
     check_number("connect_timeout", connect_timeout, positive=False)
     check_tasks(app, strict)
+
+
+async def prepare(redis: Redis, app: App, queues: Sequence[str], strict: bool) -> None:
+    """Check the server, load the scripts, create the groups: retried through
+    outages (a Redis still LOADING, BUSY, failing over) until they are done."""
+    failing = checked = False
+    while True:
+        try:
+            if not checked:
+                await check_server_version(redis, app.url)
+                _check_eviction(app.url, await eviction_policy(redis), strict)
+                checked = True
+            await SCRIPTS.load_all(redis)
+            streams = Streams(redis, app.keys)
+            for queue in queues:
+                await streams.ensure_group(queue)
+            return
+        except OUTAGE_ERRORS as exc:
+            if not failing:
+                log.warning("Redis cannot serve yet (%s); retrying", outage_text(exc))
+                failing = True
+            await anyio.sleep(0.5)
+
+
+def _check_eviction(url: str, policy: str | None, strict: bool) -> None:
+    """An evicting Redis deletes records, messages and locks silently: say so
+    (refuse to start with ``strict``)."""
+    problem = eviction_problem(url, policy)
+    if problem is None:
+        return
+    if strict:
+        raise ConfigurationError(f"{problem}; refusing to start (strict)")
+    log.warning("%s", problem)

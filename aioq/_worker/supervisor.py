@@ -6,12 +6,14 @@ A child that fails right at start twice in a row (``--strict`` refusing an
 evicting Redis, a bad setting) is not restarted in a loop: the supervisor stops
 every child and exits with that child's code.
 Children are plain ``python -m aioq worker … -w 1`` processes: nothing is
-shared between them but Redis.
+shared between them but Redis. Each learns its slot (0…N-1) from ``AIOQ_WORKER_SLOT``
+(child k serves ``--health-port`` + k).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("aioq.supervisor")
 
 RESTART_DELAY = 1.0
+SLOT_ENV = "AIOQ_WORKER_SLOT"
 START_FAILURE = 10.0
 """A child exiting non-zero within this many seconds of its start failed to start."""
 
@@ -57,7 +60,8 @@ class _Supervisor:
     def spawn(self, slot: int) -> None:
         # Children ignore the terminal's SIGINT group delivery: the supervisor
         # forwards signals itself, exactly once.
-        self.children[slot] = subprocess.Popen(self.argv, start_new_session=True)
+        env = {**os.environ, SLOT_ENV: str(slot)}
+        self.children[slot] = subprocess.Popen(self.argv, start_new_session=True, env=env)
         self._started[slot] = time.monotonic()
         log.info("started worker process %d (pid %d)", slot, self.children[slot].pid)
 

@@ -33,30 +33,27 @@ from redis import exceptions as rex
 from .._transport.connection import (
     OUTAGE_ERRORS,
     REDIS_ERRORS,
-    check_server_version,
     connect,
-    eviction_policy,
-    eviction_problem,
     outage_text,
     wait_until_reachable,
 )
 from .._transport.keys import LEVELS
 from .._transport.leases import LeaseRenewer
-from .._transport.scripts import SCRIPTS
 from .._transport.streams import Entry, Streams
-from ..errors import ConfigurationError
 from . import preflight, presence, stopping
 from .completer import Completer
 from .dispatch import Dispatcher
+from .health import endpoints
 from .lease import Lease
+from .metrics import require as require_metrics
 from .recovery import Recovery
 from .scheduler import Scheduler
+from .tally import Tally
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from anyio.abc import TaskStatus
-    from redis.asyncio import Redis
 
     from ..app import App
 
@@ -101,6 +98,8 @@ class Worker:
             Without it, a warning is logged.
         burst: stop once nothing runs here and its queues are empty (see
             ``stopping.idle``: delayed messages count, however far ahead).
+        health_port, metrics_port: serve ``/livez`` + ``/readyz`` (``health.py``), Prometheus
+            ``/metrics`` (``metrics.py``, needs ``aioq[metrics]``) on ``health_host``.
     """
 
     def __init__(
@@ -117,6 +116,9 @@ class Worker:
         threads: int | None = None,
         strict: bool = False,
         burst: bool = False,
+        health_port: int | None = None,
+        health_host: str = "127.0.0.1",
+        metrics_port: int | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -133,6 +135,11 @@ class Worker:
         self.threads = threads if threads is not None else default_threads(concurrency)
         self.strict = strict
         self.burst = burst
+        self.health_port = health_port
+        self.health_host = health_host
+        self.metrics_port = require_metrics(metrics_port)
+        self.tally = Tally()  # kept only with metrics_port
+        self.read_failing = False  # the read loop meets an outage (/readyz: 503)
         self.id = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._free = concurrency
         self._reading = 0  # slots reserved by the read in progress
@@ -203,10 +210,14 @@ class Worker:
         task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
         """Run until stopped. With ``handle_signals``, SIGTERM/SIGINT stop it."""
+        async with endpoints(self):
+            await self._run(handle_signals, task_status)
+
+    async def _run(self, handle_signals: bool, task_status: TaskStatus[None]) -> None:
         redis = connect(self.app.url, **self.app.redis_options)
         try:
             await wait_until_reachable(redis, self.app.url, self.connect_timeout)
-            await self._prepare(redis)
+            await preflight.prepare(redis, self.app, self.queues, self.strict)
             self._streams = Streams(redis, self.app.keys)
             self._completer = Completer(self._streams, self.id)
             dispatcher = self._dispatcher = Dispatcher(
@@ -218,6 +229,7 @@ class Worker:
                 self._release,
                 self._poke_pump,
             )
+            dispatcher.tally = self.tally if self.metrics_port is not None else None
             self._recovery = Recovery(
                 self._streams, self.app.keys, self.queues, self.id, self._lease, dispatcher
             )
@@ -256,37 +268,6 @@ class Worker:
         finally:
             await redis.aclose()
         log.info("worker %s stopped", self.id)
-
-    async def _prepare(self, redis: Redis) -> None:
-        """Check the server, load the scripts, create the groups: retried through
-        outages (a Redis still LOADING, BUSY, failing over) until they are done."""
-        failing = checked = False
-        while True:
-            try:
-                if not checked:
-                    await check_server_version(redis, self.app.url)
-                    await self._check_eviction(redis)
-                    checked = True
-                await SCRIPTS.load_all(redis)
-                streams = Streams(redis, self.app.keys)
-                for queue in self.queues:
-                    await streams.ensure_group(queue)
-                return
-            except OUTAGE_ERRORS as exc:
-                if not failing:
-                    log.warning("Redis cannot serve yet (%s); retrying", outage_text(exc))
-                    failing = True
-                await anyio.sleep(0.5)
-
-    async def _check_eviction(self, redis: Redis) -> None:
-        """An evicting Redis deletes records, messages and locks silently: say so
-        (refuse to start with ``strict``)."""
-        problem = eviction_problem(self.app.url, await eviction_policy(redis))
-        if problem is None:
-            return
-        if self.strict:
-            raise ConfigurationError(f"{problem}; refusing to start (strict)")
-        log.warning("%s", problem)
 
     def _log_startup(self) -> None:
         for queue in self.queues:
@@ -353,16 +334,19 @@ class Worker:
                     continue
                 if not isinstance(exc, (*OUTAGE_ERRORS, rex.OutOfMemoryError)):
                     raise  # a configuration error, e.g. a key of the wrong type
+                self.read_failing = True
                 outage = await self._outage(exc, outage)
                 continue
             except OUTAGE_ERRORS as exc:
                 self._release(n)
+                self.read_failing = True
                 outage = await self._outage(exc, outage)
                 continue
             finally:
                 self._reading = 0
             # What was read is held from now on: renewed until its task runs.
             dispatcher.reading = tuple(e.key for e in entries)
+            self.read_failing = False
             if outage:
                 log.info("Redis answers again; reading resumed")
                 outage = False

@@ -24,7 +24,14 @@ def worker_cmd(python: str, workers: int, concurrency: int) -> list[str]:
         *("-w", str(workers), "-c", str(concurrency)),
         # warning by default; AIOQ_BENCH_LOG_LEVEL=info measures the per-task log lines
         *("--log-level", os.environ.get("AIOQ_BENCH_LOG_LEVEL", "warning")),
+        # AIOQ_BENCH_METRICS_PORT=9100 measures the per-task cost of --metrics-port
+        *metrics_args(),
     ]
+
+
+def metrics_args() -> list[str]:
+    port = os.environ.get("AIOQ_BENCH_METRICS_PORT")
+    return ["--metrics-port", port] if port else []
 
 
 if AVAILABLE:

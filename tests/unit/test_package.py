@@ -15,6 +15,7 @@ LAYERS = {
     "cli": 0,
     "_logfmt": 0,
     "_opscli": 0,
+    "_workercli": 0,
     "__main__": 0,
     "testing": 0,
     "app": 1,
