@@ -198,6 +198,11 @@ async def test_an_evicting_redis_is_reported_and_refused_when_strict(
     admin = server.client()
     admin.config_set("maxmemory-policy", "allkeys-lru")
     caplog.set_level(logging.WARNING, "aioq")
+
+    async def noop() -> None:
+        return None
+
+    private_app.task(name="noop")(noop)  # strict also refuses a worker with no task
     worker = aioq.Worker(private_app, block=0.1)
     task = asyncio.create_task(worker.run())
     await asyncio.wait_for(worker.ready.wait(), 10)
@@ -224,6 +229,7 @@ async def test_an_evicting_redis_is_reported_and_refused_when_strict(
         prefix="outage",
         visibility_timeout=2.0,
     )
+    limited.task(name="noop")(noop)
     try:
         with pytest.raises(aioq.ConfigurationError, match="allkeys-lru"):
             await asyncio.wait_for(aioq.Worker(limited, strict=True).run(), 10)

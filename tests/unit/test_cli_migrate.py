@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import aioq
-from aioq import cli
+from aioq import _workercli, cli
 from aioq._worker.worker import Worker
 
 
@@ -53,7 +53,7 @@ TASKS = """
 
 
 def worker_for(*argv: str) -> Worker:
-    return cli.build_worker(cli._parser().parse_args(["worker", *argv]))
+    return _workercli.build_worker(cli._parser().parse_args(["worker", *argv]))
 
 
 def test_app_include_imports_task_modules_at_worker_start(project) -> None:  # type: ignore[no-untyped-def]
@@ -171,7 +171,7 @@ def test_celery_aliases_A_and_loglevel(project) -> None:  # type: ignore[no-unty
         ["worker", "-A", f"{pkg}.celery_app:app", "--loglevel", "warning"]
     )
     assert args.log_level == "warning"
-    assert cli.build_worker(args).app.task_names == ["add"]
+    assert _workercli.build_worker(args).app.task_names == ["add"]
     args = cli._parser().parse_args(["worker", "--loglevel=INFO", "-A", f"{pkg}.celery_app"])
     assert args.log_level == "info"
 
