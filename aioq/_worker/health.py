@@ -27,7 +27,7 @@ log = logging.getLogger("aioq.worker")
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from .worker import Worker
+    from .view import WorkerView
 
 TICK = 0.25
 """Seconds between two ticks of the loop-responsiveness ticker."""
@@ -41,7 +41,7 @@ READY_MIN_S = 1.0
 class Health:
     """The probes' verdicts, from the worker's memory."""
 
-    def __init__(self, worker: Worker) -> None:
+    def __init__(self, worker: WorkerView) -> None:
         self.worker = worker
         self.ticked = time.monotonic()
 
@@ -65,7 +65,7 @@ class Health:
         w = self.worker
         if not w.ready.is_set():
             return False, "starting"
-        if w._stopping:
+        if w.stopping:
             return False, "stopping"
         if w.read_failing:
             return False, "cannot read from Redis"
@@ -105,7 +105,7 @@ def _verdict(ok: bool, why: str) -> Response:
 
 
 @contextlib.asynccontextmanager
-async def endpoints(worker: Worker) -> AsyncIterator[None]:
+async def endpoints(worker: WorkerView) -> AsyncIterator[None]:
     """The worker's HTTP endpoints asked for (``health_port``, ``metrics_port``),
     up from before it connects until it has stopped."""
     async with contextlib.AsyncExitStack() as stack:

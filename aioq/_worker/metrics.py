@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from .._core.status import QueueStatus
     from ..app import App
-    from .worker import Worker
+    from .view import WorkerView
 
 log = logging.getLogger("aioq.metrics")
 
@@ -57,7 +57,7 @@ QUEUE_GAUGES = (
 class Snapshot:
     """What one scrape shows: set on the event loop, read by the collector."""
 
-    def __init__(self, worker: Worker | None) -> None:
+    def __init__(self, worker: WorkerView | None) -> None:
         self.worker = worker
         self.queues: list[QueueStatus] = []
 
@@ -122,7 +122,7 @@ def _collector(snap: Snapshot) -> Collector:
 class Exposition:
     """Serves ``/metrics`` for a worker, or for ``app``'s queues alone."""
 
-    def __init__(self, app: App, worker: Worker | None, queues: Sequence[str] | None) -> None:
+    def __init__(self, app: App, worker: WorkerView | None, queues: Sequence[str] | None) -> None:
         require()
         from prometheus_client import CollectorRegistry
 

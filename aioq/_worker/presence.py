@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from .._transport.keys import Keyspace
     from .dispatch import Dispatcher
     from .lease import Lease
-    from .worker import Worker
+    from .view import WorkerView
 
 log = logging.getLogger("aioq.worker")
 
@@ -41,7 +41,7 @@ def registration(keys: Keyspace, worker_id: str, lease: Lease) -> Registration:
     return Registration(keys, worker_id, max(REGISTER_EVERY, lease.renew_every))
 
 
-def entry(worker: Worker, dispatcher: Dispatcher) -> Callable[[], dict[str, str | int]]:
+def entry(worker: WorkerView, dispatcher: Dispatcher) -> Callable[[], dict[str, str | int]]:
     """The entry as the heartbeat thread writes it (plain attribute reads of the
     worker's memory: safe from that thread)."""
     fixed: dict[str, str | int] = {

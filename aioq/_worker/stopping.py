@@ -11,7 +11,7 @@ import anyio
 from .._transport.connection import REDIS_ERRORS, outage_text
 
 if TYPE_CHECKING:
-    from .worker import Worker
+    from .view import WorkerView
 
 log = logging.getLogger("aioq.worker")
 
@@ -19,7 +19,7 @@ BURST_POLL = 0.1
 """Seconds between two checks of a burst worker for an empty backlog."""
 
 
-async def handle_signals(worker: Worker) -> None:
+async def handle_signals(worker: WorkerView) -> None:
     """First SIGTERM/SIGINT: stop reading, let in-flight tasks finish; second: cancel them."""
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for signum in signals:
@@ -41,7 +41,7 @@ async def handle_signals(worker: Worker) -> None:
                 worker.kill()
 
 
-async def idle(worker: Worker) -> bool:
+async def idle(worker: WorkerView) -> bool:
     """True when ``worker`` holds no message and its queues hold none: not ready,
     not held by another worker, not delayed, however far ahead (a retry waiting
     for its backoff is unfinished work; a far ``eta`` keeps a burst worker up
@@ -55,7 +55,7 @@ async def idle(worker: Worker) -> bool:
     return await worker.streams.backlog(worker.queues) == 0 and not worker.running
 
 
-async def stop_when_idle(worker: Worker) -> None:
+async def stop_when_idle(worker: WorkerView) -> None:
     """Burst mode: ``worker.stop()`` once ``idle()``."""
     while True:
         try:
