@@ -149,11 +149,11 @@ def build_worker(args: argparse.Namespace) -> Worker:
 
 def _run_worker(args: argparse.Namespace) -> int:
     worker = build_worker(args)
-    app = worker.app
+    broker = worker.app.broker
 
     async def main() -> None:
         await worker.run(handle_signals=True)
-        await app.aclose()
+        await broker.aclose()
 
     _serve(main)
     return 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, overload
 
 import msgspec
 
@@ -23,8 +23,10 @@ from ._core.options import (
 )
 from ._core.registry import Registry, TaskDef
 from ._core.schedule import Schedule
-from ._transport.client import Client, NewJob
+from ._core.settings import Settings
+from ._transport.broker import Broker, RedisBroker
 from ._transport.keys import Keyspace
+from ._transport.types import NewJob
 from .canvas import Signature
 from .deadletter import DeadLetters
 from .errors import ConfigurationError
@@ -33,7 +35,7 @@ from .routing import Routing
 from .scheduling import Scheduling
 from .status import Operations
 from .sync import SyncCalls
-from .task import AsyncTask, SyncTask, Task
+from .task import AsyncTask, SyncTask, Task, TaskDecorator
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Sequence
@@ -51,23 +53,6 @@ R = TypeVar("R")
 
 DEFAULT_URL = "redis://localhost:6379/0"
 _UNSET: Any = msgspec.UNSET
-
-
-class TaskDecorator(Protocol):
-    """What ``@app.task(...)`` with options returns."""
-
-    @overload
-    def __call__(  # type: ignore[overload-overlap]  # coroutine functions match first
-        self, fn: Callable[Concatenate[Context, P], Coroutine[Any, Any, R]], /
-    ) -> AsyncTask[P, R]: ...
-    @overload
-    def __call__(  # type: ignore[overload-overlap]
-        self, fn: Callable[P, Coroutine[Any, Any, R]], /
-    ) -> AsyncTask[P, R]: ...
-    @overload
-    def __call__(self, fn: Callable[Concatenate[Context, P], R], /) -> SyncTask[P, R]: ...
-    @overload
-    def __call__(self, fn: Callable[P, R], /) -> SyncTask[P, R]: ...
 
 
 class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls):
@@ -145,9 +130,25 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls):
         self.keys = Keyspace(prefix)
         self.redis_options = redis_options
         self.operation_timeout = operation_timeout
-        self._transport = Client(self.url, self.keys, redis_options, operation_timeout)
+        self.broker: Broker = RedisBroker(self.url, self.keys, redis_options, operation_timeout)
+        """The seam to Redis (``_transport/broker.py``): everything aioq does there."""
         Routing.__init__(self)
         Scheduling.__init__(self)
+
+    @property
+    def settings(self) -> Settings:
+        """A snapshot of the settings workers and schedulers read."""
+        return Settings(
+            url=self.url,
+            prefix=self.prefix,
+            default_queue=self.default_queue,
+            result_ttl=self.result_ttl,
+            visibility_timeout=self.visibility_timeout,
+            max_message_bytes=self.max_message_bytes,
+            dead_letter_maxlen=self.dead_letter_maxlen,
+            operation_timeout=self.operation_timeout,
+            include=tuple(self.include),
+        )
 
     def __repr__(self) -> str:
         return f"<App prefix={self.prefix!r} tasks={len(self.registry)}>"
@@ -443,11 +444,11 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls):
         if lock is not None:
             # an explicit id stays taken while its result is kept; unique_for is a bound
             hold = opts.result_ttl if lock == job_id or opts.unique_for is None else opts.unique_for
-            return await self._transport.enqueue_unique(job, when, int(hold * 1000))
+            return await self.broker.enqueue_unique(job, when, int(hold * 1000))
         if when is None:
-            await self._transport.enqueue(job)
+            await self.broker.enqueue(job)
         else:
-            await self._transport.enqueue_delayed(job, when)
+            await self.broker.enqueue_delayed(job, when)
         return job_id
 
     def signature(
@@ -473,7 +474,7 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls):
 
     async def ping(self) -> None:
         """Check that Redis answers; raises ``BrokerUnavailable`` if not."""
-        await self._transport.ping()
+        await self.broker.ping()
 
     def inline(self) -> AbstractContextManager[object]:
         """``with app.inline():`` ``kiq()`` runs each task at once in this process,
@@ -485,7 +486,7 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls):
 
     async def aclose(self) -> None:
         """Close this process's connections of the app (safe to call twice)."""
-        await self._transport.aclose()
+        await self.broker.aclose()
 
     async def __aenter__(self) -> App:
         return self

@@ -21,7 +21,7 @@ import msgspec
 from ._core.canvas import ChainNode, Cont, GroupNode, Launch, Node, SigData, TaskNode, start
 from ._core.message import launch_message, now_ms
 from ._core.options import TaskOptions, unwire, validate, wire
-from ._transport.client import NewJob
+from ._transport.types import NewJob
 from .errors import ConfigurationError
 from .job import Job
 from .sync import SyncJob, call
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
     from typing import Self
 
-    from .app import App
+    from ._core.host import TaskHost
 
 __all__ = [
     "Chain",
@@ -51,7 +51,7 @@ _UNSET: Any = msgspec.UNSET
 class _Canvas:
     """What chain, group and chord are made of."""
 
-    app: App
+    app: TaskHost
     on_error_sig: SigData | None = None
 
     def on_error(self, handler: Signature[Any]) -> Self:
@@ -70,7 +70,7 @@ class _Canvas:
     def delay(self) -> Any:
         """``kiq()`` from sync code (Celery's ``workflow.delay()``): a ``SyncJob``
         of the last step, or a ``SyncGroupJob`` when the workflow ends in a group."""
-        return _sync_handle(call(self.app._transport, self.kiq, "`await workflow.kiq()`"))
+        return _sync_handle(call(self.app.broker, self.kiq, "`await workflow.kiq()`"))
 
     async def kiq(self) -> Any:
         """Send the workflow; returns its handle once every first message is in Redis.
@@ -103,7 +103,7 @@ class _Canvas:
                     int(opts.result_ttl * 1000),
                 )
             )
-        await self.app._transport.enqueue_many(jobs)
+        await self.app.broker.enqueue_many(jobs)
         return handle
 
 
@@ -114,7 +114,7 @@ class Signature(_Canvas, Generic[R]):
 
     __slots__ = ("app", "data", "return_type")
 
-    def __init__(self, app: App, data: SigData, return_type: Any = Any) -> None:
+    def __init__(self, app: TaskHost, data: SigData, return_type: Any = Any) -> None:
         self.app = app
         self.data = data
         self.return_type = return_type
@@ -157,7 +157,7 @@ class Signature(_Canvas, Generic[R]):
 
     def delay(self) -> SyncJob[R]:
         """``kiq()`` from sync code (see ``Task.delay``): returns a ``SyncJob``."""
-        return SyncJob(call(self.app._transport, self.kiq, "`await sig.kiq()`"))
+        return SyncJob(call(self.app.broker, self.kiq, "`await sig.kiq()`"))
 
 
 class Chain(_Canvas):
@@ -219,7 +219,7 @@ class Chord(Chain):
 class GroupJob:
     """The handle of a group: ``jobs`` are its members' handles, in order."""
 
-    def __init__(self, app: App, jobs: list[Any]) -> None:
+    def __init__(self, app: TaskHost, jobs: list[Any]) -> None:
         self.app = app
         self.jobs = jobs
         self.parent: Any = None
@@ -307,7 +307,7 @@ class SyncGroupJob:
     def get(self, timeout: float | None = None) -> list[Any]:
         """Every member's result, in order (raises the first failure)."""
         return call(
-            self.group.app._transport,
+            self.group.app.broker,
             lambda: self.group.result(timeout),
             "`await group_job.result()`",
         )

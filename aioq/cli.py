@@ -277,10 +277,12 @@ def _schedule_list(args: argparse.Namespace) -> int:
     app = load_app(args.app)
 
     async def run() -> list[Row]:
+        session = app.broker.session()
         try:
             async with broker_errors(app.url):
-                return await overview(app, app._transport.redis)
+                return await overview(app, session)
         finally:
+            await session.aclose()
             await app.aclose()
 
     rows = anyio.run(run)

@@ -12,7 +12,7 @@ from .message import Progress, encode, now_ms
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Coroutine, Generator
 
-    from ..app import App
+    from .host import AppHandle
 
 
 class Running(NamedTuple):
@@ -54,7 +54,7 @@ class Context:
     def __init__(
         self,
         *,
-        app: App,
+        app: AppHandle,
         job_id: str,
         task_name: str,
         queue: str,

@@ -10,7 +10,7 @@ keep theirs instead of replacing each other's on every call.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from redis.exceptions import NoScriptError
 
@@ -19,6 +19,7 @@ from .batcher import Batcher
 from .connection import broker_errors, connect
 from .keys import PAYLOAD_FIELD
 from .scripts import SCRIPTS
+from .types import AbortCode, Aborted, NewJob
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -29,33 +30,6 @@ if TYPE_CHECKING:
     from .keys import Keyspace
 
 Command = tuple[Any, ...]
-
-
-class NewJob(NamedTuple):
-    """One job being sent: what its record and its message need."""
-
-    job_id: str
-    task: str
-    queue: str
-    level: int
-    """Priority level: which of the queue's streams (and delayed sets) it goes to."""
-    payload: bytes | None
-    """The encoded message; None for a workflow step sent later by a worker (only
-    its record is written now)."""
-    enqueued_ms: int
-    result_ttl_ms: int
-    """The job's resolved result_ttl: the record's TTL (plus any delay)."""
-    lock: str | None = None
-    """The unique lock it holds (its job id, or ``task:digest`` for unique_for)."""
-
-
-class Aborted(NamedTuple):
-    """What the record of a job that was just aborted said about it."""
-
-    task: str | None
-    queue: str | None
-    lock: str | None
-    result_ttl_ms: int | None
 
 
 def _text(value: Any) -> str | None:
@@ -280,7 +254,7 @@ class Client:
                     job_id,
                 ],
             )
-        if reply[0] != 1:
+        if reply[0] != AbortCode.ABORTED:
             return None
         task, queue, lock, kept = (_text(v) for v in reply[1:5])
         return Aborted(task, queue, lock, int(kept) if kept else None)

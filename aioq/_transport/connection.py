@@ -42,6 +42,13 @@ wrong": the network, a restart (LOADING), someone's slow script (BUSY), a failov
 (READONLY, MASTERDOWN) or a resharding (TRYAGAIN, CLUSTERDOWN, MOVED/ASK). Every loop
 of a worker treats them alike: log once, back off, carry on, lose nothing."""
 
+RedisError = rex.RedisError
+"""Any error Redis (or the client) raised; the runtime names no redis-py class itself."""
+ResponseError = rex.ResponseError
+"""An error reply (a script's error, NOGROUP, WRONGTYPE, …)."""
+OutOfMemoryError = rex.OutOfMemoryError
+"""OOM: Redis is at maxmemory and refuses writes (noeviction)."""
+
 REDIS_ERRORS: tuple[type[BaseException], ...] = (*OUTAGE_ERRORS, rex.RedisError)
 """Outages and every error reply: what a background loop catches so that nothing
 Redis says can stop a worker."""

@@ -7,10 +7,11 @@ and XADD the job in one atomic step.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from .connection import bounded
 from .scripts import SCRIPTS
+from .types import Fired, ScheduleState, TickCode
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -19,29 +20,7 @@ if TYPE_CHECKING:
 
     from .keys import Keyspace
 
-__all__ = ["Fired", "State", "fire", "redis_time", "states"]
-
-
-class State(NamedTuple):
-    """What a schedule's state hash remembers."""
-
-    last_ms: int
-    """The last tick fired (ms since the epoch)."""
-    last_job: str
-    """The job id sent for it."""
-    fired_ms: int | None
-    """When it was sent, by the Redis clock (older versions: the sender's clock)."""
-
-
-class Fired(NamedTuple):
-    """What ``tick.lua`` did with a tick."""
-
-    sent: bool
-    """This call sent the tick's job."""
-    last_ms: int
-    """The last tick fired (this one, when sent); Redis time when ``early``."""
-    early: bool
-    """Refused: the tick is more than the grace ahead of Redis time."""
+__all__ = ["fire", "record", "redis_time", "states"]
 
 
 async def fire(
@@ -64,7 +43,7 @@ async def fire(
         [keys.schedule(queue, name), keys.stream(queue, level)],
         [tick_ms, job_id, payload, grace_ms],
     )
-    return Fired(int(status) == 1, int(value), int(status) == 2)
+    return Fired(int(status) == TickCode.SENT, int(value), int(status) == TickCode.EARLY)
 
 
 async def record(
@@ -89,7 +68,7 @@ async def redis_time(redis: Redis) -> int:
 
 async def states(
     redis: Redis, keys: Keyspace, schedules: Sequence[tuple[str, str]]
-) -> list[State | None]:
+) -> list[ScheduleState | None]:
     """The state of each (queue, schedule name), in one pipeline; None for a schedule
     that never fired."""
     pipe = redis.pipeline(transaction=False)
@@ -97,13 +76,13 @@ async def states(
         pipe.hmget(keys.schedule(queue, name), ["last_ms", "last_job", "fired_ms"])
     async with bounded():
         replies = await pipe.execute()
-    out: list[State | None] = []
+    out: list[ScheduleState | None] = []
     for last_ms, last_job, fired_ms in replies:
         if last_ms is None:
             out.append(None)
             continue
         out.append(
-            State(
+            ScheduleState(
                 int(last_ms),
                 last_job.decode() if isinstance(last_job, bytes) else str(last_job or ""),
                 int(fired_ms) if fired_ms is not None else None,

@@ -14,7 +14,19 @@ from .connection import OPERATION_TIMEOUT, REDIS_ERRORS, bounded, outage_text
 from .keys import GROUP, LEVELS, PAYLOAD_FIELD, Keyspace
 from .outcomes import Outcomes
 from .scripts import SCRIPTS, run_pipeline
-from .types import Admit, Claimed, Completion, Done, Entry, Finish, Renewed, Start, Wrote
+from .types import (
+    Admission,
+    Admit,
+    Claimed,
+    Completion,
+    Done,
+    Entry,
+    Finish,
+    Renewed,
+    Start,
+    Verdict,
+    Wrote,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -30,6 +42,7 @@ CLAIM_PAGE_MAX = 1000
 
 
 __all__ = [
+    "Admission",
     "Admit",
     "Claimed",
     "Completion",
@@ -51,6 +64,14 @@ class Streams(Outcomes):
         """One script call per batch for job records (start_many / finish_many). Job
         keys of a batch sit in different Cluster slots, so on Cluster this must be
         off: then each job gets its own start.lua / finish.lua."""
+
+    def level_stream(self, queue: str, level: int) -> str:
+        """The stream of ``queue``'s priority ``level`` (how entries name their stream)."""
+        return self.keys.stream(queue, level)
+
+    def unique_lock(self, queue: str, lock: str) -> str:
+        """The key of a unique job's lock (what ``Finish.unlock`` names)."""
+        return self.keys.unique(queue, lock)
 
     async def ensure_group(self, queue: str) -> None:
         """Create the stream and its group, reading from the very start (``0``),
@@ -237,10 +258,9 @@ class Streams(Outcomes):
         and let it expire after ``ttl_ms``."""
         await SCRIPTS.call(self.redis, "end_group", [self.keys.barrier(group_id)], [ttl_ms])
 
-    async def admit(self, requests: Sequence[Admit]) -> list[Any]:
-        """Ask the limiters whether each job may start (admit.lua), in one pipeline.
-        Each reply is ``[0]`` (start), ``[1, wait µs]`` (rate slot reserved) or
-        ``[2]`` (concurrency limit reached), or an exception."""
+    async def admit(self, requests: Sequence[Admit]) -> list[Admission | Exception]:
+        """Ask the limiters whether each job may start (admit.lua), in one pipeline:
+        an ``Admission`` each, or the exception Redis answered with."""
 
         def build(pipe: Pipeline) -> None:
             for r in requests:
@@ -251,7 +271,12 @@ class Streams(Outcomes):
                     [r.interval_us, int(r.reserved), r.job_id, r.max_running, r.lease_ms],
                 )
 
-        return await run_pipeline(self.redis, build)
+        return [
+            r
+            if isinstance(r, Exception)
+            else Admission(Verdict(int(r[0])), int(r[1]) if len(r) > 1 else 0)
+            for r in await run_pipeline(self.redis, build)
+        ]
 
     async def running_slots(
         self, slots: Sequence[tuple[str, str, int]], lease_ms: int | None

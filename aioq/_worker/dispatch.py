@@ -28,7 +28,7 @@ from .._core.message import (
 from .._core.options import CALL_FIELDS, Effective, TaskOptions, unwire
 from .._core.registry import ArgumentError, TaskDef
 from .._transport.connection import OUTAGE_ERRORS
-from .._transport.streams import Done, Entry, Finish, Start, Streams, Wrote
+from .._transport.types import Done, Entry, Finish, Start, Wrote
 from .completer import persist
 from .executor import run_attempt
 from .failures import Failures
@@ -39,8 +39,9 @@ from .limits import Deferral, Limits, describe, limited
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
 
-    from ..app import App
+    from .._transport.broker import WorkerBroker
     from .completer import Completer
+    from .host import WorkerHost
     from .tally import Tally
 
 log = logging.getLogger("aioq.worker")
@@ -52,9 +53,9 @@ _SUCCEEDED = JobState.SUCCEEDED.value
 class Dispatcher(LeaseKeeper, Failures):
     def __init__(
         self,
-        app: App,
+        app: WorkerHost,
         worker_id: str,
-        streams: Streams,
+        streams: WorkerBroker,
         completer: Completer,
         threads: anyio.CapacityLimiter,
         release: Callable[[], None],
@@ -69,8 +70,9 @@ class Dispatcher(LeaseKeeper, Failures):
         self.flow = Flow(app, streams, completer)
         self.on_defer = on_defer
         """Told the delay (ms) of each message put back for a limit (wakes the pump)."""
-        self._vt_ms = int(app.visibility_timeout * 1000)
-        self.lease = Lease.for_timeout(app.visibility_timeout)
+        vt = app.settings.visibility_timeout
+        self._vt_ms = int(vt * 1000)
+        self.lease = Lease.for_timeout(vt)
         self.limits = Limits(streams, self._vt_ms)
         self.inflight: dict[tuple[str, bytes], asyncio.Task[Any]] = {}
         """Entries running here, with the task running each."""
@@ -385,7 +387,7 @@ class Dispatcher(LeaseKeeper, Failures):
         if msg.unique is None:
             return None
         keep_ms = int(result_ttl * 1000) if msg.unique == msg.id else 0
-        return (self.app.keys.unique(msg.queue, msg.unique), keep_ms)
+        return (self.streams.unique_lock(msg.queue, msg.unique), keep_ms)
 
     async def _resume(self, entry: Entry, msg: Message, outcome: Outcome | None) -> None:
         """The job ended (its outcome is ``outcome``): make sure its workflow

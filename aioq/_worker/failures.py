@@ -23,20 +23,20 @@ if TYPE_CHECKING:
 
     from .._core.options import Effective
     from .._core.registry import TaskDef
-    from .._transport.streams import Streams
+    from .._transport.broker import WorkerBroker
     from .._transport.types import Entry, Finish
-    from ..app import App
     from .completer import Completer
     from .flow import Flow
+    from .host import WorkerHost
 
 log = logging.getLogger("aioq.worker")
 task_log = logging.getLogger("aioq.task")
 
 
 class Failures:
-    app: App
+    app: WorkerHost
     worker_id: str
-    streams: Streams
+    streams: WorkerBroker
     completer: Completer
     flow: Flow
     release: Callable[[], None]
@@ -128,7 +128,7 @@ class Failures:
         # look finished, and it would never reach the dead letters.
         moved = await persist(
             lambda: self.streams.dead_letter(
-                entry, self.worker_id, reason, self.app.dead_letter_maxlen, now_ms()
+                entry, self.worker_id, reason, self.app.settings.dead_letter_maxlen, now_ms()
             ),
             f"the dead letter of message {entry.id.decode()}",
         )

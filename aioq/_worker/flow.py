@@ -21,15 +21,15 @@ from .._core.message import (
     launch_message,
     now_ms,
 )
-from .._transport.streams import Finish
+from .._transport.types import Finish
 from .completer import persist
 
 if TYPE_CHECKING:
     from .._core.canvas import Join
     from .._core.message import Message
-    from .._transport.streams import Streams
-    from ..app import App
+    from .._transport.broker import WorkerBroker
     from .completer import Completer
+    from .host import WorkerHost
 
 log = logging.getLogger("aioq.worker")
 
@@ -37,7 +37,7 @@ FOLLOW_UP_MAX_BYTES = 64 << 20
 
 
 class Flow:
-    def __init__(self, app: App, streams: Streams, completer: Completer) -> None:
+    def __init__(self, app: WorkerHost, streams: WorkerBroker, completer: Completer) -> None:
         self.app = app
         self.streams = streams
         self.completer = completer

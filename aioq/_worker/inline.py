@@ -1,7 +1,7 @@
 """Inline mode for unit tests: ``kiq()`` runs the task at once, in this process,
 with no Redis (``App.inline()`` / ``aioq.testing.inline(app)``).
 
-The app's Redis client is swapped for ``InlineClient`` for the ``with`` block. A
+The app's broker is swapped for ``InlineBroker`` for the ``with`` block. A
 call still goes through ``new_message`` (argument encoding, size cap), the task's
 argument conversion, ``run_attempt`` (timeout, threads for sync tasks, result
 encoding) and the worker's retry rule; its outcome is kept in memory for
@@ -13,14 +13,15 @@ backoff), ``delay``/``eta`` are ignored, workflows (chain/group/chord), rate lim
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 import msgspec
 
 from .._core.context import Context
 from .._core.message import JobState, Message, decode_message, encode, now_ms
-from .._transport.client import Client
+from .._transport.broker import RedisBroker
+from .._transport.keys import Keyspace
 from ..errors import ConfigurationError
 from .dispatch import _call_options
 from .executor import run_attempt
@@ -31,17 +32,18 @@ if TYPE_CHECKING:
 
     from .._core.options import When
     from .._core.registry import TaskDef
-    from .._transport.client import NewJob
-    from ..app import App
+    from .._transport.types import NewJob
+    from .host import WorkerHost
 
 WORKER_ID = "inline"
 
 
-class InlineClient(Client):
-    """Stands in for the app's Redis client: every enqueue runs the job to its end."""
+class InlineBroker(RedisBroker):
+    """Stands in for the app's broker: every enqueue runs the job to its end, in
+    memory (what it does not override would still go to Redis)."""
 
-    def __init__(self, app: App) -> None:
-        super().__init__(app.url, app.keys, {}, 1.0)
+    def __init__(self, app: WorkerHost) -> None:
+        super().__init__(app.url, Keyspace(app.prefix), {}, 1.0)
         self.app = app
         self.records: dict[str, dict[bytes, bytes]] = {}
         self._threads = anyio.CapacityLimiter(4)
@@ -127,11 +129,12 @@ class InlineClient(Client):
 
 
 @contextlib.contextmanager
-def inline(app: App) -> Iterator[InlineClient]:
+def inline(app: WorkerHost) -> Iterator[InlineBroker]:
     """Run ``app``'s ``kiq()`` calls in-process for the ``with`` block (no Redis)."""
-    saved: Any = app._transport
-    client = app._transport = InlineClient(app)
+    saved = app.broker
+    broker = InlineBroker(app)
+    app.broker = broker
     try:
-        yield client
+        yield broker
     finally:
-        app._transport = saved
+        app.broker = saved

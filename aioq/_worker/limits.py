@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, NamedTuple
 import msgspec
 
 from .._core.message import Message, encode
-from .._transport.streams import Admit
+from .._transport.types import Admit, Verdict
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from .._core.registry import TaskDef
-    from .._transport.streams import Entry, Streams
+    from .._transport.broker import WorkerBroker
+    from .._transport.types import Entry
 
 log = logging.getLogger("aioq.worker")
 
@@ -49,7 +50,7 @@ def limited(task: TaskDef) -> bool:
 
 
 class Limits:
-    def __init__(self, streams: Streams, lease_ms: int) -> None:
+    def __init__(self, streams: WorkerBroker, lease_ms: int) -> None:
         self.streams = streams
         self.lease_ms = lease_ms
         self.slots: dict[str, tuple[str, int]] = {}
@@ -78,12 +79,12 @@ class Limits:
             if isinstance(reply, Exception):
                 log.warning("limit check of job %s failed (%s); running it", msg.id, reply)
                 out.append(None)
-            elif reply[0] == 0:
+            elif reply.verdict == Verdict.START:
                 if task.max_running is not None:
                     self.slots[msg.id] = (task.name, task.max_running)
                 out.append(None)
-            elif reply[0] == 1:
-                wait_ms = round(int(reply[1]) / 1000)
+            elif reply.verdict == Verdict.WAIT:
+                wait_ms = round(reply.wait_us / 1000)
                 payload = encode(msgspec.structs.replace(msg, reserved=True))
                 out.append(Deferral(payload, wait_ms, "rate_limit"))
             else:

@@ -22,16 +22,15 @@ import time
 from typing import TYPE_CHECKING
 
 import anyio
-from redis import exceptions as rex
 
-from .._transport.connection import OUTAGE_ERRORS, outage_text
+from .._transport.connection import OUTAGE_ERRORS, RedisError, outage_text
 from .._transport.keys import LEVELS
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from .._transport.keys import Keyspace
-    from .._transport.streams import Entry, Streams
+    from .._transport.broker import WorkerBroker
+    from .._transport.types import Entry
     from .lease import Key, Lease, LeaseKeeper
 
 log = logging.getLogger("aioq.worker")
@@ -40,8 +39,7 @@ log = logging.getLogger("aioq.worker")
 class Recovery:
     def __init__(
         self,
-        streams: Streams,
-        keys: Keyspace,
+        streams: WorkerBroker,
         queues: Sequence[str],
         consumer: str,
         lease: Lease,
@@ -54,7 +52,9 @@ class Recovery:
         self.keeper = keeper
         self._cursors = {q: [b"0-0"] * LEVELS for q in self.queues}
         self._levels = {
-            keys.stream(q, level): (q, level) for q in self.queues for level in range(LEVELS)
+            streams.level_stream(q, level): (q, level)
+            for q in self.queues
+            for level in range(LEVELS)
         }
         self._next = 0.0
 
@@ -144,7 +144,7 @@ class Recovery:
             except OUTAGE_ERRORS as exc:
                 log.debug("consumer sweep skipped (%s)", outage_text(exc))
                 return removed
-            except rex.RedisError as exc:
+            except RedisError as exc:
                 log.warning("consumer sweep of queue %r failed (%s)", queue, exc)
                 continue
             if gone:

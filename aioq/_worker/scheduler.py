@@ -34,20 +34,14 @@ import anyio
 from .._core.message import new_message, now_ms
 from .._core.options import unwire, wire
 from .._core.schedule import latest_fire, next_fire, zone
-from .._transport import schedules
-from .._transport.connection import (
-    REDIS_ERRORS,
-    check_server_version,
-    connect,
-    wait_until_reachable,
-)
+from .._transport.connection import REDIS_ERRORS
 
 if TYPE_CHECKING:
     from anyio.abc import TaskStatus
-    from redis.asyncio import Redis
 
     from .._core.schedule import Schedule
-    from ..app import App
+    from .._transport.broker import WorkerBroker
+    from .host import WorkerHost
 
 __all__ = ["MISFIRE_GRACE", "RedisClock", "Scheduler", "overview", "resume_from", "upcoming"]
 
@@ -114,10 +108,10 @@ class RedisClock:
     def stale(self) -> bool:
         return self._offset is None or time.monotonic() - self._read_at >= RESYNC
 
-    async def sync(self, redis: Redis) -> None:
+    async def sync(self, session: WorkerBroker) -> None:
         """Read the Redis clock (raises connection errors)."""
         before = time.monotonic()
-        redis_ms = await schedules.redis_time(redis)
+        redis_ms = await session.redis_time()
         after = time.monotonic()
         self._read_at = after
         if self._offset is None or after - before <= NOISY_READING:
@@ -135,7 +129,7 @@ def stamp(ms: int, tz: str) -> str:
     return at.isoformat(timespec="milliseconds" if ms % 1000 else "seconds")
 
 
-def placement(app: App, s: Schedule) -> tuple[str, int]:
+def placement(app: WorkerHost, s: Schedule) -> tuple[str, int]:
     """(queue, priority level) of a schedule's jobs, resolved like a ``kiq()``."""
     return app.placement(s.task, unwire(s.options, s.queue))
 
@@ -146,7 +140,7 @@ class Scheduler:
 
     Args:
         app: the app whose schedules to run.
-        redis: a client to share (a worker's); default: its own connection.
+        session: a connection to share (a worker's); default: its own.
         connect_timeout: seconds to keep retrying an unreachable Redis at start
             (own connection only).
 
@@ -156,12 +150,16 @@ class Scheduler:
     """
 
     def __init__(
-        self, app: App, redis: Redis | None = None, *, connect_timeout: float = 30.0
+        self,
+        app: WorkerHost,
+        session: WorkerBroker | None = None,
+        *,
+        connect_timeout: float = 30.0,
     ) -> None:
         self.app = app
         self.schedules = list(app.schedules.values())
         self.connect_timeout = connect_timeout
-        self._redis = redis
+        self._session = session
         self._where = {s.name: placement(app, s) for s in self.schedules}
         self._wire = {
             s.name: wire(unwire(s.options)) | {"priority": self._where[s.name][1]}
@@ -193,24 +191,24 @@ class Scheduler:
         task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
         """Run until stopped. With ``handle_signals``, SIGTERM/SIGINT stop it."""
-        own = self._redis is None
-        redis = self._redis or connect(self.app.url, **self.app.redis_options)
+        own = self._session is None
+        session = self._session or self.app.broker.session()
         try:
             if own:
-                await wait_until_reachable(redis, self.app.url, self.connect_timeout)
-                await check_server_version(redis, self.app.url)
+                await session.wait_until_reachable(self.connect_timeout)
+                await session.check_server()
             async with anyio.create_task_group() as tg:
                 if handle_signals:
                     tg.start_soon(self._handle_signals)
-                await self._plan(redis)
+                await self._plan(session)
                 self._log_startup()
                 task_status.started()
                 self.ready.set()
-                await self._loop(redis)
+                await self._loop(session)
                 tg.cancel_scope.cancel()
         finally:
             if own:
-                await redis.aclose()
+                await session.aclose()
 
     async def _handle_signals(self) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -219,15 +217,15 @@ class Scheduler:
                 self.stop()
                 return
 
-    async def _plan(self, redis: Redis) -> None:
+    async def _plan(self, session: WorkerBroker) -> None:
         """Start each schedule after the last tick Redis says was fired; a schedule
         that never fired starts with its first tick after now (the past is not
         fired)."""
         where = [(self._where[s.name][0], s.name) for s in self.schedules]
         while not self._stopping.is_set():
             try:
-                await self._clock.sync(redis)
-                found = await schedules.states(redis, self.app.keys, where)
+                await self._clock.sync(session)
+                found = await session.schedule_states(where)
             except REDIS_ERRORS as exc:
                 self._lost(exc)
                 await self._sleep(RETRY_DELAY)
@@ -267,12 +265,12 @@ class Scheduler:
                 stamp(at, s.tz),
             )
 
-    async def _loop(self, redis: Redis) -> None:
+    async def _loop(self, session: WorkerBroker) -> None:
         while not self._stopping.is_set():
             try:
                 if self._clock.stale():
-                    await self._clock.sync(redis)
-                if await self._fire_due(redis):
+                    await self._clock.sync(session)
+                if await self._fire_due(session):
                     self._back()
                 delay = MAX_SLEEP
                 if self._next:
@@ -292,7 +290,7 @@ class Scheduler:
 
     # -- firing ----------------------------------------------------------------
 
-    async def _fire_due(self, redis: Redis) -> int:
+    async def _fire_due(self, session: WorkerBroker) -> int:
         """Fire every due tick, oldest first; returns how many Redis was asked about."""
         now = self._clock.now()
         tries = 0
@@ -305,18 +303,16 @@ class Scheduler:
                     self._next[s.name] = tick
                     break
                 tries += 1
-                if not await self._fire(redis, s, tick):
-                    await self._clock.sync(redis)  # our idea of Redis time was off
+                if not await self._fire(session, s, tick):
+                    await self._clock.sync(session)  # our idea of Redis time was off
                     break
         return tries
 
-    async def _fire(self, redis: Redis, s: Schedule, tick: int) -> bool:
+    async def _fire(self, session: WorkerBroker, s: Schedule, tick: int) -> bool:
         """Try to fire ``tick``; False when Redis refused it as too far ahead."""
         queue, level = self._where[s.name]
         job_id = f"{s.name}@{tick}"
-        fired = await schedules.fire(
-            redis,
-            self.app.keys,
+        fired = await session.fire(
             queue,
             level,
             s.name,
@@ -344,7 +340,7 @@ class Scheduler:
             log.info("schedule %r fired job %s for %s", s.name, job_id, stamp(tick, s.tz))
             ttl_ms = int(self.app.options_for(s.task, unwire(s.options)).result_ttl * 1000)
             try:
-                await schedules.record(redis, self.app.keys, job_id, s.task, queue, ttl_ms)
+                await session.record_tick(job_id, s.task, queue, ttl_ms)
             except Exception as exc:  # the job runs all the same; only abort() needs it
                 log.warning("schedule %r: no record for job %s (%s)", s.name, job_id, exc)
         else:
@@ -411,13 +407,13 @@ class Row(NamedTuple):
     last_job: str
 
 
-async def overview(app: App, redis: Redis) -> list[Row]:
+async def overview(app: WorkerHost, session: WorkerBroker) -> list[Row]:
     """Every schedule of ``app`` with its next run (when a scheduler runs) and
     what it fired last, times in the schedule's time zone."""
-    found = await schedules.states(
-        redis, app.keys, [(placement(app, s)[0], s.name) for s in app.schedules.values()]
+    found = await session.schedule_states(
+        [(placement(app, s)[0], s.name) for s in app.schedules.values()]
     )
-    now = await schedules.redis_time(redis)
+    now = await session.redis_time()
     rows = []
     for s, state in zip(app.schedules.values(), found, strict=True):
         planned = resume_from(s, state.last_ms if state else None, now)

@@ -28,18 +28,15 @@ import uuid
 from typing import TYPE_CHECKING
 
 import anyio
-from redis import exceptions as rex
 
 from .._transport.connection import (
     OUTAGE_ERRORS,
     REDIS_ERRORS,
-    connect,
+    OutOfMemoryError,
+    ResponseError,
     outage_text,
-    wait_until_reachable,
 )
 from .._transport.keys import LEVELS
-from .._transport.leases import LeaseRenewer
-from .._transport.streams import Entry, Streams
 from . import preflight, presence, stopping
 from .completer import Completer
 from .dispatch import Dispatcher
@@ -55,7 +52,9 @@ if TYPE_CHECKING:
 
     from anyio.abc import TaskStatus
 
-    from ..app import App
+    from .._transport.broker import WorkerBroker
+    from .._transport.types import Entry
+    from .host import WorkerHost
 
 log = logging.getLogger("aioq.worker")
 
@@ -104,7 +103,7 @@ class Worker:
 
     def __init__(
         self,
-        app: App,
+        app: WorkerHost,
         *,
         queues: Sequence[str] | None = None,
         concurrency: int = 100,
@@ -149,16 +148,15 @@ class Worker:
         self.ready = anyio.Event()
         """Set once the worker has connected, created its groups and started reading."""
         self._rotate = 0
-        self._levels = {
-            app.keys.stream(q, level): (q, level) for q in self.queues for level in range(LEVELS)
-        }
+        self._levels: dict[str, tuple[str, int]] = {}
         """Every level stream this worker reads: key → (queue, level)."""
         self._reads = 0
         self._pause = 0.1  # between reads while Redis fails
         self._threads = anyio.CapacityLimiter(self.threads)
-        self._vt_ms = int(app.visibility_timeout * 1000)
-        self._lease = Lease.for_timeout(app.visibility_timeout)
-        self._streams: Streams
+        vt = app.settings.visibility_timeout
+        self._vt_ms = int(vt * 1000)
+        self._lease = Lease.for_timeout(vt)
+        self._streams: WorkerBroker
         self._completer: Completer
         self._dispatcher: Dispatcher | None = None
         self._recovery: Recovery
@@ -187,7 +185,7 @@ class Worker:
         return self._stopping
 
     @property
-    def streams(self) -> Streams:
+    def streams(self) -> WorkerBroker:
         """This worker's Redis operations (set once ``run()`` has connected)."""
         return self._streams
 
@@ -214,11 +212,15 @@ class Worker:
             await self._run(handle_signals, task_status)
 
     async def _run(self, handle_signals: bool, task_status: TaskStatus[None]) -> None:
-        redis = connect(self.app.url, **self.app.redis_options)
+        session = self._streams = self.app.broker.session()
+        self._levels = {
+            session.level_stream(q, level): (q, level)
+            for q in self.queues
+            for level in range(LEVELS)
+        }
         try:
-            await wait_until_reachable(redis, self.app.url, self.connect_timeout)
-            await preflight.prepare(redis, self.app, self.queues, self.strict)
-            self._streams = Streams(redis, self.app.keys)
+            await session.wait_until_reachable(self.connect_timeout)
+            await preflight.prepare(session, self.queues, self.strict)
             self._completer = Completer(self._streams, self.id)
             dispatcher = self._dispatcher = Dispatcher(
                 self.app,
@@ -230,18 +232,12 @@ class Worker:
                 self._poke_pump,
             )
             dispatcher.tally = self.tally if self.metrics_port is not None else None
-            self._recovery = Recovery(
-                self._streams, self.app.keys, self.queues, self.id, self._lease, dispatcher
-            )
+            self._recovery = Recovery(self._streams, self.queues, self.id, self._lease, dispatcher)
             self._log_startup()
-            await presence.arrive(redis, self.app.keys)
+            await presence.arrive(session)
             dispatcher.status = presence.entry(self, dispatcher)
-            renewer = LeaseRenewer(
-                self.app.url,
-                self.app.redis_options,
-                self.id,
-                max(1.0, self._lease.stale_after),
-                presence.registration(self.app.keys, self.id, self._lease),
+            renewer = session.lease_renewer(
+                self.id, max(1.0, self._lease.stale_after), presence.every(self._lease)
             )
             with dispatcher.keeping_leases(renewer):
                 async with anyio.create_task_group() as services:
@@ -253,7 +249,7 @@ class Worker:
                     services.start_soon(dispatcher.abort_listener)
                     services.start_soon(self._recovery.sweep_forever)
                     if self.scheduler:
-                        services.start_soon(Scheduler(self.app, redis).run)
+                        services.start_soon(Scheduler(self.app, session).run)
                     if self.burst:
                         services.start_soon(stopping.stop_when_idle, self)
                     async with asyncio.TaskGroup() as executors:
@@ -266,13 +262,16 @@ class Worker:
                     services.cancel_scope.cancel()
             await self._forget_self()
         finally:
-            await redis.aclose()
+            await session.aclose()
         log.info("worker %s stopped", self.id)
 
     def _log_startup(self) -> None:
         for queue in self.queues:
             log.info(
-                "worker %s consuming queue %r (%s)", self.id, queue, self.app.keys.stream(queue)
+                "worker %s consuming queue %r (%s)",
+                self.id,
+                queue,
+                self._streams.level_stream(queue, 0),
             )
         names = self.app.registry.names()
         log.info(
@@ -326,13 +325,13 @@ class Worker:
             self._reading = n
             try:
                 entries = await self._fetch(n)
-            except rex.ResponseError as exc:
+            except ResponseError as exc:
                 self._release(n)
                 if "NOGROUP" in str(exc):
                     log.warning("consumer group missing (Redis lost its data?); recreating it")
                     await self._recreate_groups()
                     continue
-                if not isinstance(exc, (*OUTAGE_ERRORS, rex.OutOfMemoryError)):
+                if not isinstance(exc, (*OUTAGE_ERRORS, OutOfMemoryError)):
                     raise  # a configuration error, e.g. a key of the wrong type
                 self.read_failing = True
                 outage = await self._outage(exc, outage)
@@ -475,7 +474,7 @@ class Worker:
         """Remove this consumer from its groups when it holds nothing, and this
         worker's registry entry (else it expires a few heartbeats later)."""
         with anyio.move_on_after(5):
-            await presence.leave(self._streams.redis, self.app.keys, self.id)
+            await presence.leave(self._streams, self.id)
             try:
                 await self._recovery.forget(self.id)
             except REDIS_ERRORS as exc:

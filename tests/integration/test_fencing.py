@@ -17,7 +17,7 @@ import redis
 
 import aioq
 from tests.chaos.harness import FreezingProxy
-from tests.conftest import WorkerRunner
+from tests.conftest import WorkerRunner, both_record_modes
 
 
 @pytest.fixture
@@ -35,6 +35,7 @@ def _via(redis_url: str, port: int) -> str:
     return f"{host}:{port}/{db}"
 
 
+@both_record_modes
 async def test_a_partitioned_workers_late_completion_never_commits(
     redis_url: str, prefix: str, proxy: FreezingProxy, workers: WorkerRunner
 ) -> None:
@@ -130,6 +131,7 @@ async def test_progress_cannot_recreate_an_ended_record(
     assert not sync_redis.exists(app.keys.job(job.id))
 
 
+@both_record_modes
 async def test_unencodable_results_fail_once(app: aioq.App, workers: WorkerRunner) -> None:
     """2**70 cannot be msgpack-encoded, and an exception whose str() fails cannot
     be described: both are the task's failure, run once, never redelivered."""
@@ -240,6 +242,7 @@ async def test_chord_members_far_apart_beyond_result_ttl(
     await app.aclose()
 
 
+@both_record_modes
 async def test_a_dead_lettered_unique_job_releases_its_lock(
     app: aioq.App, workers: WorkerRunner
 ) -> None:

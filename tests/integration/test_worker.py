@@ -9,9 +9,10 @@ import pytest
 import redis
 
 import aioq
-from tests.conftest import WorkerRunner
+from tests.conftest import WorkerRunner, both_record_modes
 
 
+@both_record_modes
 async def test_concurrency_is_bounded(app: aioq.App, workers: WorkerRunner) -> None:
     running = 0
     peak = 0
@@ -37,6 +38,7 @@ async def test_concurrency_is_bounded(app: aioq.App, workers: WorkerRunner) -> N
     assert worker.running == 0
 
 
+@both_record_modes
 async def test_a_finished_job_is_not_run_again(
     app: aioq.App, workers: WorkerRunner, sync_redis: redis.Redis
 ) -> None:
@@ -69,6 +71,7 @@ async def test_a_finished_job_is_not_run_again(
     assert await job.result(timeout=1) == 1
 
 
+@both_record_modes
 async def test_a_dead_workers_message_is_recovered(
     app: aioq.App, workers: WorkerRunner, sync_redis: redis.Redis
 ) -> None:

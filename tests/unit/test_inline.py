@@ -73,10 +73,10 @@ async def test_bad_arguments_raise_at_kiq_and_the_app_is_restored() -> None:
     async def add(x: int, y: int) -> int:
         return x + y
 
-    before = app._transport
+    before = app.broker
     with app.inline():
         with pytest.raises(ArgumentError):
             await add.kiq("a", 2)  # type: ignore[arg-type]
         with pytest.raises(aioq.ConfigurationError, match="do not run inline"):
             await aioq.chain(add.s(1, 2), add.s(3)).kiq()
-    assert app._transport is before
+    assert app.broker is before

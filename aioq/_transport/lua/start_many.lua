@@ -10,17 +10,10 @@
 -- Returns: one reply per job, as start.lua's: the attempt number (integer)
 --          when it should run, or its stored outcome (bytes) when it ended.
 -- #include final.lua
+-- #include start_job.lua
 local replies = {}
 for base = 3, #ARGV, 4 do
-  local key = ARGV[base]
-  local state = redis.call('HGET', key, 'state')
-  if is_final(state) then
-    replies[#replies + 1] = redis.call('HGET', key, 'outcome') or ''
-  else
-    replies[#replies + 1] = redis.call('HINCRBY', key, 'attempts', 1)
-    redis.call('HSET', key, 'state', 'running', 'worker', ARGV[1], 'started_ms', ARGV[2],
-      'task', ARGV[base + 1], 'queue', ARGV[base + 2], 'enqueued_ms', ARGV[base + 3])
-    redis.call('PERSIST', key)
-  end
+  replies[#replies + 1] = start_job(ARGV[base], ARGV[1], ARGV[2], ARGV[base + 1], ARGV[base + 2],
+    ARGV[base + 3])
 end
 return replies

@@ -18,23 +18,25 @@
 -- ARGV[3]  payload
 -- ARGV[4]  grace (ms): how far ahead of Redis time a tick may be fired
 --
--- Returns: {1, tick} when this call sent the job; {0, last tick fired} when a
--- tick at or after this one had already been fired; {2, Redis time in ms} when
--- the tick is too far ahead of Redis time (nothing was sent or remembered).
+-- Returns: {TICK_SENT, tick} when this call sent the job; {TICK_SKIPPED, last
+-- tick fired} when a tick at or after this one had already been fired;
+-- {TICK_EARLY, Redis time in ms} when the tick is too far ahead of Redis time
+-- (nothing was sent or remembered).
+-- #include codes.lua
 -- #include clock.lua
 local now = now_ms()
 local tick = tonumber(ARGV[1])
 local grace = tonumber(ARGV[4])
 if tick > now + grace then
-  return {2, now}
+  return {TICK_EARLY, now}
 end
 local last = tonumber(redis.call('HGET', KEYS[1], 'last_ms'))
 if last and last > now + grace then
   last = nil -- in the future of Redis time: healed
 end
 if last and last >= tick then
-  return {0, last}
+  return {TICK_SKIPPED, last}
 end
 redis.call('XADD', KEYS[2], '*', 'm', ARGV[3])
 redis.call('HSET', KEYS[1], 'last_ms', ARGV[1], 'last_job', ARGV[2], 'fired_ms', string.format('%.0f', now))
-return {1, tick}
+return {TICK_SENT, tick}
