@@ -35,6 +35,8 @@ OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
     rex.ClusterDownError,  # CLUSTERDOWN, MASTERDOWN
     rex.TryAgainError,  # TRYAGAIN: a slot is being migrated
     rex.AskError,  # ASK, MOVED: a slot moved
+    rex.ClusterError,  # Redis Cluster: redirections exhausted (failover, resharding)
+    rex.SlotNotCoveredError,  # Redis Cluster: no node serves the slot yet (not a RedisError!)
     OSError,
 )
 """Every error that means "Redis cannot serve us right now", not "aioq did something
@@ -58,6 +60,7 @@ NOT_READY_ERRORS: tuple[type[BaseException], ...] = (
     BusyError,
     rex.ClusterDownError,
     rex.TryAgainError,
+    rex.SlotNotCoveredError,
 )
 """Replies proving Redis is up but cannot serve yet: waiting for it is always right."""
 
@@ -70,6 +73,7 @@ _CODES: tuple[tuple[type[BaseException], str], ...] = (
     (rex.TryAgainError, "TRYAGAIN"),
     (rex.MovedError, "MOVED"),
     (rex.AskError, "ASK"),
+    (rex.SlotNotCoveredError, "CLUSTERDOWN"),
 )
 
 
