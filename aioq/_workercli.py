@@ -8,6 +8,7 @@ import importlib
 import logging
 import math
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -148,14 +149,21 @@ def build_worker(args: argparse.Namespace) -> Worker:
 
 
 def _run_worker(args: argparse.Namespace) -> int:
-    worker = build_worker(args)
-    broker = worker.app.broker
+    from ._worker import stopping
 
-    async def main() -> None:
-        await worker.run(handle_signals=True)
-        await broker.aclose()
+    stopping.stop_while_starting()
+    try:
+        worker = build_worker(args)
+        broker = worker.app.broker
 
-    _serve(main)
+        async def main() -> None:
+            await worker.run(handle_signals=True)
+            await broker.aclose()
+
+        _serve(main)
+    except* stopping.StoppedWhileStarting as stopped:  # raw, or out of a task group
+        name = signal.Signals(stopped.exceptions[0].signum).name
+        log.info("received %s while starting: stopped", name)
     return 0
 
 
