@@ -162,7 +162,9 @@ def _run_worker(args: argparse.Namespace) -> int:
 
         _serve(main)
     except* stopping.StoppedWhileStarting as stopped:  # raw, or out of a task group
-        name = signal.Signals(stopped.exceptions[0].signum).name
+        first = stopped.exceptions[0]
+        assert isinstance(first, stopping.StoppedWhileStarting)
+        name = signal.Signals(first.signum).name
         log.info("received %s while starting: stopped", name)
     return 0
 
