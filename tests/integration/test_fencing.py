@@ -35,9 +35,9 @@ def _via(redis_url: str, port: int) -> str:
     return f"{host}:{port}/{db}"
 
 
-@both_record_modes
+@pytest.mark.parametrize("batch_records", [True, False], ids=["batch-records", "per-job-records"])
 async def test_a_partitioned_workers_late_completion_never_commits(
-    redis_url: str, prefix: str, proxy: FreezingProxy, workers: WorkerRunner
+    redis_url: str, prefix: str, proxy: FreezingProxy, workers: WorkerRunner, batch_records: bool
 ) -> None:
     """A worker behind a TCP proxy freezes as its job returns; another worker takes
     the job over and runs it; when the partition heals, the stale completion
@@ -48,6 +48,7 @@ async def test_a_partitioned_workers_late_completion_never_commits(
 
     def make_app(url: str) -> tuple[aioq.App, aioq.Task[[], str]]:
         app = aioq.App(url, prefix=prefix, visibility_timeout=2.0)
+        app.broker.batch_records = batch_records  # type: ignore[attr-defined]
 
         @app.task(name="work")
         async def work(ctx: aioq.Context) -> str:
