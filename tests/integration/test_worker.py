@@ -87,6 +87,11 @@ async def test_a_dead_workers_message_is_recovered(
     assert len(got[0][1]) == 1
     await workers.start(app)  # visibility_timeout is 2 s in the test app
     assert await job.result(timeout=10) == 5
+    # The outcome is written before the ack (per job, they are two steps): the
+    # waiter may wake before the XACK lands.
+    deadline = time.monotonic() + 5
+    while sync_redis.xpending(stream, "workers")["pending"] and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
     assert sync_redis.xpending(stream, "workers")["pending"] == 0
 
 
