@@ -34,6 +34,7 @@ from .scheduling import Scheduling
 from .status import Operations
 from .sync import SyncCalls
 from .task import AsyncTask, SyncTask, Task
+from .wrapping import SyncWrapping
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Sequence
@@ -70,7 +71,7 @@ class TaskDecorator(Protocol):
     def __call__(self, fn: Callable[P, R], /) -> SyncTask[P, R]: ...
 
 
-class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls):
+class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls, SyncWrapping):
     """An aioq application: where tasks are registered and from which they are sent.
 
     Creating an ``App`` does no I/O; the connection pool opens on first use.
