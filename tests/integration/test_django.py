@@ -204,3 +204,46 @@ def test_django_task_results_async_and_missing(site: Site) -> None:
         restock.get_result("no-such-job")
     with pytest.raises(Exception, match="unexpected keyword argument 'colour'"):
         restock.enqueue("fig", 1, colour="red")
+
+
+def test_states_and_priorities_map_onto_djangos(site: Site) -> None:
+    from aioq import JobState
+    from aioq.contrib.django._compat import TaskResultStatus as S
+    from aioq.contrib.django.backend import priority_of, status_of
+
+    assert {state: status_of(state) for state in JobState} == {
+        JobState.SCHEDULED: S.READY,
+        JobState.QUEUED: S.READY,
+        JobState.RETRYING: S.READY,
+        JobState.RUNNING: S.RUNNING,
+        JobState.SUCCEEDED: S.SUCCESSFUL,
+        JobState.FAILED: S.FAILED,
+        JobState.ABORTED: S.FAILED,
+    }
+    assert [priority_of(p) for p in (-100, -1, 0, 1, 11, 12, 50, 99, 100)] == [
+        0, 0, 0, 1, 1, 2, 5, 9, 9
+    ]  # fmt: skip
+
+
+def test_backend_options_and_the_worker_entry_point(site: Site, redis_url: str) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    from aioq.contrib.django import AioqBackend
+
+    one = AioqBackend("own", {"OPTIONS": {"url": redis_url, "prefix": "own-app"}})
+    two = AioqBackend("own", {"OPTIONS": {"url": redis_url, "prefix": "own-app"}})
+    assert one.app is two.app  # Django makes a backend per thread: one App per process
+    assert (one.app.url, one.app.prefix) == (redis_url, "own-app")
+    assert one.app.sync_task_wrapper is not None  # the connection hygiene
+    for options, message in [
+        ({"url": redis_url, "result_ttl": -1}, "result_ttl must be"),
+        ({"app": "mysite.aioq_app:app", "url": redis_url}, "either 'app' or App"),
+        ({"app": "mysite.settings:DEBUG"}, "is a bool, not an aioq.App"),
+        ({"app": "mysite.nowhere:app"}, "No module named 'mysite.nowhere'"),
+    ]:
+        with pytest.raises(ImproperlyConfigured, match=message):
+            AioqBackend("bad", {"OPTIONS": options})
+
+    import aioq.contrib.django.worker as entry
+
+    assert entry.app is site.app

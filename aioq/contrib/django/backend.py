@@ -31,7 +31,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from aioq import App, Context, JobInfo, JobState
+from aioq import App, ConfigurationError, Context, JobInfo, JobState
 
 from ._compat import (
     BaseTaskBackend,
@@ -106,7 +106,7 @@ def _make_app(alias: str, options: dict[str, Any]) -> App:
     if path is None:
         try:
             return App(**options)
-        except TypeError as exc:
+        except (TypeError, ConfigurationError) as exc:
             raise ImproperlyConfigured(f"TASKS[{alias!r}]['OPTIONS']: {exc}") from exc
     if options:
         raise ImproperlyConfigured(
