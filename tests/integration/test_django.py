@@ -8,18 +8,16 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 pytest.importorskip("django", reason="the Django integration needs: pip install 'aioq[django]'")
 
-import aioq.sync
+from tests.webprocs import worker_process
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = ROOT / "examples" / "django"
@@ -52,7 +50,8 @@ def site(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         "AIOQ_PREFIX": prefix,
         "SHOP_DB": str(tmp / "shop.sqlite3"),
     }
-    os.environ.update(env)
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)  # read once, by the settings and mysite.aioq_app
     sys.path.insert(0, str(SITE))
     import django
     from django.core.management import call_command
@@ -62,31 +61,16 @@ def site(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     from mysite.aioq_app import app
 
     log = tmp / "worker.log"
-    with open(log, "wb") as out:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "aioq", "worker", "mysite.aioq_app:app"]
-            + ["--include", "tests.djangoprobe", "--threads", "1", "-c", "8"],
-            cwd=SITE,
-            env={**os.environ, **env, "PYTHONPATH": f"{SITE}{os.pathsep}{ROOT}"},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    args = ["mysite.aioq_app:app", "--include", "tests.djangoprobe", "--threads", "1", "-c", "8"]
     try:
-        deadline = time.monotonic() + 20
-        while "task(s) registered" not in log.read_text():
-            assert worker.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
-        yield Site(app, worker, log)
+        with worker_process(args, env, log, cwd=SITE) as worker:
+            yield Site(app, worker, log)
     finally:
-        worker.terminate()
-        worker.wait(15)
-        aioq.sync.shutdown()
-        client = redis.Redis.from_url(redis_url)
-        keys = list(client.scan_iter(match=f"{prefix}:*"))
-        if keys:
-            client.delete(*keys)
-        client.close()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def post(path: str, body: dict[str, Any]) -> Any:
