@@ -36,6 +36,7 @@ from .scheduling import Scheduling
 from .status import Operations
 from .sync import SyncCalls
 from .task import AsyncTask, SyncTask, Task, TaskDecorator
+from .wrapping import SyncWrapping
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Sequence
@@ -55,7 +56,7 @@ DEFAULT_URL = "redis://localhost:6379/0"
 _UNSET: Any = msgspec.UNSET
 
 
-class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls):
+class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls, SyncWrapping):
     """An aioq application: where tasks are registered and from which they are sent.
 
     Creating an ``App`` does no I/O; the connection pool opens on first use.
@@ -356,8 +357,6 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls):
             retry_backoff_max=self.retry_backoff_max,
             max_deliveries=self.max_deliveries,
         )
-
-    # -- sending ------------------------------------------------------------
 
     async def send(
         self,

@@ -247,7 +247,9 @@ class Dispatcher(LeaseKeeper, Failures):
             CURRENT_JOB.set(Running(msg.id, msg.task, msg.queue, attempt))
             began = time.perf_counter()
             try:
-                outcome, error = await run_attempt(task, msg, ctx, opts, self.threads)
+                outcome, error = await run_attempt(
+                    task, msg, ctx, opts, self.threads, self.app.sync_task_wrapper
+                )
             except ArgumentError as exc:
                 reason = f"invalid arguments: {exc}"
                 await self._dead_letter(entry, msg, "ArgumentError", reason, attempt)

@@ -7,6 +7,7 @@ Nothing here speaks Redis: an attempt turns a decoded message into an
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import traceback
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,8 @@ import msgspec
 from .._core.message import ErrorInfo, JobState, Message, Outcome, encode, now_ms
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .._core.context import Context
     from .._core.options import Effective
     from .._core.registry import TaskDef
@@ -50,21 +53,23 @@ async def run_attempt(
     ctx: Context | None,
     opts: Effective,
     threads: anyio.CapacityLimiter,
+    wrap: Callable[[Callable[[], Any]], Any] | None = None,
 ) -> tuple[Outcome, BaseException | None]:
     """Run the task once and describe how it ended (with the exception, if any).
 
     ``ArgumentError`` (arguments that do not fit the signature) propagates:
     the caller dead-letters such a message instead of just failing it.
     Cancellation from outside (shutdown, lost lease) propagates too.
+    ``wrap``: the app's ``sync_task_wrapper``, run around a sync task in its thread.
     """
     args, kwargs = task.bind(msg.args, msg.kwargs)
     timeout = asyncio.timeout(opts.timeout) if opts.timeout is not None else None
     try:
         if timeout is None:
-            value = await _invoke(task, ctx, args, kwargs, threads)
+            value = await _invoke(task, ctx, args, kwargs, threads, wrap)
         else:
             async with timeout:
-                value = await _invoke(task, ctx, args, kwargs, threads)
+                value = await _invoke(task, ctx, args, kwargs, threads, wrap)
     except TimeoutError as exc:
         if timeout is not None and timeout.expired():
             message = f"task {task.name} timed out after {opts.timeout:g}s"
@@ -89,11 +94,16 @@ async def _invoke(
     args: list[Any],
     kwargs: dict[str, Any],
     threads: anyio.CapacityLimiter,
+    wrap: Callable[[Callable[[], Any]], Any] | None,
 ) -> Any:
     if task.is_async:
         return await task.call(ctx, args, kwargs)
+
+    def call() -> Any:
+        return task.call(ctx, args, kwargs)
+
     # A thread cannot be interrupted: on timeout the job fails at once, but the
-    # thread runs on until the function returns (its result is then dropped).
-    return await anyio.to_thread.run_sync(
-        lambda: task.call(ctx, args, kwargs), abandon_on_cancel=True, limiter=threads
-    )
+    # thread runs on until the function returns (its result is then dropped),
+    # and the wrapper's own clean-up with it.
+    run = call if wrap is None else functools.partial(wrap, call)
+    return await anyio.to_thread.run_sync(run, abandon_on_cancel=True, limiter=threads)

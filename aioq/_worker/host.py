@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Protocol
 from .._core.host import AppHandle
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
+    from typing import Any
 
     from .._core.options import TaskOptions
     from .._core.registry import Registry
@@ -23,6 +24,8 @@ class WorkerHost(AppHandle, Protocol):
     """An ``App``, as a worker or a scheduler sees it."""
 
     registry: Registry
+    sync_task_wrapper: Callable[[Callable[[], Any]], Any] | None
+    """Run around each sync task attempt, in its thread (``App.wrap_sync_tasks``)."""
 
     @property
     def schedules(self) -> Mapping[str, Schedule]: ...

@@ -106,7 +106,9 @@ class InlineBroker(RedisBroker):
             record[b"attempts"] = str(attempt).encode()
             record[b"started_ms"] = str(now_ms()).encode()
             ctx = self._context(msg, attempt) if task.wants_context else None
-            outcome, error = await run_attempt(task, msg, ctx, opts, self._threads)
+            outcome, error = await run_attempt(
+                task, msg, ctx, opts, self._threads, self.app.sync_task_wrapper
+            )
             if error is not None and Failures._retryable(task, msg, opts, error):
                 msg = msgspec.structs.replace(msg, retry=msg.retry + 1)
                 attempt += 1

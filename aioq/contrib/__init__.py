@@ -1,0 +1,2 @@
+"""Integrations with other frameworks, each behind its own extra: ``aioq.contrib.django``
+(``pip install 'aioq[django]'``). Nothing in ``aioq`` itself imports them."""
