@@ -78,28 +78,67 @@ class Streams(Outcomes):
         """Up to ``count`` new entries of ``queues``, most urgent level first
         (``ascending``: least urgent first). When there are none, the second
         value maps each level stream to the id a new entry would follow, for
-        ``wait``."""
-        keys = [k for q in queues for k in self.keys.level_streams(q)]
+        ``wait`` (``b""``: the stream does not exist yet)."""
+        streams = {
+            k: (q, LEVELS - 1 - i) for q in queues for i, k in enumerate(self.keys.level_streams(q))
+        }
+        entries, marks = await self.fetch_streams(consumer, streams, count, ascending)
+        return entries, ({} if entries else marks)
+
+    async def fetch_streams(
+        self, consumer: str, streams: dict[str, tuple[str, int]], count: int, ascending: bool
+    ) -> tuple[list[Entry], dict[str, bytes]]:
+        """Up to ``count`` new entries of ``streams`` (key → (queue, level)), most
+        urgent level first, equally urgent ones in the order given. The second
+        value holds a mark for every stream looked at that had nothing new: the
+        id after which its next entry will appear (``wait``), ``b""`` when it does
+        not exist yet."""
+        keys = list(streams)
+        levels = [streams[k][1] for k in keys]
         async with bounded():
             reply = await SCRIPTS.call(
-                self.redis, "fetch", keys, [GROUP, consumer, count, int(ascending), LEVELS]
+                self.redis, "fetch", keys, [GROUP, consumer, count, int(ascending), *levels]
             )
-        if reply[0] == 0:
-            return [], dict(zip(keys, reply[1:], strict=True))
+        m = int(reply[0])
+        marks = {keys[int(reply[i]) - 1]: reply[i + 1] for i in range(1, 2 * m + 1, 2)}
         out: list[Entry] = []
-        for i in range(1, len(reply), 3):
-            index = int(reply[i]) - 1
-            fields = reply[i + 2]
-            out.append(
-                Entry(
-                    keys[index],
-                    queues[index // LEVELS],
-                    LEVELS - 1 - index % LEVELS,
-                    reply[i + 1],
-                    _payload(fields),
-                )
+        for i in range(2 * m + 1, len(reply), 3):
+            key = keys[int(reply[i]) - 1]
+            queue, level = streams[key]
+            out.append(Entry(key, queue, level, reply[i + 1], _payload(reply[i + 2])))
+        return out, marks
+
+    async def peek(self, marks: dict[str, bytes], block_ms: int | None = None) -> list[str]:
+        """The streams that have an entry after their mark (XREAD COUNT 1, which
+        takes nothing), waiting up to ``block_ms`` for one when given (then Redis
+        answers with the first stream that gets one)."""
+        if not marks:
+            return []
+        timeout = OPERATION_TIMEOUT + (block_ms or 0) / 1000
+        async with bounded(timeout):
+            reply: Any = await self.redis.xread(
+                {k: v or b"0-0" for k, v in marks.items()},  # type: ignore[misc]
+                count=1,
+                block=block_ms,
             )
-        return out, {}
+        return [k.decode() if isinstance(k, bytes) else str(k) for k, _ in reply or ()]
+
+    async def existing(self, keys: Sequence[str], chunk: int = 500) -> list[str]:
+        """Which of ``keys`` exist: one multi-key EXISTS per ``chunk`` keys, then
+        one per key of the chunks that counted any."""
+        chunks = [list(keys[i : i + chunk]) for i in range(0, len(keys), chunk)]
+        pipe = self.redis.pipeline(transaction=False)
+        for part in chunks:
+            pipe.exists(*part)
+        async with bounded():
+            counts = await pipe.execute()
+            found = [k for part, n in zip(chunks, counts, strict=True) if n for k in part]
+            if not found:
+                return []
+            pipe = self.redis.pipeline(transaction=False)
+            for key in found:
+                pipe.exists(key)
+            return [k for k, n in zip(found, await pipe.execute(), strict=True) if n]
 
     async def wait(self, after: dict[str, bytes], block_ms: int) -> None:
         """Block until one of the streams gets an entry after the given id, or

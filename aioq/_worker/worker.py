@@ -46,6 +46,7 @@ from .dispatch import Dispatcher
 from .health import endpoints
 from .lease import Lease
 from .metrics import require as require_metrics
+from .reader import SMALL, ManyQueues
 from .recovery import Recovery
 from .scheduler import Scheduler
 from .tally import Tally
@@ -162,6 +163,7 @@ class Worker:
         self._completer: Completer
         self._dispatcher: Dispatcher | None = None
         self._recovery: Recovery
+        self._many: ManyQueues | None = None  # more than SMALL queues (reader.py)
 
     # -- control ---------------------------------------------------------------
 
@@ -169,6 +171,8 @@ class Worker:
         """Stop reading; in-flight tasks get ``grace`` seconds to finish."""
         self._stopping = True
         self._release_slot_waiters()
+        if self._many is not None:
+            self._many.stop()
 
     def kill(self) -> None:
         """Stop now: cancel in-flight tasks (their messages are left for other workers)."""
@@ -219,6 +223,8 @@ class Worker:
             await wait_until_reachable(redis, self.app.url, self.connect_timeout)
             await preflight.prepare(redis, self.app, self.queues, self.strict)
             self._streams = Streams(redis, self.app.keys)
+            if len(self.queues) > SMALL:
+                self._many = ManyQueues(self._streams, self.app.keys, self.queues, self.block_ms)
             self._completer = Completer(self._streams, self.id)
             dispatcher = self._dispatcher = Dispatcher(
                 self.app,
@@ -401,11 +407,16 @@ class Worker:
         - otherwise one XREAD BLOCK on every level stream, which takes nothing;
           ``fetch.lua`` then takes the most urgent message.
         """
+        self._reads += 1
+        ascending = self._reads % FAIRNESS == 0
+        if self._many is not None:
+            entries, watch = await self._many.fetch(self.id, n, ascending, self._stopping)
+            if watch is not None and not self._stopping:
+                await self._many.watch(watch)
+            return entries
         start = self._rotate % len(self.queues)
         self._rotate += 1
         queues = self.queues[start:] + self.queues[:start]
-        self._reads += 1
-        ascending = self._reads % FAIRNESS == 0
         entries, after = await self._streams.fetch(self.id, queues, n, ascending)
         if entries or self._stopping:
             return entries

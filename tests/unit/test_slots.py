@@ -84,7 +84,7 @@ def _reply(name: str, keys: list[str], args: list[Any]) -> Any:
     """A reply of the shape the transport expects from script ``name``."""
     n = len(keys)
     replies: dict[str, Any] = {
-        "fetch": [0, *([b""] * n)],
+        "fetch": [n, *[v for i in range(n) for v in (i + 1, b"")]],
         "claim": [*([b"0-0"] * n), 0, 0],
         "reclaim": [],
         "forget_consumers": [],
