@@ -197,13 +197,50 @@ class Streams(Outcomes):
         """Move delayed messages due by the Redis clock into the streams of their
         priority levels; returns (moved, ms until the next one is due by Redis
         time, or -1 when none waits)."""
-        moved, wait_ms = await SCRIPTS.call(
-            self.redis,
-            "pump",
-            [*self.keys.level_delayed(queue), *self.keys.level_streams(queue)],
-            [limit],
-        )
+        moved, wait_ms, _ = await SCRIPTS.call(self.redis, "pump", self._pump_keys(queue), [limit])
         return int(moved), int(wait_ms)
+
+    def _pump_keys(self, queue: str) -> list[str]:
+        return [*self.keys.level_delayed(queue), *self.keys.level_streams(queue)]
+
+    async def due_queues(self, limit: int, offset: int) -> tuple[int, int, list[str]]:
+        """Queues the due index says need a pump now: (Redis now in ms, ms until the
+        next later hint or -1, queues)."""
+        async with bounded():
+            reply = await SCRIPTS.call(self.redis, "due", [self.keys.due()], [limit, offset])
+        return int(reply[0]), int(reply[1]), [q.decode() for q in reply[2:]]
+
+    async def pump_hinted(self, queues: Sequence[str], held_ms: int, limit: int) -> list[int]:
+        """Pump ``queues`` and reset their due-index hints: each hint is first held at
+        ``held_ms`` (a pump that dies midway is retried then), then set to the
+        queue's next due time, or removed when nothing waits — unless a sender
+        lowered it meanwhile. Returns the messages moved per queue."""
+        hint = self.keys.due()
+
+        def hold(pipe: Pipeline) -> None:
+            for queue in queues:
+                pipe.zadd(hint, {queue: held_ms}, xx=True)
+                SCRIPTS.queue(pipe, "pump", self._pump_keys(queue), [limit])
+
+        replies = await run_pipeline(self.redis, hold)
+        pumped = replies[1::2]
+        for reply in pumped:
+            if isinstance(reply, Exception):
+                raise reply
+
+        def rehint(pipe: Pipeline) -> None:
+            for queue, (_, _, next_due) in zip(queues, pumped, strict=True):
+                SCRIPTS.queue(pipe, "rehint", [hint], [queue, held_ms, next_due])
+
+        for reply in await run_pipeline(self.redis, rehint):
+            if isinstance(reply, Exception):
+                raise reply
+        return [int(moved) for moved, _, _ in pumped]
+
+    async def hint_due(self, queue: str, due_ms: int) -> None:
+        """Lower ``queue``'s due-index hint to ``due_ms`` (a message was put back)."""
+        async with bounded():
+            await self.redis.zadd(self.keys.due(), {queue: due_ms}, lt=True)
 
     async def retry(self, entry: Entry, worker: str, payload: bytes, delay_ms: int) -> int | None:
         """Schedule the next attempt ``delay_ms`` from now by Redis' clock and ack
@@ -215,6 +252,10 @@ class Streams(Outcomes):
             [entry.stream, self.keys.delayed(entry.queue, entry.level)],
             [GROUP, worker, entry.id, entry.deliveries, payload, max(0, delay_ms)],
         )
+        if due:
+            # Only a hint: a worker's pump sweep finds the message without it.
+            with contextlib.suppress(*REDIS_ERRORS):
+                await self.hint_due(entry.queue, int(due))
         return int(due) or None
 
     async def abort_requests(self) -> AsyncIterator[str]:

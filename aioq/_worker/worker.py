@@ -46,6 +46,7 @@ from .dispatch import Dispatcher
 from .health import endpoints
 from .lease import Lease
 from .metrics import require as require_metrics
+from .pump import Pump
 from .reader import SMALL, ManyQueues
 from .recovery import Recovery
 from .scheduler import Scheduler
@@ -60,9 +61,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("aioq.worker")
 
-PUMP_IDLE = 0.5
-"""Longest sleep of the delayed-message pump, in seconds."""
-PUMP_BATCH = 500
 FAIRNESS = 10
 """One read in this many takes the least urgent priority levels first."""
 RETRY_MAX = 2.0
@@ -145,7 +143,6 @@ class Worker:
         self._free = concurrency
         self._reading = 0  # slots reserved by the read in progress
         self._slot_freed = asyncio.Event()
-        self._pump_wake = asyncio.Event()
         self._stopping = False
         self.ready = anyio.Event()
         """Set once the worker has connected, created its groups and started reading."""
@@ -163,6 +160,7 @@ class Worker:
         self._completer: Completer
         self._dispatcher: Dispatcher | None = None
         self._recovery: Recovery
+        self._pump: Pump
         self._many: ManyQueues | None = None  # more than SMALL queues (reader.py)
 
     # -- control ---------------------------------------------------------------
@@ -223,6 +221,7 @@ class Worker:
             await wait_until_reachable(redis, self.app.url, self.connect_timeout)
             await preflight.prepare(redis, self.app, self.queues, self.strict)
             self._streams = Streams(redis, self.app.keys)
+            self._pump = Pump(self._streams, self.queues)
             if len(self.queues) > SMALL:
                 self._many = ManyQueues(self._streams, self.app.keys, self.queues, self.block_ms)
             self._completer = Completer(self._streams, self.id)
@@ -254,7 +253,7 @@ class Worker:
                     if handle_signals:
                         services.start_soon(stopping.handle_signals, self)
                     services.start_soon(self._completer.run)
-                    services.start_soon(self._pump)
+                    services.start_soon(self._pump.run)
                     services.start_soon(dispatcher.heartbeat)
                     services.start_soon(dispatcher.abort_listener)
                     services.start_soon(self._recovery.sweep_forever)
@@ -430,41 +429,10 @@ class Worker:
 
     # -- delayed messages ------------------------------------------------------
 
-    async def _pump(self) -> None:
-        """Move due delayed messages (``delay``/``eta``, retries) into their streams.
-
-        Every worker pumps; ``pump.lua`` moves each message exactly once. What is
-        due, and how long until the next one is, are judged by the Redis clock
-        (this host's may be wrong). It sleeps until the next known due time, at
-        most ``PUMP_IDLE`` seconds (a new delayed message may be due sooner than
-        anything it has seen).
-        """
-        outage = False
-        while True:
-            wake = PUMP_IDLE
-            try:
-                for queue in self.queues:
-                    moved, wait_ms = await self._streams.pump(queue, PUMP_BATCH)
-                    if moved == PUMP_BATCH:
-                        wake = 0.0
-                    elif wait_ms >= 0:
-                        wake = min(wake, wait_ms / 1000)
-                outage = False
-            except Exception as exc:
-                if not outage:
-                    log.warning("cannot move delayed messages (%s); retrying", exc)
-                    outage = True
-                wake = 0.5
-            if wake > 0:
-                with anyio.move_on_after(max(0.001, wake)):
-                    await self._pump_wake.wait()
-            self._pump_wake = asyncio.Event()
-            await asyncio.sleep(0)
-
     def _poke_pump(self, delay_ms: int) -> None:
         """A message was put back, due ``delay_ms`` from now: pump again by then
         (at once: the pump learns the exact wait, by Redis time, from pump.lua)."""
-        self._pump_wake.set()
+        self._pump.poke()
 
     # -- shutdown --------------------------------------------------------------
 

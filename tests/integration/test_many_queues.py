@@ -8,9 +8,10 @@ import asyncio
 import time
 
 import pytest
+import redis
 
 import aioq
-from aioq._worker import reader
+from aioq._worker import pump, reader
 from tests.conftest import WorkerRunner
 
 QUEUES = [f"q{i}" for i in range(reader.SMALL + 24)]
@@ -74,9 +75,7 @@ async def test_two_workers_share_many_queues(app: aioq.App, workers: WorkerRunne
     await workers.start(app, queues=QUEUES, concurrency=5)
     await asyncio.sleep(0.2)
     for rnd in range(3):
-        jobs = [
-            await note.with_options(queue=q).kiq(rnd * 100 + i) for i, q in enumerate(QUEUES)
-        ]
+        jobs = [await note.with_options(queue=q).kiq(rnd * 100 + i) for i, q in enumerate(QUEUES)]
         for job in jobs:
             await job.result(timeout=10)
         await asyncio.sleep(0.15)
@@ -93,3 +92,35 @@ async def test_a_stop_ends_a_long_watch(
     started = time.monotonic()
     await workers.stop(worker)
     assert time.monotonic() - started < 3
+
+
+async def test_delayed_messages_follow_the_due_index(app: aioq.App, workers: WorkerRunner) -> None:
+    echo = _echo(app)
+    await workers.start(app, queues=QUEUES)
+    jobs = [await echo.with_options(queue=q, delay=0.3).kiq(i) for i, q in enumerate(QUEUES[:5])]
+    r = redis.Redis.from_url(app.url)
+    try:
+        assert r.zcard(app.keys.due()) >= 1  # the senders' hints
+        assert [await j.result(timeout=10) for j in jobs] == list(range(5))
+        await asyncio.sleep(0.6)
+        assert r.zcard(app.keys.due()) == 0  # nothing waits: every hint removed
+    finally:
+        r.close()
+
+
+async def test_the_sweep_finds_delayed_messages_without_a_hint(
+    app: aioq.App, workers: WorkerRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A sender that died between its message and its hint (or a message from before
+    # the index existed): the sweep over every queue moves it all the same.
+    monkeypatch.setattr(pump, "SWEEP_MIN", 0.5)
+    echo = _echo(app)
+    await workers.start(app, queues=QUEUES)
+    await asyncio.sleep(0.2)  # past the first sweep, at start
+    job = await echo.with_options(queue=QUEUES[9], delay=0.2).kiq(9)
+    r = redis.Redis.from_url(app.url)
+    try:
+        r.delete(app.keys.due())
+    finally:
+        r.close()
+    assert await job.result(timeout=10) == 9
