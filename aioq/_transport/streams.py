@@ -407,6 +407,25 @@ class Streams(Outcomes):
         ]
         return Claimed(list(reply[:n]), entries, int(reply[n]), mine)
 
+    async def pending_summaries(self, streams: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Per level stream, its pending entries per consumer (XPENDING's summary
+        form, one pipeline); streams without the group are left out."""
+        pipe = self.redis.pipeline(transaction=False)
+        for key in streams:
+            pipe.xpending(key, GROUP)
+        async with bounded():
+            replies = await pipe.execute(raise_on_error=False)
+        out: dict[str, dict[str, int]] = {}
+        for key, reply in zip(streams, replies, strict=True):
+            if isinstance(reply, dict) and reply.get("pending"):
+                out[key] = {
+                    c["name"].decode() if isinstance(c["name"], bytes) else str(c["name"]): int(
+                        c["pending"]
+                    )
+                    for c in reply.get("consumers") or ()
+                }
+        return out
+
     async def reclaim(
         self, queue: str, level: int, consumer: str, ids: Sequence[bytes], min_idle_ms: int
     ) -> list[Entry]:

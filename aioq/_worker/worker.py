@@ -238,6 +238,8 @@ class Worker:
             self._recovery = Recovery(
                 self._streams, self.app.keys, self.queues, self.id, self._lease, dispatcher
             )
+            if self._many is not None:
+                self._recovery.existing = self._many.existing
             self._log_startup()
             await presence.arrive(redis, self.app.keys)
             dispatcher.status = presence.entry(self, dispatcher)

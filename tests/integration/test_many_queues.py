@@ -124,3 +124,21 @@ async def test_the_sweep_finds_delayed_messages_without_a_hint(
     finally:
         r.close()
     assert await job.result(timeout=10) == 9
+
+
+async def test_a_dead_consumers_entries_are_recovered(app: aioq.App, workers: WorkerRunner) -> None:
+    # Claims follow the pending summaries: only queues where another consumer holds
+    # entries (or this worker more than it runs) get a claim.lua.
+    echo = _echo(app)
+    jobs = [await echo.with_options(queue=q).kiq(i) for i, q in enumerate(QUEUES[20:23])]
+    r = redis.Redis.from_url(app.url)
+    try:
+        for q in QUEUES[20:23]:
+            stream = app.keys.stream(q)
+            r.xgroup_create(stream, "workers", id="0", mkstream=True)
+            assert r.xreadgroup("workers", "dead-worker", {stream: ">"}, count=10)
+    finally:
+        r.close()
+    await workers.start(app, queues=QUEUES)
+    # claimable after 0.8 x the visibility timeout (2 s) of idleness
+    assert [await j.result(timeout=10) for j in jobs] == [0, 1, 2]
