@@ -117,7 +117,7 @@ class Streams(Outcomes):
         timeout = OPERATION_TIMEOUT + (block_ms or 0) / 1000
         async with bounded(timeout):
             reply: Any = await self.redis.xread(
-                {k: v or b"0-0" for k, v in marks.items()},  # type: ignore[misc]
+                {k: v or b"0-0" for k, v in marks.items()},
                 count=1,
                 block=block_ms,
             )
