@@ -185,7 +185,12 @@ class Client:
             when.ms,
         )
         async with broker_errors(self.url):
-            await self._send([self._record(job, when), delayed])
+            await self._send([self._record(job, when), delayed, self._hint(job.queue)])
+
+    def _hint(self, queue: str) -> Command:
+        """Ask the pumps to look at ``queue``'s delayed sets at once (the due-index
+        hint; sent after the message: a pump that clears the hint sees it)."""
+        return ("ZADD", self.keys.due(), "LT", 0, queue)
 
     async def enqueue_unique(self, job: NewJob, when: When | None, hold_ms: int) -> str:
         """Send unless the job's lock is held; returns the id of the job that holds it.
@@ -209,7 +214,8 @@ class Client:
             0 if when is None else when.ms,
         )
         async with broker_errors(self.url):
-            created, (sent, holder) = await self._send([self._record(job, when), unique])
+            hint = [] if when is None else [self._hint(job.queue)]
+            created, (sent, holder), *_ = await self._send([self._record(job, when), unique, *hint])
             holder = holder.decode() if isinstance(holder, bytes) else str(holder)
             if not sent and created and holder != job.job_id:
                 await self._get().batcher.call("DEL", self.keys.job(job.job_id))

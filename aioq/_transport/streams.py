@@ -99,28 +99,67 @@ class Streams(Outcomes):
         """Up to ``count`` new entries of ``queues``, most urgent level first
         (``ascending``: least urgent first). When there are none, the second
         value maps each level stream to the id a new entry would follow, for
-        ``wait``."""
-        keys = [k for q in queues for k in self.keys.level_streams(q)]
+        ``wait`` (``b""``: the stream does not exist yet)."""
+        streams = {
+            k: (q, LEVELS - 1 - i) for q in queues for i, k in enumerate(self.keys.level_streams(q))
+        }
+        entries, marks = await self.fetch_streams(consumer, streams, count, ascending)
+        return entries, ({} if entries else marks)
+
+    async def fetch_streams(
+        self, consumer: str, streams: dict[str, tuple[str, int]], count: int, ascending: bool
+    ) -> tuple[list[Entry], dict[str, bytes]]:
+        """Up to ``count`` new entries of ``streams`` (key → (queue, level)), most
+        urgent level first, equally urgent ones in the order given. The second
+        value holds a mark for every stream looked at that had nothing new: the
+        id after which its next entry will appear (``wait``), ``b""`` when it does
+        not exist yet."""
+        keys = list(streams)
+        levels = [streams[k][1] for k in keys]
         async with bounded():
             reply = await SCRIPTS.call(
-                self.redis, "fetch", keys, [GROUP, consumer, count, int(ascending), LEVELS]
+                self.redis, "fetch", keys, [GROUP, consumer, count, int(ascending), *levels]
             )
-        if reply[0] == 0:
-            return [], dict(zip(keys, reply[1:], strict=True))
+        m = int(reply[0])
+        marks = {keys[int(reply[i]) - 1]: reply[i + 1] for i in range(1, 2 * m + 1, 2)}
         out: list[Entry] = []
-        for i in range(1, len(reply), 3):
-            index = int(reply[i]) - 1
-            fields = reply[i + 2]
-            out.append(
-                Entry(
-                    keys[index],
-                    queues[index // LEVELS],
-                    LEVELS - 1 - index % LEVELS,
-                    reply[i + 1],
-                    _payload(fields),
-                )
+        for i in range(2 * m + 1, len(reply), 3):
+            key = keys[int(reply[i]) - 1]
+            queue, level = streams[key]
+            out.append(Entry(key, queue, level, reply[i + 1], _payload(reply[i + 2])))
+        return out, marks
+
+    async def peek(self, marks: dict[str, bytes], block_ms: int | None = None) -> list[str]:
+        """The streams that have an entry after their mark (XREAD COUNT 1, which
+        takes nothing), waiting up to ``block_ms`` for one when given (then Redis
+        answers with the first stream that gets one)."""
+        if not marks:
+            return []
+        timeout = OPERATION_TIMEOUT + (block_ms or 0) / 1000
+        async with bounded(timeout):
+            reply: Any = await self.redis.xread(
+                {k: v or b"0-0" for k, v in marks.items()},
+                count=1,
+                block=block_ms,
             )
-        return out, {}
+        return [k.decode() if isinstance(k, bytes) else str(k) for k, _ in reply or ()]
+
+    async def existing(self, keys: Sequence[str], chunk: int = 500) -> list[str]:
+        """Which of ``keys`` exist: one multi-key EXISTS per ``chunk`` keys, then
+        one per key of the chunks that counted any."""
+        chunks = [list(keys[i : i + chunk]) for i in range(0, len(keys), chunk)]
+        pipe = self.redis.pipeline(transaction=False)
+        for part in chunks:
+            pipe.exists(*part)
+        async with bounded():
+            counts = await pipe.execute()
+            found = [k for part, n in zip(chunks, counts, strict=True) if n for k in part]
+            if not found:
+                return []
+            pipe = self.redis.pipeline(transaction=False)
+            for key in found:
+                pipe.exists(key)
+            return [k for k, n in zip(found, await pipe.execute(), strict=True) if n]
 
     async def wait(self, after: dict[str, bytes], block_ms: int) -> None:
         """Block until one of the streams gets an entry after the given id, or
@@ -179,13 +218,50 @@ class Streams(Outcomes):
         """Move delayed messages due by the Redis clock into the streams of their
         priority levels; returns (moved, ms until the next one is due by Redis
         time, or -1 when none waits)."""
-        moved, wait_ms = await SCRIPTS.call(
-            self.redis,
-            "pump",
-            [*self.keys.level_delayed(queue), *self.keys.level_streams(queue)],
-            [limit],
-        )
+        moved, wait_ms, _ = await SCRIPTS.call(self.redis, "pump", self._pump_keys(queue), [limit])
         return int(moved), int(wait_ms)
+
+    def _pump_keys(self, queue: str) -> list[str]:
+        return [*self.keys.level_delayed(queue), *self.keys.level_streams(queue)]
+
+    async def due_queues(self, limit: int, offset: int) -> tuple[int, int, list[str]]:
+        """Queues the due index says need a pump now: (Redis now in ms, ms until the
+        next later hint or -1, queues)."""
+        async with bounded():
+            reply = await SCRIPTS.call(self.redis, "due", [self.keys.due()], [limit, offset])
+        return int(reply[0]), int(reply[1]), [q.decode() for q in reply[2:]]
+
+    async def pump_hinted(self, queues: Sequence[str], held_ms: int, limit: int) -> list[int]:
+        """Pump ``queues`` and reset their due-index hints: each hint is first held at
+        ``held_ms`` (a pump that dies midway is retried then), then set to the
+        queue's next due time, or removed when nothing waits — unless a sender
+        lowered it meanwhile. Returns the messages moved per queue."""
+        hint = self.keys.due()
+
+        def hold(pipe: Pipeline) -> None:
+            for queue in queues:
+                pipe.zadd(hint, {queue: held_ms}, xx=True)
+                SCRIPTS.queue(pipe, "pump", self._pump_keys(queue), [limit])
+
+        replies = await run_pipeline(self.redis, hold)
+        pumped = replies[1::2]
+        for reply in pumped:
+            if isinstance(reply, Exception):
+                raise reply
+
+        def rehint(pipe: Pipeline) -> None:
+            for queue, (_, _, next_due) in zip(queues, pumped, strict=True):
+                SCRIPTS.queue(pipe, "rehint", [hint], [queue, held_ms, next_due])
+
+        for reply in await run_pipeline(self.redis, rehint):
+            if isinstance(reply, Exception):
+                raise reply
+        return [int(moved) for moved, _, _ in pumped]
+
+    async def hint_due(self, queue: str, due_ms: int) -> None:
+        """Lower ``queue``'s due-index hint to ``due_ms`` (a message was put back)."""
+        async with bounded():
+            await self.redis.zadd(self.keys.due(), {queue: due_ms}, lt=True)
 
     async def retry(self, entry: Entry, worker: str, payload: bytes, delay_ms: int) -> int | None:
         """Schedule the next attempt ``delay_ms`` from now by Redis' clock and ack
@@ -197,6 +273,10 @@ class Streams(Outcomes):
             [entry.stream, self.keys.delayed(entry.queue, entry.level)],
             [GROUP, worker, entry.id, entry.deliveries, payload, max(0, delay_ms)],
         )
+        if due:
+            # Only a hint: a worker's pump sweep finds the message without it.
+            with contextlib.suppress(*REDIS_ERRORS):
+                await self.hint_due(entry.queue, int(due))
         return int(due) or None
 
     async def abort_requests(self) -> AsyncIterator[str]:
@@ -351,6 +431,25 @@ class Streams(Outcomes):
             for i in range(at, len(reply), 4)
         ]
         return Claimed(list(reply[:n]), entries, int(reply[n]), mine)
+
+    async def pending_summaries(self, streams: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Per level stream, its pending entries per consumer (XPENDING's summary
+        form, one pipeline); streams without the group are left out."""
+        pipe = self.redis.pipeline(transaction=False)
+        for key in streams:
+            pipe.xpending(key, GROUP)
+        async with bounded():
+            replies = await pipe.execute(raise_on_error=False)
+        out: dict[str, dict[str, int]] = {}
+        for key, reply in zip(streams, replies, strict=True):
+            if isinstance(reply, dict) and reply.get("pending"):
+                out[key] = {
+                    c["name"].decode() if isinstance(c["name"], bytes) else str(c["name"]): int(
+                        c["pending"]
+                    )
+                    for c in reply.get("consumers") or ()
+                }
+        return out
 
     async def reclaim(
         self, queue: str, level: int, consumer: str, ids: Sequence[bytes], min_idle_ms: int

@@ -43,6 +43,8 @@ from .dispatch import Dispatcher
 from .health import endpoints
 from .lease import Lease
 from .metrics import require as require_metrics
+from .pump import Pump
+from .reader import SMALL, ManyQueues
 from .recovery import Recovery
 from .scheduler import Scheduler
 from .tally import Tally
@@ -58,9 +60,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("aioq.worker")
 
-PUMP_IDLE = 0.5
-"""Longest sleep of the delayed-message pump, in seconds."""
-PUMP_BATCH = 500
 FAIRNESS = 10
 """One read in this many takes the least urgent priority levels first."""
 RETRY_MAX = 2.0
@@ -143,7 +142,6 @@ class Worker:
         self._free = concurrency
         self._reading = 0  # slots reserved by the read in progress
         self._slot_freed = asyncio.Event()
-        self._pump_wake = asyncio.Event()
         self._stopping = False
         self.ready = anyio.Event()
         """Set once the worker has connected, created its groups and started reading."""
@@ -160,6 +158,8 @@ class Worker:
         self._completer: Completer
         self._dispatcher: Dispatcher | None = None
         self._recovery: Recovery
+        self._pump: Pump
+        self._many: ManyQueues | None = None  # more than SMALL queues (reader.py)
 
     # -- control ---------------------------------------------------------------
 
@@ -167,6 +167,8 @@ class Worker:
         """Stop reading; in-flight tasks get ``grace`` seconds to finish."""
         self._stopping = True
         self._release_slot_waiters()
+        if self._many is not None:
+            self._many.stop()
 
     def kill(self) -> None:
         """Stop now: cancel in-flight tasks (their messages are left for other workers)."""
@@ -221,6 +223,9 @@ class Worker:
         try:
             await session.wait_until_reachable(self.connect_timeout)
             await preflight.prepare(session, self.queues, self.strict)
+            self._pump = Pump(session, self.queues)
+            if len(self.queues) > SMALL:
+                self._many = ManyQueues(session, self.queues, self.block_ms)
             self._completer = Completer(self._streams, self.id)
             dispatcher = self._dispatcher = Dispatcher(
                 self.app,
@@ -233,6 +238,8 @@ class Worker:
             )
             dispatcher.tally = self.tally if self.metrics_port is not None else None
             self._recovery = Recovery(self._streams, self.queues, self.id, self._lease, dispatcher)
+            if self._many is not None:
+                self._recovery.existing = self._many.existing
             self._log_startup()
             await presence.arrive(session)
             dispatcher.status = presence.entry(self, dispatcher)
@@ -244,7 +251,7 @@ class Worker:
                     if handle_signals:
                         services.start_soon(stopping.handle_signals, self)
                     services.start_soon(self._completer.run)
-                    services.start_soon(self._pump)
+                    services.start_soon(self._pump.run)
                     services.start_soon(dispatcher.heartbeat)
                     services.start_soon(dispatcher.abort_listener)
                     services.start_soon(self._recovery.sweep_forever)
@@ -400,11 +407,16 @@ class Worker:
         - otherwise one XREAD BLOCK on every level stream, which takes nothing;
           ``fetch.lua`` then takes the most urgent message.
         """
+        self._reads += 1
+        ascending = self._reads % FAIRNESS == 0
+        if self._many is not None:
+            entries, watch = await self._many.fetch(self.id, n, ascending, self._stopping)
+            if watch is not None and not self._stopping:
+                await self._many.watch(watch)
+            return entries
         start = self._rotate % len(self.queues)
         self._rotate += 1
         queues = self.queues[start:] + self.queues[:start]
-        self._reads += 1
-        ascending = self._reads % FAIRNESS == 0
         entries, after = await self._streams.fetch(self.id, queues, n, ascending)
         if entries or self._stopping:
             return entries
@@ -418,41 +430,10 @@ class Worker:
 
     # -- delayed messages ------------------------------------------------------
 
-    async def _pump(self) -> None:
-        """Move due delayed messages (``delay``/``eta``, retries) into their streams.
-
-        Every worker pumps; ``pump.lua`` moves each message exactly once. What is
-        due, and how long until the next one is, are judged by the Redis clock
-        (this host's may be wrong). It sleeps until the next known due time, at
-        most ``PUMP_IDLE`` seconds (a new delayed message may be due sooner than
-        anything it has seen).
-        """
-        outage = False
-        while True:
-            wake = PUMP_IDLE
-            try:
-                for queue in self.queues:
-                    moved, wait_ms = await self._streams.pump(queue, PUMP_BATCH)
-                    if moved == PUMP_BATCH:
-                        wake = 0.0
-                    elif wait_ms >= 0:
-                        wake = min(wake, wait_ms / 1000)
-                outage = False
-            except Exception as exc:
-                if not outage:
-                    log.warning("cannot move delayed messages (%s); retrying", exc)
-                    outage = True
-                wake = 0.5
-            if wake > 0:
-                with anyio.move_on_after(max(0.001, wake)):
-                    await self._pump_wake.wait()
-            self._pump_wake = asyncio.Event()
-            await asyncio.sleep(0)
-
     def _poke_pump(self, delay_ms: int) -> None:
         """A message was put back, due ``delay_ms`` from now: pump again by then
         (at once: the pump learns the exact wait, by Redis time, from pump.lua)."""
-        self._pump_wake.set()
+        self._pump.poke()
 
     # -- shutdown --------------------------------------------------------------
 
