@@ -10,6 +10,7 @@ keep theirs instead of replacing each other's on every call.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import TYPE_CHECKING, Any, cast
 
 from redis.exceptions import NoScriptError
@@ -18,6 +19,7 @@ from . import results
 from .batcher import Batcher
 from .connection import broker_errors, connect
 from .keys import PAYLOAD_FIELD
+from .replies import Replies
 from .scripts import SCRIPTS
 from .types import AbortCode, Aborted, NewJob
 
@@ -31,6 +33,9 @@ if TYPE_CHECKING:
 
 Command = tuple[Any, ...]
 
+TAG_MANY = 64
+"""``enqueue_many`` names the reply channel in the records of at most this many jobs."""
+
 
 def _text(value: Any) -> str | None:
     return value.decode() if isinstance(value, bytes) else None if value is None else str(value)
@@ -39,11 +44,12 @@ def _text(value: Any) -> str | None:
 class _Bound:
     """Everything that belongs to one event loop."""
 
-    def __init__(self, url: str, options: dict[str, Any], timeout: float) -> None:
+    def __init__(self, url: str, keys: Keyspace, options: dict[str, Any], timeout: float) -> None:
         self.loop = asyncio.get_running_loop()
         self.redis = connect(url, **options)
         self.batcher = Batcher(self.redis, timeout)
         self.subs = results.Subscriptions(self.redis, timeout)
+        self.replies = Replies(self.subs, keys.reply_channel(uuid.uuid4().hex))
         self._loading: asyncio.Future[None] | None = None
 
     async def load_scripts(self) -> None:
@@ -75,7 +81,7 @@ class Client:
             # slot replaced on the next loop did).
             for old in [known for known in list(self._bounds) if known.is_closed()]:
                 self._bounds.pop(old, None)
-            bound = self._bounds[loop] = _Bound(self.url, self._options, self.timeout)
+            bound = self._bounds[loop] = _Bound(self.url, self.keys, self._options, self.timeout)
         return bound
 
     def forget(self, loop: asyncio.AbstractEventLoop) -> _Bound | None:
@@ -119,12 +125,13 @@ class Client:
             0 if when is None else when.ms,
         )
 
-    def _fresh_record(self, job: NewJob) -> list[Command]:
+    def _fresh_record(self, job: NewJob, replies: Replies | None = None) -> list[Command]:
         """The record of a job sent to run now under a fresh id: plain HSET +
         PEXPIRE, about a tenth of the Redis CPU of enqueue_record.lua. No worker
         can have started a job whose message is not sent yet, and nothing else
         writes a fresh id's record, so there is nothing to protect: the pipeline
-        runs them before the XADD on one connection."""
+        runs them before the XADD on one connection. With ``replies``, the record
+        names this client's reply channel once it is up (field ``reply``)."""
         key = self.keys.job(job.job_id)
         fields: list[Any] = [
             "state",
@@ -140,6 +147,9 @@ class Client:
         ]
         if job.lock:
             fields += ["lock", job.lock]
+        reply = None if replies is None else replies.tag(key)
+        if reply is not None:
+            fields += ["reply", reply]
         return [("HSET", key, *fields), ("PEXPIRE", key, job.result_ttl_ms)]
 
     def _xadd(self, job: NewJob) -> Command:
@@ -169,7 +179,8 @@ class Client:
     async def enqueue(self, job: NewJob) -> None:
         """Send a job to run now: its record, then XADD."""
         async with broker_errors(self.url):
-            await self._send([*self._fresh_record(job), self._xadd(job)])
+            replies = self._get().replies
+            await self._send([*self._fresh_record(job, replies), self._xadd(job)])
 
     async def enqueue_delayed(self, job: NewJob, when: When) -> None:
         """Send a job to run later: its record (``scheduled``), then the message into
@@ -226,8 +237,11 @@ class Client:
         A job without a payload only gets its record (a workflow step its
         predecessor's worker will send)."""
         commands: list[Command] = []
+        # A workflow's few jobs name the reply channel; a bulk send does not (its
+        # outcomes would all come back to this process, awaited or not).
+        replies = self._get().replies if len(jobs) <= TAG_MANY else None
         for job in jobs:
-            commands.extend(self._fresh_record(job))
+            commands.extend(self._fresh_record(job, replies))
             if job.payload is not None:
                 commands.append(self._xadd(job))
         async with broker_errors(self.url):
@@ -236,8 +250,9 @@ class Client:
     async def wait_outcome(self, job_id: str, timeout: float | None) -> bytes:
         bound = self._get()
         async with broker_errors(self.url):
+            bound.replies.open()  # from now on, jobs sent name the reply channel
             return await results.wait_outcome(
-                bound.batcher, self.keys, bound.subs, job_id, timeout, self.timeout
+                bound.batcher, self.keys, bound.subs, job_id, timeout, self.timeout, bound.replies
             )
 
     async def abort(self, job_id: str, outcome: bytes, now_ms: int, ttl_ms: int) -> Aborted | None:

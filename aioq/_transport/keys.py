@@ -93,6 +93,11 @@ class Keyspace:
         """Pub/sub channel on which a job's outcome is published once."""
         return f"{self.prefix}:done:{job_id}"
 
+    def reply_channel(self, client: str) -> str:
+        """One client's own pub/sub channel for the outcomes of the jobs it sent
+        (``replies.py``); ``client`` is random per client and event loop."""
+        return f"{self.prefix}:reply:{client}"
+
     def progress_channel(self, job_id: str) -> str:
         """Pub/sub channel of a job's progress reports."""
         return f"{self.prefix}:progress:{job_id}"

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import math
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from redis import exceptions as rex
 
@@ -134,8 +134,11 @@ class Subscriptions:
     def add(self, channel: str, event: asyncio.Event | None = None) -> Waiter:
         """Register a waiter on ``channel``. Does no I/O and never waits: the reader
         task subscribes, and sets the waiter's event once Redis confirmed it."""
-        key = channel.encode()
-        waiter = Waiter(key, event)
+        return self.attach(Waiter(channel.encode(), event))
+
+    def attach(self, waiter: Waiter) -> Waiter:
+        """Register a waiter made by the caller (``add`` makes a plain one)."""
+        key = waiter.channel
         waiters = self._waiters.get(key)
         if waiters is None:
             waiters = self._waiters[key] = set()
@@ -326,6 +329,13 @@ def _chunks(keys: list[bytes]) -> Iterable[list[bytes]]:
         yield keys[start : start + MAX_CHANNELS]
 
 
+class ReplyWaits(Protocol):
+    """A client's reply channel, as the waiters see it (``replies.Replies``)."""
+
+    def wait(self, record: str) -> tuple[Waiter, bool] | None: ...
+    def discard(self, waiter: Waiter) -> None: ...
+
+
 async def wait_outcome(
     batcher: Batcher,
     keys: Keyspace,
@@ -333,6 +343,7 @@ async def wait_outcome(
     job_id: str,
     timeout: float | None,
     patience: float,
+    replies: ReplyWaits | None = None,
 ) -> bytes:
     """The job's outcome payload, as soon as it exists.
 
@@ -344,9 +355,14 @@ async def wait_outcome(
     loop = asyncio.get_running_loop()
     deadline = None if timeout is None else loop.time() + timeout
     outage = _Outage(patience)
-    waiter = subs.add(keys.done_channel(job_id))
-    try:
+    fast = None if replies is None else replies.wait(keys.job(job_id))
+    if fast is None:
+        waiter = subs.add(keys.done_channel(job_id))
         look = waiter.subscribed  # the channel was already subscribed: look at once
+    else:  # sent by this client with its reply channel named (replies.py)
+        waiter, stale = fast
+        look = stale and waiter.subscribed
+    try:
         while True:
             if waiter.payload is not None:
                 return waiter.payload
@@ -373,7 +389,10 @@ async def wait_outcome(
                     await waiter.event.wait()
             look = True  # a message, a (re-)subscription, or the slow timer
     finally:
-        subs.discard(waiter)
+        if fast is None:
+            subs.discard(waiter)
+        else:
+            cast("ReplyWaits", replies).discard(waiter)
 
 
 async def _look(

@@ -298,7 +298,8 @@ async def test_waiters_leave_no_subscriptions_and_aclose_closes_the_connection(
     named_app: aioq.App, sync_redis: redis.Redis
 ) -> None:
     """Timed-out and cancelled waiters are removed and their channels unsubscribed
-    (the connection then leaves pub/sub mode); ``aclose()`` closes every connection."""
+    (only the client's own reply channel stays, subscribed once for the jobs it
+    sends: replies.py); ``aclose()`` closes every connection."""
     app = named_app
     name = app.redis_options["client_name"]
     timed_out = [app.job(f"t{i}").result(timeout=0.3) for i in range(300)]
@@ -314,7 +315,10 @@ async def test_waiters_leave_no_subscriptions_and_aclose_closes_the_connection(
         assert len(conns) <= 1
         return sum(int(c["sub"]) for c in conns)
 
-    await wait_for(lambda: subscribed() == 0, "the channels to be unsubscribed")
+    await wait_for(lambda: subscribed() == 1, "the channels to be unsubscribed")
+    assert sync_redis.pubsub_channels(f"{app.keys.prefix}:*") == [
+        app.broker._get().replies.channel.encode()  # type: ignore[attr-defined]
+    ]
     await app.aclose()
 
     def connections() -> int:

@@ -283,6 +283,7 @@ async def _producer_calls(redis: Any, keys: Keyspace) -> None:
     class Bound:
         def __init__(self) -> None:
             self.batcher = Batcher(redis)
+            self.replies = None  # no reply channel: records as a fire-and-forget sender's
 
         async def load_scripts(self) -> None:
             pass

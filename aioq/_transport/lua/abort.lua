@@ -1,4 +1,5 @@
--- abort: end a job as 'aborted' unless it already ended, wake its waiters,
+-- abort: end a job as 'aborted' unless it already ended, wake its waiters
+-- (notify.lua),
 -- and tell the workers (one of them may be running it). An id with no record
 -- (never sent, or expired) is left alone: nothing is written, so a job sent
 -- under that id later still runs.
@@ -19,7 +20,9 @@
 --          unique lock and corrects the TTL with them.
 -- #include codes.lua
 -- #include final.lua
-local got = redis.call('HMGET', KEYS[1], 'state', 'task', 'queue', 'lock', 'result_ttl_ms')
+-- #include notify.lua
+local got = redis.call('HMGET', KEYS[1], 'state', 'task', 'queue', 'lock', 'result_ttl_ms',
+  'reply')
 local state = got[1]
 if not state and redis.call('EXISTS', KEYS[1]) == 0 then
   return {ABORT_NO_RECORD}
@@ -29,6 +32,6 @@ if is_final(state) then
 end
 redis.call('HSET', KEYS[1], 'state', 'aborted', 'outcome', ARGV[1], 'finished_ms', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], got[5] or ARGV[3])
-redis.call('PUBLISH', ARGV[4], ARGV[1])
+notify(KEYS[1], got[6], ARGV[4], ARGV[1])
 redis.call('PUBLISH', ARGV[5], ARGV[6])
 return {ABORT_ABORTED, got[2], got[3], got[4], got[5]}

@@ -21,6 +21,7 @@
 -- #include codes.lua
 -- #include final.lua
 -- #include fence.lua
+-- #include notify.lua
 -- #include finish_job.lua
 -- #include unlock.lua
 local group, worker = ARGV[1], ARGV[2]

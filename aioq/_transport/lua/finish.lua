@@ -18,6 +18,7 @@
 -- #include codes.lua
 -- #include final.lua
 -- #include fence.lua
+-- #include notify.lua
 -- #include finish_job.lua
 local wrote = finish_job(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
 if wrote == WROTE_FINAL then

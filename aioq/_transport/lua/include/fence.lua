@@ -22,15 +22,16 @@ end
 -- `worker` on every start), so a stale worker cannot overwrite the record of
 -- an attempt that started after it. Returns the record's state (false when
 -- there is no record: Redis lost it, so no later attempt exists either) and
--- whether this attempt holds it. attempt '0' means a write on the message's
+-- whether this attempt holds it, and the reply channel the record names (false
+-- for none: see notify.lua). attempt '0' means a write on the message's
 -- behalf without a running attempt (dead-lettering): it holds any non-final job.
 local function holds_job(record, worker, attempt)
-  local r = redis.call('HMGET', record, 'state', 'worker', 'attempts')
+  local r = redis.call('HMGET', record, 'state', 'worker', 'attempts', 'reply')
   local state = r[1]
   if not state or attempt == '0' then
-    return state, true
+    return state, true, r[4]
   end
-  return state, (r[2] == worker and r[3] == attempt)
+  return state, (r[2] == worker and r[3] == attempt), r[4]
 end
 
 -- ack_entry(stream, group, id, consumer, deliveries): acknowledge and delete an

@@ -3,10 +3,10 @@
 -- attempt's token, first writer wins, and publish it (finish.lua, complete.lua).
 -- Returns WROTE_WRITTEN, WROTE_FINAL (it had already ended: nothing changed) or
 -- WROTE_FENCED (a later attempt holds the job: nothing written).
--- Needs codes.lua, final.lua, fence.lua.
+-- Needs codes.lua, final.lua, fence.lua, notify.lua.
 local function finish_job(record, worker, attempt, final_state, outcome, finished_ms, ttl_ms,
                           channel)
-  local state, held = holds_job(record, worker, attempt)
+  local state, held, reply = holds_job(record, worker, attempt)
   if is_final(state) then
     return WROTE_FINAL
   end
@@ -15,6 +15,6 @@ local function finish_job(record, worker, attempt, final_state, outcome, finishe
   end
   redis.call('HSET', record, 'state', final_state, 'outcome', outcome, 'finished_ms', finished_ms)
   redis.call('PEXPIRE', record, ttl_ms)
-  redis.call('PUBLISH', channel, outcome)
+  notify(record, reply, channel, outcome)
   return WROTE_WRITTEN
 end
