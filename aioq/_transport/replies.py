@@ -85,6 +85,11 @@ class Replies:
             self._router = _Router(self.channel.encode(), self)
             self._subs.attach(self._router)
 
+    @property
+    def ready(self) -> bool:
+        """Subscribed and confirmed: jobs sent now name the channel."""
+        return self._router is not None and self._router.subscribed
+
     def tag(self, record: str) -> str | None:
         """The channel to name in the record of a job about to be sent, or None
         while it is not confirmed (never opened, or reconnecting)."""
