@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from redis import exceptions as rex
 
 from .connection import OPERATION_TIMEOUT, bounded
+from .lanes import Lanes
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -28,7 +29,7 @@ Command = tuple[Any, ...]
 
 class Batcher:
     def __init__(self, redis: Redis, timeout: float = OPERATION_TIMEOUT) -> None:
-        self._redis = redis
+        self._lanes = Lanes(redis)
         self._timeout = timeout
         self._pending: list[tuple[Command, asyncio.Future[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -64,11 +65,8 @@ class Batcher:
         transaction: the commands after a failed one still ran)."""
         replies: list[Any] = []
         for start in range(0, len(commands), MAX_BATCH):
-            pipe = self._redis.pipeline(transaction=False)
-            for command in commands[start : start + MAX_BATCH]:
-                pipe.execute_command(*command)
             async with bounded(self._timeout):
-                replies.extend(await pipe.execute(raise_on_error=False))
+                replies.extend(await self._lanes.run(commands[start : start + MAX_BATCH]))
         return replies
 
     async def _flush(self) -> None:
@@ -100,10 +98,5 @@ class Batcher:
                 self._flusher = asyncio.create_task(self._flush())
 
     async def _execute(self, commands: list[Command]) -> list[Any]:
-        if len(commands) == 1:
-            return [await self._redis.execute_command(*commands[0])]  # type: ignore[no-untyped-call]
-        pipe = self._redis.pipeline(transaction=False)
-        for command in commands:
-            pipe.execute_command(*command)
-        replies: list[Any] = await pipe.execute(raise_on_error=False)
-        return replies
+        # One flush at a time: it usually finds its connection idle in the lanes.
+        return await self._lanes.run(commands)

@@ -10,16 +10,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .keys import GROUP
-from .scripts import SCRIPTS, run_pipeline
+from .lanes import Lanes
+from .scripts import SCRIPTS, run_scripts
 from .types import Completion, Done, Entry, Finish, Start, Wrote
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from redis.asyncio import Redis
-    from redis.asyncio.client import Pipeline
 
     from .keys import Keyspace
+    from .scripts import Commands
 
 ACK_CHUNK = 500  # entries per ack.lua call: stays far below Lua's unpack() limit
 RECORD_CHUNK = 500  # jobs per start_many / complete call
@@ -29,6 +30,14 @@ class Outcomes:
     redis: Redis
     keys: Keyspace
     batch_records: bool
+    _lanes: Lanes | None = None
+
+    @property
+    def lanes(self) -> Lanes:
+        """Kept connections for the per-message scripts (start, complete, ack)."""
+        if self._lanes is None:
+            self._lanes = Lanes(self.redis)
+        return self._lanes
 
     async def start(self, worker: str, started_ms: int, starts: Sequence[Start]) -> list[Any]:
         """Mark each job running for a new attempt (start.lua), in one round trip.
@@ -37,7 +46,7 @@ class Outcomes:
 
         if not self.batch_records:
 
-            def build(pipe: Pipeline) -> None:
+            def build(pipe: Commands) -> None:
                 for s in starts:
                     SCRIPTS.queue(
                         pipe,
@@ -46,12 +55,12 @@ class Outcomes:
                         [worker, started_ms, s.task, s.queue, s.enqueued_ms],
                     )
 
-            return await run_pipeline(self.redis, build)
+            return await run_scripts(self.redis, self.lanes, build)
 
         # One start_many per chunk: a batch costs a command, not one per job.
         chunks = [starts[i : i + RECORD_CHUNK] for i in range(0, len(starts), RECORD_CHUNK)]
 
-        def build_many(pipe: Pipeline) -> None:
+        def build_many(pipe: Commands) -> None:
             for chunk in chunks:
                 per_job = [
                     a
@@ -61,7 +70,8 @@ class Outcomes:
                 SCRIPTS.queue(pipe, "start_many", [], [worker, started_ms, *per_job])
 
         replies: list[Any] = []
-        for chunk, reply in zip(chunks, await run_pipeline(self.redis, build_many), strict=True):
+        many = await run_scripts(self.redis, self.lanes, build_many)
+        for chunk, reply in zip(chunks, many, strict=True):
             replies.extend([reply] * len(chunk) if isinstance(reply, Exception) else reply)
         return replies
 
@@ -119,13 +129,14 @@ class Outcomes:
                 keep,
             )
 
-        def build(pipe: Pipeline) -> None:
+        def build(pipe: Commands) -> None:
             for chunk in chunks:
                 flat = [a for c in chunk for a in args(c)]
                 SCRIPTS.queue(pipe, "complete", [], [GROUP, worker, *flat])
 
         out: list[Done | Exception] = []
-        for chunk, reply in zip(chunks, await run_pipeline(self.redis, build), strict=True):
+        written = await run_scripts(self.redis, self.lanes, build)
+        for chunk, reply in zip(chunks, written, strict=True):
             if isinstance(reply, Exception):
                 out.extend([reply] * len(chunk))
             else:
@@ -138,7 +149,7 @@ class Outcomes:
         self, worker: str, items: Sequence[Completion]
     ) -> list[Done | Exception]:
         # 1. outcomes (record slots) and unique locks (queue slots)
-        def build_writes(pipe: Pipeline) -> None:
+        def build_writes(pipe: Commands) -> None:
             for c in items:
                 if c.finish is not None:
                     f = c.finish
@@ -149,7 +160,7 @@ class Outcomes:
                     )
 
         replies = (
-            iter(await run_pipeline(self.redis, build_writes))
+            iter(await run_scripts(self.redis, self.lanes, build_writes))
             if any(c.finish is not None for c in items)
             else iter(())
         )
@@ -193,13 +204,14 @@ class Outcomes:
         if not calls:
             return {}
 
-        def build(pipe: Pipeline) -> None:
+        def build(pipe: Commands) -> None:
             for stream, chunk in calls:
                 flat = [a for e in chunk for a in (e.id, e.deliveries)]
                 SCRIPTS.queue(pipe, "ack", [stream], [GROUP, worker, *flat])
 
         out: dict[tuple[str, bytes], bool] = {}
-        for (_, chunk), reply in zip(calls, await run_pipeline(self.redis, build), strict=True):
+        acked = await run_scripts(self.redis, self.lanes, build)
+        for (_, chunk), reply in zip(calls, acked, strict=True):
             if not isinstance(reply, Exception):
                 out.update((e.key, bool(r)) for e, r in zip(chunk, reply, strict=True))
         return out

@@ -31,7 +31,9 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.asyncio.client import Pipeline
 
-__all__ = ["SCRIPTS", "Scripts", "run_pipeline"]
+    from .lanes import Lanes
+
+__all__ = ["SCRIPTS", "Commands", "Scripts", "run_pipeline", "run_scripts"]
 
 
 class Script:
@@ -86,7 +88,7 @@ class Scripts:
             pipe.script_load(script.source)
         await pipe.execute()
 
-    def queue(self, pipe: Pipeline, name: str, keys: list[str], args: list[Any]) -> None:
+    def queue(self, pipe: Pipeline | Commands, name: str, keys: list[str], args: list[Any]) -> None:
         """Append one EVALSHA of script ``name`` to ``pipe``."""
         pipe.evalsha(self._by_name[name].sha, len(keys), *keys, *args)
 
@@ -115,6 +117,30 @@ async def run_pipeline(redis: Redis, build: Callable[[Pipeline], None]) -> list[
         build(pipe)
         async with bounded():
             replies: list[Any] = await pipe.execute(raise_on_error=False)
+        if not any(isinstance(r, NoScriptError) for r in replies):
+            return replies
+        await SCRIPTS.load_all(redis)
+    return replies
+
+
+class Commands:
+    """Raw commands collected for ``Lanes.run``: what a pipeline would be given."""
+
+    def __init__(self) -> None:
+        self.stack: list[tuple[Any, ...]] = []
+
+    def evalsha(self, sha: str, numkeys: int, *args: Any) -> None:
+        self.stack.append(("EVALSHA", sha, numkeys, *args))
+
+
+async def run_scripts(redis: Redis, lanes: Lanes, build: Callable[[Commands], None]) -> list[Any]:
+    """``run_pipeline`` for script calls, on a kept connection (``lanes.py``): the
+    per-message hot paths. Replies are raw; an error reply is its exception."""
+    for _ in range(2):
+        commands = Commands()
+        build(commands)
+        async with bounded():
+            replies = await lanes.run(commands.stack)
         if not any(isinstance(r, NoScriptError) for r in replies):
             return replies
         await SCRIPTS.load_all(redis)

@@ -174,12 +174,42 @@ class FakePipeline:
         return done()
 
 
+class FakeConnection:
+    """A pooled connection as ``lanes.Lanes`` uses it: records what is sent."""
+
+    def __init__(self, rec: Recorder) -> None:
+        self._rec = rec
+        self._replies: list[Any] = []
+
+    def pack_commands(self, commands: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        return list(commands)
+
+    async def send_packed_command(self, commands: list[tuple[Any, ...]]) -> None:
+        for name, *args in commands:
+            if name == "EVALSHA":
+                self._replies.append(self._rec.script(args[0], args[1], tuple(args[2:])))
+            else:
+                self._replies.append(self._rec.command(name, tuple(args)))
+
+    async def read_response(self) -> Any:
+        return self._replies.pop(0)
+
+
+class FakePool:
+    def __init__(self, rec: Recorder) -> None:
+        self._rec = rec
+
+    async def get_connection(self) -> FakeConnection:
+        return FakeConnection(self._rec)
+
+
 class FakeRedis:
     """Stands in for ``redis.asyncio.Redis`` (or, ``is_async=False``, ``redis.Redis``)."""
 
     def __init__(self, rec: Recorder, is_async: bool = True) -> None:
         self._rec = rec
         self._async = is_async
+        self.connection_pool = FakePool(rec)
 
     def pipeline(self, transaction: bool = True) -> FakePipeline:
         return FakePipeline(self._rec, self._async)
