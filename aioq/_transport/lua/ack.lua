@@ -14,7 +14,9 @@
 -- #include codes.lua
 -- #include fence.lua
 local out = {}
+local acks = ack_batch()
 for i = 3, #ARGV, 2 do
-  out[#out + 1] = ack_entry(KEYS[1], ARGV[1], ARGV[i], ARGV[2], ARGV[i + 1])
+  out[#out + 1] = ack_entry(acks, KEYS[1], ARGV[1], ARGV[i], ARGV[2], ARGV[i + 1])
 end
+ack_flush(acks, ARGV[1])
 return out

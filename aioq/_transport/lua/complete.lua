@@ -26,6 +26,7 @@
 -- #include unlock.lua
 local group, worker = ARGV[1], ARGV[2]
 local out = {}
+local acks = ack_batch()
 for b = 3, #ARGV, 13 do
   local stream, id, deliveries, record = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local wrote = WROTE_NOTHING
@@ -39,9 +40,10 @@ for b = 3, #ARGV, 13 do
   end
   local acked = 0
   if wrote ~= WROTE_FENCED then
-    acked = ack_entry(stream, group, id, worker, deliveries)
+    acked = ack_entry(acks, stream, group, id, worker, deliveries)
   end
   out[#out + 1] = wrote
   out[#out + 1] = acked
 end
+ack_flush(acks, group)
 return out

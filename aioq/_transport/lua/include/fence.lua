@@ -34,17 +34,42 @@ local function holds_job(record, worker, attempt)
   return state, (r[2] == worker and r[3] == attempt), r[4]
 end
 
--- ack_entry(stream, group, id, consumer, deliveries): acknowledge and delete an
--- entry this delivery still holds (when the group is gone, only delete it).
+-- ack_entry(acks, stream, group, id, consumer, deliveries): acknowledge and
+-- delete an entry this delivery still holds (when the group is gone, only
+-- delete it), in the script's `acks` batch: the XACK and XDEL of a whole batch
+-- go out once per stream, from ack_flush(acks, group), before the script returns.
+-- (One XDEL per entry, oldest first, cost Redis ~6 us each: each one looks for
+-- the stream's new first entry past every entry deleted before it; one XDEL for
+-- a hundred entries costs ~1 us per entry.)
 -- Returns 1 when done, 0 when another delivery holds the entry (left alone).
-local function ack_entry(stream, group, id, consumer, deliveries)
+local function ack_entry(acks, stream, group, id, consumer, deliveries)
   local held = holds_entry(stream, group, id, consumer, deliveries)
   if held == HELD_NOT_HELD then
     return 0
   end
-  if held == HELD_HELD then
-    redis.call('XACK', stream, group, id)
+  local batch = acks.by[stream]
+  if not batch then
+    batch = {ack = {}, del = {}}
+    acks.by[stream] = batch
+    acks.order[#acks.order + 1] = stream
   end
-  redis.call('XDEL', stream, id)
+  if held == HELD_HELD then
+    batch.ack[#batch.ack + 1] = id
+  end
+  batch.del[#batch.del + 1] = id
   return 1
+end
+
+local function ack_batch()
+  return {order = {}, by = {}}
+end
+
+local function ack_flush(acks, group)
+  for _, stream in ipairs(acks.order) do
+    local batch = acks.by[stream]
+    if #batch.ack > 0 then
+      redis.call('XACK', stream, group, unpack(batch.ack))
+    end
+    redis.call('XDEL', stream, unpack(batch.del))
+  end
 end
