@@ -352,7 +352,10 @@ async def test_info_of_a_queued_job(app: aioq.App, sync_redis: redis.Redis) -> N
         assert info.enqueued_at is not None
         assert abs((info.enqueued_at - before).total_seconds()) < 5
         assert info.started_at is None and info.attempts == 0
-        assert 86_000 < sync_redis.ttl(app.keys.job(job.id)) <= 86_400  # the record expires
+        # No TTL while its message waits (it lives as long as the message); the
+        # job's own result_ttl is kept for when it ends.
+        assert sync_redis.ttl(app.keys.job(job.id)) == -1
+        assert sync_redis.hget(app.keys.job(job.id), "result_ttl_ms") == b"86400000"
 
 
 async def test_option_precedence_reaches_the_record(app: aioq.App, sync_redis: redis.Redis) -> None:
@@ -369,16 +372,21 @@ async def test_option_precedence_reaches_the_record(app: aioq.App, sync_redis: r
     def pttl(job: aioq.Job[None]) -> int:
         return int(sync_redis.pttl(app.keys.job(job.id)))
 
+    def kept(job: aioq.Job[None]) -> int:
+        """A job sent to run now: its record has no TTL yet, and keeps its result_ttl."""
+        assert pttl(job) == -1
+        return int(sync_redis.hget(app.keys.job(job.id), "result_ttl_ms") or 0)
+
     # a delay is added to the task's result_ttl, not to the app's
     assert 14_000 < pttl(await brief.with_options(delay=10).kiq()) <= 15_000
-    assert 4_000 < pttl(await brief.kiq()) <= 5_000
-    assert 4_000 < pttl(await app.send(brief.name)) <= 5_000
-    assert 4_000 < pttl(await app.send(brief.name, delay=0)) <= 5_000
-    assert 99_000 < pttl(await brief.with_options(result_ttl=100.0).kiq()) <= 100_000
+    assert kept(await brief.kiq()) == 5_000
+    assert kept(await app.send(brief.name)) == 5_000
+    assert kept(await app.send(brief.name, delay=0)) == 5_000
+    assert kept(await brief.with_options(result_ttl=100.0).kiq()) == 100_000
     assert 109_000 < pttl(await app.send(brief.name, result_ttl=100.0, delay=10)) <= 110_000
     # the app's default where neither the call nor the task says
     routed = await daily.kiq()
-    assert 86_390_000 < pttl(routed) <= 86_400_000
+    assert kept(routed) == 86_400_000
     assert (await routed.info()).queue == "reports"
     assert sync_redis.xlen(app.keys.stream("reports", 3)) == 1  # the rule's priority
     assert (await (await daily.with_options(queue="elsewhere").kiq()).info()).queue == "elsewhere"
@@ -441,3 +449,26 @@ async def test_sends_after_redis_lost_its_scripts_write_each_thing_once(
         assert await sent.state() is aioq.JobState.QUEUED
         assert sync_redis.exists(app.keys.job(sent.id))
     assert await later.state() is aioq.JobState.SCHEDULED
+
+
+async def test_a_send_whose_message_is_refused_leaves_a_record_that_expires(
+    app: aioq.App, sync_redis: redis.Redis
+) -> None:
+    """Records of jobs sent to run now have no TTL while their message waits; when
+    the XADD is refused after the record was written (here: the stream key holds a
+    string), the record is given its TTL, so it cannot outlive a message never sent."""
+
+    @app.task(result_ttl=60.0)
+    async def refused() -> None: ...
+
+    sync_redis.set(app.keys.stream("blocked"), "not a stream")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        await refused.with_options(queue="blocked").kiq()
+    records = list(sync_redis.scan_iter(match=app.keys.job("*")))
+    assert len(records) == 1
+    assert 59_000 < sync_redis.pttl(records[0]) <= 60_000
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        await refused.with_options(queue="blocked").kiq_many([(), ()])
+    records = list(sync_redis.scan_iter(match=app.keys.job("*")))
+    assert len(records) == 3
+    assert all(59_000 < sync_redis.pttl(key) <= 60_000 for key in records)
