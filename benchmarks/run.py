@@ -811,6 +811,11 @@ def main(argv: list[str] | None = None) -> int:
             for s in systems:
                 h.pythons[s] = venv_python(s, load(s).PACKAGES, h.log)
             bench = run_all(h, systems, reps, wanted, raw, errors)
+        except KeyboardInterrupt:
+            # Ctrl-C / SIGTERM: report what the repetitions so far measured (on a
+            # busy machine three repetitions of everything can take over an hour).
+            errors.append("interrupted: the figures are of the repetitions completed")
+            h.log("interrupted: reporting what was measured so far")
         finally:
             redis.stop()
 
@@ -826,7 +831,7 @@ def main(argv: list[str] | None = None) -> int:
         "reduced_n": SLOW,
         "repetitions": reps,
         "systems": systems,
-        "versions": {s: versions(h.pythons[s]) for s in systems},
+        "versions": {s: versions(h.pythons[s]) for s in systems if s in h.pythons},
         "redis_benchmark": {k: statistics.median(v) for k, v in bench.items()},
         "medians": medians,
         "runs": raw,

@@ -181,3 +181,21 @@ async def test_an_idle_worker_sees_a_new_level_and_an_arrival(
     await asyncio.sleep(0.5)  # now blocked on two levels (with room for both)
     assert await (await echo.kiq(0)).result(timeout=5) == 0
     assert await (await echo.with_options(priority=8).kiq(9)).result(timeout=5) == 9
+
+
+async def test_a_new_level_is_seen_after_reads_that_skip_the_fetch(
+    app: aioq.App, workers: WorkerRunner
+) -> None:
+    """A worker on one level stream that a blocking read just emptied blocks again at
+    once, without ``fetch.lua``; a message at a new level is still found (by the
+    fetch that runs at least every ``block``), and so are later ones."""
+
+    @app.task
+    async def echo(n: int) -> int:
+        return n
+
+    await workers.start(app, block=0.3)
+    for n in range(5):  # round trips served by the blocking read
+        assert await (await echo.kiq(n)).result(timeout=5) == n
+    assert await (await echo.with_options(priority=6).kiq(6)).result(timeout=5) == 6
+    assert await (await echo.kiq(7)).result(timeout=5) == 7
