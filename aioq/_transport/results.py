@@ -6,6 +6,10 @@ subscription is delivered to it, one published before is in the record, so no
 wake-up is lost. Pub/sub is at-most-once, so a waiter reads the record again
 after every (re-)subscription of its channel and on a slow timer.
 
+A job this client sent after its reply channel was up is awaited there instead,
+with no subscription and no record read (``replies.py``); the rules below hold
+for it too (a re-subscription makes its waiter read the record).
+
 Every wait has a deadline from its first await: subscribing, connecting and
 reading all count against the caller's timeout. Nothing a waiter awaits
 depends on Redis answering: a subscription that is never confirmed only
