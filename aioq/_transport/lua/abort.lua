@@ -13,10 +13,12 @@
 -- ARGV[6]  job id
 --
 -- Returns: {0} when there is no record; {2} when the job had already ended;
---          {1, task, queue, lock, result_ttl_ms} when aborted (the fields as
---          the record has them, false when missing): the caller releases the
---          unique lock and corrects the TTL with them.
-local got = redis.call('HMGET', KEYS[1], 'state', 'task', 'queue', 'lock', 'result_ttl_ms')
+--          {1, task, queue, lock, result_ttl_ms, worker, attempts} when aborted
+--          (the fields as the record has them, false when missing): the caller
+--          releases the unique lock, corrects the TTL and writes the 'aborted'
+--          event (in the queue's slot) with them.
+local got = redis.call('HMGET', KEYS[1], 'state', 'task', 'queue', 'lock', 'result_ttl_ms',
+  'worker', 'attempts')
 local state = got[1]
 if not state and redis.call('EXISTS', KEYS[1]) == 0 then
   return {0}
@@ -28,4 +30,4 @@ redis.call('HSET', KEYS[1], 'state', 'aborted', 'outcome', ARGV[1], 'finished_ms
 redis.call('PEXPIRE', KEYS[1], got[5] or ARGV[3])
 redis.call('PUBLISH', ARGV[4], ARGV[1])
 redis.call('PUBLISH', ARGV[5], ARGV[6])
-return {1, got[2], got[3], got[4], got[5]}
+return {1, got[2], got[3], got[4], got[5], got[6], got[7]}

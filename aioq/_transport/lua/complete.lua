@@ -9,10 +9,15 @@
 --
 -- ARGV[1]  consumer group
 -- ARGV[2]  worker id (its consumer name)
--- ARGV[3…]  per item, 13 values: stream, entry id, deliveries, job record key
+-- ARGV[3]  approximate cap on each event stream's length
+-- ARGV[4…]  per item, 16 values: stream, entry id, deliveries, job record key
 --          ('' for a bare ack), job id, attempt, final state, outcome, finished
 --          at (ms), record TTL (ms), notify channel, unique lock key ('' for
---          none), lock keep (ms; 0 = delete)
+--          none), lock keep (ms; 0 = delete), then its lifecycle event: the
+--          queue's event stream ('' = none), task, detail. The event (kind: the
+--          final state; a bare ack with an event also gives job id, attempt
+--          and state) is written with an outcome this call wrote, or with a
+--          bare ack that carries one (the caller wrote its outcome before).
 --
 -- Returns: per item two codes, write then ack. write: 0 nothing to write,
 --          1 written, 2 the job had already ended, 3 fenced (a later attempt
@@ -21,9 +26,10 @@
 -- #include final.lua
 -- #include fence.lua
 -- #include unlock.lua
+-- #include event.lua
 local group, worker = ARGV[1], ARGV[2]
 local out = {}
-for b = 3, #ARGV, 13 do
+for b = 4, #ARGV, 16 do
   local stream, id, deliveries, record = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local wrote = 0
   if record ~= '' then
@@ -54,6 +60,10 @@ for b = 3, #ARGV, 13 do
       redis.call('XDEL', stream, id)
       acked = 1
     end
+  end
+  if wrote == 1 or (record == '' and ARGV[b + 13] ~= '') then
+    emit(ARGV[b + 13], ARGV[3], ARGV[b + 6], ARGV[b + 4], ARGV[b + 14], worker, ARGV[b + 5],
+      ARGV[b + 15])
   end
   out[#out + 1] = wrote
   out[#out + 1] = acked

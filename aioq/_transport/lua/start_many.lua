@@ -5,22 +5,27 @@
 --
 -- ARGV[1]  worker id
 -- ARGV[2]  started at (ms since epoch)
--- ARGV[3 + 4(i-1)…]  job record key, task name, queue, enqueued at (ms) of job i
+-- ARGV[3]  approximate cap on each event stream's length
+-- ARGV[4 + 6(i-1)…]  job record key, task name, queue, enqueued at (ms), its
+--          queue's event stream ('' = no event) and job id, of job i
 --
 -- Returns: one reply per job, as start.lua's: the attempt number (integer)
 --          when it should run, or its stored outcome (bytes) when it ended.
 -- #include final.lua
+-- #include event.lua
 local replies = {}
-for base = 3, #ARGV, 4 do
+for base = 4, #ARGV, 6 do
   local key = ARGV[base]
   local state = redis.call('HGET', key, 'state')
   if is_final(state) then
     replies[#replies + 1] = redis.call('HGET', key, 'outcome') or ''
   else
-    replies[#replies + 1] = redis.call('HINCRBY', key, 'attempts', 1)
+    local attempt = redis.call('HINCRBY', key, 'attempts', 1)
+    replies[#replies + 1] = attempt
     redis.call('HSET', key, 'state', 'running', 'worker', ARGV[1], 'started_ms', ARGV[2],
       'task', ARGV[base + 1], 'queue', ARGV[base + 2], 'enqueued_ms', ARGV[base + 3])
     redis.call('PERSIST', key)
+    emit(ARGV[base + 4], ARGV[3], 'started', ARGV[base + 5], ARGV[base + 1], ARGV[1], attempt, '')
   end
 end
 return replies
