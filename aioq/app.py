@@ -28,6 +28,7 @@ from ._transport.keys import Keyspace
 from .canvas import Signature
 from .deadletter import DeadLetters
 from .errors import ConfigurationError
+from .events import Events
 from .job import Job
 from .routing import Routing
 from .scheduling import Scheduling
@@ -70,7 +71,7 @@ class TaskDecorator(Protocol):
     def __call__(self, fn: Callable[P, R], /) -> SyncTask[P, R]: ...
 
 
-class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls):
+class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls, Events):
     """An aioq application: where tasks are registered and from which they are sent.
 
     Creating an ``App`` does no I/O; the connection pool opens on first use.
@@ -87,6 +88,8 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls):
             messages never are.
         max_message_bytes: largest encoded call ``kiq()`` accepts.
         dead_letter_maxlen: approximate cap on each dead-letter stream.
+        events_maxlen: approximate cap on each queue's lifecycle event stream
+            (``App.events()``, ``aioq events``); 0 turns events off.
         retries, retry_backoff, retry_backoff_max, max_deliveries: defaults for
             every task (see ``App.task``).
         operation_timeout: seconds a client call (``kiq``, ``state``, …) waits for
@@ -106,6 +109,7 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls):
         visibility_timeout: float = 60.0,
         max_message_bytes: int = 1 << 20,
         dead_letter_maxlen: int = 100_000,
+        events_maxlen: int = 10_000,
         retries: int = 0,
         retry_backoff: float = 1.0,
         retry_backoff_max: float = 600.0,
@@ -116,7 +120,12 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls):
     ) -> None:
         self.url = url or os.environ.get("AIOQ_REDIS_URL") or DEFAULT_URL
         check_app(
-            prefix, visibility_timeout, operation_timeout, max_message_bytes, dead_letter_maxlen
+            prefix,
+            visibility_timeout,
+            operation_timeout,
+            max_message_bytes,
+            dead_letter_maxlen,
+            events_maxlen,
         )
         validate(
             TaskOptions(
@@ -141,6 +150,7 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls):
         self.visibility_timeout = visibility_timeout
         self.max_message_bytes = max_message_bytes
         self.dead_letter_maxlen = dead_letter_maxlen
+        self.events_maxlen = events_maxlen
         self.registry = Registry()
         self.keys = Keyspace(prefix)
         self.redis_options = redis_options
@@ -275,44 +285,6 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls):
             return cls(self, definition)
 
         return register if fn is None else register(fn)
-
-    def periodic(
-        self,
-        every: float,
-        *,
-        name: str | None = None,
-        catch_up: bool = False,
-        queue: str = _UNSET,
-        timeout: float | None = _UNSET,
-        result_ttl: float = _UNSET,
-        retries: int = _UNSET,
-        priority: int = _UNSET,
-    ) -> TaskDecorator:
-        """Register a task that is sent every ``every`` seconds (with no arguments)
-        whenever a scheduler runs: ``@app.periodic(every=30.0)``.
-
-        Ticks fall on whole multiples of ``every`` since the Unix epoch, so
-        every scheduler agrees on them; each is sent once however many
-        schedulers run.
-        """
-        Schedule(name="check", task="check", every=every)  # fail at decoration time
-        make = self.task(
-            name=name,
-            queue=queue,
-            timeout=timeout,
-            result_ttl=result_ttl,
-            retries=retries,
-            priority=priority,
-        )
-
-        def register(f: Callable[..., Any]) -> Any:
-            task = make(f)
-            self._add_schedule(
-                Schedule(name=task.name, task=task.name, every=every, catch_up=catch_up)
-            )
-            return task
-
-        return register
 
     # -- routing ------------------------------------------------------------
 

@@ -6,8 +6,8 @@ aioq worker myapp.tasks:app [-Q default,math] [-c 100] [--threads N] [-w 1] [--s
             [--health-port 8081] [--metrics-port 9100]
 aioq exporter myapp.tasks:app [--port 9100]
 aioq scheduler myapp.tasks:app
-aioq schedule list myapp.tasks:app
-aioq status|workers|jobs|job|purge myapp.tasks:app …   (see docs/operations.md)
+aioq schedule list|pause|resume|remove myapp.tasks:app [NAME]
+aioq status|workers|jobs|job|purge|events myapp.tasks:app …   (see docs/operations.md)
 aioq --version
 """
 
@@ -20,7 +20,7 @@ import sys
 
 import anyio
 
-from . import _logfmt
+from . import _eventcli, _logfmt, _schedcli
 from ._version import __version__
 from ._workercli import CliError, _serve, _worker_command, load_app
 from .errors import BrokerUnavailable, ConfigurationError
@@ -153,12 +153,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--log-level", "--loglevel", type=str.lower, default="info", choices=LEVELS)
     s.add_argument("--log-format", default="text", choices=["text", "json"])
 
-    sl = sub.add_parser("schedule", help="show the app's schedules: next and last run")
-    sl.add_argument("action", choices=["list"])
-    sl.add_argument("app", help="the App, as module:attribute")
-    sl.add_argument(
-        "--log-level", default="warning", choices=["debug", "info", "warning", "error", "critical"]
-    )
+    _schedcli.add_parser(sub, LEVELS)
+    _eventcli.add_parser(sub, LEVELS)
 
     ex = sub.add_parser(
         "exporter", help="serve the queue gauges on /metrics without running a worker"
@@ -270,28 +266,6 @@ def _run_exporter(args: argparse.Namespace) -> int:
     return 0
 
 
-def _schedule_list(args: argparse.Namespace) -> int:
-    from ._transport.connection import broker_errors
-    from ._worker.scheduler import Row, overview
-
-    app = load_app(args.app)
-
-    async def run() -> list[Row]:
-        try:
-            async with broker_errors(app.url):
-                return await overview(app, app._transport.redis)
-        finally:
-            await app.aclose()
-
-    rows = anyio.run(run)
-    header = Row("NAME", "TASK", "SPEC", "QUEUE", "NEXT RUN", "LAST RUN", "LAST JOB")
-    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
-    for row in (header, *rows):
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-    print(f"{len(rows)} schedule(s)", file=sys.stderr)
-    return 0
-
-
 def _dead(args: argparse.Namespace) -> int:
     from .app import App
 
@@ -321,17 +295,18 @@ def _dead(args: argparse.Namespace) -> int:
     return anyio.run(run)
 
 
-INSPECTION = ("status", "workers", "jobs", "job", "purge")
+INSPECTION = ("status", "workers", "jobs", "job", "purge", "events", "schedule")
 
 
 def _inspect(args: argparse.Namespace) -> int:
     from . import _opscli
 
     app = load_app(args.app)
+    commands = _opscli.COMMANDS | {"events": _eventcli.events, "schedule": _schedcli.schedule}
 
     async def run() -> int:
         try:
-            return await _opscli.COMMANDS[args.command](app, args)
+            return await commands[args.command](app, args)
         finally:
             await app.aclose()
 
@@ -353,8 +328,6 @@ def main(argv: list[str] | None = None) -> int:
             return _run_exporter(args)
         if args.command == "scheduler":
             return _run_scheduler(args)
-        if args.command == "schedule":
-            return _schedule_list(args)
         if args.command in INSPECTION:
             return _inspect(args)
     except (CliError, BrokerUnavailable, ConfigurationError) as exc:

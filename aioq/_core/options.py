@@ -165,6 +165,7 @@ def check_app(
     operation_timeout: object,
     max_message_bytes: object,
     dead_letter_maxlen: object,
+    events_maxlen: object = 0,
 ) -> None:
     """The ``App`` settings that are not task options, checked the same way."""
     if not isinstance(prefix, str) or not prefix or "{" in prefix or "}" in prefix:
@@ -173,6 +174,7 @@ def check_app(
     check_number("operation_timeout", operation_timeout)
     check_number("max_message_bytes", max_message_bytes, whole=True)
     check_number("dead_letter_maxlen", dead_letter_maxlen, whole=True)
+    check_number("events_maxlen", events_maxlen, whole=True, positive=False)
 
 
 def check_definition(

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from redis.asyncio import Redis
 
+    from .._core.event import Note
     from .._core.options import When
     from .keys import Keyspace
 
@@ -56,6 +57,9 @@ class Aborted(NamedTuple):
     queue: str | None
     lock: str | None
     result_ttl_ms: int | None
+    worker: str | None = None
+    """The worker of its last attempt (None: it never started)."""
+    attempts: int = 0
 
 
 def _text(value: Any) -> str | None:
@@ -282,8 +286,16 @@ class Client:
             )
         if reply[0] != 1:
             return None
-        task, queue, lock, kept = (_text(v) for v in reply[1:5])
-        return Aborted(task, queue, lock, int(kept) if kept else None)
+        task, queue, lock, kept, worker, attempts = (
+            _text(v) for v in [*reply[1:7], None, None][:6]
+        )
+        return Aborted(task, queue, lock, int(kept) if kept else None, worker, int(attempts or 0))
+
+    async def event(self, queue: str, note: Note, maxlen: int, worker: str = "") -> None:
+        """Write one lifecycle event to ``queue``'s event stream (event.lua)."""
+        args = [maxlen, note.kind, note.job_id, note.task, worker, note.attempt, note.detail]
+        async with broker_errors(self.url):
+            await self._script("event", [self.keys.events(queue)], args)
 
     async def unlock(self, queue: str, lock: str, job_id: str, keep_ms: int) -> bool:
         """Release a unique job's lock if it still names ``job_id`` (unlock.lua):

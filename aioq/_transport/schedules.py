@@ -1,8 +1,12 @@
-"""Periodic schedules in Redis: claiming and sending a tick, reading what fired last.
+"""Periodic schedules in Redis: claiming and sending a tick, reading what fired last,
+pausing and resuming, and the schedules added at run time.
 
 Each schedule has one state hash (``Keyspace.schedule``) in the slot of the
 queue its jobs go to, so ``tick.lua`` can compare-and-set the last fire time
-and XADD the job in one atomic step.
+and XADD the job in one atomic step, and check that the schedule is not paused
+in the same step. Schedules added at run time are kept in one hash
+(``Keyspace.runtime_schedules``: name → msgpack definition) that every
+scheduler reads now and then; it is never written together with a state hash.
 """
 
 from __future__ import annotations
@@ -19,18 +23,38 @@ if TYPE_CHECKING:
 
     from .keys import Keyspace
 
-__all__ = ["Fired", "State", "fire", "redis_time", "states"]
+__all__ = [
+    "Fired",
+    "State",
+    "definitions",
+    "fire",
+    "forget",
+    "pause",
+    "put",
+    "redis_time",
+    "states",
+]
 
 
 class State(NamedTuple):
     """What a schedule's state hash remembers."""
 
-    last_ms: int
-    """The last tick fired (ms since the epoch)."""
+    last_ms: int | None
+    """The last tick fired (ms since the epoch); None: never fired."""
     last_job: str
     """The job id sent for it."""
     fired_ms: int | None
     """When it was sent, by the Redis clock (older versions: the sender's clock)."""
+    paused: bool = False
+    resumed_ms: int | None = None
+    """When it was last resumed (Redis time): ticks up to then count as fired."""
+
+    @property
+    def planned_from(self) -> int | None:
+        """The tick to continue after: the last fired, or the last resume if later
+        (a resumed schedule does not back-fill its paused window)."""
+        found = [t for t in (self.last_ms, self.resumed_ms) if t is not None]
+        return max(found) if found else None
 
 
 class Fired(NamedTuple):
@@ -42,6 +66,8 @@ class Fired(NamedTuple):
     """The last tick fired (this one, when sent); Redis time when ``early``."""
     early: bool
     """Refused: the tick is more than the grace ahead of Redis time."""
+    paused: bool = False
+    """Refused: the schedule is paused (nothing sent or remembered)."""
 
 
 async def fire(
@@ -64,7 +90,7 @@ async def fire(
         [keys.schedule(queue, name), keys.stream(queue, level)],
         [tick_ms, job_id, payload, grace_ms],
     )
-    return Fired(int(status) == 1, int(value), int(status) == 2)
+    return Fired(int(status) == 1, int(value), int(status) == 2, int(status) == 3)
 
 
 async def record(
@@ -91,22 +117,56 @@ async def states(
     redis: Redis, keys: Keyspace, schedules: Sequence[tuple[str, str]]
 ) -> list[State | None]:
     """The state of each (queue, schedule name), in one pipeline; None for a schedule
-    that never fired."""
+    that has none (never fired, never paused)."""
+    fields = ["last_ms", "last_job", "fired_ms", "paused", "resumed_ms"]
     pipe = redis.pipeline(transaction=False)
     for queue, name in schedules:
-        pipe.hmget(keys.schedule(queue, name), ["last_ms", "last_job", "fired_ms"])
+        pipe.hmget(keys.schedule(queue, name), fields)
     async with bounded():
         replies = await pipe.execute()
     out: list[State | None] = []
-    for last_ms, last_job, fired_ms in replies:
-        if last_ms is None:
+    for last_ms, last_job, fired_ms, paused, resumed_ms in replies:
+        if last_ms is None and paused is None and resumed_ms is None:
             out.append(None)
             continue
         out.append(
             State(
-                int(last_ms),
+                int(last_ms) if last_ms is not None else None,
                 last_job.decode() if isinstance(last_job, bytes) else str(last_job or ""),
                 int(fired_ms) if fired_ms is not None else None,
+                paused is not None,
+                int(resumed_ms) if resumed_ms is not None else None,
             )
         )
     return out
+
+
+async def pause(redis: Redis, keys: Keyspace, queue: str, name: str, resume: bool) -> bool:
+    """Pause (or resume) schedule ``name`` whose jobs go to ``queue`` (pause.lua);
+    False when it already was."""
+    action = "resume" if resume else "pause"
+    async with bounded():
+        done = await SCRIPTS.call(redis, "pause", [keys.schedule(queue, name)], [action])
+    return bool(done)
+
+
+async def definitions(redis: Redis, keys: Keyspace) -> dict[str, bytes]:
+    """The schedules added at run time: name → encoded definition."""
+    async with bounded():
+        found = await redis.hgetall(keys.runtime_schedules())
+    return {
+        (k.decode() if isinstance(k, bytes) else str(k)): v if isinstance(v, bytes) else v.encode()
+        for k, v in found.items()
+    }
+
+
+async def put(redis: Redis, keys: Keyspace, name: str, definition: bytes) -> None:
+    """Add (or replace) a run-time schedule's definition."""
+    async with bounded():
+        await redis.hset(keys.runtime_schedules(), name, definition)
+
+
+async def forget(redis: Redis, keys: Keyspace, name: str) -> bool:
+    """Remove a run-time schedule's definition; False when there was none."""
+    async with bounded():
+        return bool(await redis.hdel(keys.runtime_schedules(), name))

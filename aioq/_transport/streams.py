@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.asyncio.client import Pipeline
 
+    from .._core.event import Note
+
 log = logging.getLogger("aioq.worker")
 
 CLAIM_PAGE_MIN = 100
@@ -44,9 +46,13 @@ __all__ = [
 
 
 class Streams(Outcomes):
-    def __init__(self, redis: Redis, keys: Keyspace, *, batch_records: bool = True) -> None:
+    def __init__(
+        self, redis: Redis, keys: Keyspace, *, batch_records: bool = True, events_maxlen: int = 0
+    ) -> None:
         self.redis = redis
         self.keys = keys
+        self.events_maxlen = events_maxlen
+        """Cap of each queue's event stream; 0: no lifecycle events are written."""
         self.batch_records = batch_records
         """One script call per batch for job records (start_many / finish_many). Job
         keys of a batch sit in different Cluster slots, so on Cluster this must be
@@ -132,14 +138,25 @@ class Streams(Outcomes):
         return out
 
     async def dead_letter(
-        self, entry: Entry, worker: str, reason: str, maxlen: int, now_ms: int
+        self,
+        entry: Entry,
+        worker: str,
+        reason: str,
+        maxlen: int,
+        now_ms: int,
+        note: Note | None = None,
     ) -> bool:
         """Move ``entry`` to its queue's dead-letter stream with ``reason``,
-        atomically, if this worker still holds it (False: nothing was done)."""
+        atomically, if this worker still holds it (False: nothing was done); with
+        ``note``, its ``dead`` event is written in the same step."""
+        keys, extra = [entry.stream, self.keys.dead(entry.queue)], []
+        if note is not None and self.events_maxlen:
+            keys.append(self.keys.events(entry.queue))
+            extra = [self.events_maxlen, note.job_id, note.task, note.attempt]
         moved = await SCRIPTS.call(
             self.redis,
             "dead",
-            [entry.stream, self.keys.dead(entry.queue)],
+            keys,
             [
                 GROUP,
                 worker,
@@ -150,6 +167,7 @@ class Streams(Outcomes):
                 maxlen,
                 now_ms,
                 entry.level,
+                *extra,
             ],
         )
         return bool(moved)
@@ -166,16 +184,19 @@ class Streams(Outcomes):
         )
         return int(moved), int(wait_ms)
 
-    async def retry(self, entry: Entry, worker: str, payload: bytes, delay_ms: int) -> int | None:
+    async def retry(
+        self, entry: Entry, worker: str, payload: bytes, delay_ms: int, note: Note | None = None
+    ) -> int | None:
         """Schedule the next attempt ``delay_ms`` from now by Redis' clock and ack
-        this delivery, atomically and fenced (retry.lua). Returns the due time
-        (ms), or None when this worker no longer holds the entry (nothing done)."""
-        due = await SCRIPTS.call(
-            self.redis,
-            "retry",
-            [entry.stream, self.keys.delayed(entry.queue, entry.level)],
-            [GROUP, worker, entry.id, entry.deliveries, payload, max(0, delay_ms)],
-        )
+        this delivery, atomically and fenced (retry.lua), with ``note`` (its
+        ``retrying`` event) if given. Returns the due time (ms), or None when this
+        worker no longer holds the entry (nothing done)."""
+        keys = [entry.stream, self.keys.delayed(entry.queue, entry.level)]
+        args = [GROUP, worker, entry.id, entry.deliveries, payload, max(0, delay_ms)]
+        if note is not None and self.events_maxlen:
+            keys.append(self.keys.events(entry.queue))
+            args += [self.events_maxlen, note.job_id, note.task, note.attempt, note.detail]
+        due = await SCRIPTS.call(self.redis, "retry", keys, args)
         return int(due) or None
 
     async def abort_requests(self) -> AsyncIterator[str]:

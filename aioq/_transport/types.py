@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from .._core.event import Note
 
 
 class Entry(NamedTuple):
@@ -63,6 +66,9 @@ class Completion(NamedTuple):
 
     entry: Entry
     finish: Finish | None
+    note: Note | None = None
+    """The lifecycle event to write with it: with an outcome, only if this write
+    lands it; with a bare ack (the outcome was written before), always."""
 
 
 class Wrote(IntEnum):

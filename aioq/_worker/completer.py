@@ -30,6 +30,7 @@ from .._transport.streams import Completion, Done, Wrote
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
+    from .._core.event import Note
     from .._transport.streams import Entry, Finish, Streams
 
 log = logging.getLogger("aioq.worker")
@@ -46,11 +47,12 @@ class Completer:
         self._queue: list[tuple[Completion, asyncio.Future[Done]]] = []
         self._wake = asyncio.Event()
 
-    async def submit(self, entry: Entry, finish: Finish | None) -> Done:
+    async def submit(self, entry: Entry, finish: Finish | None, note: Note | None = None) -> Done:
         """Queue an outcome (or a bare ack when ``finish`` is None) and wait until
-        Redis confirmed it; returns what was written and whether it was acked."""
+        Redis confirmed it; returns what was written and whether it was acked.
+        ``note``: the lifecycle event written with it (see ``Completion``)."""
         done: asyncio.Future[Done] = asyncio.get_running_loop().create_future()
-        self._queue.append((Completion(entry, finish), done))
+        self._queue.append((Completion(entry, finish, note), done))
         self._wake.set()
         return await done
 

@@ -16,10 +16,12 @@ import anyio
 import msgspec
 
 from .._core.context import CURRENT_JOB, Context, Running
+from .._core.event import Note, ended, progress_detail
 from .._core.message import (
     JobState,
     Message,
     Outcome,
+    Progress,
     decode_message,
     decode_outcome,
     encode,
@@ -241,7 +243,7 @@ class Dispatcher(LeaseKeeper, Failures):
             if msg.cont is not None and not opts.store_result:
                 # the next step needs this result, also after a redelivery
                 opts = msgspec.structs.replace(opts, store_result=True)
-            ctx = self._context(msg, attempt) if task.wants_context else None
+            ctx = self._context(msg, attempt, entry) if task.wants_context else None
             CURRENT_JOB.set(Running(msg.id, msg.task, msg.queue, attempt))
             began = time.perf_counter()
             try:
@@ -259,10 +261,11 @@ class Dispatcher(LeaseKeeper, Failures):
                 settled = True
                 return
             finish = self._finish(msg, attempt, outcome, opts.result_ttl)
+            note = ended(msg.id, msg.task, attempt, outcome) if self.streams.events_maxlen else None
             if msg.cont is None:
-                self._note(msg, await self.completer.submit(entry, finish))
+                self._note(msg, await self.completer.submit(entry, finish, note))
             else:
-                await self._complete_step(entry, msg, finish, outcome)
+                await self._complete_step(entry, msg, finish, outcome, note)
             settled = True
         except asyncio.CancelledError:
             if key in self._aborted:
@@ -304,10 +307,14 @@ class Dispatcher(LeaseKeeper, Failures):
         if self.tally is not None:
             self.tally.ran(msg.queue, msg.task, _outcome(outcome, error, retry), took)
 
-    def _context(self, msg: Message, attempt: int) -> Context:
+    def _context(self, msg: Message, attempt: int, entry: Entry) -> Context:
         async def report(job_id: str, payload: bytes) -> None:
-            # fenced: a stale attempt's reports go nowhere
-            await self.streams.progress(job_id, self.worker_id, attempt, payload)
+            # fenced: a stale attempt's reports go nowhere (nor do their events)
+            event = None
+            if self.streams.events_maxlen:
+                detail = progress_detail(msgspec.msgpack.decode(payload, type=Progress))
+                event = (entry, Note("progress", job_id, msg.task, attempt, detail))
+            await self.streams.progress(job_id, self.worker_id, attempt, payload, event)
 
         return Context(
             app=self.app,
@@ -320,7 +327,7 @@ class Dispatcher(LeaseKeeper, Failures):
         )
 
     async def _complete_step(
-        self, entry: Entry, msg: Message, finish: Finish, outcome: Outcome
+        self, entry: Entry, msg: Message, finish: Finish, outcome: Outcome, note: Note | None
     ) -> None:
         """A workflow step: its outcome (fenced), then what follows, then the ack.
         A step whose job had already ended (aborted while it ran) carries on from
@@ -334,8 +341,9 @@ class Dispatcher(LeaseKeeper, Failures):
             return
         if wrote == Wrote.FINAL:
             outcome = decode_outcome(stored) if stored else outcome
+            note = None  # not this attempt's outcome: no event of it
         await self.flow.ended(msg, outcome)
-        self._note(msg, await self.completer.submit(entry, None))
+        self._note(msg, await self.completer.submit(entry, None, note))
 
     @staticmethod
     def _note(msg: Message, done: Done) -> None:

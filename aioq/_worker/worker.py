@@ -218,7 +218,7 @@ class Worker:
         try:
             await wait_until_reachable(redis, self.app.url, self.connect_timeout)
             await preflight.prepare(redis, self.app, self.queues, self.strict)
-            self._streams = Streams(redis, self.app.keys)
+            self._streams = Streams(redis, self.app.keys, events_maxlen=self.app.events_maxlen)
             self._completer = Completer(self._streams, self.id)
             dispatcher = self._dispatcher = Dispatcher(
                 self.app,

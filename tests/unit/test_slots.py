@@ -31,7 +31,8 @@ import pytest
 
 import aioq._transport as transport_pkg
 from aioq._core.options import When
-from aioq._transport import deadletters, inspect, schedules
+from aioq._core.event import Note
+from aioq._transport import deadletters, events, inspect, schedules
 from aioq._transport.client import Client, NewJob
 from aioq._transport.keys import LEVELS, Keyspace
 from aioq._transport.leases import LeaseRenewer
@@ -55,7 +56,8 @@ KNOWN_CROSS_SLOT = {
     # The idle wait blocks on every level stream of every queue at once (XREAD /
     # XREADGROUP BLOCK over many keys): on a cluster it must block per queue slot
     # (or per node) instead. Same rewrite as fetch.
-    "XREAD": "the idle wait watches every queue's level streams in one command",
+    "XREAD": "the idle wait watches every queue's level streams in one command (and "
+    "App.events() reads every queue's event stream in one XREAD)",
     "XREADGROUP": "the idle blocking read spans every queue's level streams",
 }
 
@@ -98,6 +100,8 @@ def _reply(name: str, keys: list[str], args: list[Any]) -> Any:
         "finish": [1, b""],
         "ack": [1] * ((len(args) - 2) // 2),
         "tick": [1, 0],
+        "event": 1,
+        "pause": 1,
         "enqueue_unique": [1, args[0] if args else b""],
         "abort": [1, b"task", b"queue", b"", b"1000"],
         "redrive": 0,
@@ -108,7 +112,7 @@ def _reply(name: str, keys: list[str], args: list[Any]) -> Any:
 
 _CANNED: dict[str, Any] = {
     "time": (1_700_000_000, 0),
-    "hmget": [None, None, None],
+    "hmget": [None, None, None, None, None],
     "hgetall": {},
     "xrange": [],
     "xrevrange": [(b"1-0", {b"m": b""})],
@@ -212,7 +216,7 @@ class FakeRedis:
 
 async def _worker_calls(redis: Any, keys: Keyspace, cluster_mode: bool) -> None:
     """Every operation of the worker's ``Streams`` (the runtime's only way to Redis)."""
-    streams = Streams(redis, keys, batch_records=not cluster_mode)
+    streams = Streams(redis, keys, batch_records=not cluster_mode, events_maxlen=100)
     worker = "host-1-abcdef"
     level_of = {
         keys.stream(q, level): (q, level) for q in QUEUES for level in reversed(range(LEVELS))
@@ -247,9 +251,19 @@ async def _worker_calls(redis: Any, keys: Keyspace, cluster_mode: bool) -> None:
         await streams.renew(entry.stream, worker, [entry.id])
         await streams.reclaim(entry.queue, entry.level, worker, [entry.id], 100)
         await streams.release(entry.stream, worker, [entry.id], 100)
-    items = [Completion(e, finishes[i % 3] if i % 4 else None) for i, e in enumerate(entries)]
+    note = Note("succeeded", JOB_IDS[0], TASKS[0], 1, "detail")
+    items = [
+        Completion(e, finishes[i % 3] if i % 4 else None, note if i % 2 else None)
+        for i, e in enumerate(entries)
+    ]
     await streams.complete(worker, items)
     await streams.ack(worker, entries)
+    await streams.ack(worker, entries, [(e.queue, note) for e in entries])
+    for entry in entries:
+        await streams.dead_letter(entry, worker, "reason", 1000, 1, note)
+        await streams.retry(entry, worker, b"payload", 100, note)
+        for job in JOB_IDS:
+            await streams.progress(job, worker, 1, b"50%", (entry, note))
     for finish in finishes:
         await streams.write_outcome(worker, finish)
     for queue in QUEUES:
@@ -297,6 +311,7 @@ async def _producer_calls(redis: Any, keys: Keyspace) -> None:
             await client.enqueue_unique(job, When(delay_ms=10), 1000)
             await client.unlock(job.queue, job.lock, job.job_id, 0)
         await client.abort(job.job_id, b"outcome", 1, 1000)
+        await client.event(job.queue, Note("aborted", job.job_id, job.task, 1), 100, "w")
         await client.expire_record(job.job_id, 1000)
         await client.report_progress(job.job_id, b"50%")
         await client.job_state(job.job_id)
@@ -311,6 +326,12 @@ async def _producer_calls(redis: Any, keys: Keyspace) -> None:
         await inspect.purge_ready(redis, keys, queue)
         for level in (0, 9):
             await schedules.fire(redis, keys, queue, level, "nightly", 1, "j@1", b"p", 1000)
+        await schedules.pause(redis, keys, queue, "nightly", resume=False)
+        await schedules.pause(redis, keys, queue, "nightly", resume=True)
+    await schedules.definitions(redis, keys)
+    await schedules.put(redis, keys, "nightly", b"definition")
+    await schedules.forget(redis, keys, "nightly")
+    await events.read(redis, keys, dict.fromkeys(QUEUES, "0-0"), 10, None)
     await deadletters.requeue_jobs(redis, keys, [(j, TASKS[0], QUEUES[0]) for j in JOB_IDS], 10)
     for job in JOB_IDS:
         await schedules.record(redis, keys, job, TASKS[0], QUEUES[0], 1000)

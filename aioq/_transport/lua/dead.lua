@@ -37,6 +37,6 @@ if held == 1 then
 end
 redis.call('XDEL', KEYS[1], ARGV[3])
 if KEYS[3] then
-  emit(KEYS[3], ARGV[10], 'dead', ARGV[11], ARGV[12], ARGV[2], ARGV[13], ARGV[6])
+  emit(KEYS[3], ARGV[10], 'dead', ARGV[11], ARGV[12], ARGV[2], ARGV[13], string.sub(ARGV[6], 1, 200))
 end
 return id
