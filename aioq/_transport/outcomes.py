@@ -60,7 +60,7 @@ class Outcomes:
                     if isinstance(r, int)
                 ]
                 if notes:
-                    await self._events(worker, notes)
+                    await self.write_events(worker, notes)
             return started
 
         # One start_many per chunk: a batch costs a command, not one per job.
@@ -128,9 +128,6 @@ class Outcomes:
             e, f, n = c.entry, c.finish, c.note if on else None
             ev = (self.keys.events(e.queue), n.task, n.detail) if n is not None else ("", "", "")
             if f is None:
-                if n is not None:  # a bare ack that carries its job's event
-                    bare = (e.stream, e.id, e.deliveries, "", n.job_id, n.attempt, n.kind)
-                    return (*bare, "", 0, 0, "", "", 0, *ev)
                 return (e.stream, e.id, e.deliveries, "", "", 0, "", "", 0, 0, "", "", 0, *ev)
             lock, keep = f.unlock or ("", 0)
             return (
@@ -198,7 +195,7 @@ class Outcomes:
             else:
                 wrote.append(Wrote(int(reply[0])))
         # 2. acks of what is confirmed (queue slots), fenced per delivery, with
-        # the events of the outcomes written (or carried by bare acks)
+        # the events of the outcomes written
         to_ack = [
             c.entry
             for c, w in zip(items, wrote, strict=True)
@@ -207,7 +204,7 @@ class Outcomes:
         notes = [
             (c.entry.queue, c.note)
             for c, w in zip(items, wrote, strict=True)
-            if c.note is not None and w in (Wrote.WRITTEN, Wrote.NOTHING)
+            if c.note is not None and w == Wrote.WRITTEN
         ]
         acked = await self.ack(worker, to_ack, notes if self.events_maxlen else ())
         return [
@@ -306,7 +303,7 @@ class Outcomes:
             raise stored
         return bool(stored)
 
-    async def _events(self, worker: str, notes: Sequence[tuple[str, Note]]) -> None:
+    async def write_events(self, worker: str, notes: Sequence[tuple[str, Note]]) -> None:
         """Write events (queue, note) whose transition was confirmed already."""
 
         def build(pipe: Pipeline) -> None:

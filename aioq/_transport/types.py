@@ -67,8 +67,7 @@ class Completion(NamedTuple):
     entry: Entry
     finish: Finish | None
     note: Note | None = None
-    """The lifecycle event to write with it: with an outcome, only if this write
-    lands it; with a bare ack (the outcome was written before), always."""
+    """The lifecycle event of its outcome: written only if this write lands it."""
 
 
 class Wrote(IntEnum):

@@ -50,7 +50,7 @@ class Completer:
     async def submit(self, entry: Entry, finish: Finish | None, note: Note | None = None) -> Done:
         """Queue an outcome (or a bare ack when ``finish`` is None) and wait until
         Redis confirmed it; returns what was written and whether it was acked.
-        ``note``: the lifecycle event written with it (see ``Completion``)."""
+        ``note``: the outcome's lifecycle event, written if the outcome is."""
         done: asyncio.Future[Done] = asyncio.get_running_loop().create_future()
         self._queue.append((Completion(entry, finish, note), done))
         self._wake.set()

@@ -341,9 +341,18 @@ class Dispatcher(LeaseKeeper, Failures):
             return
         if wrote == Wrote.FINAL:
             outcome = decode_outcome(stored) if stored else outcome
-            note = None  # not this attempt's outcome: no event of it
+        elif note is not None:  # before the follow-ups: the next step's events come after
+            await self._event(msg.queue, note)
         await self.flow.ended(msg, outcome)
-        self._note(msg, await self.completer.submit(entry, None, note))
+        self._note(msg, await self.completer.submit(entry, None))
+
+    async def _event(self, queue: str, note: Note) -> None:
+        """Write the event of a transition already made (its record is in another
+        Cluster slot than the queue's events); a lost event is only logged."""
+        try:
+            await self.streams.write_events(self.worker_id, [(queue, note)])
+        except Exception as exc:
+            log.warning("could not write the %s event of job %s (%s)", note.kind, note.job_id, exc)
 
     @staticmethod
     def _note(msg: Message, done: Done) -> None:

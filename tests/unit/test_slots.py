@@ -30,8 +30,8 @@ from typing import Any, NamedTuple
 import pytest
 
 import aioq._transport as transport_pkg
-from aioq._core.options import When
 from aioq._core.event import Note
+from aioq._core.options import When
 from aioq._transport import deadletters, events, inspect, schedules
 from aioq._transport.client import Client, NewJob
 from aioq._transport.keys import LEVELS, Keyspace

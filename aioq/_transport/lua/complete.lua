@@ -14,10 +14,8 @@
 --          ('' for a bare ack), job id, attempt, final state, outcome, finished
 --          at (ms), record TTL (ms), notify channel, unique lock key ('' for
 --          none), lock keep (ms; 0 = delete), then its lifecycle event: the
---          queue's event stream ('' = none), task, detail. The event (kind: the
---          final state; a bare ack with an event also gives job id, attempt
---          and state) is written with an outcome this call wrote, or with a
---          bare ack that carries one (the caller wrote its outcome before).
+--          queue's event stream ('' = none), task, detail: the event (kind: the
+--          final state) is written with an outcome this call wrote, only.
 --
 -- Returns: per item two codes, write then ack. write: 0 nothing to write,
 --          1 written, 2 the job had already ended, 3 fenced (a later attempt
@@ -61,7 +59,7 @@ for b = 4, #ARGV, 16 do
       acked = 1
     end
   end
-  if wrote == 1 or (record == '' and ARGV[b + 13] ~= '') then
+  if wrote == 1 then
     emit(ARGV[b + 13], ARGV[3], ARGV[b + 6], ARGV[b + 4], ARGV[b + 14], worker, ARGV[b + 5],
       ARGV[b + 15])
   end
