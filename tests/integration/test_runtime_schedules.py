@@ -130,6 +130,7 @@ async def test_bad_calls_are_refused(app: aioq.App) -> None:
     assert [s.name for s in await app.schedules.list()] == ["in-code"]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(90)
 async def test_two_scheduler_processes_follow_schedules_added_at_run_time(
     app: aioq.App,
