@@ -56,7 +56,8 @@ class Events:
             async for ev in app.events(since=timedelta(minutes=5)):
                 print(ev.at, ev.kind, ev.task, ev.job_id, ev.detail)
 
-        ``since``: None (default) for events from now on; a ``datetime`` or a
+        Workers write events only when the app has ``events_maxlen`` > 0 (off by
+        default). ``since``: None (default) for events from now on; a ``datetime`` or a
         ``timedelta`` back from now (Redis' clock) for older ones still kept (each
         queue keeps about ``App(events_maxlen=…)``); or an ``Event.id`` to carry
         on after that event. ``queues``: default, every queue of the app, of a

@@ -11,6 +11,7 @@ import aioq
 app = aioq.App(
     prefix=os.environ.get("AIOQ_TEST_PREFIX", "aioqtest-events"),
     visibility_timeout=2.0,
+    events_maxlen=10_000,
 )
 
 

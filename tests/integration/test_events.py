@@ -40,6 +40,7 @@ TASKS = (
 
 
 def reinit(redis_url: str, prefix: str, **options: object) -> aioq.App:
+    options.setdefault("events_maxlen", 10_000)
     eventsapp.app.__init__(redis_url, prefix=prefix, visibility_timeout=2.0, **options)  # type: ignore[misc]
     for task in TASKS:
         eventsapp.app.registry.add(task.definition)
@@ -194,6 +195,10 @@ async def test_merged_pages_keep_redis_order(app: aioq.App, sync_redis: redis.Re
     for i in (7, 407, 807):
         at = [e.job_id for e in events].index(str(i))
         assert {int(e.job_id) for e in events[:at]} >= set(range(i)) - {7, 407, 807}
+
+
+async def test_events_are_off_by_default(redis_url: str, prefix: str) -> None:
+    assert aioq.App(redis_url, prefix=prefix).events_maxlen == 0
 
 
 async def test_events_off_writes_none(
