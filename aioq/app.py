@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, overload
 
 import msgspec
 
@@ -28,12 +28,13 @@ from ._transport.keys import Keyspace
 from .canvas import Signature
 from .deadletter import DeadLetters
 from .errors import ConfigurationError
+from .hooks import Hooking, submit_hooked
 from .job import Job
 from .routing import Routing
 from .scheduling import Scheduling
 from .status import Operations
 from .sync import SyncCalls
-from .task import AsyncTask, SyncTask, Task
+from .task import AsyncTask, SyncTask, Task, TaskDecorator
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Sequence
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from ._core.context import Context
+    from ._core.hooks import Enqueue
     from ._core.options import When
 
 __all__ = ["App"]
@@ -53,24 +55,7 @@ DEFAULT_URL = "redis://localhost:6379/0"
 _UNSET: Any = msgspec.UNSET
 
 
-class TaskDecorator(Protocol):
-    """What ``@app.task(...)`` with options returns."""
-
-    @overload
-    def __call__(  # type: ignore[overload-overlap]  # coroutine functions match first
-        self, fn: Callable[Concatenate[Context, P], Coroutine[Any, Any, R]], /
-    ) -> AsyncTask[P, R]: ...
-    @overload
-    def __call__(  # type: ignore[overload-overlap]
-        self, fn: Callable[P, Coroutine[Any, Any, R]], /
-    ) -> AsyncTask[P, R]: ...
-    @overload
-    def __call__(self, fn: Callable[Concatenate[Context, P], R], /) -> SyncTask[P, R]: ...
-    @overload
-    def __call__(self, fn: Callable[P, R], /) -> SyncTask[P, R]: ...
-
-
-class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls):
+class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls, Hooking):
     """An aioq application: where tasks are registered and from which they are sent.
 
     Creating an ``App`` does no I/O; the connection pool opens on first use.
@@ -148,6 +133,7 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls):
         self._transport = Client(self.url, self.keys, redis_options, operation_timeout)
         Routing.__init__(self)
         Scheduling.__init__(self)
+        Hooking.__init__(self)
 
     def __repr__(self) -> str:
         return f"<App prefix={self.prefix!r} tasks={len(self.registry)}>"
@@ -407,6 +393,7 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls):
         when: When | None,
         job_id: str | None = None,
         opts: Effective | None = None,
+        hooked: Enqueue | None = None,
     ) -> str:
         """Build, check and write one call: its record, then the message to its
         stream or delayed set (``opts``: the call's options, already resolved).
@@ -416,6 +403,8 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls):
         """
         if opts is None:
             opts = self.options_for(name, call)
+        if hooked is None and self.hooks.enqueue:  # through them, back here with `hooked`
+            return await submit_hooked(self, name, args, kwargs, call, when, job_id, opts)
         local = self.registry.get(name)
         queue, level = opts.queue, opts.priority
         if job_id is not None:
@@ -433,10 +422,11 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls):
             kwargs,
             **(wire(call) | {"priority": level}),
             max_bytes=self.max_message_bytes,
-            job_id=job_id,
+            job_id=job_id if hooked is None else hooked.job_id,
             unique=lock,
             enqueued_ms=enqueued,
             names=local.positional_names if local is not None else (),
+            headers=None if hooked is None else hooked.checked_headers(),
         )
         ttl_ms = int(opts.result_ttl * 1000)
         job = NewJob(job_id, name, queue, level, payload, enqueued, ttl_ms, lock)

@@ -9,7 +9,7 @@ type checker rejects ``add.kiq("a", 2)`` for ``add(x: int, y: int)``.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
 import msgspec
 
@@ -24,7 +24,7 @@ from .job import Job
 from .sync import SyncJob, call
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine, Iterable, Mapping, Sequence
+    from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
     from datetime import datetime
     from typing import Self
 
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from ._core.registry import TaskDef
     from .app import App
 
-__all__ = ["AsyncTask", "SyncTask", "Task"]
+__all__ = ["AsyncTask", "SyncTask", "Task", "TaskDecorator"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -225,8 +225,8 @@ class Task(Generic[P, R]):
         if self._job_id is not None:
             raise ConfigurationError("kiq_many cannot give every call the same job_id")
         name, call, opts = self.definition.name, self._call, self._options()
-        if self._when is not None or opts.unique_for is not None:
-            # each gets a lock, or a schedule: one script per call, auto-batched
+        if self._when is not None or opts.unique_for is not None or self.app.hooks.enqueue:
+            # each gets a lock, a schedule or hooks: one send per call, auto-batched
             ids = await asyncio.gather(
                 *(self.app._submit(name, args, {}, call, self._when, None, opts) for args in calls)
             )
@@ -265,6 +265,23 @@ class Task(Generic[P, R]):
             attempt=1,
             worker_id="local",
         )
+
+
+class TaskDecorator(Protocol):
+    """What ``@app.task(...)`` with options returns."""
+
+    @overload
+    def __call__(  # type: ignore[overload-overlap]  # coroutine functions match first
+        self, fn: Callable[Concatenate[Context, P], Coroutine[Any, Any, R]], /
+    ) -> AsyncTask[P, R]: ...
+    @overload
+    def __call__(  # type: ignore[overload-overlap]
+        self, fn: Callable[P, Coroutine[Any, Any, R]], /
+    ) -> AsyncTask[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[Concatenate[Context, P], R], /) -> SyncTask[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> SyncTask[P, R]: ...
 
 
 class AsyncTask(Task[P, R]):

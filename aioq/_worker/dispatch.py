@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import msgspec
 
-from .._core.context import CURRENT_JOB, Context, Running
+from .._core.context import CURRENT_JOB, NO_STATE, Context, Running
 from .._core.message import (
     JobState,
     Message,
@@ -37,8 +37,9 @@ from .lease import Lease, LeaseKeeper
 from .limits import Deferral, Limits, describe, limited
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine
+    from collections.abc import Callable, Coroutine, Mapping
 
+    from .._core.hooks import Middleware
     from ..app import App
     from .completer import Completer
     from .tally import Tally
@@ -91,6 +92,10 @@ class Dispatcher(LeaseKeeper, Failures):
         """…of which raised (retried or failed)."""
         self.tally: Tally | None = None
         """Per-task counters for ``/metrics`` (``--metrics-port``); None: not kept."""
+        self.middleware: tuple[Middleware, ...] = ()
+        """``@app.middleware``, outermost first (set by the worker; none: no cost)."""
+        self.state: Mapping[str, Any] = NO_STATE
+        """``ctx.state``: what the ``on_worker_start`` hooks returned (``lifespan.py``)."""
 
     # Executors are plain asyncio tasks in one asyncio.TaskGroup: per message, an
     # anyio task and cancel scope cost more than the whole no-op task (profiled).
@@ -241,11 +246,12 @@ class Dispatcher(LeaseKeeper, Failures):
             if msg.cont is not None and not opts.store_result:
                 # the next step needs this result, also after a redelivery
                 opts = msgspec.structs.replace(opts, store_result=True)
-            ctx = self._context(msg, attempt) if task.wants_context else None
+            mw = self.middleware
+            ctx = self._context(msg, attempt) if task.wants_context or mw else None
             CURRENT_JOB.set(Running(msg.id, msg.task, msg.queue, attempt))
             began = time.perf_counter()
             try:
-                outcome, error = await run_attempt(task, msg, ctx, opts, self.threads)
+                outcome, error = await run_attempt(task, msg, ctx, opts, self.threads, mw)
             except ArgumentError as exc:
                 reason = f"invalid arguments: {exc}"
                 await self._dead_letter(entry, msg, "ArgumentError", reason, attempt)
@@ -262,6 +268,9 @@ class Dispatcher(LeaseKeeper, Failures):
             if msg.cont is None:
                 self._note(msg, await self.completer.submit(entry, finish))
             else:
+                if ctx is not None and ctx.outgoing_headers() is not msg.headers:
+                    # the next steps carry the headers as the task left them
+                    msg = msgspec.structs.replace(msg, headers=ctx.outgoing_headers())
                 await self._complete_step(entry, msg, finish, outcome)
             settled = True
         except asyncio.CancelledError:
@@ -317,6 +326,8 @@ class Dispatcher(LeaseKeeper, Failures):
             attempt=attempt,
             worker_id=self.worker_id,
             report=report,
+            state=self.state,
+            headers=msg.headers,
         )
 
     async def _complete_step(

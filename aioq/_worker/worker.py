@@ -25,11 +25,12 @@ import logging
 import os
 import socket
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from redis import exceptions as rex
 
+from .._core.context import NO_STATE
 from .._transport.connection import (
     OUTAGE_ERRORS,
     REDIS_ERRORS,
@@ -45,13 +46,14 @@ from .completer import Completer
 from .dispatch import Dispatcher
 from .health import endpoints
 from .lease import Lease
+from .lifespan import lifespan
 from .metrics import require as require_metrics
 from .recovery import Recovery
 from .scheduler import Scheduler
 from .tally import Tally
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from anyio.abc import TaskStatus
 
@@ -148,6 +150,8 @@ class Worker:
         self._stopping = False
         self.ready = anyio.Event()
         """Set once the worker has connected, created its groups and started reading."""
+        self.state: Mapping[str, Any] = NO_STATE
+        """What the app's ``on_worker_start`` hooks returned (``ctx.state``), once run."""
         self._rotate = 0
         self._levels = {
             app.keys.stream(q, level): (q, level) for q in self.queues for level in range(LEVELS)
@@ -210,7 +214,7 @@ class Worker:
         task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
         """Run until stopped. With ``handle_signals``, SIGTERM/SIGINT stop it."""
-        async with endpoints(self):
+        async with endpoints(self), lifespan(self.app.hooks) as self.state:
             await self._run(handle_signals, task_status)
 
     async def _run(self, handle_signals: bool, task_status: TaskStatus[None]) -> None:
@@ -230,6 +234,7 @@ class Worker:
                 self._poke_pump,
             )
             dispatcher.tally = self.tally if self.metrics_port is not None else None
+            dispatcher.middleware, dispatcher.state = self.app.hooks.middleware, self.state
             self._recovery = Recovery(
                 self._streams, self.app.keys, self.queues, self.id, self._lease, dispatcher
             )
