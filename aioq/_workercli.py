@@ -191,6 +191,11 @@ def _slot() -> int:
 
 def _worker_command(args: argparse.Namespace, argv: list[str] | None) -> int:
     _worker_options(args)
+    if args.reload:
+        from ._reload import run_reloading
+
+        build_worker(args)  # fail fast, in one line, before watching anything
+        return run_reloading(args, argv if argv is not None else sys.argv[1:])
     if args.metrics_port is not None:
         from ._worker.metrics import require
 

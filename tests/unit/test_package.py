@@ -16,6 +16,7 @@ LAYERS = {
     "_logfmt": 0,
     "_opscli": 0,
     "_workercli": 0,
+    "_reload": 0,
     "__main__": 0,
     "testing": 0,
     "contrib": 0,
