@@ -140,6 +140,15 @@ def _parser() -> argparse.ArgumentParser:
         help="address the health and metrics endpoints bind (default 127.0.0.1)",
     )
     w.add_argument(
+        "--unknown-task-grace",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="hand messages of tasks this worker does not know back for this long, for a "
+        "worker running newer code (rolling deploys), then dead-letter them; 0: at once "
+        "(default $AIOQ_UNKNOWN_TASK_GRACE, else 60)",
+    )
+    w.add_argument(
         "--reload",
         action="store_true",
         help="restart the worker when a Python file changes (development; needs aioq[reload])",

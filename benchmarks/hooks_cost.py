@@ -78,7 +78,9 @@ async def main() -> None:
         for hooked in modes:
             row = await one_round(hooked, args.n)
             prev = best.get(hooked)
-            best[hooked] = list(row) if prev is None else [min(a, b) for a, b in zip(prev, row)]
+            best[hooked] = (
+                list(row) if prev is None else [min(a, b) for a, b in zip(prev, row, strict=True)]
+            )
     n = args.n
     for hooked, (ew, ec, dw, dc) in best.items():
         label = "one no-op hook each" if hooked else "no hooks"

@@ -88,6 +88,9 @@ class Message(msgspec.Struct, array_like=True, frozen=True):
     """Free-form string headers set by enqueue hooks (``@app.before_enqueue``), e.g.
     the trace context of ``aioq.contrib.otel``; carried on to retries and, as the
     running task left them (``ctx.headers``), to its workflow's follow-ups."""
+    unknown_since_ms: int = 0
+    """When (Redis ms, from its stream entry id) a worker that does not know its
+    task first handed it back for a worker that does (rolling deploys); 0: never."""
 
 
 class Progress(msgspec.Struct, frozen=True, kw_only=True):

@@ -30,6 +30,7 @@ from .._core.registry import ArgumentError, TaskDef
 from .._transport.connection import OUTAGE_ERRORS
 from .._transport.streams import Done, Entry, Finish, Start, Streams, Wrote
 from .completer import persist
+from .deploys import UnknownTasks
 from .executor import run_attempt
 from .failures import Failures
 from .flow import Flow
@@ -50,7 +51,7 @@ task_log = logging.getLogger("aioq.task")
 _SUCCEEDED = JobState.SUCCEEDED.value
 
 
-class Dispatcher(LeaseKeeper, Failures):
+class Dispatcher(LeaseKeeper, Failures, UnknownTasks):
     def __init__(
         self,
         app: App,
@@ -123,7 +124,7 @@ class Dispatcher(LeaseKeeper, Failures):
         for entry in entries:
             msg, task, reason = self._decode(entry)
             if reason is not None:
-                self._spawn(self._reject(entry, msg, *reason))
+                self._spawn(self._refuse(entry, msg, *reason))
             else:
                 assert msg is not None and task is not None
                 good.append((entry, msg, task))

@@ -31,6 +31,7 @@ import anyio
 from redis import exceptions as rex
 
 from .._core.context import NO_STATE
+from .._core.options import check_number
 from .._transport.connection import (
     OUTAGE_ERRORS,
     REDIS_ERRORS,
@@ -100,6 +101,9 @@ class Worker:
             Without it, a warning is logged.
         burst: stop once nothing runs here and its queues are empty (see
             ``stopping.idle``: delayed messages count, however far ahead).
+        unknown_task_grace: seconds a message for a task this worker does not
+            know is handed back (for a worker running newer code: a rolling
+            deploy) before it is dead-lettered; 0: at once (docs/deploys.md).
         health_port, metrics_port: serve ``/livez`` + ``/readyz`` (``health.py``), Prometheus
             ``/metrics`` (``metrics.py``, needs ``aioq[metrics]``) on ``health_host``.
     """
@@ -121,12 +125,15 @@ class Worker:
         health_port: int | None = None,
         health_host: str = "127.0.0.1",
         metrics_port: int | None = None,
+        unknown_task_grace: float = 60.0,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         if threads is not None and threads < 1:
             raise ValueError("threads must be at least 1")
         preflight.check(app, strict, grace=grace, connect_timeout=connect_timeout)
+        check_number("unknown_task_grace", unknown_task_grace, positive=False)
+        self.unknown_task_grace = unknown_task_grace
         self.app = app
         self.queues = list(dict.fromkeys(queues or app.queues()))
         self.concurrency = concurrency
@@ -235,6 +242,7 @@ class Worker:
             )
             dispatcher.tally = self.tally if self.metrics_port is not None else None
             dispatcher.middleware, dispatcher.state = self.app.hooks.middleware, self.state
+            dispatcher.unknown_task_grace_ms = int(self.unknown_task_grace * 1000)
             self._recovery = Recovery(
                 self._streams, self.app.keys, self.queues, self.id, self._lease, dispatcher
             )

@@ -89,6 +89,7 @@ def test_messages_without_headers_still_decode_and_headers_round_trip() -> None:
     assert decode_message(payload).headers == {"a": "b"}
     _, plain = new_message("t", "q", [], {}, max_bytes=1 << 20, headers={})
     assert decode_message(plain).headers is None
-    # the new field costs one byte (msgpack nil) on a message without headers
+    # the new fields (headers, unknown_since_ms) cost a byte each when unused
     same = encode(Message("id", "task", "q", [1], {}, 5, unique="u"))
-    assert len(same) == len(old) + 1
+    assert len(same) == len(old) + 2
+    assert decode_message(old).unknown_since_ms == 0
