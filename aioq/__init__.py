@@ -35,6 +35,7 @@ from .errors import ResultTimeout as ResultTimeout
 from .errors import Retry as Retry
 from .errors import SyncCallInEventLoop as SyncCallInEventLoop
 from .errors import TaskFailed as TaskFailed
+from .hooks import Enqueue as Enqueue
 from .job import Job as Job
 from .job import JobInfo as JobInfo
 from .job import JobState as JobState
@@ -63,6 +64,7 @@ __all__ = [
     "ConfigurationError",
     "Context",
     "DeadLetter",
+    "Enqueue",
     "Group",
     "GroupJob",
     "Job",

@@ -7,32 +7,27 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, overload
 
 import msgspec
 
-from ._core.canvas import SigData
-from ._core.message import new_message, now_ms, unique_key, validate_job_id
 from ._core.options import (
     NOT_SET,
     Effective,
     TaskOptions,
     check_app,
     check_definition,
-    make_when,
     parse_rate,
     resolve,
     validate,
-    wire,
 )
 from ._core.registry import Registry, TaskDef
 from ._core.schedule import Schedule
 from ._core.settings import Settings
 from ._transport.broker import Broker, RedisBroker
 from ._transport.keys import Keyspace
-from ._transport.types import NewJob
-from .canvas import Signature
 from .deadletter import DeadLetters
 from .errors import ConfigurationError
-from .job import Job
+from .hooks import Hooking
 from .routing import Routing
 from .scheduling import Scheduling
+from .sending import Sending
 from .status import Operations
 from .sync import SyncCalls
 from .task import AsyncTask, SyncTask, Task, TaskDecorator
@@ -41,11 +36,9 @@ from .wrapping import SyncWrapping
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Sequence
     from contextlib import AbstractContextManager
-    from datetime import datetime
     from types import TracebackType
 
     from ._core.context import Context
-    from ._core.options import When
 
 __all__ = ["App"]
 
@@ -56,7 +49,7 @@ DEFAULT_URL = "redis://localhost:6379/0"
 _UNSET: Any = msgspec.UNSET
 
 
-class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls, SyncWrapping):
+class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls, SyncWrapping, Hooking, Sending):
     """An aioq application: where tasks are registered and from which they are sent.
 
     Creating an ``App`` does no I/O; the connection pool opens on first use.
@@ -135,6 +128,7 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls, SyncWrapping)
         """The seam to Redis (``_transport/broker.py``): everything aioq does there."""
         Routing.__init__(self)
         Scheduling.__init__(self)
+        Hooking.__init__(self)
 
     @property
     def settings(self) -> Settings:
@@ -357,117 +351,6 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls, SyncWrapping)
             retry_backoff_max=self.retry_backoff_max,
             max_deliveries=self.max_deliveries,
         )
-
-    async def send(
-        self,
-        name: str,
-        args: Sequence[Any] = (),
-        kwargs: dict[str, Any] | None = None,
-        *,
-        queue: str | None = None,
-        timeout: float | None = _UNSET,
-        result_ttl: float = _UNSET,
-        store_result: bool = _UNSET,
-        retries: int = _UNSET,
-        priority: int = _UNSET,
-        delay: float | None = None,
-        eta: datetime | None = None,
-        job_id: str | None = None,
-        unique_for: float | None = _UNSET,
-    ) -> Job[Any]:
-        """Enqueue a task by name, without importing it (Celery's ``send_task``).
-
-        The queue and priority come from the call, else the task's own options
-        when it is registered in this process, else the routing rules, else the
-        defaults. Arguments are checked against the task's type hints on the
-        worker: a mismatch fails the job and dead-letters the message.
-        """
-        call = validate(
-            TaskOptions(
-                queue=_UNSET if queue is None else queue,
-                timeout=timeout,
-                result_ttl=result_ttl,
-                store_result=store_result,
-                retries=retries,
-                priority=priority,
-                unique_for=unique_for,
-            )
-        )
-        when = make_when(delay, eta)
-        job_id = await self._submit(name, args, dict(kwargs or {}), call, when, job_id)
-        local = self.registry.get(name)
-        return Job(self, job_id, local.return_type if local is not None else Any)
-
-    async def _submit(
-        self,
-        name: str,
-        args: Sequence[Any],
-        kwargs: dict[str, Any],
-        call: TaskOptions,
-        when: When | None,
-        job_id: str | None = None,
-        opts: Effective | None = None,
-    ) -> str:
-        """Build, check and write one call: its record, then the message to its
-        stream or delayed set (``opts``: the call's options, already resolved).
-
-        Returns the job id: with ``job_id`` or ``unique_for`` set and a
-        matching job still pending, that job's id (nothing is sent).
-        """
-        if opts is None:
-            opts = self.options_for(name, call)
-        local = self.registry.get(name)
-        queue, level = opts.queue, opts.priority
-        if job_id is not None:
-            validate_job_id(job_id)
-            lock: str | None = job_id
-        elif opts.unique_for is not None:
-            lock = unique_key(name, args, kwargs)
-        else:
-            lock = None
-        enqueued = now_ms()
-        job_id, payload = new_message(
-            name,
-            queue,
-            args,
-            kwargs,
-            **(wire(call) | {"priority": level}),
-            max_bytes=self.max_message_bytes,
-            job_id=job_id,
-            unique=lock,
-            enqueued_ms=enqueued,
-            names=local.positional_names if local is not None else (),
-        )
-        ttl_ms = int(opts.result_ttl * 1000)
-        job = NewJob(job_id, name, queue, level, payload, enqueued, ttl_ms, lock)
-        if lock is not None:
-            # an explicit id stays taken while its result is kept; unique_for is a bound
-            hold = opts.result_ttl if lock == job_id or opts.unique_for is None else opts.unique_for
-            return await self.broker.enqueue_unique(job, when, int(hold * 1000))
-        if when is None:
-            await self.broker.enqueue(job)
-        else:
-            await self.broker.enqueue_delayed(job, when)
-        return job_id
-
-    def signature(
-        self,
-        name: str,
-        args: Sequence[Any] = (),
-        kwargs: dict[str, Any] | None = None,
-        *,
-        queue: str | None = None,
-    ) -> Signature[Any]:
-        """A signature of a task by name, without importing it (for workflows)."""
-        local = self.registry.get(name)
-        placed, priority = self.placement(name)
-        options = {"priority": priority} if priority else {}
-        data = SigData(name, list(args), dict(kwargs or {}), queue or placed, options)
-        return Signature(self, data, local.return_type if local is not None else Any)
-
-    def job(self, job_id: str) -> Job[Any]:
-        """A handle on an existing job, from its id (works in any process)."""
-        return Job(self, job_id)
 
     # -- lifecycle ----------------------------------------------------------
 

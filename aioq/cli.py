@@ -139,6 +139,26 @@ def _parser() -> argparse.ArgumentParser:
         default="127.0.0.1",
         help="address the health and metrics endpoints bind (default 127.0.0.1)",
     )
+    w.add_argument(
+        "--unknown-task-grace",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="hand messages of tasks this worker does not know back for this long, for a "
+        "worker running newer code (rolling deploys), then dead-letter them; 0: at once "
+        "(default $AIOQ_UNKNOWN_TASK_GRACE, else 60)",
+    )
+    w.add_argument(
+        "--reload",
+        action="store_true",
+        help="restart the worker when a Python file changes (development; needs aioq[reload])",
+    )
+    w.add_argument(
+        "--reload-dir",
+        action="append",
+        metavar="DIR",
+        help="with --reload: a directory to watch (repeatable; default: the current one)",
+    )
     w.add_argument("--name", help=argparse.SUPPRESS)
 
     s = sub.add_parser("scheduler", help="run the app's periodic schedules (no tasks)")

@@ -225,8 +225,8 @@ class Task(Generic[P, R]):
         if self._job_id is not None:
             raise ConfigurationError("kiq_many cannot give every call the same job_id")
         name, call, opts = self.definition.name, self._call, self._options()
-        if self._when is not None or opts.unique_for is not None:
-            # each gets a lock, or a schedule: one script per call, auto-batched
+        if self._when is not None or opts.unique_for is not None or self.app.hooks.enqueue:
+            # each gets a lock, a schedule or hooks: one send per call, auto-batched
             ids = await asyncio.gather(
                 *(self.app._submit(name, args, {}, call, self._when, None, opts) for args in calls)
             )
@@ -267,6 +267,23 @@ class Task(Generic[P, R]):
         )
 
 
+class TaskDecorator(Protocol):
+    """What ``@app.task(...)`` with options returns."""
+
+    @overload
+    def __call__(  # type: ignore[overload-overlap]  # coroutine functions match first
+        self, fn: Callable[Concatenate[Context, P], Coroutine[Any, Any, R]], /
+    ) -> AsyncTask[P, R]: ...
+    @overload
+    def __call__(  # type: ignore[overload-overlap]
+        self, fn: Callable[P, Coroutine[Any, Any, R]], /
+    ) -> AsyncTask[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[Concatenate[Context, P], R], /) -> SyncTask[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> SyncTask[P, R]: ...
+
+
 class AsyncTask(Task[P, R]):
     """A task whose function is a coroutine function."""
 
@@ -289,20 +306,3 @@ class SyncTask(Task[P, R]):
         ctx = self._local_context() if self.definition.wants_context else None
         value: R = self.definition.call(ctx, list(args), kwargs)
         return value
-
-
-class TaskDecorator(Protocol):
-    """What ``@app.task(...)`` with options returns."""
-
-    @overload
-    def __call__(  # type: ignore[overload-overlap]  # coroutine functions match first
-        self, fn: Callable[Concatenate[Context, P], Coroutine[Any, Any, R]], /
-    ) -> AsyncTask[P, R]: ...
-    @overload
-    def __call__(  # type: ignore[overload-overlap]
-        self, fn: Callable[P, Coroutine[Any, Any, R]], /
-    ) -> AsyncTask[P, R]: ...
-    @overload
-    def __call__(self, fn: Callable[Concatenate[Context, P], R], /) -> SyncTask[P, R]: ...
-    @overload
-    def __call__(self, fn: Callable[P, R], /) -> SyncTask[P, R]: ...

@@ -140,6 +140,9 @@ class WorkerRunner:
     async def start(self, app: aioq.App, **options: Any) -> aioq.Worker:
         options.setdefault("block", 0.1)
         options.setdefault("grace", 5.0)
+        # Tests of bad messages expect an unknown task's dead letter at once; the
+        # rolling-deploy window (60 s by default) has its own tests (test_deploys.py).
+        options.setdefault("unknown_task_grace", 0)
         worker = aioq.Worker(app, **options)
         task = asyncio.create_task(worker.run())
         self.running.append((worker, task))

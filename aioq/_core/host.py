@@ -58,8 +58,19 @@ class AppHandle(Protocol):
         ...
 
 
+class EnqueueHooks(Protocol):
+    """What ``Task`` and workflows read of ``App.hooks`` (a ``_core/hooks.Hooks``,
+    not imported here: it imports ``Context``, which imports this module)."""
+
+    @property
+    def enqueue(self) -> tuple[Any, ...]: ...
+
+
 class TaskHost(AppHandle, Protocol):
     """What ``Task`` and workflows use of their ``App``."""
+
+    @property
+    def hooks(self) -> EnqueueHooks: ...
 
     _routes_version: int
 
@@ -72,4 +83,5 @@ class TaskHost(AppHandle, Protocol):
         when: When | None,
         job_id: str | None = None,
         opts: Effective | None = None,
+        hooked: Any = None,  # an ``Enqueue``
     ) -> str: ...

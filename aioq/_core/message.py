@@ -84,6 +84,13 @@ class Message(msgspec.Struct, array_like=True, frozen=True):
     """How often it was put back because its task's ``max_running`` was reached."""
     unique: str | None = None
     """The uniqueness lock it holds (``unique_for`` or an explicit job id), if any."""
+    headers: dict[str, str] | None = None
+    """Free-form string headers set by enqueue hooks (``@app.before_enqueue``), e.g.
+    the trace context of ``aioq.contrib.otel``; carried on to retries and, as the
+    running task left them (``ctx.headers``), to its workflow's follow-ups."""
+    unknown_since_ms: int = 0
+    """When (Redis ms, from its stream entry id) a worker that does not know its
+    task first handed it back for a worker that does (rolling deploys); 0: never."""
 
 
 class Progress(msgspec.Struct, frozen=True, kw_only=True):
@@ -217,6 +224,7 @@ def new_message(
     unique: str | None = None,
     enqueued_ms: int | None = None,
     names: Sequence[str] = (),
+    headers: dict[str, str] | None = None,
 ) -> tuple[str, bytes]:
     """Build and encode one call; returns (job id, payload). ``enqueued_ms``
     defaults to now (the sender's clock: informational only).
@@ -245,6 +253,7 @@ def new_message(
                 False,
                 0,
                 unique,
+                headers or None,
             )
         )
     except (TypeError, OverflowError, msgspec.EncodeError) as exc:
@@ -258,7 +267,7 @@ def new_message(
     return job_id, payload
 
 
-def launch_message(launch: Launch, max_bytes: int) -> bytes:
+def launch_message(launch: Launch, max_bytes: int, headers: dict[str, str] | None = None) -> bytes:
     """The message that starts one task of a workflow (``canvas.start/complete``)."""
     sig = launch.sig
     _, payload = new_message(
@@ -270,5 +279,6 @@ def launch_message(launch: Launch, max_bytes: int) -> bytes:
         max_bytes=max_bytes,
         job_id=launch.job_id,
         cont=launch.cont,
+        headers=headers,
     )
     return payload

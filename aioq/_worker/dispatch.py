@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import msgspec
 
-from .._core.context import CURRENT_JOB, Context, Running
+from .._core.context import CURRENT_JOB, NO_STATE, Context, Running
 from .._core.message import (
     JobState,
     Message,
@@ -30,6 +30,7 @@ from .._core.registry import ArgumentError, TaskDef
 from .._transport.connection import OUTAGE_ERRORS
 from .._transport.types import Done, Entry, Finish, Start, Wrote
 from .completer import persist
+from .deploys import UnknownTasks
 from .executor import run_attempt
 from .failures import Failures
 from .flow import Flow
@@ -37,8 +38,9 @@ from .lease import Lease, LeaseKeeper
 from .limits import Deferral, Limits, describe, limited
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine
+    from collections.abc import Callable, Coroutine, Mapping
 
+    from .._core.hooks import Middleware
     from .._transport.broker import WorkerBroker
     from .completer import Completer
     from .host import WorkerHost
@@ -50,7 +52,7 @@ task_log = logging.getLogger("aioq.task")
 _SUCCEEDED = JobState.SUCCEEDED.value
 
 
-class Dispatcher(LeaseKeeper, Failures):
+class Dispatcher(LeaseKeeper, Failures, UnknownTasks):
     def __init__(
         self,
         app: WorkerHost,
@@ -93,6 +95,10 @@ class Dispatcher(LeaseKeeper, Failures):
         """…of which raised (retried or failed)."""
         self.tally: Tally | None = None
         """Per-task counters for ``/metrics`` (``--metrics-port``); None: not kept."""
+        self.middleware: tuple[Middleware, ...] = ()
+        """``@app.middleware``, outermost first (set by the worker; none: no cost)."""
+        self.state: Mapping[str, Any] = NO_STATE
+        """``ctx.state``: what the ``on_worker_start`` hooks returned (``lifespan.py``)."""
 
     # Executors are plain asyncio tasks in one asyncio.TaskGroup: per message, an
     # anyio task and cancel scope cost more than the whole no-op task (profiled).
@@ -120,7 +126,7 @@ class Dispatcher(LeaseKeeper, Failures):
         for entry in entries:
             msg, task, reason = self._decode(entry)
             if reason is not None:
-                self._spawn(self._reject(entry, msg, *reason))
+                self._spawn(self._refuse(entry, msg, *reason))
             else:
                 assert msg is not None and task is not None
                 good.append((entry, msg, task))
@@ -243,12 +249,13 @@ class Dispatcher(LeaseKeeper, Failures):
             if msg.cont is not None and not opts.store_result:
                 # the next step needs this result, also after a redelivery
                 opts = msgspec.structs.replace(opts, store_result=True)
-            ctx = self._context(msg, attempt) if task.wants_context else None
+            mw = self.middleware
+            ctx = self._context(msg, attempt) if task.wants_context or mw else None
             CURRENT_JOB.set(Running(msg.id, msg.task, msg.queue, attempt))
             began = time.perf_counter()
             try:
                 outcome, error = await run_attempt(
-                    task, msg, ctx, opts, self.threads, self.app.sync_task_wrapper
+                    task, msg, ctx, opts, self.threads, self.app.sync_task_wrapper, mw
                 )
             except ArgumentError as exc:
                 reason = f"invalid arguments: {exc}"
@@ -266,6 +273,9 @@ class Dispatcher(LeaseKeeper, Failures):
             if msg.cont is None:
                 self._note(msg, await self.completer.submit(entry, finish))
             else:
+                if ctx is not None and ctx.outgoing_headers() is not msg.headers:
+                    # the next steps carry the headers as the task left them
+                    msg = msgspec.structs.replace(msg, headers=ctx.outgoing_headers())
                 await self._complete_step(entry, msg, finish, outcome)
             settled = True
         except asyncio.CancelledError:
@@ -321,6 +331,8 @@ class Dispatcher(LeaseKeeper, Failures):
             attempt=attempt,
             worker_id=self.worker_id,
             report=report,
+            state=self.state,
+            headers=msg.headers,
         )
 
     async def _complete_step(

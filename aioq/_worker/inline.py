@@ -5,9 +5,11 @@ The app's broker is swapped for ``InlineBroker`` for the ``with`` block. A
 call still goes through ``new_message`` (argument encoding, size cap), the task's
 argument conversion, ``run_attempt`` (timeout, threads for sync tasks, result
 encoding) and the worker's retry rule; its outcome is kept in memory for
-``Job.result/state/info``. Limits (docs/testing.md): retries run at once (no
-backoff), ``delay``/``eta`` are ignored, workflows (chain/group/chord), rate limits,
-``max_running``, abort and the sync callers (``delay()``) are not supported inline.
+``Job.result/state/info``. The app's middleware and enqueue hooks run as they
+would (its lifespan hooks do not: ``ctx.state`` is empty). Limits (docs/testing.md):
+retries run at once (no backoff), ``delay``/``eta`` are ignored, workflows
+(chain/group/chord), rate limits, ``max_running``, abort and the sync callers
+(``delay()``) are not supported inline.
 """
 
 from __future__ import annotations
@@ -105,9 +107,10 @@ class InlineBroker(RedisBroker):
             record[b"state"] = JobState.RUNNING.value.encode()
             record[b"attempts"] = str(attempt).encode()
             record[b"started_ms"] = str(now_ms()).encode()
-            ctx = self._context(msg, attempt) if task.wants_context else None
+            mw = self.app.hooks.middleware
+            ctx = self._context(msg, attempt) if task.wants_context or mw else None
             outcome, error = await run_attempt(
-                task, msg, ctx, opts, self._threads, self.app.sync_task_wrapper
+                task, msg, ctx, opts, self._threads, self.app.sync_task_wrapper, mw
             )
             if error is not None and Failures._retryable(task, msg, opts, error):
                 msg = msgspec.structs.replace(msg, retry=msg.retry + 1)
@@ -127,6 +130,7 @@ class InlineBroker(RedisBroker):
             attempt=attempt,
             worker_id=WORKER_ID,
             report=self.report_progress,
+            headers=msg.headers,
         )
 
 

@@ -25,10 +25,12 @@ import logging
 import os
 import socket
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from .._core.context import NO_STATE
+from .._core.options import check_number
 from .._transport.connection import (
     OUTAGE_ERRORS,
     REDIS_ERRORS,
@@ -42,6 +44,7 @@ from .completer import Completer
 from .dispatch import Dispatcher
 from .health import endpoints
 from .lease import Lease
+from .lifespan import lifespan
 from .metrics import require as require_metrics
 from .pump import Pump
 from .reader import SMALL, ManyQueues
@@ -50,7 +53,7 @@ from .scheduler import Scheduler
 from .tally import Tally
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from anyio.abc import TaskStatus
 
@@ -96,6 +99,9 @@ class Worker:
             Without it, a warning is logged.
         burst: stop once nothing runs here and its queues are empty (see
             ``stopping.idle``: delayed messages count, however far ahead).
+        unknown_task_grace: seconds a message for a task this worker does not
+            know is handed back (for a worker running newer code: a rolling
+            deploy) before it is dead-lettered; 0: at once (docs/deploys.md).
         health_port, metrics_port: serve ``/livez`` + ``/readyz`` (``health.py``), Prometheus
             ``/metrics`` (``metrics.py``, needs ``aioq[metrics]``) on ``health_host``.
     """
@@ -117,12 +123,15 @@ class Worker:
         health_port: int | None = None,
         health_host: str = "127.0.0.1",
         metrics_port: int | None = None,
+        unknown_task_grace: float = 60.0,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         if threads is not None and threads < 1:
             raise ValueError("threads must be at least 1")
         preflight.check(app, strict, grace=grace, connect_timeout=connect_timeout)
+        check_number("unknown_task_grace", unknown_task_grace, positive=False)
+        self.unknown_task_grace = unknown_task_grace
         self.app = app
         self.queues = list(dict.fromkeys(queues or app.queues()))
         self.concurrency = concurrency
@@ -145,6 +154,8 @@ class Worker:
         self._stopping = False
         self.ready = anyio.Event()
         """Set once the worker has connected, created its groups and started reading."""
+        self.state: Mapping[str, Any] = NO_STATE
+        """What the app's ``on_worker_start`` hooks returned (``ctx.state``), once run."""
         self._rotate = 0
         self._levels: dict[str, tuple[str, int]] = {}
         """Every level stream this worker reads: key → (queue, level)."""
@@ -210,7 +221,7 @@ class Worker:
         task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
         """Run until stopped. With ``handle_signals``, SIGTERM/SIGINT stop it."""
-        async with endpoints(self):
+        async with endpoints(self), lifespan(self.app.hooks) as self.state:
             await self._run(handle_signals, task_status)
 
     async def _run(self, handle_signals: bool, task_status: TaskStatus[None]) -> None:
@@ -237,6 +248,8 @@ class Worker:
                 self._poke_pump,
             )
             dispatcher.tally = self.tally if self.metrics_port is not None else None
+            dispatcher.middleware, dispatcher.state = self.app.hooks.middleware, self.state
+            dispatcher.unknown_task_grace_ms = int(self.unknown_task_grace * 1000)
             self._recovery = Recovery(self._streams, self.queues, self.id, self._lease, dispatcher)
             if self._many is not None:
                 self._recovery.existing = self._many.existing
