@@ -16,6 +16,8 @@ LAYERS = {
     "_logfmt": 0,
     "_opscli": 0,
     "_workercli": 0,
+    "_dashcli": 0,
+    "dashboard": 0,
     "__main__": 0,
     "testing": 0,
     "app": 1,
