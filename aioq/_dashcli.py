@@ -9,7 +9,10 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import signal
 from typing import TYPE_CHECKING
+
+import anyio
 
 from ._workercli import CliError, _serve, load_app
 
@@ -88,10 +91,13 @@ def run(args: argparse.Namespace) -> int:
     server = uvicorn.Server(config)
 
     async def main() -> None:
-        try:
-            await server.serve()
-        finally:
-            await app.aclose()
+        # uvicorn handles SIGINT/SIGTERM itself, then raises them again once it has
+        # stopped: into this receiver, so that a stop on a signal exits 0.
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM):
+            try:
+                await server.serve()
+            finally:
+                await app.aclose()
 
     _serve(main)
     if not server.started:

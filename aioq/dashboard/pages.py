@@ -38,6 +38,7 @@ def render(request: Request, template: str, code: int = 200, **context: Any) -> 
     if fresh:
         token = csrf.mint(dash.secret)
     base = base_of(request)
+    context.setdefault("nav", "")
     html = dash.templates.get_template(template).render(
         base=base,
         nonce=request.scope.get("state", {}).get("nonce", ""),
