@@ -198,7 +198,8 @@ async def test_purge_asks_first_then_purges(dash: aioq.App) -> None:
         # the JSON API: same action, CSRF header, no confirm step
         more = [await dashapp.parked.kiq(n) for n in range(2)]
         r = await c.post("/api/queues/parked/purge", headers={"X-CSRF-Token": token})
-        assert r.json() == {"ok": True, "count": 2, "message": "purged 2 ready message(s) from 'parked'"}
+        message = "purged 2 ready message(s) from 'parked'"
+        assert r.json() == {"ok": True, "count": 2, "message": message}
         assert {await j.state() for j in more} == {aioq.JobState.ABORTED}
 
         # the redirect never leaves the dashboard
