@@ -37,6 +37,8 @@
     if (busy()) return Promise.resolve();
     return fetch(location.href, {headers: {"Accept": "text/html"}}).then(function (r) {
       return r.text().then(function (html) {
+        // without its style and scripts: their nonce is not this page's (CSP)
+        html = html.replace(/<(style|script)\b[\s\S]*?<\/\1>/g, "");
         var doc = new DOMParser().parseFromString(html, "text/html");
         var fresh = doc.getElementById("main");
         if (fresh) document.getElementById("main").innerHTML = fresh.innerHTML;
