@@ -9,10 +9,10 @@ import pytest
 
 pytest.importorskip("starlette")
 
-from aioq._dashcli import loopback  # noqa: E402
-from aioq.dashboard import csrf  # noqa: E402
-from aioq.dashboard.history import History  # noqa: E402
-from aioq.status import QueueStatus, Status, WorkerStatus  # noqa: E402
+from aioq._dashcli import loopback
+from aioq.dashboard import csrf
+from aioq.dashboard.history import History
+from aioq.status import QueueStatus, Status, WorkerStatus
 
 
 def status(t: float, delivered: dict[str, int], processed: dict[str, int]) -> Status:
