@@ -1,8 +1,11 @@
 """Throughput over the last minutes, sampled from the read model each time the
-dashboard reads the status: per queue, messages handed to workers
-(``QueueStatus.delivered``); overall, attempts the live workers finished
-(``WorkerStatus.processed``). Kept in this process' memory only: the chart
-starts when the dashboard first shows a status."""
+dashboard reads the status: per queue, the rate of ``QueueStatus.delivered``
+(messages handed to workers, read from Redis at that moment, so the rate is
+exact between two reads). Kept in this process' memory only: the chart starts
+when the dashboard first shows a status.
+
+(The workers' ``processed`` counters are not charted: they reach Redis with the
+heartbeat, every few seconds, so their rate comes in bursts.)"""
 
 from __future__ import annotations
 
@@ -18,58 +21,41 @@ MIN_STEP_S = 1.0
 """Samples closer together than this are not kept (several open pages poll)."""
 
 
-class _Sample:
-    __slots__ = ("delivered", "processed", "t")
-
-    def __init__(self, t: float, delivered: dict[str, int], processed: dict[str, int]) -> None:
-        self.t = t
-        self.delivered = delivered
-        self.processed = processed
-
-
-def _rate(now: dict[str, int], before: dict[str, int], dt: float) -> float:
-    """Per-second growth of the counters present in both samples (a counter that
-    went down was reset: a recreated group, a restarted worker)."""
-    grown = sum(max(0, v - before[k]) for k, v in now.items() if k in before)
-    return grown / dt
-
-
 class History:
-    """A window of samples and the rates between them."""
+    """A window of (time, delivered per queue) samples and the rates between them."""
 
     def __init__(self, window_s: float = WINDOW_S, min_step_s: float = MIN_STEP_S) -> None:
         self.window_s = window_s
         self.min_step_s = min_step_s
-        self._samples: deque[_Sample] = deque()
+        self._samples: deque[tuple[float, dict[str, int]]] = deque()
 
     def add(self, status: Status) -> None:
         t = status.at.timestamp()
-        if self._samples and t - self._samples[-1].t < self.min_step_s:
+        if self._samples and t - self._samples[-1][0] < self.min_step_s:
             return
-        self._samples.append(
-            _Sample(
-                t,
-                {q.name: q.delivered for q in status.queues},
-                {w.id: w.processed for w in status.workers},
-            )
-        )
-        while self._samples and t - self._samples[0].t > self.window_s:
+        self._samples.append((t, {q.name: q.delivered for q in status.queues}))
+        while self._samples and t - self._samples[0][0] > self.window_s:
             self._samples.popleft()
 
     def series(self) -> dict[str, object]:
-        """``t`` (end of each interval, seconds since the epoch), ``processed`` (attempts
-        finished per second, all workers) and ``queues`` (name → messages delivered
-        per second), one value per interval between samples."""
+        """``t`` (end of each interval, seconds since the epoch), ``queues`` (name →
+        messages delivered per second in each interval) and ``total`` (all queues).
+        A counter that went down was reset (its group was recreated): no negative
+        rate; a queue missing from either sample counts 0 for that interval."""
         samples = list(self._samples)
-        names = sorted({name for s in samples for name in s.delivered})
-        out_t: list[float] = []
-        processed: list[float] = []
+        names = sorted({name for _, counts in samples for name in counts})
+        times: list[float] = []
         queues: dict[str, list[float]] = {name: [] for name in names}
-        for before, now in zip(samples, samples[1:], strict=False):
-            dt = now.t - before.t
-            out_t.append(round(now.t, 3))
-            processed.append(round(_rate(now.processed, before.processed, dt), 3))
+        total: list[float] = []
+        for (t0, before), (t1, now) in zip(samples, samples[1:], strict=False):
+            times.append(round(t1, 3))
+            rates = {
+                name: max(0, now[name] - before[name]) / (t1 - t0)
+                if name in now and name in before
+                else 0.0
+                for name in names
+            }
             for name in names:
-                one = {name: now.delivered[name]} if name in now.delivered else {}
-                queues[name].append(round(_rate(one, before.delivered, dt), 3))
-        return {"t": out_t, "processed": processed, "queues": queues}
+                queues[name].append(round(rates[name], 3))
+            total.append(round(sum(rates.values()), 3))
+        return {"t": times, "total": total, "queues": queues}

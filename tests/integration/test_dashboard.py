@@ -71,7 +71,7 @@ async def test_status_counts_throughput_and_workers(dash: aioq.App, aioq_worker:
         queues = {q["name"]: q for q in body["queues"]}
         assert queues["parked"]["ready"] == 3 and queues["parked"]["delivered"] == 0
         assert queues["default"]["ready"] == 0 and queues["default"]["delivered"] == 4
-        assert set(body["throughput"]) == {"t", "processed", "queues"}
+        assert set(body["throughput"]) == {"t", "total", "queues"}
 
         async def registered() -> bool:
             found = (await c.get("/api/workers")).json()

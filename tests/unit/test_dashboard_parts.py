@@ -40,24 +40,24 @@ def status(t: float, delivered: dict[str, int], processed: dict[str, int]) -> St
 
 def test_rates_between_samples() -> None:
     h = History(window_s=60, min_step_s=1)
-    h.add(status(100, {"a": 0, "b": 10}, {"w1": 0}))
-    h.add(status(100.5, {"a": 99, "b": 99}, {"w1": 99}))  # too soon: not kept
-    h.add(status(102, {"a": 20, "b": 10}, {"w1": 30, "w2": 500}))  # w2 is new: no rate yet
-    h.add(status(104, {"a": 30, "b": 14}, {"w1": 40, "w2": 510}))
+    h.add(status(100, {"a": 0, "b": 10}, {}))
+    h.add(status(100.5, {"a": 99, "b": 99}, {}))  # too soon: not kept
+    h.add(status(102, {"a": 20, "b": 10, "c": 7}, {}))  # c is new: no rate yet
+    h.add(status(104, {"a": 30, "b": 14, "c": 9}, {}))
     assert h.series() == {
         "t": [102.0, 104.0],
-        "processed": [15.0, 10.0],
-        "queues": {"a": [10.0, 5.0], "b": [0.0, 2.0]},
+        "total": [10.0, 8.0],
+        "queues": {"a": [10.0, 5.0], "b": [0.0, 2.0], "c": [0.0, 1.0]},
     }
 
 
 def test_a_reset_counter_and_the_window() -> None:
     h = History(window_s=10, min_step_s=1)
-    h.add(status(0, {"a": 50}, {"w": 50}))
-    h.add(status(5, {"a": 5}, {"w": 5}))  # recreated group, restarted worker: no negative rate
-    h.add(status(20, {"a": 35}, {"w": 35}))  # the first two fall out of the window
-    h.add(status(22, {"a": 45}, {"w": 39}))
-    assert h.series() == {"t": [22.0], "processed": [2.0], "queues": {"a": [5.0]}}
+    h.add(status(0, {"a": 50}, {}))
+    h.add(status(5, {"a": 5}, {}))  # a recreated group: no negative rate
+    h.add(status(20, {"a": 35}, {}))  # the first two fall out of the window
+    h.add(status(22, {"a": 45}, {}))
+    assert h.series() == {"t": [22.0], "total": [5.0], "queues": {"a": [5.0]}}
 
 
 def test_csrf_tokens() -> None:

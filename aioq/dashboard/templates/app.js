@@ -78,10 +78,10 @@
   function chart(st) {
     var tp = st.throughput, el = document.getElementById("chart");
     if (!el) return;
-    draw(el, tp.processed, 600, 120);
-    var max = Math.max.apply(null, tp.processed.concat([0]));
+    draw(el, tp.total, 600, 120);
+    var max = Math.max.apply(null, tp.total.concat([0]));
     document.getElementById("chart-max").textContent = "peak " + rate(max);
-    document.getElementById("chart-now").textContent = tp.processed.length ? "now " + rate(tp.processed[tp.processed.length - 1]) : "";
+    document.getElementById("chart-now").textContent = tp.total.length ? "now " + rate(tp.total[tp.total.length - 1]) : "";
     document.getElementById("chart-from").textContent = tp.t.length ? new Date(tp.t[0] * 1000).toLocaleTimeString() : "collecting…";
     Object.keys(tp.queues).forEach(function (name) {
       var svg = document.querySelector('svg[data-spark="' + CSS.escape(name) + '"]');
