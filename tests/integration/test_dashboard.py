@@ -239,6 +239,41 @@ async def test_schedules_read_only_unless_the_app_can_pause(dash: aioq.App) -> N
         assert r.status_code == 400 and "cannot be paused" in r.json()["error"]
 
 
+class PausableSchedules(dict[str, Any]):
+    """What runtime schedules add to ``app.schedules``: pause and resume by name."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.calls: list[tuple[str, str]] = []
+
+    async def pause(self, name: str) -> None:
+        self.calls.append(("pause", name))
+
+    async def resume(self, name: str) -> None:
+        self.calls.append(("resume", name))
+
+
+async def test_schedule_buttons_when_the_app_can_pause(dash: aioq.App) -> None:
+    @dash.periodic(every=3600, name="hourly")
+    async def hourly() -> None:
+        pass
+
+    dash.schedules = PausableSchedules(dash.schedules)
+    async with client(create_app(dash)) as c:
+        assert (await c.get("/api/schedules")).json()["controls"] is True
+        page = (await c.get("/schedules")).text
+        assert 'data-action="pause"' in page and 'data-action="resume"' in page
+        token = c.cookies["aioq_csrf"]
+        r = await c.post("/api/schedules/hourly/pause", headers={"X-CSRF-Token": token})
+        assert r.json() == {"ok": True, "count": 1, "message": "paused schedule 'hourly'"}
+        form = {"schedule": "hourly", "csrf": token, "next": "/schedules"}
+        r = await c.post("/actions/resume", data=form)
+        assert "Resume schedule &#39;hourly&#39;?" in r.text
+        r = await c.post("/actions/resume", data={**form, "confirm": "yes"})
+        assert r.status_code == 303
+        assert dash.schedules.calls == [("pause", "hourly"), ("resume", "hourly")]
+
+
 async def test_mounted_under_a_prefix(dash: aioq.App) -> None:
     outer = Starlette(routes=[Mount("/ops/aioq", create_app(dash))])
     async with client(outer) as c:
