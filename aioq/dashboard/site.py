@@ -67,8 +67,12 @@ class _Guard:
             return True
         if self.token is not None:
             cookies = headers.get("cookie", "")
-            sent = [given.removeprefix("Bearer ")]
-            sent += [c.strip().removeprefix("aioq_token=") for c in cookies.split(";")]
+            sent = [given.removeprefix("Bearer ")] if given.startswith("Bearer ") else []
+            sent += [
+                c.strip().removeprefix("aioq_token=")
+                for c in cookies.split(";")
+                if c.strip().startswith("aioq_token=")
+            ]
             query = scope.get("query_string", b"").decode("latin-1")
             sent += [p.removeprefix("token=") for p in query.split("&") if p.startswith("token=")]
             return any(hmac.compare_digest(s.encode(), self.token.encode()) for s in sent)
