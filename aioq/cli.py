@@ -8,6 +8,7 @@ aioq exporter myapp.tasks:app [--port 9100]
 aioq scheduler myapp.tasks:app
 aioq schedule list myapp.tasks:app
 aioq status|workers|jobs|job|purge myapp.tasks:app …   (see docs/operations.md)
+aioq dashboard myapp.tasks:app [--host 127.0.0.1] [--port 8080] [--auth U:P | --token T]
 aioq --version
 """
 
@@ -20,7 +21,7 @@ import sys
 
 import anyio
 
-from . import _logfmt
+from . import _dashcli, _logfmt
 from ._version import __version__
 from ._workercli import CliError, _serve, _worker_command, load_app
 from .errors import BrokerUnavailable, ConfigurationError
@@ -206,6 +207,7 @@ def _parser() -> argparse.ArgumentParser:
         "--log-level", default="warning", choices=["debug", "info", "warning", "error", "critical"]
     )
     _inspection(sub)
+    _dashcli.add_parser(sub)
     return parser
 
 
@@ -379,6 +381,8 @@ def main(argv: list[str] | None = None) -> int:
             return _schedule_list(args)
         if args.command in INSPECTION:
             return _inspect(args)
+        if args.command == "dashboard":
+            return _dashcli.run(args)
     except (CliError, BrokerUnavailable, ConfigurationError) as exc:
         print(f"aioq: error: {exc}", file=sys.stderr)
         return 1

@@ -10,17 +10,32 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
+import msgspec
+
+from ._core.canvas import ChainNode, GroupNode, Node, TaskNode
 from ._core.status import JOB_STATES, JobSummary, LevelStatus, QueueStatus, Status, WorkerStatus
 from ._transport.connection import broker_errors
+from ._worker.scheduler import overview
+from .job import JobInfo
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from ._core.host import AppHandle
+    from ._core.message import Message
+    from ._worker.host import WorkerHost
 
-__all__ = ["JobSummary", "LevelStatus", "QueueStatus", "Status", "WorkerStatus"]
+__all__ = [
+    "JobDetail",
+    "JobSummary",
+    "LevelStatus",
+    "QueueStatus",
+    "Status",
+    "TimelineEntry",
+    "WorkerStatus",
+]
 
 ABORT_CHUNK = 500
 
@@ -106,3 +121,124 @@ class Operations:
         Returns how many were dropped."""
         async with broker_errors(self.url):
             return await _purge(cast("AppHandle", self), queue)
+
+
+# -- one job in full, and the schedules (what the dashboard shows) -------------------
+
+
+class TimelineEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One moment of a job's life, as far as its record and message tell."""
+
+    at: datetime
+    what: str
+    """enqueued | due | started | progress | finished | dead-lettered."""
+    detail: str = ""
+
+
+class JobDetail(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything known about one job: its record (``info``) and, while its message
+    still exists (queued, scheduled, running, retrying or dead-lettered), the call
+    itself and where it goes next in a workflow. A finished job's message is
+    deleted when acked: only its record (result or error, times) is left."""
+
+    info: JobInfo
+    known: bool
+    """The job has a record (False: never sent, or its record expired)."""
+    place: str | None = None
+    """Where its message is: ``stream`` (ready or running), ``delayed``, ``dead``."""
+    entry: str | None = None
+    """Its stream or dead-letter entry id (what ``retry_dead`` takes)."""
+    args: list[Any] | None = None
+    """The call's arguments (None: the message is gone)."""
+    kwargs: dict[str, Any] | None = None
+    priority: int | None = None
+    retry: int = 0
+    """Retries before the message that is queued now."""
+    dead_reason: str | None = None
+    next: list[str] = []
+    """Ids of the workflow jobs that follow this one (a chain's next step, a group's
+    members, or what follows the group it is a member of)."""
+    group: str | None = None
+    """The group barrier it reports its result to."""
+    on_error: str | None = None
+    """The task a workflow calls when it fails."""
+    timeline: list[TimelineEntry] = []
+
+
+def _heads(node: Node) -> list[str]:
+    """The job ids that start ``node``."""
+    if isinstance(node, TaskNode):
+        return [node.job_id]
+    if isinstance(node, GroupNode):
+        return [job for member in node.members for job in _heads(member)]
+    assert isinstance(node, ChainNode)
+    return _heads(node.steps[0]) if node.steps else []
+
+
+def _ms(ms: int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def _timeline(info: JobInfo, msg: Message | None, dead_at: datetime | None) -> list[TimelineEntry]:
+    moments: list[tuple[datetime | None, str, str]] = [
+        (info.enqueued_at or (_ms(msg.enqueued_ms) if msg else None), "enqueued", ""),
+        (info.due_at, "due", ""),
+        (info.started_at, "started", f"attempt {info.attempts}" if info.attempts else ""),
+        (dead_at, "dead-lettered", ""),
+        (info.finished_at, "finished", info.state.value),
+    ]
+    if info.progress is not None and info.progress.at_ms:
+        p = info.progress
+        of = f" of {p.total:g}" if p.total is not None else ""
+        moments.append((_ms(p.at_ms), "progress", f"{p.current:g}{of}"))
+    found = [TimelineEntry(at=at, what=what, detail=d) for at, what, d in moments if at]
+    return sorted(found, key=lambda e: e.at)
+
+
+async def _job_detail(app: AppHandle, job_id: str) -> JobDetail:
+    info = await app.job(job_id).info()
+    known = not (info.task is None and info.enqueued_at is None and info.attempts == 0)
+    found = None
+    if info.queue is not None:
+        found = await app.broker.find_message(info.queue, job_id)
+    if found is None:
+        return JobDetail(info=info, known=known, timeline=_timeline(info, None, None))
+    msg, cont = found.message, found.message.cont
+    after = cont.then if cont and cont.then else []
+    if not after and cont and cont.join:
+        after = cont.join.outer.then
+    return JobDetail(
+        info=info,
+        known=known,
+        place=found.place,
+        entry=found.entry,
+        args=list(msg.args),
+        kwargs=dict(msg.kwargs),
+        priority=msg.priority,
+        retry=msg.retry,
+        dead_reason=found.reason,
+        next=_heads(after[0]) if after else [],
+        group=cont.join.barrier if cont and cont.join else None,
+        on_error=cont.on_error.task if cont and cont.on_error else None,
+        timeline=_timeline(info, msg, _ms(found.dead_at_ms)),
+    )
+
+
+async def job_detail(app: AppHandle, job_id: str) -> JobDetail:
+    """Everything about one job (``JobDetail``): its record, plus its message while
+    it exists (found among the first ``inspect.FIND_MAX`` entries of each of its
+    queue's streams, delayed sets and dead letters, in one round trip)."""
+    async with broker_errors(app.url):
+        return await _job_detail(app, job_id)
+
+
+async def schedule_overview(app: WorkerHost) -> list[dict[str, str]]:
+    """The app's schedules as ``aioq schedule list`` shows them: name, task, spec,
+    queue, next run, last run, last job (times in each schedule's time zone)."""
+    session = app.broker.session()
+    try:
+        async with broker_errors(app.url):
+            rows = await overview(app, session)
+    finally:
+        await session.aclose()
+    return [row._asdict() for row in rows]

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from .._core.options import When
     from .._core.status import JobSummary, QueueStatus, WorkerStatus
+    from .inspect import Found
     from .leases import LeaseRenewer
     from .types import (
         Aborted,
@@ -94,6 +95,7 @@ class Broker(Protocol):
         self, state: str, queues: Sequence[str], limit: int
     ) -> list[JobSummary]: ...
     async def purge_ready(self, queue: str) -> list[tuple[str | None, str]]: ...
+    async def find_message(self, queue: str, job_id: str) -> Found | None: ...
 
     # lifecycle
     def session(self, *, batch_records: bool | None = None) -> WorkerBroker: ...
@@ -257,3 +259,6 @@ class RedisBroker(Client):
 
     async def purge_ready(self, queue: str) -> list[tuple[str | None, str]]:
         return await inspect.purge_ready(self.redis, self.keys, queue)
+
+    async def find_message(self, queue: str, job_id: str) -> Found | None:
+        return await inspect.find_message(self.redis, self.keys, queue, job_id)

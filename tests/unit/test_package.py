@@ -17,6 +17,8 @@ LAYERS = {
     "_opscli": 0,
     "_workercli": 0,
     "_reload": 0,
+    "_dashcli": 0,
+    "dashboard": 0,
     "__main__": 0,
     "testing": 0,
     "contrib": 0,
