@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, overload
 
 import msgspec
 
@@ -33,7 +33,7 @@ from .routing import Routing
 from .scheduling import Scheduling
 from .status import Operations
 from .sync import SyncCalls
-from .task import AsyncTask, SyncTask, Task
+from .task import AsyncTask, SyncTask, Task, TaskDecorator
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Sequence
@@ -51,23 +51,6 @@ R = TypeVar("R")
 
 DEFAULT_URL = "redis://localhost:6379/0"
 _UNSET: Any = msgspec.UNSET
-
-
-class TaskDecorator(Protocol):
-    """What ``@app.task(...)`` with options returns."""
-
-    @overload
-    def __call__(  # type: ignore[overload-overlap]  # coroutine functions match first
-        self, fn: Callable[Concatenate[Context, P], Coroutine[Any, Any, R]], /
-    ) -> AsyncTask[P, R]: ...
-    @overload
-    def __call__(  # type: ignore[overload-overlap]
-        self, fn: Callable[P, Coroutine[Any, Any, R]], /
-    ) -> AsyncTask[P, R]: ...
-    @overload
-    def __call__(self, fn: Callable[Concatenate[Context, P], R], /) -> SyncTask[P, R]: ...
-    @overload
-    def __call__(self, fn: Callable[P, R], /) -> SyncTask[P, R]: ...
 
 
 class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls):
@@ -275,44 +258,6 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls):
             return cls(self, definition)
 
         return register if fn is None else register(fn)
-
-    def periodic(
-        self,
-        every: float,
-        *,
-        name: str | None = None,
-        catch_up: bool = False,
-        queue: str = _UNSET,
-        timeout: float | None = _UNSET,
-        result_ttl: float = _UNSET,
-        retries: int = _UNSET,
-        priority: int = _UNSET,
-    ) -> TaskDecorator:
-        """Register a task that is sent every ``every`` seconds (with no arguments)
-        whenever a scheduler runs: ``@app.periodic(every=30.0)``.
-
-        Ticks fall on whole multiples of ``every`` since the Unix epoch, so
-        every scheduler agrees on them; each is sent once however many
-        schedulers run.
-        """
-        Schedule(name="check", task="check", every=every)  # fail at decoration time
-        make = self.task(
-            name=name,
-            queue=queue,
-            timeout=timeout,
-            result_ttl=result_ttl,
-            retries=retries,
-            priority=priority,
-        )
-
-        def register(f: Callable[..., Any]) -> Any:
-            task = make(f)
-            self._add_schedule(
-                Schedule(name=task.name, task=task.name, every=every, catch_up=catch_up)
-            )
-            return task
-
-        return register
 
     # -- routing ------------------------------------------------------------
 
