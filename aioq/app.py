@@ -23,6 +23,7 @@ from ._core.options import (
 )
 from ._core.registry import Registry, TaskDef
 from ._core.schedule import Schedule
+from ._core.signing import Signer
 from ._transport.client import Client, NewJob
 from ._transport.keys import Keyspace
 from .canvas import Signature
@@ -69,6 +70,11 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls):
             0.7-0.8 times this long later (plus up to 0.25 s); a live worker's
             messages never are.
         max_message_bytes: largest encoded call ``kiq()`` accepts.
+        max_result_bytes: largest encoded result a task may store (default: no cap);
+            over it the job fails with ``ResultTooLarge``. Tasks may set their own.
+        signing_keys: sign every message with HMAC-SHA256 (the first key signs, all
+            verify); a worker then dead-letters unsigned or forged messages with
+            reason ``bad signature`` (docs/security.md).
         dead_letter_maxlen: approximate cap on each dead-letter stream.
         retries, retry_backoff, retry_backoff_max, max_deliveries: defaults for
             every task (see ``App.task``).
@@ -88,6 +94,8 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls):
         result_ttl: float = 86400.0,
         visibility_timeout: float = 60.0,
         max_message_bytes: int = 1 << 20,
+        max_result_bytes: int | None = None,
+        signing_keys: Sequence[str | bytes] = (),
         dead_letter_maxlen: int = 100_000,
         retries: int = 0,
         retry_backoff: float = 1.0,
@@ -123,6 +131,9 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls):
         self.result_ttl = result_ttl
         self.visibility_timeout = visibility_timeout
         self.max_message_bytes = max_message_bytes
+        self.max_result_bytes = max_result_bytes
+        self.signer = Signer(signing_keys) if signing_keys else None
+        """Signs and verifies messages (``signing_keys``); None: messages are unsigned."""
         self.dead_letter_maxlen = dead_letter_maxlen
         self.registry = Registry()
         self.keys = Keyspace(prefix)
@@ -378,6 +389,7 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls):
             kwargs,
             **(wire(call) | {"priority": level}),
             max_bytes=self.max_message_bytes,
+            signer=self.signer,
             job_id=job_id,
             unique=lock,
             enqueued_ms=enqueued,

@@ -83,7 +83,7 @@ class _Canvas:
         root = Cont(on_error=self.on_error_sig)
         limit = self.app.max_message_bytes
         payloads = {
-            a.job_id: launch_message(a, limit)
+            a.job_id: launch_message(a, limit, self.app.signer)
             for a in start(node, [], root)
             if isinstance(a, Launch)
         }

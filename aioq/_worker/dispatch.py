@@ -20,13 +20,14 @@ from .._core.message import (
     JobState,
     Message,
     Outcome,
-    decode_message,
     decode_outcome,
     encode,
     now_ms,
+    open_message,
 )
 from .._core.options import CALL_FIELDS, Effective, TaskOptions, unwire
 from .._core.registry import ArgumentError, TaskDef
+from .._core.signing import BadSignature
 from .._transport.connection import OUTAGE_ERRORS
 from .._transport.streams import Done, Entry, Finish, Start, Streams, Wrote
 from .completer import persist
@@ -71,7 +72,7 @@ class Dispatcher(LeaseKeeper, Failures):
         """Told the delay (ms) of each message put back for a limit (wakes the pump)."""
         self._vt_ms = int(app.visibility_timeout * 1000)
         self.lease = Lease.for_timeout(app.visibility_timeout)
-        self.limits = Limits(streams, self._vt_ms)
+        self.limits = Limits(streams, self._vt_ms, app.signer)
         self.inflight: dict[tuple[str, bytes], asyncio.Task[Any]] = {}
         """Entries running here, with the task running each."""
         self.unfinished: list[tuple[str, bytes]] = []
@@ -211,7 +212,11 @@ class Dispatcher(LeaseKeeper, Failures):
             )
             return None, None, ("MessageTooLarge", reason)
         try:
-            msg = decode_message(entry.payload)
+            # Signed apps: nothing unverified is decoded, so a forged message names
+            # no job whose record could be failed (it only reaches the dead letters).
+            msg = open_message(entry.payload, self.app.signer)
+        except BadSignature as exc:
+            return None, None, ("BadSignature", str(exc))
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             return None, None, ("UndecodableMessage", f"undecodable message: {exc}")
         task = self.app.registry.get(msg.task)

@@ -112,7 +112,8 @@ class Flow:
     async def _launch(self, action: Launch) -> None:
         # Follow-ups carry earlier results (a chord callback: all of them), so
         # they may exceed the limit set for callers' own messages.
-        payload = launch_message(action, max(self.app.max_message_bytes, FOLLOW_UP_MAX_BYTES))
+        limit = max(self.app.max_message_bytes, FOLLOW_UP_MAX_BYTES)
+        payload = launch_message(action, limit, self.app.signer)
         await persist(
             lambda: self.streams.enqueue_once(
                 action.sig.queue,
