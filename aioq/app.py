@@ -111,6 +111,7 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls):
         )
         validate(
             TaskOptions(
+                max_result_bytes=max_result_bytes,
                 queue=default_queue,
                 result_ttl=result_ttl,
                 retries=retries,
@@ -180,6 +181,7 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls):
         rate_limit: str | None = ...,
         max_running: int | None = ...,
         unique_for: float | None = ...,
+        max_result_bytes: int | None = ...,
         cron: str | None = ...,
         tz: str = ...,
         catch_up: bool = ...,
@@ -204,6 +206,7 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls):
         rate_limit: str | None = None,
         max_running: int | None = None,
         unique_for: float | None = _UNSET,
+        max_result_bytes: int | None = _UNSET,
         cron: str | None = None,
         tz: str = "UTC",
         catch_up: bool = False,
@@ -226,6 +229,8 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls):
         across every worker. ``unique_for=60`` makes a call with the same
         arguments, while one is queued or running (at most that many
         seconds), return that job instead of sending another.
+        ``max_result_bytes`` caps its encoded result (else the app's cap): a
+        larger result fails the job with ``ResultTooLarge`` and is not stored.
 
         ``cron="*/5 * * * *"`` (with ``tz="Asia/Seoul"``; UTC by default) also
         sends it on that schedule, with no arguments, whenever a scheduler runs
@@ -244,6 +249,7 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls):
                 max_deliveries=max_deliveries,
                 priority=priority,
                 unique_for=unique_for,
+                max_result_bytes=max_result_bytes,
             )
         )
         check_definition(name, retry_on, rate_limit, catch_up, cron, tz)
@@ -310,6 +316,7 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls):
             retry_backoff=self.retry_backoff,
             retry_backoff_max=self.retry_backoff_max,
             max_deliveries=self.max_deliveries,
+            max_result_bytes=self.max_result_bytes,
         )
 
     # -- sending ------------------------------------------------------------
