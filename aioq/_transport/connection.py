@@ -256,19 +256,13 @@ NOEVICTION = "noeviction"
 
 
 async def eviction_policy(redis: Redis) -> str | None:
-    """Redis' ``maxmemory-policy``: from CONFIG GET, or from ``INFO memory`` when
-    an ACL (or a renamed command) refuses CONFIG. None when neither tells."""
-    try:
-        reply = await redis.config_get("maxmemory-policy")
-    except rex.ResponseError:  # NOPERM, unknown command
-        reply = {}
-    found: dict[Any, Any] = dict(reply)
-    value = _text(found.get("maxmemory-policy", found.get(b"maxmemory-policy")))
-    if value:
-        return value
+    """Redis' ``maxmemory-policy``, from ``INFO memory``; None when it does not tell.
+
+    INFO, not CONFIG GET: the app's ACL user needs no CONFIG, which would also
+    show it every setting of the server (docs/security.md)."""
     try:
         info = await redis.info("memory")
-    except rex.ResponseError:
+    except rex.ResponseError:  # NOPERM, unknown command
         return None
     return _text(info.get("maxmemory_policy")) or None
 
