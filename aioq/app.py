@@ -76,8 +76,10 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls):
             verify); a worker then dead-letters unsigned or forged messages with
             reason ``bad signature`` (docs/security.md).
         dead_letter_maxlen: approximate cap on each dead-letter stream.
-        retries, retry_backoff, retry_backoff_max, max_deliveries: defaults for
-            every task (see ``App.task``).
+        retries: default for every task (see ``App.task``).
+        retry_backoff: default for every task (see ``App.task``).
+        retry_backoff_max: default for every task (see ``App.task``).
+        max_deliveries: default for every task (see ``App.task``).
         operation_timeout: seconds a client call (``kiq``, ``state``, …) waits for
             Redis before raising ``BrokerUnavailable`` (``result(timeout=…)``
             has its own deadline).

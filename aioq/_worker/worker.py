@@ -98,8 +98,9 @@ class Worker:
             Without it, a warning is logged.
         burst: stop once nothing runs here and its queues are empty (see
             ``stopping.idle``: delayed messages count, however far ahead).
-        health_port, metrics_port: serve ``/livez`` + ``/readyz`` (``health.py``), Prometheus
-            ``/metrics`` (``metrics.py``, needs ``aioq[metrics]``) on ``health_host``.
+        health_port: serve ``/livez`` + ``/readyz`` (``health.py``) on ``health_host``.
+        metrics_port: serve Prometheus ``/metrics`` (``metrics.py``, needs
+            ``aioq[metrics]``) on ``health_host``.
     """
 
     def __init__(
