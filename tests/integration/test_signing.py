@@ -56,16 +56,29 @@ async def test_signed_messages_run_through_retries_delays_and_chains(
 ) -> None:
     ran: list[object] = []
     app = signed_app(redis_url, prefix, [K1], ran)
+
+    @app.task(name="slow", rate_limit="20/s")
+    async def slow(x: int) -> int:
+        return x
+
+    @app.periodic(every=0.2, name="tick")
+    async def tick() -> None:
+        ran.append("tick")
+
     job = await app.send("echo", [1])
     (entry,) = sync_redis.xrange(app.keys.stream("default"))
     assert is_signed(entry[1][b"m"])  # what lands in Redis is signed
-    await workers.start(app)
+    await workers.start(app, scheduler=True)
     assert await job.result(timeout=10) == 1
     retried = await app.send("flaky", [2])  # the retry is re-encoded: re-signed
     assert await retried.result(timeout=10) == 20
     later = await app.send("echo", [3], delay=0.2)
     flow = await aioq.chain(app.signature("flaky", [4]), app.signature("echo")).kiq()
     assert await later.result(timeout=10) == 3 and await flow.result(timeout=10) == 40
+    # kiq_many, and rate-limit deferrals (re-encoded with their reserved slot)
+    many = await slow.kiq_many([(i,) for i in range(4)])
+    assert [await j.result(timeout=10) for j in many] == [0, 1, 2, 3]
+    assert "tick" in ran  # periodic ticks are signed by the scheduler
     assert dead(sync_redis, app) == []
     await app.aclose()
 
