@@ -11,8 +11,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from aioq._core.message import new_message, open_message  # noqa: E402
-from aioq._core.signing import Signer  # noqa: E402
+from aioq._core.message import new_message, open_message
+from aioq._core.signing import Signer
 
 N = 200_000
 
@@ -35,7 +35,9 @@ def main() -> None:
         for name, s in (("unsigned", None), ("signed", signer)):
             _, data = new_message("noop", "default", args, {}, max_bytes=1 << 20, signer=s)
             send = per_call_us(
-                lambda s=s: new_message("noop", "default", args, {}, max_bytes=1 << 20, signer=s)
+                lambda s=s, a=args: new_message(
+                    "noop", "default", a, {}, max_bytes=1 << 20, signer=s
+                )
             )
             recv = per_call_us(lambda d=data, s=s: open_message(d, s))
             print(f"  {name:9} {len(data):5} bytes  send {send:5.2f} µs  receive {recv:5.2f} µs")
