@@ -35,7 +35,7 @@ test: lint typecheck
 	$(WITH_REDIS) $(PY) -m pytest
 
 # The API reference from the docstrings, into site/ (warnings are errors; the
-# test suite builds it too: tests/unit/test_api_docs.py).
+# test suite builds it too: tests/docs/test_api_docs.py).
 docs: $(STAMP)
 	$(VENV)/bin/mkdocs build --strict
 
