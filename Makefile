@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-dev
 WITH_REDIS := $(PY) scripts/with_redis.py --
 
-.PHONY: demo pipeline test lint typecheck unit bench chaos clean
+.PHONY: demo pipeline test lint typecheck unit bench chaos docs clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "aioq needs Python 3.11 or newer (found " + sys.version.split()[0] + "); set PYTHON=python3.11")'
@@ -38,6 +38,11 @@ PYTEST_WORKERS ?= 4
 test: lint typecheck
 	$(WITH_REDIS) $(PY) -m pytest -n $(PYTEST_WORKERS)
 
+# The API reference from the docstrings, into site/ (warnings are errors; the
+# test suite builds it too: tests/docs/test_api_docs.py).
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict
+
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit
 
@@ -49,4 +54,4 @@ chaos: $(STAMP)
 	AIOQ_CHAOS=full $(PY) -m pytest tests/chaos -v -s
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache site

@@ -20,6 +20,7 @@ from ._core.options import (
 from ._core.registry import Registry, TaskDef
 from ._core.schedule import Schedule
 from ._core.settings import Settings
+from ._core.signing import Signer
 from ._transport.broker import Broker, RedisBroker
 from ._transport.keys import Keyspace
 from .deadletter import DeadLetters
@@ -65,9 +66,16 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls, SyncWrapping,
             0.7-0.8 times this long later (plus up to 0.25 s); a live worker's
             messages never are.
         max_message_bytes: largest encoded call ``kiq()`` accepts.
+        max_result_bytes: largest encoded result a task may store (default: no cap);
+            over it the job fails with ``ResultTooLarge``. Tasks may set their own.
+        signing_keys: sign every message with HMAC-SHA256 (the first key signs, all
+            verify); a worker then dead-letters unsigned or forged messages with
+            reason ``bad signature`` (docs/security.md).
         dead_letter_maxlen: approximate cap on each dead-letter stream.
-        retries, retry_backoff, retry_backoff_max, max_deliveries: defaults for
-            every task (see ``App.task``).
+        retries: default for every task (see ``App.task``).
+        retry_backoff: default for every task (see ``App.task``).
+        retry_backoff_max: default for every task (see ``App.task``).
+        max_deliveries: default for every task (see ``App.task``).
         operation_timeout: seconds a client call (``kiq``, ``state``, …) waits for
             Redis before raising ``BrokerUnavailable`` (``result(timeout=…)``
             has its own deadline).
@@ -84,6 +92,8 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls, SyncWrapping,
         result_ttl: float = 86400.0,
         visibility_timeout: float = 60.0,
         max_message_bytes: int = 1 << 20,
+        max_result_bytes: int | None = None,
+        signing_keys: Sequence[str | bytes] = (),
         dead_letter_maxlen: int = 100_000,
         retries: int = 0,
         retry_backoff: float = 1.0,
@@ -99,6 +109,7 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls, SyncWrapping,
         )
         validate(
             TaskOptions(
+                max_result_bytes=max_result_bytes,
                 queue=default_queue,
                 result_ttl=result_ttl,
                 retries=retries,
@@ -119,6 +130,9 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls, SyncWrapping,
         self.result_ttl = result_ttl
         self.visibility_timeout = visibility_timeout
         self.max_message_bytes = max_message_bytes
+        self.max_result_bytes = max_result_bytes
+        self.signer = Signer(signing_keys) if signing_keys else None
+        """Signs and verifies messages (``signing_keys``); None: messages are unsigned."""
         self.dead_letter_maxlen = dead_letter_maxlen
         self.registry = Registry()
         self.keys = Keyspace(prefix)
@@ -182,6 +196,7 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls, SyncWrapping,
         rate_limit: str | None = ...,
         max_running: int | None = ...,
         unique_for: float | None = ...,
+        max_result_bytes: int | None = ...,
         cron: str | None = ...,
         tz: str = ...,
         catch_up: bool = ...,
@@ -206,6 +221,7 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls, SyncWrapping,
         rate_limit: str | None = None,
         max_running: int | None = None,
         unique_for: float | None = _UNSET,
+        max_result_bytes: int | None = _UNSET,
         cron: str | None = None,
         tz: str = "UTC",
         catch_up: bool = False,
@@ -228,6 +244,8 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls, SyncWrapping,
         across every worker. ``unique_for=60`` makes a call with the same
         arguments, while one is queued or running (at most that many
         seconds), return that job instead of sending another.
+        ``max_result_bytes`` caps its encoded result (else the app's cap): a
+        larger result fails the job with ``ResultTooLarge`` and is not stored.
 
         ``cron="*/5 * * * *"`` (with ``tz="Asia/Seoul"``; UTC by default) also
         sends it on that schedule, with no arguments, whenever a scheduler runs
@@ -246,6 +264,7 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls, SyncWrapping,
                 max_deliveries=max_deliveries,
                 priority=priority,
                 unique_for=unique_for,
+                max_result_bytes=max_result_bytes,
             )
         )
         check_definition(name, retry_on, rate_limit, catch_up, cron, tz)
@@ -271,44 +290,6 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls, SyncWrapping,
             return cls(self, definition)
 
         return register if fn is None else register(fn)
-
-    def periodic(
-        self,
-        every: float,
-        *,
-        name: str | None = None,
-        catch_up: bool = False,
-        queue: str = _UNSET,
-        timeout: float | None = _UNSET,
-        result_ttl: float = _UNSET,
-        retries: int = _UNSET,
-        priority: int = _UNSET,
-    ) -> TaskDecorator:
-        """Register a task that is sent every ``every`` seconds (with no arguments)
-        whenever a scheduler runs: ``@app.periodic(every=30.0)``.
-
-        Ticks fall on whole multiples of ``every`` since the Unix epoch, so
-        every scheduler agrees on them; each is sent once however many
-        schedulers run.
-        """
-        Schedule(name="check", task="check", every=every)  # fail at decoration time
-        make = self.task(
-            name=name,
-            queue=queue,
-            timeout=timeout,
-            result_ttl=result_ttl,
-            retries=retries,
-            priority=priority,
-        )
-
-        def register(f: Callable[..., Any]) -> Any:
-            task = make(f)
-            self._add_schedule(
-                Schedule(name=task.name, task=task.name, every=every, catch_up=catch_up)
-            )
-            return task
-
-        return register
 
     # -- routing ------------------------------------------------------------
 
@@ -350,6 +331,7 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls, SyncWrapping,
             retry_backoff=self.retry_backoff,
             retry_backoff_max=self.retry_backoff_max,
             max_deliveries=self.max_deliveries,
+            max_result_bytes=self.max_result_bytes,
         )
 
     # -- lifecycle ----------------------------------------------------------

@@ -95,7 +95,8 @@ class _Canvas:
         """Write every job's record and the first messages (``first``: by job id,
         the launch and its headers), in one pipeline."""
         limit = self.app.max_message_bytes
-        payloads = {job_id: launch_message(a, limit, h) for job_id, (a, h) in first.items()}
+        signer = self.app.signer
+        payloads = {job_id: launch_message(a, limit, h, signer) for job_id, (a, h) in first.items()}
         enqueued = now_ms()
         jobs = []
         for task in _task_nodes(node):

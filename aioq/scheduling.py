@@ -6,18 +6,28 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from ._core.schedule import Schedule
 from ._worker.scheduler import Scheduler
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .canvas import Signature
+    from .task import TaskDecorator
 
 __all__ = ["Scheduler", "Scheduling"]
+
+_UNSET: Any = msgspec.UNSET
 
 
 class Scheduling:
     """The schedule registry part of ``App``."""
+
+    if TYPE_CHECKING:
+        task: Callable[..., Any]  # App.task
 
     def __init__(self) -> None:
         self.schedules: dict[str, Schedule] = {}
@@ -54,6 +64,44 @@ class Scheduling:
         )
         self._add_schedule(when)
         return when
+
+    def periodic(
+        self,
+        every: float,
+        *,
+        name: str | None = None,
+        catch_up: bool = False,
+        queue: str = _UNSET,
+        timeout: float | None = _UNSET,
+        result_ttl: float = _UNSET,
+        retries: int = _UNSET,
+        priority: int = _UNSET,
+    ) -> TaskDecorator:
+        """Register a task that is sent every ``every`` seconds (with no arguments)
+        whenever a scheduler runs: ``@app.periodic(every=30.0)``.
+
+        Ticks fall on whole multiples of ``every`` since the Unix epoch, so
+        every scheduler agrees on them; each is sent once however many
+        schedulers run.
+        """
+        Schedule(name="check", task="check", every=every)  # fail at decoration time
+        make = self.task(
+            name=name,
+            queue=queue,
+            timeout=timeout,
+            result_ttl=result_ttl,
+            retries=retries,
+            priority=priority,
+        )
+
+        def register(f: Callable[..., Any]) -> Any:
+            task = make(f)
+            self._add_schedule(
+                Schedule(name=task.name, task=task.name, every=every, catch_up=catch_up)
+            )
+            return task
+
+        return register
 
     def _add_schedule(self, when: Schedule) -> None:
         existing = self.schedules.get(when.name)

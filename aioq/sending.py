@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from ._core.host import TaskHost
     from ._core.options import When
     from ._core.registry import Registry
+    from ._core.signing import Signer
     from ._transport.broker import Broker
 
 __all__ = ["Sending"]
@@ -38,6 +39,7 @@ class Sending:
     broker: Broker
     hooks: Hooks
     max_message_bytes: int
+    signer: Signer | None
 
     options_for: Callable[..., Effective]  # App's
     placement: Callable[..., tuple[str, int]]  # App's
@@ -124,6 +126,7 @@ class Sending:
             kwargs,
             **(wire(call) | {"priority": level}),
             max_bytes=self.max_message_bytes,
+            signer=self.signer,
             job_id=job_id if hooked is None else hooked.job_id,
             unique=lock,
             enqueued_ms=enqueued,

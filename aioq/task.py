@@ -247,6 +247,7 @@ class Task(Generic[P, R]):
                     {},
                     **wired,
                     max_bytes=limit,
+                    signer=self.app.signer,
                     enqueued_ms=enqueued,
                     names=names,
                 )

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from .._transport.broker import Broker
     from .options import Effective, TaskOptions, When
+    from .signing import Signer
 
 
 class AppHandle(Protocol):
@@ -28,6 +29,8 @@ class AppHandle(Protocol):
     result_ttl: float
     max_message_bytes: int
     broker: Broker
+    signer: Signer | None
+    """Signs the messages it sends (``App(signing_keys=…)``), else None."""
 
     def options_for(self, task: str, call: TaskOptions = ...) -> Effective: ...
 

@@ -20,13 +20,14 @@ from .._core.message import (
     JobState,
     Message,
     Outcome,
-    decode_message,
     decode_outcome,
     encode,
     now_ms,
+    open_message,
 )
 from .._core.options import CALL_FIELDS, Effective, TaskOptions, unwire
 from .._core.registry import ArgumentError, TaskDef
+from .._core.signing import BadSignature
 from .._transport.connection import OUTAGE_ERRORS
 from .._transport.types import Done, Entry, Finish, Start, Wrote
 from .completer import persist
@@ -75,7 +76,7 @@ class Dispatcher(LeaseKeeper, Failures, UnknownTasks):
         vt = app.settings.visibility_timeout
         self._vt_ms = int(vt * 1000)
         self.lease = Lease.for_timeout(vt)
-        self.limits = Limits(streams, self._vt_ms)
+        self.limits = Limits(streams, self._vt_ms, app.signer)
         self.inflight: dict[tuple[str, bytes], asyncio.Task[Any]] = {}
         """Entries running here, with the task running each."""
         self.unfinished: list[tuple[str, bytes]] = []
@@ -219,7 +220,11 @@ class Dispatcher(LeaseKeeper, Failures, UnknownTasks):
             )
             return None, None, ("MessageTooLarge", reason)
         try:
-            msg = decode_message(entry.payload)
+            # Signed apps: nothing unverified is decoded, so a forged message names
+            # no job whose record could be failed (it only reaches the dead letters).
+            msg = open_message(entry.payload, self.app.signer)
+        except BadSignature as exc:
+            return None, None, ("BadSignature", str(exc))
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             return None, None, ("UndecodableMessage", f"undecodable message: {exc}")
         task = self.app.registry.get(msg.task)

@@ -99,6 +99,11 @@ async def run_attempt(
         # The task ran: failing it is the outcome. Never re-run it for this.
         message = f"the result of {task.name} cannot be encoded: {describe(exc)}"
         return error_outcome("UnencodableResult", message), None
+    cap = opts.max_result_bytes
+    if cap is not None and len(raw) > cap:
+        # Deterministic, like an unencodable result: failed, never retried.
+        message = f"the result of {task.name} is {len(raw)} bytes, over max_result_bytes={cap}"
+        return error_outcome("ResultTooLarge", message), None
     return Outcome(JobState.SUCCEEDED.value, now_ms(), result=raw), None
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from .._core.message import Message, Outcome, decode_outcome, encode, now_ms
+from .._core.message import Message, Outcome, decode_outcome, encode, now_ms, pack
 from .._transport.types import Wrote
 from ..errors import Retry
 from .completer import persist
@@ -100,7 +100,9 @@ class Failures:
             await self._resume(entry, msg, None)
             return
         # a new attempt: it queues for rate slots and max_running afresh
-        payload = encode(msgspec.structs.replace(msg, retry=number, reserved=False, waits=0))
+        payload = pack(
+            msgspec.structs.replace(msg, retry=number, reserved=False, waits=0), self.app.signer
+        )
         due = await persist(
             lambda: self.streams.retry(entry, self.worker_id, payload, delay_ms),
             f"the retry of job {msg.id}",

@@ -116,7 +116,7 @@ class Flow:
         # Follow-ups carry earlier results (a chord callback: all of them), so
         # they may exceed the limit set for callers' own messages.
         limit = max(self.app.max_message_bytes, FOLLOW_UP_MAX_BYTES)
-        payload = launch_message(action, limit, headers)
+        payload = launch_message(action, limit, headers, self.app.signer)
         await persist(
             lambda: self.streams.enqueue_once(
                 action.sig.queue,

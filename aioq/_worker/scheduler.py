@@ -358,6 +358,7 @@ class Scheduler:
             s.kwargs,
             **self._wire[s.name],
             max_bytes=self.app.max_message_bytes,
+            signer=self.app.signer,
             job_id=job_id,
         )
         return payload

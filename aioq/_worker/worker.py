@@ -102,8 +102,9 @@ class Worker:
         unknown_task_grace: seconds a message for a task this worker does not
             know is handed back (for a worker running newer code: a rolling
             deploy) before it is dead-lettered; 0: at once (docs/deploys.md).
-        health_port, metrics_port: serve ``/livez`` + ``/readyz`` (``health.py``), Prometheus
-            ``/metrics`` (``metrics.py``, needs ``aioq[metrics]``) on ``health_host``.
+        health_port: serve ``/livez`` + ``/readyz`` (``health.py``) on ``health_host``.
+        metrics_port: serve Prometheus ``/metrics`` (``metrics.py``, needs
+            ``aioq[metrics]``) on ``health_host``.
     """
 
     def __init__(
