@@ -36,6 +36,7 @@ from .errors import Retry as Retry
 from .errors import SyncCallInEventLoop as SyncCallInEventLoop
 from .errors import TaskFailed as TaskFailed
 from .events import Event as Event
+from .hooks import Enqueue as Enqueue
 from .job import Job as Job
 from .job import JobInfo as JobInfo
 from .job import JobState as JobState
@@ -66,6 +67,7 @@ __all__ = [
     "ConfigurationError",
     "Context",
     "DeadLetter",
+    "Enqueue",
     "Event",
     "Group",
     "GroupJob",

@@ -3,47 +3,44 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, overload
 
 import msgspec
 
-from ._core.canvas import SigData
-from ._core.message import new_message, now_ms, unique_key, validate_job_id
 from ._core.options import (
     NOT_SET,
     Effective,
     TaskOptions,
     check_app,
     check_definition,
-    make_when,
     parse_rate,
     resolve,
     validate,
-    wire,
 )
 from ._core.registry import Registry, TaskDef
 from ._core.schedule import Schedule
-from ._transport.client import Client, NewJob
+from ._core.settings import Settings
+from ._core.signing import Signer
+from ._transport.broker import Broker, RedisBroker
 from ._transport.keys import Keyspace
-from .canvas import Signature
 from .deadletter import DeadLetters
 from .errors import ConfigurationError
 from .events import Events
-from .job import Job
+from .hooks import Hooking
 from .routing import Routing
 from .scheduling import Scheduling
+from .sending import Sending
 from .status import Operations
 from .sync import SyncCalls
-from .task import AsyncTask, SyncTask, Task
+from .task import AsyncTask, SyncTask, Task, TaskDecorator
+from .wrapping import SyncWrapping
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Sequence
     from contextlib import AbstractContextManager
-    from datetime import datetime
     from types import TracebackType
 
     from ._core.context import Context
-    from ._core.options import When
 
 __all__ = ["App"]
 
@@ -54,24 +51,17 @@ DEFAULT_URL = "redis://localhost:6379/0"
 _UNSET: Any = msgspec.UNSET
 
 
-class TaskDecorator(Protocol):
-    """What ``@app.task(...)`` with options returns."""
-
-    @overload
-    def __call__(  # type: ignore[overload-overlap]  # coroutine functions match first
-        self, fn: Callable[Concatenate[Context, P], Coroutine[Any, Any, R]], /
-    ) -> AsyncTask[P, R]: ...
-    @overload
-    def __call__(  # type: ignore[overload-overlap]
-        self, fn: Callable[P, Coroutine[Any, Any, R]], /
-    ) -> AsyncTask[P, R]: ...
-    @overload
-    def __call__(self, fn: Callable[Concatenate[Context, P], R], /) -> SyncTask[P, R]: ...
-    @overload
-    def __call__(self, fn: Callable[P, R], /) -> SyncTask[P, R]: ...
-
-
-class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls, Events):
+class App(
+    Routing,
+    Scheduling,
+    DeadLetters,
+    Operations,
+    SyncCalls,
+    SyncWrapping,
+    Hooking,
+    Sending,
+    Events,
+):
     """An aioq application: where tasks are registered and from which they are sent.
 
     Creating an ``App`` does no I/O; the connection pool opens on first use.
@@ -87,12 +77,19 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls, Events):
             0.7-0.8 times this long later (plus up to 0.25 s); a live worker's
             messages never are.
         max_message_bytes: largest encoded call ``kiq()`` accepts.
+        max_result_bytes: largest encoded result a task may store (default: no cap);
+            over it the job fails with ``ResultTooLarge``. Tasks may set their own.
+        signing_keys: sign every message with HMAC-SHA256 (the first key signs, all
+            verify); a worker then dead-letters unsigned or forged messages with
+            reason ``bad signature`` (docs/security.md).
         dead_letter_maxlen: approximate cap on each dead-letter stream.
         events_maxlen: lifecycle events (``App.events()``, ``aioq events``): the
             approximate cap on each queue's event stream; 0 (default) keeps them
-            off (they cost ~15% of a no-op task's throughput: docs/operations.md).
-        retries, retry_backoff, retry_backoff_max, max_deliveries: defaults for
-            every task (see ``App.task``).
+            off (they cost ~13% of a no-op task's throughput: docs/operations.md).
+        retries: default for every task (see ``App.task``).
+        retry_backoff: default for every task (see ``App.task``).
+        retry_backoff_max: default for every task (see ``App.task``).
+        max_deliveries: default for every task (see ``App.task``).
         operation_timeout: seconds a client call (``kiq``, ``state``, …) waits for
             Redis before raising ``BrokerUnavailable`` (``result(timeout=…)``
             has its own deadline).
@@ -109,6 +106,8 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls, Events):
         result_ttl: float = 86400.0,
         visibility_timeout: float = 60.0,
         max_message_bytes: int = 1 << 20,
+        max_result_bytes: int | None = None,
+        signing_keys: Sequence[str | bytes] = (),
         dead_letter_maxlen: int = 100_000,
         events_maxlen: int = 0,
         retries: int = 0,
@@ -130,6 +129,7 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls, Events):
         )
         validate(
             TaskOptions(
+                max_result_bytes=max_result_bytes,
                 queue=default_queue,
                 result_ttl=result_ttl,
                 retries=retries,
@@ -150,15 +150,36 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls, Events):
         self.result_ttl = result_ttl
         self.visibility_timeout = visibility_timeout
         self.max_message_bytes = max_message_bytes
+        self.max_result_bytes = max_result_bytes
+        self.signer = Signer(signing_keys) if signing_keys else None
+        """Signs and verifies messages (``signing_keys``); None: messages are unsigned."""
         self.dead_letter_maxlen = dead_letter_maxlen
         self.events_maxlen = events_maxlen
         self.registry = Registry()
         self.keys = Keyspace(prefix)
         self.redis_options = redis_options
         self.operation_timeout = operation_timeout
-        self._transport = Client(self.url, self.keys, redis_options, operation_timeout)
+        self.broker: Broker = RedisBroker(self.url, self.keys, redis_options, operation_timeout)
+        """The seam to Redis (``_transport/broker.py``): everything aioq does there."""
         Routing.__init__(self)
         Scheduling.__init__(self)
+        Hooking.__init__(self)
+
+    @property
+    def settings(self) -> Settings:
+        """A snapshot of the settings workers and schedulers read."""
+        return Settings(
+            url=self.url,
+            prefix=self.prefix,
+            default_queue=self.default_queue,
+            result_ttl=self.result_ttl,
+            visibility_timeout=self.visibility_timeout,
+            max_message_bytes=self.max_message_bytes,
+            dead_letter_maxlen=self.dead_letter_maxlen,
+            events_maxlen=self.events_maxlen,
+            operation_timeout=self.operation_timeout,
+            include=tuple(self.include),
+        )
 
     def __repr__(self) -> str:
         return f"<App prefix={self.prefix!r} tasks={len(self.registry)}>"
@@ -197,6 +218,7 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls, Events):
         rate_limit: str | None = ...,
         max_running: int | None = ...,
         unique_for: float | None = ...,
+        max_result_bytes: int | None = ...,
         cron: str | None = ...,
         tz: str = ...,
         catch_up: bool = ...,
@@ -221,6 +243,7 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls, Events):
         rate_limit: str | None = None,
         max_running: int | None = None,
         unique_for: float | None = _UNSET,
+        max_result_bytes: int | None = _UNSET,
         cron: str | None = None,
         tz: str = "UTC",
         catch_up: bool = False,
@@ -243,6 +266,8 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls, Events):
         across every worker. ``unique_for=60`` makes a call with the same
         arguments, while one is queued or running (at most that many
         seconds), return that job instead of sending another.
+        ``max_result_bytes`` caps its encoded result (else the app's cap): a
+        larger result fails the job with ``ResultTooLarge`` and is not stored.
 
         ``cron="*/5 * * * *"`` (with ``tz="Asia/Seoul"``; UTC by default) also
         sends it on that schedule, with no arguments, whenever a scheduler runs
@@ -261,6 +286,7 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls, Events):
                 max_deliveries=max_deliveries,
                 priority=priority,
                 unique_for=unique_for,
+                max_result_bytes=max_result_bytes,
             )
         )
         check_definition(name, retry_on, rate_limit, catch_up, cron, tz)
@@ -327,126 +353,14 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls, Events):
             retry_backoff=self.retry_backoff,
             retry_backoff_max=self.retry_backoff_max,
             max_deliveries=self.max_deliveries,
+            max_result_bytes=self.max_result_bytes,
         )
-
-    # -- sending ------------------------------------------------------------
-
-    async def send(
-        self,
-        name: str,
-        args: Sequence[Any] = (),
-        kwargs: dict[str, Any] | None = None,
-        *,
-        queue: str | None = None,
-        timeout: float | None = _UNSET,
-        result_ttl: float = _UNSET,
-        store_result: bool = _UNSET,
-        retries: int = _UNSET,
-        priority: int = _UNSET,
-        delay: float | None = None,
-        eta: datetime | None = None,
-        job_id: str | None = None,
-        unique_for: float | None = _UNSET,
-    ) -> Job[Any]:
-        """Enqueue a task by name, without importing it (Celery's ``send_task``).
-
-        The queue and priority come from the call, else the task's own options
-        when it is registered in this process, else the routing rules, else the
-        defaults. Arguments are checked against the task's type hints on the
-        worker: a mismatch fails the job and dead-letters the message.
-        """
-        call = validate(
-            TaskOptions(
-                queue=_UNSET if queue is None else queue,
-                timeout=timeout,
-                result_ttl=result_ttl,
-                store_result=store_result,
-                retries=retries,
-                priority=priority,
-                unique_for=unique_for,
-            )
-        )
-        when = make_when(delay, eta)
-        job_id = await self._submit(name, args, dict(kwargs or {}), call, when, job_id)
-        local = self.registry.get(name)
-        return Job(self, job_id, local.return_type if local is not None else Any)
-
-    async def _submit(
-        self,
-        name: str,
-        args: Sequence[Any],
-        kwargs: dict[str, Any],
-        call: TaskOptions,
-        when: When | None,
-        job_id: str | None = None,
-        opts: Effective | None = None,
-    ) -> str:
-        """Build, check and write one call: its record, then the message to its
-        stream or delayed set (``opts``: the call's options, already resolved).
-
-        Returns the job id: with ``job_id`` or ``unique_for`` set and a
-        matching job still pending, that job's id (nothing is sent).
-        """
-        if opts is None:
-            opts = self.options_for(name, call)
-        local = self.registry.get(name)
-        queue, level = opts.queue, opts.priority
-        if job_id is not None:
-            validate_job_id(job_id)
-            lock: str | None = job_id
-        elif opts.unique_for is not None:
-            lock = unique_key(name, args, kwargs)
-        else:
-            lock = None
-        enqueued = now_ms()
-        job_id, payload = new_message(
-            name,
-            queue,
-            args,
-            kwargs,
-            **(wire(call) | {"priority": level}),
-            max_bytes=self.max_message_bytes,
-            job_id=job_id,
-            unique=lock,
-            enqueued_ms=enqueued,
-            names=local.positional_names if local is not None else (),
-        )
-        ttl_ms = int(opts.result_ttl * 1000)
-        job = NewJob(job_id, name, queue, level, payload, enqueued, ttl_ms, lock)
-        if lock is not None:
-            # an explicit id stays taken while its result is kept; unique_for is a bound
-            hold = opts.result_ttl if lock == job_id or opts.unique_for is None else opts.unique_for
-            return await self._transport.enqueue_unique(job, when, int(hold * 1000))
-        if when is None:
-            await self._transport.enqueue(job)
-        else:
-            await self._transport.enqueue_delayed(job, when)
-        return job_id
-
-    def signature(
-        self,
-        name: str,
-        args: Sequence[Any] = (),
-        kwargs: dict[str, Any] | None = None,
-        *,
-        queue: str | None = None,
-    ) -> Signature[Any]:
-        """A signature of a task by name, without importing it (for workflows)."""
-        local = self.registry.get(name)
-        placed, priority = self.placement(name)
-        options = {"priority": priority} if priority else {}
-        data = SigData(name, list(args), dict(kwargs or {}), queue or placed, options)
-        return Signature(self, data, local.return_type if local is not None else Any)
-
-    def job(self, job_id: str) -> Job[Any]:
-        """A handle on an existing job, from its id (works in any process)."""
-        return Job(self, job_id)
 
     # -- lifecycle ----------------------------------------------------------
 
     async def ping(self) -> None:
         """Check that Redis answers; raises ``BrokerUnavailable`` if not."""
-        await self._transport.ping()
+        await self.broker.ping()
 
     def inline(self) -> AbstractContextManager[object]:
         """``with app.inline():`` ``kiq()`` runs each task at once in this process,
@@ -458,7 +372,7 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls, Events):
 
     async def aclose(self) -> None:
         """Close this process's connections of the app (safe to call twice)."""
-        await self._transport.aclose()
+        await self.broker.aclose()
 
     async def __aenter__(self) -> App:
         return self

@@ -21,8 +21,9 @@ import msgspec
 from ._core.canvas import ChainNode, Cont, GroupNode, Launch, Node, SigData, TaskNode, start
 from ._core.message import launch_message, now_ms
 from ._core.options import TaskOptions, unwire, validate, wire
-from ._transport.client import NewJob
+from ._transport.types import NewJob
 from .errors import ConfigurationError
+from .hooks import launch_hooked
 from .job import Job
 from .sync import SyncJob, call
 
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
     from typing import Self
 
-    from .app import App
+    from ._core.host import TaskHost
 
 __all__ = [
     "Chain",
@@ -51,7 +52,7 @@ _UNSET: Any = msgspec.UNSET
 class _Canvas:
     """What chain, group and chord are made of."""
 
-    app: App
+    app: TaskHost
     on_error_sig: SigData | None = None
 
     def on_error(self, handler: Signature[Any]) -> Self:
@@ -70,7 +71,7 @@ class _Canvas:
     def delay(self) -> Any:
         """``kiq()`` from sync code (Celery's ``workflow.delay()``): a ``SyncJob``
         of the last step, or a ``SyncGroupJob`` when the workflow ends in a group."""
-        return _sync_handle(call(self.app._transport, self.kiq, "`await workflow.kiq()`"))
+        return _sync_handle(call(self.app.broker, self.kiq, "`await workflow.kiq()`"))
 
     async def kiq(self) -> Any:
         """Send the workflow; returns its handle once every first message is in Redis.
@@ -81,16 +82,26 @@ class _Canvas:
         """
         node, handle = self._build()
         root = Cont(on_error=self.on_error_sig)
+        launches = [a for a in start(node, [], root) if isinstance(a, Launch)]
+        if self.app.hooks.enqueue:  # each first message through them, sent together
+            await launch_hooked(self.app.hooks.enqueue, launches, lambda f: self._send(node, f))
+        else:
+            await self._send(node, {a.job_id: (a, None) for a in launches})
+        return handle
+
+    async def _send(
+        self, node: Node, first: dict[str, tuple[Launch, dict[str, str] | None]]
+    ) -> None:
+        """Write every job's record and the first messages (``first``: by job id,
+        the launch and its headers), in one pipeline."""
         limit = self.app.max_message_bytes
-        payloads = {
-            a.job_id: launch_message(a, limit)
-            for a in start(node, [], root)
-            if isinstance(a, Launch)
-        }
+        signer = self.app.signer
+        payloads = {job_id: launch_message(a, limit, h, signer) for job_id, (a, h) in first.items()}
         enqueued = now_ms()
         jobs = []
         for task in _task_nodes(node):
-            sig = task.sig
+            launch = first.get(task.job_id)
+            sig = task.sig if launch is None else launch[0].sig
             opts = self.app.options_for(sig.task, unwire(sig.options, sig.queue))
             jobs.append(
                 NewJob(
@@ -103,8 +114,7 @@ class _Canvas:
                     int(opts.result_ttl * 1000),
                 )
             )
-        await self.app._transport.enqueue_many(jobs)
-        return handle
+        await self.app.broker.enqueue_many(jobs)
 
 
 class Signature(_Canvas, Generic[R]):
@@ -114,7 +124,7 @@ class Signature(_Canvas, Generic[R]):
 
     __slots__ = ("app", "data", "return_type")
 
-    def __init__(self, app: App, data: SigData, return_type: Any = Any) -> None:
+    def __init__(self, app: TaskHost, data: SigData, return_type: Any = Any) -> None:
         self.app = app
         self.data = data
         self.return_type = return_type
@@ -157,7 +167,7 @@ class Signature(_Canvas, Generic[R]):
 
     def delay(self) -> SyncJob[R]:
         """``kiq()`` from sync code (see ``Task.delay``): returns a ``SyncJob``."""
-        return SyncJob(call(self.app._transport, self.kiq, "`await sig.kiq()`"))
+        return SyncJob(call(self.app.broker, self.kiq, "`await sig.kiq()`"))
 
 
 class Chain(_Canvas):
@@ -219,7 +229,7 @@ class Chord(Chain):
 class GroupJob:
     """The handle of a group: ``jobs`` are its members' handles, in order."""
 
-    def __init__(self, app: App, jobs: list[Any]) -> None:
+    def __init__(self, app: TaskHost, jobs: list[Any]) -> None:
         self.app = app
         self.jobs = jobs
         self.parent: Any = None
@@ -307,7 +317,7 @@ class SyncGroupJob:
     def get(self, timeout: float | None = None) -> list[Any]:
         """Every member's result, in order (raises the first failure)."""
         return call(
-            self.group.app._transport,
+            self.group.app.broker,
             lambda: self.group.result(timeout),
             "`await group_job.result()`",
         )

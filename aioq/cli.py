@@ -8,6 +8,7 @@ aioq exporter myapp.tasks:app [--port 9100]
 aioq scheduler myapp.tasks:app
 aioq schedule list|pause|resume|remove myapp.tasks:app [NAME]
 aioq status|workers|jobs|job|purge|events myapp.tasks:app …   (see docs/operations.md)
+aioq dashboard myapp.tasks:app [--host 127.0.0.1] [--port 8080] [--auth U:P | --token T]
 aioq --version
 """
 
@@ -20,7 +21,7 @@ import sys
 
 import anyio
 
-from . import _eventcli, _logfmt, _schedcli
+from . import _dashcli, _eventcli, _logfmt, _schedcli
 from ._version import __version__
 from ._workercli import CliError, _serve, _worker_command, load_app
 from .errors import BrokerUnavailable, ConfigurationError
@@ -139,6 +140,26 @@ def _parser() -> argparse.ArgumentParser:
         default="127.0.0.1",
         help="address the health and metrics endpoints bind (default 127.0.0.1)",
     )
+    w.add_argument(
+        "--unknown-task-grace",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="hand messages of tasks this worker does not know back for this long, for a "
+        "worker running newer code (rolling deploys), then dead-letter them; 0: at once "
+        "(default $AIOQ_UNKNOWN_TASK_GRACE, else 60)",
+    )
+    w.add_argument(
+        "--reload",
+        action="store_true",
+        help="restart the worker when a Python file changes (development; needs aioq[reload])",
+    )
+    w.add_argument(
+        "--reload-dir",
+        action="append",
+        metavar="DIR",
+        help="with --reload: a directory to watch (repeatable; default: the current one)",
+    )
     w.add_argument("--name", help=argparse.SUPPRESS)
 
     s = sub.add_parser("scheduler", help="run the app's periodic schedules (no tasks)")
@@ -182,6 +203,7 @@ def _parser() -> argparse.ArgumentParser:
         "--log-level", default="warning", choices=["debug", "info", "warning", "error", "critical"]
     )
     _inspection(sub)
+    _dashcli.add_parser(sub)
     return parser
 
 
@@ -330,6 +352,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run_scheduler(args)
         if args.command in INSPECTION:
             return _inspect(args)
+        if args.command == "dashboard":
+            return _dashcli.run(args)
     except (CliError, BrokerUnavailable, ConfigurationError) as exc:
         print(f"aioq: error: {exc}", file=sys.stderr)
         return 1

@@ -15,13 +15,12 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from ._core.message import decode_message
-from ._transport import deadletters
 from ._transport.connection import broker_errors
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from .app import App
+    from ._core.host import AppHandle
 
 __all__ = ["DeadLetter"]
 
@@ -64,46 +63,44 @@ def _parse(queue: str, entry_id: bytes, fields: dict[bytes, bytes]) -> DeadLette
     )
 
 
-async def list_dead(app: App, queue: str | None, limit: int) -> list[DeadLetter]:
-    redis, keys = app._transport.redis, app.keys
-    queues = [queue] if queue else await deadletters.dead_queues(redis, keys)
+async def list_dead(app: AppHandle, queue: str | None, limit: int) -> list[DeadLetter]:
+    broker = app.broker
+    queues = [queue] if queue else await broker.dead_queues()
     out: list[DeadLetter] = []
     for q in queues:
-        rows = await deadletters.read(redis, keys, q, limit - len(out))
+        rows = await broker.read_dead(q, limit - len(out))
         out.extend(_parse(q, entry_id, fields) for entry_id, fields in rows)
         if len(out) >= limit:
             break
     return out
 
 
-async def retry_dead(app: App, queue: str, ids: Sequence[str] | None) -> int:
-    redis, keys = app._transport.redis, app.keys
+async def retry_dead(app: AppHandle, queue: str, ids: Sequence[str] | None) -> int:
+    broker = app.broker
     if ids is None:
-        rows = await deadletters.read(redis, keys, queue, None)
+        rows = await broker.read_dead(queue, None)
     else:
         wanted = set(ids)
         rows = [
             row
             for i in ids
-            for row in await deadletters.read(redis, keys, queue, 1, start=i)
+            for row in await broker.read_dead(queue, 1, start=i)
             if row[0].decode() in wanted
         ]
     letters = [_parse(queue, entry_id, fields) for entry_id, fields in rows]
     # Fresh records first: a re-driven message whose job is still marked failed
     # would be skipped as finished.
-    await deadletters.requeue_jobs(
-        redis,
-        keys,
+    await broker.requeue_jobs(
         [(d.job_id, d.task, queue) for d in letters if d.job_id and d.task],
         int(app.result_ttl * 1000),
     )
-    return await deadletters.redrive(redis, keys, queue, [d.id for d in letters])
+    return await broker.redrive(queue, [d.id for d in letters])
 
 
-async def purge_dead(app: App, queue: str | None) -> int:
-    redis, keys = app._transport.redis, app.keys
-    queues = [queue] if queue else await deadletters.dead_queues(redis, keys)
-    return sum([await deadletters.purge(redis, keys, q) for q in queues])
+async def purge_dead(app: AppHandle, queue: str | None) -> int:
+    broker = app.broker
+    queues = [queue] if queue else await broker.dead_queues()
+    return sum([await broker.purge_dead(q) for q in queues])
 
 
 class DeadLetters:
@@ -127,5 +124,5 @@ class DeadLetters:
         async with broker_errors(self.url):
             return await purge_dead(self._app(), queue)
 
-    def _app(self) -> App:
+    def _app(self) -> AppHandle:
         return self  # type: ignore[return-value]  # mixed into App only

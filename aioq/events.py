@@ -11,17 +11,13 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, cast
 
 from ._core.event import Event, after_id, parse
-from ._transport import events as stream
-from ._transport import registry
 from ._transport.connection import broker_errors
-from ._transport.schedules import redis_time
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
 
-    from redis.asyncio import Redis
-
-    from .app import App
+    from ._core.host import AppHandle
+    from ._transport.broker import Broker
 
 __all__ = ["Event", "Events"]
 
@@ -40,7 +36,6 @@ def _order(ev: Event) -> tuple[int, int, str]:
 class Events:
     """``App``'s side of the lifecycle events (a base class of it)."""
 
-    url: str
     events_maxlen: int
 
     async def events(
@@ -67,10 +62,10 @@ class Events:
 
         Raises ``BrokerUnavailable`` when Redis cannot be reached.
         """
-        app = cast("App", self)
-        redis, keys = app._transport.redis, app.keys
+        app = cast("AppHandle", self)
+        broker = app.broker
         async with broker_errors(app.url):
-            start = await _start(redis, since)
+            start = await _start(broker, since)
             known = list(dict.fromkeys(queues)) if queues else await _queues(app, True)
         after = dict.fromkeys(known, start)
         held: list[Event] = []  # read, not yet handed out (another queue may be behind)
@@ -82,8 +77,7 @@ class Events:
                     for q in await _queues(app, False):
                         after.setdefault(q, start)
                 looked = time.monotonic()
-            async with broker_errors(app.url):
-                batch = await stream.read(redis, keys, after, PAGE, wait)
+            batch = await broker.read_events(after, PAGE, wait)
             behind: list[Event] = []  # the last event read of queues that may have more
             for queue, items in batch:
                 after[queue] = _text(items[-1][0])
@@ -104,7 +98,7 @@ class Events:
             wait = max(1, round(block * 1000))
 
 
-async def _start(redis: Redis, since: datetime | timedelta | str | None) -> str:
+async def _start(broker: Broker, since: datetime | timedelta | str | None) -> str:
     """The id to read each queue's events after."""
     if isinstance(since, str):
         if not _ID.match(since):
@@ -114,7 +108,7 @@ async def _start(redis: Redis, since: datetime | timedelta | str | None) -> str:
         if since.tzinfo is None:
             raise ValueError("since: give an aware datetime (with a tzinfo), e.g. in UTC")
         return after_id(max(0, round(since.timestamp() * 1000)))
-    now = await redis_time(redis)
+    now = await broker.redis_time()
     if since is None:
         return f"{now}-0"
     if isinstance(since, timedelta):
@@ -122,15 +116,14 @@ async def _start(redis: Redis, since: datetime | timedelta | str | None) -> str:
     raise TypeError(f"since must be a datetime, timedelta, Event.id or None, not {since!r}")
 
 
-async def _queues(app: App, scan: bool) -> list[str]:
+async def _queues(app: AppHandle, scan: bool) -> list[str]:
     """The app's queues, every queue a live worker reads, and (``scan``) every
     queue with an event stream."""
-    redis, keys = app._transport.redis, app.keys
     found = set(app.queues())
-    for worker in await registry.live_workers(redis, keys):
+    for worker in await app.broker.live_workers():
         found.update(worker.queues)
     if scan:
-        found.update(await stream.event_queues(redis, keys))
+        found.update(await app.broker.event_queues())
     return sorted(found)
 
 

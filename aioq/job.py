@@ -26,7 +26,7 @@ from .errors import JobAborted, ResultTimeout, TaskFailed
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from .app import App
+    from ._core.host import AppHandle
 
 __all__ = ["Job", "JobInfo", "JobState", "JobUpdate", "gather"]
 
@@ -86,7 +86,7 @@ class Job(Generic[R]):
 
     __slots__ = ("_app", "_return_type", "id", "parent")
 
-    def __init__(self, app: App, id: str, return_type: Any = Any) -> None:
+    def __init__(self, app: AppHandle, id: str, return_type: Any = Any) -> None:
         self._app = app
         self.id = id
         self._return_type = return_type
@@ -118,7 +118,7 @@ class Job(Generic[R]):
                 seconds (before the deadline).
         """
         try:
-            payload = await self._app._transport.wait_outcome(self.id, timeout)
+            payload = await self._app.broker.wait_outcome(self.id, timeout)
         except TimeoutError as exc:
             # The deadline passed, whatever the wait was doing then (subscribing,
             # reading, riding out an outage: the cause says which).
@@ -154,7 +154,7 @@ class Job(Generic[R]):
         now = now_ms()
         outcome = encode(Outcome(JobState.ABORTED.value, now))
         fallback_ms = int(app.result_ttl * 1000)
-        done = await app._transport.abort(self.id, outcome, now, fallback_ms)
+        done = await app.broker.abort(self.id, outcome, now, fallback_ms)
         if done is None:
             return False
         try:
@@ -164,17 +164,17 @@ class Job(Generic[R]):
                 if done.task is not None:
                     ttl_ms = int(app.options_for(done.task).result_ttl * 1000)
                 if ttl_ms != fallback_ms:
-                    await app._transport.expire_record(self.id, ttl_ms)
+                    await app.broker.expire_record(self.id, ttl_ms)
             if done.lock is not None and done.queue is not None:
                 keep_ms = ttl_ms if done.lock == self.id else 0
-                await app._transport.unlock(done.queue, done.lock, self.id, keep_ms)
+                await app.broker.unlock(done.queue, done.lock, self.id, keep_ms)
         except Exception as exc:  # aborted all the same; the lock's own TTL ends it
             log.warning("job %s aborted, but its lock was not released: %s", self.id, exc)
         if app.events_maxlen and done.queue is not None:
             # the record is in the job's slot, the event in the queue's: right after
             note = Note("aborted", self.id, done.task or "", done.attempts)
             try:
-                await app._transport.event(done.queue, note, app.events_maxlen, done.worker or "")
+                await app.broker.write_event(done.queue, note, app.events_maxlen, done.worker or "")
             except Exception as exc:  # aborted all the same
                 log.warning("job %s aborted, but its event was not written: %s", self.id, exc)
         return True
@@ -188,7 +188,7 @@ class Job(Generic[R]):
                     bar.update(update.progress.current, update.progress.total)
             result = await job.result()
         """
-        async for kind, data in self._app._transport.watch(self.id):
+        async for kind, data in self._app.broker.watch(self.id):
             if kind == "record":
                 state = JobState(data.get(b"state", b"queued").decode())
                 progress = (
@@ -203,12 +203,12 @@ class Job(Generic[R]):
     async def state(self) -> JobState:
         """The job's current state. ``queued`` also stands for an unknown id (never
         sent, or its record expired ``result_ttl`` after it ended)."""
-        raw = await self._app._transport.job_state(self.id)
+        raw = await self._app.broker.job_state(self.id)
         return JobState(raw.decode()) if raw else JobState.QUEUED
 
     async def info(self) -> JobInfo:
         """A snapshot of the job's record: state, result or error, attempts, times, worker."""
-        rec = await self._app._transport.job_record(self.id)
+        rec = await self._app.broker.job_record(self.id)
         if not rec:
             return JobInfo(id=self.id, state=JobState.QUEUED)
         result: Any = None

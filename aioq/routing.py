@@ -46,6 +46,10 @@ class Routing:
                 raise ConfigurationError(f"route {pattern!r}: {exc}") from None
         self._routes_version += 1
 
+    def route_patterns(self) -> list[str]:
+        """The task-name patterns of the routing rules, in order."""
+        return [pattern for pattern, _ in self._routes]
+
     def route(self, task: str) -> TaskOptions:
         """The queue/priority the routing rules give ``task`` (fields unset if none)."""
         for pattern, target in self._routes:

@@ -14,8 +14,6 @@ import msgspec
 from ._core.message import new_message
 from ._core.options import unwire, wire
 from ._core.schedule import Schedule, ScheduleInfo, decode_schedule
-from ._transport import schedules as store
-from ._transport.connection import broker_errors
 from ._worker.scheduler import placement, resume_from, upcoming
 from .errors import ConfigurationError
 
@@ -23,7 +21,7 @@ if TYPE_CHECKING:
     import builtins
     from collections.abc import Sequence
 
-    from .app import App
+    from ._worker.host import WorkerHost
     from .task import Task
 
 __all__ = ["ScheduleInfo", "Schedules"]
@@ -43,7 +41,7 @@ class Schedules(Mapping[str, Schedule]):
     - ``list`` them all with their next and last run.
     """
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: WorkerHost) -> None:
         self._app = app
         self._code: dict[str, Schedule] = {}
 
@@ -116,13 +114,12 @@ class Schedules(Mapping[str, Schedule]):
             when.kwargs,
             **(wire(unwire(when.options)) | {"priority": level}),
             max_bytes=app.max_message_bytes,
+            signer=app.signer,
             job_id=f"{name}@0",
         )
-        redis, keys = app._transport.redis, app.keys
-        async with broker_errors(app.url):
-            await store.put(redis, keys, name, msgspec.msgpack.encode(when))
-            # a schedule removed earlier under this name left its state paused
-            await store.pause(redis, keys, where, name, resume=True)
+        await app.broker.put_schedule(name, msgspec.msgpack.encode(when))
+        # a schedule removed earlier under this name left its state paused
+        await app.broker.pause_schedule(where, name, resume=True)
         return when
 
     async def remove(self, name: str) -> bool:
@@ -133,15 +130,14 @@ class Schedules(Mapping[str, Schedule]):
             raise ConfigurationError(
                 f"schedule {name!r} is defined in the code: pause it, or remove it from the code"
             )
-        app = self._app
-        redis, keys = app._transport.redis, app.keys
-        async with broker_errors(app.url):
-            data = (await store.definitions(redis, keys)).get(name)
-            if data is None:
-                return False
-            # paused first: a scheduler that has not reloaded yet sends nothing more
-            await store.pause(redis, keys, placement(app, decode_schedule(data))[0], name, False)
-            return await store.forget(redis, keys, name)
+        broker = self._app.broker
+        data = (await broker.schedule_definitions()).get(name)
+        if data is None:
+            return False
+        # paused first: a scheduler that has not reloaded yet sends nothing more
+        queue = placement(self._app, decode_schedule(data))[0]
+        await broker.pause_schedule(queue, name, resume=False)
+        return await broker.forget_schedule(name)
 
     async def pause(self, name: str) -> bool:
         """Pause schedule ``name`` (of the code or added): no scheduler sends it
@@ -155,36 +151,32 @@ class Schedules(Mapping[str, Schedule]):
         return await self._pause(name, resume=True)
 
     async def _pause(self, name: str, resume: bool) -> bool:
-        app = self._app
-        redis, keys = app._transport.redis, app.keys
-        async with broker_errors(app.url):
-            s = self._code.get(name)
-            if s is None:
-                data = (await store.definitions(redis, keys)).get(name)
-                if data is None:
-                    raise KeyError(f"no schedule named {name!r}, in the code or added at run time")
-                s = decode_schedule(data)
-            return await store.pause(redis, keys, placement(app, s)[0], name, resume)
+        broker = self._app.broker
+        s = self._code.get(name)
+        if s is None:
+            data = (await broker.schedule_definitions()).get(name)
+            if data is None:
+                raise KeyError(f"no schedule named {name!r}, in the code or added at run time")
+            s = decode_schedule(data)
+        return await broker.pause_schedule(placement(self._app, s)[0], name, resume)
 
     async def list(self) -> builtins.list[ScheduleInfo]:
         """Every schedule — of the code, then those added at run time — with its
         state: paused or not, next run (when a scheduler runs), last run and job."""
-        app = self._app
-        redis, keys = app._transport.redis, app.keys
-        async with broker_errors(app.url):
-            added = await store.definitions(redis, keys)
-            found: builtins.list[tuple[Schedule, str]] = [(s, "code") for s in self._code.values()]
-            for name in sorted(added):
-                if name not in self._code:
-                    try:
-                        found.append((decode_schedule(added[name]), "runtime"))
-                    except (msgspec.ValidationError, msgspec.DecodeError, ConfigurationError):
-                        continue  # written by another version; its schedulers send it
-            where = [placement(app, s)[0] for s, _ in found]
-            states = await store.states(
-                redis, keys, list(zip(where, (s.name for s, _ in found), strict=True))
-            )
-            now = await store.redis_time(redis)
+        app, broker = self._app, self._app.broker
+        added = await broker.schedule_definitions()
+        found: builtins.list[tuple[Schedule, str]] = [(s, "code") for s in self._code.values()]
+        for name in sorted(added):
+            if name not in self._code:
+                try:
+                    found.append((decode_schedule(added[name]), "runtime"))
+                except (msgspec.ValidationError, msgspec.DecodeError, ConfigurationError):
+                    continue  # written by another version; its schedulers send it
+        where = [placement(app, s)[0] for s, _ in found]
+        states = await broker.schedule_states(
+            list(zip(where, (s.name for s, _ in found), strict=True))
+        )
+        now = await broker.redis_time()
         out = []
         for (s, source), queue, state in zip(found, where, states, strict=True):
             paused = state is not None and state.paused

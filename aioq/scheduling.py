@@ -16,19 +16,23 @@ from .schedules import Schedules
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from .app import App, TaskDecorator
+    from ._worker.host import WorkerHost
     from .canvas import Signature
-
-_UNSET: Any = msgspec.UNSET
+    from .task import TaskDecorator
 
 __all__ = ["Scheduler", "Scheduling"]
+
+_UNSET: Any = msgspec.UNSET
 
 
 class Scheduling:
     """The schedule registry part of ``App``."""
 
+    if TYPE_CHECKING:
+        task: Callable[..., Any]  # App.task
+
     def __init__(self) -> None:
-        self.schedules = Schedules(cast("App", self))
+        self.schedules = Schedules(cast("WorkerHost", self))
         """Periodic schedules by name (``cron=``, ``app.periodic``, ``app.schedule``),
         and the run-time ones (``await app.schedules.add/pause/resume/remove/list``)."""
 
@@ -64,9 +68,6 @@ class Scheduling:
         self._add_schedule(when)
         return when
 
-    def _add_schedule(self, when: Schedule) -> None:
-        self.schedules._define(when)
-
     def periodic(
         self,
         every: float,
@@ -87,7 +88,7 @@ class Scheduling:
         schedulers run.
         """
         Schedule(name="check", task="check", every=every)  # fail at decoration time
-        make = cast("App", self).task(
+        make = self.task(
             name=name,
             queue=queue,
             timeout=timeout,
@@ -104,3 +105,6 @@ class Scheduling:
             return task
 
         return register
+
+    def _add_schedule(self, when: Schedule) -> None:
+        self.schedules._define(when)

@@ -35,8 +35,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Sequence
     from datetime import datetime
 
-    from ._transport.client import Client
-    from .app import App
+    from ._core.host import AppHandle
+    from ._transport.broker import Broker
     from .job import Job, JobInfo, JobState
 
 __all__ = ["SyncCalls", "SyncJob", "shutdown"]
@@ -59,7 +59,7 @@ class _Bridge:
         self.loop = asyncio.new_event_loop()
         # Strong references: a client whose app was collected must still be
         # closed (its connections would warn), so they are kept until shutdown.
-        self.clients: dict[int, Client] = {}
+        self.clients: dict[int, Broker] = {}
         self.thread = threading.Thread(target=self._run, name="aioq-sync", daemon=True)
         self.thread.start()
 
@@ -67,7 +67,7 @@ class _Bridge:
         asyncio.set_event_loop(self.loop)
         self.loop.run_forever()
 
-    def call(self, client: Client, coro: Coroutine[Any, Any, T]) -> T:
+    def call(self, client: Broker, coro: Coroutine[Any, Any, T]) -> T:
         self.clients.setdefault(id(client), client)
         future = asyncio.run_coroutine_threadsafe(coro, self.loop)
         try:
@@ -130,7 +130,7 @@ def _bridge_for_call(hint: str) -> _Bridge:
     return bridge
 
 
-def call(client: Client, make: Callable[[], Coroutine[Any, Any, T]], hint: str) -> T:
+def call(client: Broker, make: Callable[[], Coroutine[Any, Any, T]], hint: str) -> T:
     """Run ``make()`` on the process's background loop and wait for its result.
 
     The coroutine is created only once the call is known to be allowed, so a
@@ -191,7 +191,7 @@ class SyncJob(Generic[R]):
         return hash(self.job.id)
 
     def _call(self, make: Callable[[], Coroutine[Any, Any, T]], hint: str) -> T:
-        return call(self.job._app._transport, make, hint)
+        return call(self.job._app.broker, make, hint)
 
     def get(self, timeout: float | None = None) -> R:
         """Wait for the job to finish and return its result (``Job.result``).
@@ -245,9 +245,9 @@ class SyncCalls:
         name and return a ``SyncJob``. ``countdown`` is seconds to wait (aioq's
         ``delay``). Raises ``SyncCallInEventLoop`` inside a running event loop
         (use ``await app.send(...)`` there)."""
-        app = cast("App", self)
+        app = cast("AppHandle", self)
         sent = call(
-            app._transport,
+            app.broker,
             lambda: app.send(
                 name,
                 tuple(args or ()),
@@ -269,4 +269,4 @@ class SyncCalls:
 
     def job_sync(self, job_id: str) -> SyncJob[Any]:
         """A ``SyncJob`` handle on an existing job, from its id, for sync code."""
-        return SyncJob(cast("App", self).job(job_id))
+        return SyncJob(cast("AppHandle", self).job(job_id))

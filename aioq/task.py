@@ -9,7 +9,7 @@ type checker rejects ``add.kiq("a", 2)`` for ``add(x: int, y: int)``.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
 import msgspec
 
@@ -17,22 +17,22 @@ from ._core.canvas import SigData
 from ._core.context import Context
 from ._core.message import new_message, now_ms, validate_job_id
 from ._core.options import TaskOptions, When, make_when, validate, wire
-from ._transport.client import NewJob
+from ._transport.types import NewJob
 from .canvas import Signature
 from .errors import ConfigurationError
 from .job import Job
 from .sync import SyncJob, call
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine, Iterable, Mapping, Sequence
+    from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
     from datetime import datetime
     from typing import Self
 
+    from ._core.host import TaskHost
     from ._core.options import Effective
     from ._core.registry import TaskDef
-    from .app import App
 
-__all__ = ["AsyncTask", "SyncTask", "Task"]
+__all__ = ["AsyncTask", "SyncTask", "Task", "TaskDecorator"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -47,7 +47,7 @@ class Task(Generic[P, R]):
 
     def __init__(
         self,
-        app: App,
+        app: TaskHost,
         definition: TaskDef,
         call: TaskOptions | None = None,
         when: When | None = None,
@@ -172,7 +172,7 @@ class Task(Generic[P, R]):
         by every thread. Inside a running event loop it raises
         ``SyncCallInEventLoop``: use ``await task.kiq(...)`` there.
         """
-        return SyncJob(call(self.app._transport, lambda: self._kiq(args, kwargs), self._hint()))
+        return SyncJob(call(self.app.broker, lambda: self._kiq(args, kwargs), self._hint()))
 
     def apply_async(
         self,
@@ -198,7 +198,7 @@ class Task(Generic[P, R]):
         )
         call_args, call_kwargs = list(args or ()), dict(kwargs or {})
         return SyncJob(
-            call(self.app._transport, lambda: task._kiq(call_args, call_kwargs), self._hint())
+            call(self.app.broker, lambda: task._kiq(call_args, call_kwargs), self._hint())
         )
 
     def _hint(self) -> str:
@@ -225,8 +225,8 @@ class Task(Generic[P, R]):
         if self._job_id is not None:
             raise ConfigurationError("kiq_many cannot give every call the same job_id")
         name, call, opts = self.definition.name, self._call, self._options()
-        if self._when is not None or opts.unique_for is not None:
-            # each gets a lock, or a schedule: one script per call, auto-batched
+        if self._when is not None or opts.unique_for is not None or self.app.hooks.enqueue:
+            # each gets a lock, a schedule or hooks: one send per call, auto-batched
             ids = await asyncio.gather(
                 *(self.app._submit(name, args, {}, call, self._when, None, opts) for args in calls)
             )
@@ -247,11 +247,12 @@ class Task(Generic[P, R]):
                     {},
                     **wired,
                     max_bytes=limit,
+                    signer=self.app.signer,
                     enqueued_ms=enqueued,
                     names=names,
                 )
                 jobs.append(NewJob(job_id, name, queue, level, payload, enqueued, ttl_ms))
-            await self.app._transport.enqueue_many(jobs)
+            await self.app.broker.enqueue_many(jobs)
             ids = [job.job_id for job in jobs]
         rtype = self.definition.return_type
         return [Job(self.app, job_id, rtype) for job_id in ids]
@@ -265,6 +266,23 @@ class Task(Generic[P, R]):
             attempt=1,
             worker_id="local",
         )
+
+
+class TaskDecorator(Protocol):
+    """What ``@app.task(...)`` with options returns."""
+
+    @overload
+    def __call__(  # type: ignore[overload-overlap]  # coroutine functions match first
+        self, fn: Callable[Concatenate[Context, P], Coroutine[Any, Any, R]], /
+    ) -> AsyncTask[P, R]: ...
+    @overload
+    def __call__(  # type: ignore[overload-overlap]
+        self, fn: Callable[P, Coroutine[Any, Any, R]], /
+    ) -> AsyncTask[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[Concatenate[Context, P], R], /) -> SyncTask[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> SyncTask[P, R]: ...
 
 
 class AsyncTask(Task[P, R]):

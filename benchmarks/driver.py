@@ -54,20 +54,23 @@ async def gathered(client: Any, task: str, calls: list[tuple[Any, ...]], conc: i
     return handles
 
 
-async def wait_done(client: Any, handles: list[Any], timeout: float) -> tuple[float, float, int]:
-    """Poll until every result is visible: (first done, last done, jobs stuck)."""
+async def wait_done(
+    client: Any, handles: list[Any], timeout: float
+) -> tuple[float, float, int, int]:
+    """Poll until every result is visible: (first done, last done, jobs stuck, jobs
+    not done yet when the first result was seen)."""
     start = time.monotonic()
     deadline = start + timeout
     first = 0.0
-    n = last = len(handles)
+    n = last = first_left = len(handles)
     progress = start
     while True:
         left = await client.remaining(handles)
         now = time.monotonic()
         if left < n and not first:
-            first = now
+            first, first_left = now, left
         if left == 0:
-            return first, now, 0
+            return first, now, 0, first_left
         if left != last:
             last, progress = left, now
         if now > deadline:
@@ -75,7 +78,7 @@ async def wait_done(client: Any, handles: list[Any], timeout: float) -> tuple[fl
         if first and now - progress > STALL and left * 100 < n:
             # A few jobs never finish (seen with saq): report the rest, flag these.
             print(f"STUCK: {left} of {n} jobs never finished", file=sys.stderr)
-            return first, progress, left
+            return first, progress, left, first_left
         if first and now - progress > STALL:
             raise TimeoutError(f"{left} of {n} jobs unfinished, no progress for {STALL} s")
         await asyncio.sleep(POLL)
@@ -103,14 +106,14 @@ async def scenario(mod: Any, client: Any, p: dict[str, Any]) -> dict[str, Any]:
         handles = await enqueue_all(mod, client, task, calls)
         emit({"phase": "enqueued", "at": time.monotonic()})
         await wait_line()
-        first, done, stuck = await wait_done(client, handles, p.get("timeout", 120.0))
-        return {"first_done": first, "done": done, "stuck": stuck}
+        first, done, stuck, first_left = await wait_done(client, handles, p.get("timeout", 120.0))
+        return {"first_done": first, "done": done, "stuck": stuck, "first_left": first_left}
     if name == "burst":  # C: worker already running
         await warm_up(client)
         t = time.monotonic()
         handles = await enqueue_all(mod, client, task, calls)
         enqueued = time.monotonic()
-        _, done, stuck = await wait_done(client, handles, p.get("timeout", 120.0))
+        _, done, stuck, _ = await wait_done(client, handles, p.get("timeout", 120.0))
         return {"seconds": done - t, "enqueue_seconds": enqueued - t, "stuck": stuck}
     if name == "roundtrip":  # D
         for _ in range(20):
@@ -127,8 +130,13 @@ async def scenario(mod: Any, client: Any, p: dict[str, Any]) -> dict[str, Any]:
         handles = await enqueue_all(mod, client, task, calls)
         emit({"phase": "enqueued", "at": time.monotonic()})
         await wait_line()
-        first, done, stuck = await wait_done(client, handles, p.get("timeout", 120.0))
+        first, done, stuck, _ = await wait_done(client, handles, p.get("timeout", 120.0))
         return {"first_done": first, "done": done, "stuck": stuck}
+    if name == "idle":  # M: the worker is up and idle; the harness measures, then says go
+        await warm_up(client)
+        emit({"phase": "idle", "at": time.monotonic()})
+        await wait_line()
+        return {}
     raise ValueError(f"unknown scenario {name!r}")
 
 

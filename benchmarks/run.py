@@ -39,6 +39,7 @@ BENCH = ROOT / "benchmarks"
 VENVS = BENCH / ".venvs"
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import chart  # noqa: E402
 from benchmarks.systems import SYSTEMS, load  # noqa: E402
 
 FULL = {
@@ -52,6 +53,11 @@ FULL = {
     "F_n": 100,
     "F_sleep": 1.0,
     "F_vt": 5.0,
+    "M_queues": 1000,
+    "M_n": 20_000,
+    "M_rt_n": 300,
+    "M_idle_queues": 10_000,
+    "M_idle_window": 10.0,
 }
 SMOKE = {
     "A_n": 300,
@@ -64,6 +70,11 @@ SMOKE = {
     "F_n": 10,
     "F_sleep": 0.5,
     "F_vt": 1.0,
+    "M_queues": 20,
+    "M_n": 200,
+    "M_rt_n": 10,
+    "M_idle_queues": 50,
+    "M_idle_window": 0.5,
 }
 # Per-system overrides of N for slow peers (recorded in the JSON and the README).
 SLOW: dict[str, dict[str, int]] = {}
@@ -112,6 +123,11 @@ class Redis:
         self.host = self.client.connection_pool.connection_kwargs.get("host", "127.0.0.1")
         self.port = int(self.client.connection_pool.connection_kwargs.get("port", 6379))
 
+    def cpu(self) -> float:
+        """Seconds of CPU the server used so far (INFO ``used_cpu_user`` + ``sys``)."""
+        info = self.client.info("cpu")
+        return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
     @property
     def private(self) -> bool:
         return self.proc is not None
@@ -149,6 +165,19 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """user + system CPU of one process so far (``/proc/PID/stat``), None once gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
+
+
 def status_kb(pid: int, field_name: str) -> int:
     with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -159,7 +188,8 @@ def status_kb(pid: int, field_name: str) -> int:
 
 @dataclass
 class Worker:
-    """A system's worker command in its own session; RSS sampled every 50 ms."""
+    """A system's worker command in its own session; RSS sampled every 50 ms, the
+    CPU time of its process tree every 10 ms."""
 
     cmd: list[str]
     env: dict[str, str]
@@ -167,7 +197,10 @@ class Worker:
     proc: subprocess.Popen[bytes] = field(init=False)
     started: float = field(init=False)
     peak_rss_kb: int = 0
+    cpu: list[tuple[float, float]] = field(default_factory=list)
+    """(monotonic time, CPU seconds of every process of the tree so far)."""
     _stop: threading.Event = field(default_factory=threading.Event)
+    _cpu_by_pid: dict[int, float] = field(default_factory=dict)
 
     def start(self) -> Worker:
         self.started = time.monotonic()
@@ -179,9 +212,23 @@ class Worker:
         return self
 
     def _sample(self) -> None:
-        while not self._stop.wait(0.05):
-            rss = sum(status_kb(p, "VmRSS") for p in descendants(self.proc.pid))
-            self.peak_rss_kb = max(self.peak_rss_kb, rss)
+        i = 0
+        while not self._stop.wait(0.01):
+            pids = descendants(self.proc.pid)
+            for p in pids:
+                seconds = cpu_seconds(p)
+                if seconds is not None:  # a process that ended keeps its last figure
+                    self._cpu_by_pid[p] = seconds
+            self.cpu.append((time.monotonic(), sum(self._cpu_by_pid.values())))
+            i += 1
+            if i % 5 == 0:
+                rss = sum(status_kb(p, "VmRSS") for p in pids)
+                self.peak_rss_kb = max(self.peak_rss_kb, rss)
+
+    def cpu_at(self, t: float) -> float:
+        """CPU seconds of the tree at time ``t`` (the last sample before it)."""
+        before = [c for at, c in list(self.cpu) if at <= t]
+        return before[-1] if before else 0.0
 
     def hwm_kb(self) -> int:
         return sum(status_kb(p, "VmHWM") for p in descendants(self.proc.pid))
@@ -250,14 +297,22 @@ class Harness:
         self.args = args
         self.redis = redis
         self.tmp = tmp
-        self.p = SMOKE if args.smoke else FULL
+        self.p = dict(SMOKE if args.smoke else FULL)
+        for item in args.set:
+            key, _, value = item.partition("=")
+            if key not in self.p:
+                raise SystemExit(f"--set: unknown parameter {key!r} (one of {', '.join(self.p)})")
+            self.p[key] = type(self.p[key])(float(value))
         self.pythons: dict[str, str] = {}
 
     def log(self, msg: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
-    def env(self, system: str, concurrency: int = 100) -> dict[str, str]:
+    def env(self, system: str, concurrency: int = 100, queues: int = 0) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BENCH_")}
+        if queues:  # scenario M: the worker consumes q0..q(N-1), the client spreads over them
+            names = ",".join(f"q{i}" for i in range(queues))
+            env.update(BENCH_QUEUES=str(queues), AIOQ_QUEUES=names)
         env.update(
             BENCH_REDIS_URL=self.redis.url,
             BENCH_PREFIX=self.redis.prefix,
@@ -272,11 +327,11 @@ class Harness:
     def n(self, system: str, key: str) -> int:
         return SLOW.get(system, {}).get(key, self.p[key])
 
-    def worker(self, system: str, workers: int, concurrency: int) -> Worker:
+    def worker(self, system: str, workers: int, concurrency: int, queues: int = 0) -> Worker:
         mod = load(system)
         cmd = mod.worker_cmd(self.pythons[system], workers, concurrency)
         log = self.tmp / f"{system}-worker.log"
-        return Worker(cmd, self.env(system, concurrency), log)
+        return Worker(cmd, self.env(system, concurrency, queues), log)
 
     def driver(
         self,
@@ -284,13 +339,14 @@ class Harness:
         params: dict[str, Any],
         on_phase: Callable[[dict[str, Any]], None] | None = None,
         timeout: float = 900.0,
+        queues: int = 0,
     ) -> dict[str, Any]:
         cmd = [self.pythons[system], str(BENCH / "driver.py"), system, json.dumps(params)]
         errlog = self.tmp / f"{system}-driver.log"
         with open(errlog, "ab") as err:
             proc = subprocess.Popen(
                 cmd,
-                env=self.env(system),
+                env=self.env(system, queues=queues),
                 cwd=ROOT,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
@@ -311,6 +367,7 @@ class Harness:
                     proc.stdin.flush()
                 elif "result" in msg:
                     result = msg["result"]
+                    result["redis_cpu_at_result"] = self.redis.cpu()
         except BaseException:
             proc.kill()  # interrupted: never leave a driver waiting on its stdin
             raise
@@ -336,18 +393,29 @@ class Harness:
         r = self.driver(system, {"scenario": "enqueue_batch", "n": n})
         return {"A_batch_per_s": n / r["seconds"]}
 
-    def _drain(self, system: str, workers: int) -> tuple[dict[str, Any], Worker]:
-        n = self.n(system, "B_n")
-        holder: dict[str, Worker] = {}
+    def _drain(
+        self, system: str, workers: int, task: str = "noop", queues: int = 0, n: int = 0
+    ) -> tuple[dict[str, Any], Worker]:
+        n = n or self.n(system, "B_n")
+        holder: dict[str, Any] = {}
 
         def start(_: dict[str, Any]) -> None:
-            holder["w"] = self.worker(system, workers, self.p["B_c"]).start()
+            holder["redis_cpu_enqueued"] = self.redis.cpu()
+            holder["w"] = self.worker(system, workers, self.p["B_c"], queues).start()
 
         try:
-            r = self.driver(system, {"scenario": "drain", "n": n}, start)
+            before = self.redis.cpu()
+            params = {"scenario": "drain", "n": n, "task": task}
+            r = self.driver(system, params, start, queues=queues)
             w = holder["w"]
             r["hwm_kb"] = w.hwm_kb()
             r["n"] = n
+            r["redis_cpu_s"] = r["redis_cpu_at_result"] - before
+            r["redis_drain_cpu_s"] = r["redis_cpu_at_result"] - holder["redis_cpu_enqueued"]
+            first_left = r.get("first_left", 0) - r.get("stuck", 0)
+            if first_left > 0 and r["done"] > r["first_done"]:
+                spent = w.cpu_at(r["done"]) - w.cpu_at(r["first_done"])
+                r["worker_cpu_per_task_s"] = spent / first_left
             return r, w
         finally:
             if "w" in holder:
@@ -362,10 +430,71 @@ class Harness:
             "B_w1_per_s": done / (r["done"] - w.started),
             "B_w1_first_result_s": r["first_done"] - w.started,
             **({"B_w1_steady_per_s": done / steady} if steady > 0 else {}),
+            **self._cpu("B_w1", r),
             "E_peak_rss_mb": w.peak_rss_kb / 1024,
             "E_hwm_mb": r["hwm_kb"] / 1024,
             **({"B_w1_stuck_jobs": r["stuck"]} if r.get("stuck") else {}),
         }
+
+    @staticmethod
+    def _cpu(prefix: str, r: dict[str, Any]) -> dict[str, float]:
+        """Redis CPU per task (enqueue + drain, and the drain alone) and the worker
+        tree's CPU per task after its first result (start-up left out), in µs."""
+        out = {
+            f"{prefix}_redis_us": 1e6 * r["redis_cpu_s"] / r["n"],
+            f"{prefix}_redis_drain_us": 1e6 * r["redis_drain_cpu_s"] / r["n"],
+        }
+        if "worker_cpu_per_task_s" in r:
+            out[f"{prefix}_worker_us"] = 1e6 * r["worker_cpu_per_task_s"]
+        return out
+
+    def b_io(self, system: str) -> dict[str, float]:
+        """B with a task that does one INCR through its own redis-py client."""
+        r, w = self._drain(system, 1, task="io")
+        done = r["n"] - r.get("stuck", 0)
+        return {
+            "B_io_per_s": done / (r["done"] - w.started),
+            **self._cpu("B_io", r),
+            **({"B_io_stuck_jobs": r["stuck"]} if r.get("stuck") else {}),
+        }
+
+    def m(self, system: str) -> dict[str, float]:
+        """One worker on many queues: drain and round trip on 1 and ``M_queues``
+        queues, and the Redis CPU an idle worker costs on 1 and ``M_idle_queues``."""
+        if not getattr(load(system), "MANY_QUEUES", False):
+            return {}
+        out: dict[str, float] = {}
+        for q in (1, self.p["M_queues"]):
+            r, w = self._drain(system, 1, queues=q, n=self.p["M_n"])
+            out[f"M_drain_q{q}_per_s"] = (r["n"] - r.get("stuck", 0)) / (r["done"] - w.started)
+            out[f"M_drain_q{q}_redis_us"] = 1e6 * r["redis_drain_cpu_s"] / r["n"]
+            self.redis.clean()
+            out[f"M_rt_q{q}_p50_ms"] = self._roundtrip(system, self.p["M_rt_n"], q)["D_p50_ms"]
+            self.redis.clean()
+        for q in (1, self.p["M_idle_queues"]):
+            out.update(self._idle(system, q))
+            self.redis.clean()
+        return out
+
+    def _idle(self, system: str, queues: int) -> dict[str, float]:
+        """Redis CPU (% of one core) while a worker on ``queues`` queues has nothing to do."""
+        w = self.worker(system, 1, 100, queues).start()
+        got: dict[str, float] = {}
+
+        def measure(_: dict[str, Any]) -> None:
+            time.sleep(4 * self.p["M_idle_window"] / 10)  # start-up work settles
+            t0, c0, w0 = time.monotonic(), self.redis.cpu(), w.cpu_at(time.monotonic())
+            time.sleep(self.p["M_idle_window"])
+            t1, c1, w1 = time.monotonic(), self.redis.cpu(), w.cpu_at(time.monotonic())
+            got[f"M_idle_q{queues}_redis_pct"] = 100 * (c1 - c0) / (t1 - t0)
+            got[f"M_idle_q{queues}_worker_pct"] = 100 * (w1 - w0) / (t1 - t0)
+
+        try:
+            self.driver(system, {"scenario": "idle", "n": 0}, measure, queues=queues)
+            w.check_alive()
+        finally:
+            w.stop()
+        return got
 
     def b2(self, system: str) -> dict[str, float]:
         if not load(system).MULTIPROC:
@@ -401,9 +530,12 @@ class Harness:
     def d(self, system: str) -> dict[str, float]:
         if "D" in getattr(load(system), "SKIP", set()):
             return {}
-        w = self.worker(system, 1, 100).start()
+        return self._roundtrip(system, self.n(system, "D_n"))
+
+    def _roundtrip(self, system: str, n: int, queues: int = 0) -> dict[str, float]:
+        w = self.worker(system, 1, 100, queues).start()
         try:
-            r = self.driver(system, {"scenario": "roundtrip", "n": self.n(system, "D_n")})
+            r = self.driver(system, {"scenario": "roundtrip", "n": n}, queues=queues)
         finally:
             w.stop()
         lat = sorted(r["latencies"])
@@ -459,9 +591,11 @@ SCENARIOS: list[tuple[str, str]] = [
     ("A_batch", "a_batch"),
     ("B_w1", "b1"),
     ("B_w2", "b2"),
+    ("B_io", "b_io"),
     ("C", "c"),
     ("D", "d"),
     ("F", "f"),
+    ("M", "m"),
 ]
 
 
@@ -473,7 +607,13 @@ METRICS = [
     ("B_w1_per_s", "B drain 1 process, /s", True),
     ("B_w2_per_s", "B drain 2 processes, /s", True),
     ("B_w1_steady_per_s", "B drain 1 process after 1st result, /s", True),
-    ("B_w1_first_result_s", "B start -> first result, s", False),
+    ("B_w1_first_result_s", "startup: spawn -> first result (B), s", False),
+    ("B_w1_redis_us", "B Redis CPU per task (enqueue+drain), us", False),
+    ("B_w1_redis_drain_us", "B Redis CPU per task (drain only), us", False),
+    ("B_w1_worker_us", "B worker CPU per task, us", False),
+    ("B_io_per_s", "B_io drain, task does 1 INCR, /s", True),
+    ("B_io_redis_us", "B_io Redis CPU per task, us", False),
+    ("B_io_worker_us", "B_io worker CPU per task, us", False),
     ("C_seconds", "C 5k x sleep(0.05) @500, s (ideal 0.5)", False),
     ("D_p50_ms", "D round trip p50, ms", False),
     ("D_p95_ms", "D round trip p95, ms", False),
@@ -482,6 +622,22 @@ METRICS = [
     ("E_hwm_mb", "E worker VmHWM sum in B, MB", False),
     ("F_seconds", "F recovery after SIGKILL, s", False),
 ]
+
+
+def many_queue_metrics(p: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """Scenario M's rows, named after the queue counts of the run."""
+    q, idle = p["M_queues"], p["M_idle_queues"]
+    return [
+        ("M_drain_q1_per_s", "M drain, 1 queue, /s", True),
+        (f"M_drain_q{q}_per_s", f"M drain, {q:,} queues, /s", True),
+        ("M_drain_q1_redis_us", "M Redis CPU per task, 1 queue, us", False),
+        (f"M_drain_q{q}_redis_us", f"M Redis CPU per task, {q:,} queues, us", False),
+        ("M_rt_q1_p50_ms", "M round trip p50, 1 queue, ms", False),
+        (f"M_rt_q{q}_p50_ms", f"M round trip p50, {q:,} queues, ms", False),
+        ("M_idle_q1_redis_pct", "M idle worker, 1 queue: Redis % of a core", False),
+        (f"M_idle_q{idle}_redis_pct", f"M idle worker, {idle:,} queues: Redis % core", False),
+        (f"M_idle_q{idle}_worker_pct", f"M idle worker, {idle:,} queues: worker % core", False),
+    ]
 
 
 def fmt(v: float | None) -> str:
@@ -494,11 +650,15 @@ def fmt(v: float | None) -> str:
     return f"{v:.3g}"
 
 
-def table(medians: dict[str, dict[str, float]], systems: list[str]) -> str:
+def table(
+    medians: dict[str, dict[str, float]],
+    systems: list[str],
+    metrics: list[tuple[str, str, bool]] = METRICS,
+) -> str:
     peers = [s for s in systems if s not in ("aioq", "raw")]
     head = ["metric", *systems, *(f"aioq/{p}" for p in ["raw", *peers] if p in systems)]
     rows = [head]
-    for key, label, _ in METRICS:
+    for key, label, _ in metrics:
         vals = [medians.get(s, {}).get(key) for s in systems]
         if all(v is None for v in vals):
             continue
@@ -617,9 +777,18 @@ def main(argv: list[str] | None = None) -> int:
         "--systems", default=None, help="comma-separated subset of " + ",".join(SYSTEMS)
     )
     ap.add_argument(
-        "--scenarios", default=None, help="comma-separated subset of A_one,A_batch,B_w1,B_w2,C,D,F"
+        "--scenarios",
+        default=None,
+        help="comma-separated subset of " + ",".join(s for s, _ in SCENARIOS),
     )
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=N",
+        help="override a parameter, e.g. --set M_queues=300 (recorded in the JSON)",
+    )
     ap.add_argument("--out", default=str(BENCH / "results" / "latest.json"))
     args = ap.parse_args(argv)
     systems = args.systems.split(",") if args.systems else (["aioq"] if args.smoke else SYSTEMS)
@@ -667,7 +836,7 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
     print(f"medians of {reps} repetition(s); ratio columns are aioq value / peer value")
     print("(for /s rows above 1 favours aioq; for s, ms and MB rows below 1 does)\n")
-    print(table(medians, systems))
+    print(table(medians, systems, METRICS + many_queue_metrics(h.p)))
     if out["redis_benchmark"]:
         print()
         for k, v in out["redis_benchmark"].items():
@@ -675,6 +844,12 @@ def main(argv: list[str] | None = None) -> int:
     if errors:
         print("\nerrors:\n  " + "\n  ".join(e[:300] for e in errors))
     print(f"\nJSON: {args.out}")
+    drawn = chart.draw(medians, systems, Path(args.out).with_suffix(".png"))
+    print(
+        f"chart: {drawn}"
+        if drawn
+        else "chart: none (nothing to draw, or no matplotlib: the bench extra)"
+    )
     return 1 if args.smoke and errors else 0
 
 

@@ -63,7 +63,7 @@ async def main(n: int) -> None:
     finally:
         worker.terminate()
         worker.wait(60)
-        redis = app._transport.redis
+        redis = app.broker.redis
         async for key in redis.scan_iter(match=f"{app.prefix}:*", count=1000):
             await redis.delete(key)
         await app.aclose()

@@ -21,7 +21,7 @@ app = aioq.App(
 
 async def redis_us(ctx: aioq.Context) -> int:
     """Redis time now, in µs."""
-    seconds, micros = await ctx.app._transport.redis.time()
+    seconds, micros = await ctx.app.broker.redis.time()
     return int(seconds) * 1_000_000 + int(micros)
 
 
@@ -36,7 +36,7 @@ async def retried(ctx: aioq.Context, delay: float) -> list[int]:
     """Fails its first attempt with ``Retry(delay)``; returns the Redis start time
     (µs) of each attempt."""
     key = f"{app.prefix}:attempts:{ctx.job_id}"
-    redis = ctx.app._transport.redis
+    redis = ctx.app.broker.redis
     await redis.rpush(key, await redis_us(ctx))
     if ctx.attempt == 1:
         raise aioq.Retry(delay=delay)
@@ -47,7 +47,7 @@ async def retried(ctx: aioq.Context, delay: float) -> list[int]:
 async def paced(ctx: aioq.Context) -> int:
     """Records its Redis start time (µs) in ``starts``."""
     started = await redis_us(ctx)
-    await ctx.app._transport.redis.rpush(f"{app.prefix}:starts", started)
+    await ctx.app.broker.redis.rpush(f"{app.prefix}:starts", started)
     return started
 
 
@@ -55,7 +55,7 @@ async def paced(ctx: aioq.Context) -> int:
 async def exclusive(ctx: aioq.Context, seconds: float) -> int:
     """Runs ``seconds``; records (Redis start µs, end µs, worker) in ``spans`` and
     how many ``exclusive`` jobs ran at once (anywhere) when it started."""
-    redis = ctx.app._transport.redis
+    redis = ctx.app.broker.redis
     running = await redis.incr(f"{app.prefix}:running")
     started = await redis_us(ctx)
     try:

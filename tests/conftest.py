@@ -113,10 +113,20 @@ def sync_redis(redis_url: str) -> Iterator[redis.Redis]:
 sys.path.insert(0, str(ROOT))  # so worker subprocesses and tests import tests.apps
 
 
+both_record_modes = pytest.mark.parametrize(
+    "app", [True, False], ids=["batch-records", "per-job-records"], indirect=True
+)
+"""Run a test with workers writing job records a batch per script (single node)
+and one script per job (what Redis Cluster needs: ``batch_records=False``)."""
+
+
 @pytest.fixture
-async def app(redis_url: str, prefix: str) -> AsyncIterator[aioq.App]:
+async def app(
+    request: pytest.FixtureRequest, redis_url: str, prefix: str
+) -> AsyncIterator[aioq.App]:
     """A fresh App on the test Redis with its own prefix and a short visibility timeout."""
     application = aioq.App(redis_url, prefix=prefix, visibility_timeout=2.0)
+    application.broker.batch_records = getattr(request, "param", True)  # type: ignore[attr-defined]
     yield application
     await application.aclose()
 
@@ -130,6 +140,9 @@ class WorkerRunner:
     async def start(self, app: aioq.App, **options: Any) -> aioq.Worker:
         options.setdefault("block", 0.1)
         options.setdefault("grace", 5.0)
+        # Tests of bad messages expect an unknown task's dead letter at once; the
+        # rolling-deploy window (60 s by default) has its own tests (test_deploys.py).
+        options.setdefault("unknown_task_grace", 0)
         worker = aioq.Worker(app, **options)
         task = asyncio.create_task(worker.run())
         self.running.append((worker, task))

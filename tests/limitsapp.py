@@ -21,7 +21,7 @@ app = aioq.App(
 @app.task(rate_limit="20/s")
 async def paced(ctx: aioq.Context, n: int) -> int:
     """Records its start time (seconds, as a string) and who ran it."""
-    redis = ctx.app._transport.redis
+    redis = ctx.app.broker.redis
     await redis.rpush(f"{app.prefix}:starts", repr(time.time()))
     await redis.sadd(f"{app.prefix}:workers", ctx.worker_id)
     return n
@@ -30,7 +30,7 @@ async def paced(ctx: aioq.Context, n: int) -> int:
 @app.task(max_running=2)
 async def capped(ctx: aioq.Context, seconds: float) -> int:
     """Records how many ``capped`` jobs ran at once (anywhere) when it started."""
-    redis = ctx.app._transport.redis
+    redis = ctx.app.broker.redis
     running = await redis.incr(f"{app.prefix}:running")
     await redis.rpush(f"{app.prefix}:seen", running)
     await redis.sadd(f"{app.prefix}:workers", ctx.worker_id)

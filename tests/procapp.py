@@ -25,7 +25,7 @@ async def add(x: int, y: int) -> int:
 @app.task
 async def sleepy(ctx: aioq.Context, seconds: float) -> str:
     """Sleeps, counting each execution of each job in Redis (to spot duplicates)."""
-    redis = ctx.app._transport.redis
+    redis = ctx.app.broker.redis
     await redis.hincrby(f"{app.prefix}:executions", ctx.job_id, 1)
     await asyncio.sleep(seconds)
     return ctx.worker_id

@@ -44,6 +44,10 @@ class QueueStatus(msgspec.Struct, frozen=True, kw_only=True):
     consumers: int = 0
     """Consumers of the queue's group (a dead worker's stay until the sweep removes them)."""
     levels: list[LevelStatus] = []
+    delivered: int = 0
+    """Messages handed to workers since the queue's groups were made (XINFO GROUPS'
+    ``entries-read``, all levels; a retry counts again): its rate of change is the
+    queue's throughput."""
 
 
 class WorkerStatus(msgspec.Struct, frozen=True, kw_only=True):

@@ -10,7 +10,7 @@ keep theirs instead of replacing each other's on every call.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from redis.exceptions import NoScriptError
 
@@ -19,47 +19,17 @@ from .batcher import Batcher
 from .connection import broker_errors, connect
 from .keys import PAYLOAD_FIELD
 from .scripts import SCRIPTS
+from .types import AbortCode, Aborted, NewJob
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
 
     from redis.asyncio import Redis
 
-    from .._core.event import Note
     from .._core.options import When
     from .keys import Keyspace
 
 Command = tuple[Any, ...]
-
-
-class NewJob(NamedTuple):
-    """One job being sent: what its record and its message need."""
-
-    job_id: str
-    task: str
-    queue: str
-    level: int
-    """Priority level: which of the queue's streams (and delayed sets) it goes to."""
-    payload: bytes | None
-    """The encoded message; None for a workflow step sent later by a worker (only
-    its record is written now)."""
-    enqueued_ms: int
-    result_ttl_ms: int
-    """The job's resolved result_ttl: the record's TTL (plus any delay)."""
-    lock: str | None = None
-    """The unique lock it holds (its job id, or ``task:digest`` for unique_for)."""
-
-
-class Aborted(NamedTuple):
-    """What the record of a job that was just aborted said about it."""
-
-    task: str | None
-    queue: str | None
-    lock: str | None
-    result_ttl_ms: int | None
-    worker: str | None = None
-    """The worker of its last attempt (None: it never started)."""
-    attempts: int = 0
 
 
 def _text(value: Any) -> str | None:
@@ -215,7 +185,12 @@ class Client:
             when.ms,
         )
         async with broker_errors(self.url):
-            await self._send([self._record(job, when), delayed])
+            await self._send([self._record(job, when), delayed, self._hint(job.queue)])
+
+    def _hint(self, queue: str) -> Command:
+        """Ask the pumps to look at ``queue``'s delayed sets at once (the due-index
+        hint; sent after the message: a pump that clears the hint sees it)."""
+        return ("ZADD", self.keys.due(), "LT", 0, queue)
 
     async def enqueue_unique(self, job: NewJob, when: When | None, hold_ms: int) -> str:
         """Send unless the job's lock is held; returns the id of the job that holds it.
@@ -239,7 +214,8 @@ class Client:
             0 if when is None else when.ms,
         )
         async with broker_errors(self.url):
-            created, (sent, holder) = await self._send([self._record(job, when), unique])
+            hint = [] if when is None else [self._hint(job.queue)]
+            created, (sent, holder), *_ = await self._send([self._record(job, when), unique, *hint])
             holder = holder.decode() if isinstance(holder, bytes) else str(holder)
             if not sent and created and holder != job.job_id:
                 await self._get().batcher.call("DEL", self.keys.job(job.job_id))
@@ -284,18 +260,12 @@ class Client:
                     job_id,
                 ],
             )
-        if reply[0] != 1:
+        if reply[0] != AbortCode.ABORTED:
             return None
         task, queue, lock, kept, worker, attempts = (
             _text(v) for v in [*reply[1:7], None, None][:6]
         )
         return Aborted(task, queue, lock, int(kept) if kept else None, worker, int(attempts or 0))
-
-    async def event(self, queue: str, note: Note, maxlen: int, worker: str = "") -> None:
-        """Write one lifecycle event to ``queue``'s event stream (event.lua)."""
-        args = [maxlen, note.kind, note.job_id, note.task, worker, note.attempt, note.detail]
-        async with broker_errors(self.url):
-            await self._script("event", [self.keys.events(queue)], args)
 
     async def unlock(self, queue: str, lock: str, job_id: str, keep_ms: int) -> bool:
         """Release a unique job's lock if it still names ``job_id`` (unlock.lua):

@@ -12,7 +12,12 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from redis import exceptions as rex
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.connection import Connection
+from redis.asyncio.connection import (
+    Connection,
+    SSLConnection,
+    UnixDomainSocketConnection,
+    parse_url,
+)
 
 from ..errors import BrokerUnavailable
 
@@ -35,12 +40,21 @@ OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
     rex.ClusterDownError,  # CLUSTERDOWN, MASTERDOWN
     rex.TryAgainError,  # TRYAGAIN: a slot is being migrated
     rex.AskError,  # ASK, MOVED: a slot moved
+    rex.ClusterError,  # Redis Cluster: redirections exhausted (failover, resharding)
+    rex.SlotNotCoveredError,  # Redis Cluster: no node serves the slot yet (not a RedisError!)
     OSError,
 )
 """Every error that means "Redis cannot serve us right now", not "aioq did something
 wrong": the network, a restart (LOADING), someone's slow script (BUSY), a failover
 (READONLY, MASTERDOWN) or a resharding (TRYAGAIN, CLUSTERDOWN, MOVED/ASK). Every loop
 of a worker treats them alike: log once, back off, carry on, lose nothing."""
+
+RedisError = rex.RedisError
+"""Any error Redis (or the client) raised; the runtime names no redis-py class itself."""
+ResponseError = rex.ResponseError
+"""An error reply (a script's error, NOGROUP, WRONGTYPE, …)."""
+OutOfMemoryError = rex.OutOfMemoryError
+"""OOM: Redis is at maxmemory and refuses writes (noeviction)."""
 
 REDIS_ERRORS: tuple[type[BaseException], ...] = (*OUTAGE_ERRORS, rex.RedisError)
 """Outages and every error reply: what a background loop catches so that nothing
@@ -51,6 +65,7 @@ NOT_READY_ERRORS: tuple[type[BaseException], ...] = (
     BusyError,
     rex.ClusterDownError,
     rex.TryAgainError,
+    rex.SlotNotCoveredError,
 )
 """Replies proving Redis is up but cannot serve yet: waiting for it is always right."""
 
@@ -63,6 +78,7 @@ _CODES: tuple[tuple[type[BaseException], str], ...] = (
     (rex.TryAgainError, "TRYAGAIN"),
     (rex.MovedError, "MOVED"),
     (rex.AskError, "ASK"),
+    (rex.SlotNotCoveredError, "CLUSTERDOWN"),
 )
 
 
@@ -115,8 +131,8 @@ except ImportError:  # hiredis is a dependency, but keep working without it
     _pack = None  # type: ignore[assignment]
 
 
-class PackedConnection(Connection):
-    """A plain TCP connection that packs commands with hiredis (in C).
+class HiredisPacking:
+    """Packs commands with hiredis (in C), for any kind of connection.
 
     redis-py's asyncio connection packs every command in Python; profiling a
     worker put that at ~20 % of its CPU, and hiredis packs the same bytes about
@@ -129,6 +145,25 @@ class PackedConnection(Connection):
         if isinstance(first, str) and " " in first:  # "SCRIPT LOAD", "XGROUP CREATE"…
             args = (*first.split(), *args[1:])
         return [_pack(args)]
+
+
+class PackedConnection(HiredisPacking, Connection):
+    """``redis://``: TCP."""
+
+
+class PackedSSLConnection(HiredisPacking, SSLConnection):
+    """``rediss://``: TLS (with client certificates when given)."""
+
+
+class PackedUnixConnection(HiredisPacking, UnixDomainSocketConnection):
+    """``unix://``: a unix socket."""
+
+
+_PACKED: dict[type[Any], type[Any]] = {
+    Connection: PackedConnection,
+    SSLConnection: PackedSSLConnection,
+    UnixDomainSocketConnection: PackedUnixConnection,
+}
 
 
 @asynccontextmanager
@@ -157,8 +192,9 @@ def connect(url: str, **options: Any) -> Redis:
     """
     options.setdefault("socket_connect_timeout", 5.0)
     options.setdefault("socket_timeout", None)
-    options.setdefault("socket_keepalive", True)
-    options.setdefault("socket_keepalive_options", _keepalive())
+    if not url.startswith("unix:"):  # TCP only (a unix connection refuses the options)
+        options.setdefault("socket_keepalive", True)
+        options.setdefault("socket_keepalive_options", _keepalive())
     options.setdefault("health_check_interval", 30)
     # A blocking pool: past max_connections a caller waits for a free connection
     # instead of failing with "Too many connections" (redis-py's default pool).
@@ -166,9 +202,16 @@ def connect(url: str, **options: Any) -> Redis:
     options.setdefault("timeout", OPERATION_TIMEOUT)
     if _ASYNC_PARSER is not None:
         options.setdefault("parser_class", _ASYNC_PARSER)
-    if url.startswith("redis://") and _pack is not None:
-        options.setdefault("connection_class", PackedConnection)
-    return Redis.from_pool(BlockingConnectionPool.from_url(url, **options))  # closes it too
+    # As redis-py's from_url, the URL's own settings (host, TLS files in the query
+    # string…) win over the options; but the connection class it picks per scheme
+    # is swapped for its hiredis-packing subclass, unless the caller chose one.
+    settings = {**options, **parse_url(url)}
+    if "connection_class" in options:
+        settings["connection_class"] = options["connection_class"]
+    elif _pack is not None:
+        kind = settings.get("connection_class", Connection)
+        settings["connection_class"] = _PACKED.get(kind, kind)
+    return Redis.from_pool(BlockingConnectionPool(**settings))  # closes it too
 
 
 def describe(url: str) -> str:
@@ -256,19 +299,13 @@ NOEVICTION = "noeviction"
 
 
 async def eviction_policy(redis: Redis) -> str | None:
-    """Redis' ``maxmemory-policy``: from CONFIG GET, or from ``INFO memory`` when
-    an ACL (or a renamed command) refuses CONFIG. None when neither tells."""
-    try:
-        reply = await redis.config_get("maxmemory-policy")
-    except rex.ResponseError:  # NOPERM, unknown command
-        reply = {}
-    found: dict[Any, Any] = dict(reply)
-    value = _text(found.get("maxmemory-policy", found.get(b"maxmemory-policy")))
-    if value:
-        return value
+    """Redis' ``maxmemory-policy``, from ``INFO memory``; None when it does not tell.
+
+    INFO, not CONFIG GET: the app's ACL user needs no CONFIG, which would also
+    show it every setting of the server (docs/security.md)."""
     try:
         info = await redis.info("memory")
-    except rex.ResponseError:
+    except rex.ResponseError:  # NOPERM, unknown command
         return None
     return _text(info.get("maxmemory_policy")) or None
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .keys import Keyspace
     from .types import Entry
 
-__all__ = ["event_queues", "queue_event", "read"]
+__all__ = ["event_queues", "queue_event", "read", "write"]
 
 
 def queue_event(
@@ -45,6 +45,14 @@ def queue_event(
     else:
         fenced = [*args, GROUP, fence.id, fence.deliveries]
         SCRIPTS.queue(pipe, "event", [keys.events(queue), fence.stream], fenced)
+
+
+async def write(
+    redis: Redis, keys: Keyspace, maxlen: int, queue: str, note: Note, worker: str
+) -> None:
+    """Write one event (event.lua) for a transition already made."""
+    args = [maxlen, note.kind, note.job_id, note.task, worker, note.attempt, note.detail]
+    await SCRIPTS.call(redis, "event", [keys.events(queue)], args)
 
 
 async def read(

@@ -38,6 +38,12 @@ class Keyspace:
         base = f"{self.prefix}:{{{queue}}}:delayed"
         return f"{base}:{level}" if level else base
 
+    def due(self) -> str:
+        """The due-index hint: sorted set of queue → earliest time (ms, Redis clock)
+        its delayed sets need a look, 0 = at once. App-wide, so in a slot of its
+        own: written next to the queue scripts, never inside them (due.lua)."""
+        return f"{self.prefix}:due"
+
     def level_streams(self, queue: str) -> list[str]:
         """The streams of every priority level of ``queue``, most urgent first."""
         return [self.stream(queue, level) for level in reversed(range(LEVELS))]

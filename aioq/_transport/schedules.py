@@ -11,10 +11,11 @@ scheduler reads now and then; it is never written together with a state hash.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from .connection import bounded
 from .scripts import SCRIPTS
+from .types import Fired, ScheduleState, TickCode
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -23,51 +24,7 @@ if TYPE_CHECKING:
 
     from .keys import Keyspace
 
-__all__ = [
-    "Fired",
-    "State",
-    "definitions",
-    "fire",
-    "forget",
-    "pause",
-    "put",
-    "redis_time",
-    "states",
-]
-
-
-class State(NamedTuple):
-    """What a schedule's state hash remembers."""
-
-    last_ms: int | None
-    """The last tick fired (ms since the epoch); None: never fired."""
-    last_job: str
-    """The job id sent for it."""
-    fired_ms: int | None
-    """When it was sent, by the Redis clock (older versions: the sender's clock)."""
-    paused: bool = False
-    resumed_ms: int | None = None
-    """When it was last resumed (Redis time): ticks up to then count as fired."""
-
-    @property
-    def planned_from(self) -> int | None:
-        """The tick to continue after: the last fired, or the last resume if later
-        (a resumed schedule does not back-fill its paused window)."""
-        found = [t for t in (self.last_ms, self.resumed_ms) if t is not None]
-        return max(found) if found else None
-
-
-class Fired(NamedTuple):
-    """What ``tick.lua`` did with a tick."""
-
-    sent: bool
-    """This call sent the tick's job."""
-    last_ms: int
-    """The last tick fired (this one, when sent); Redis time when ``early``."""
-    early: bool
-    """Refused: the tick is more than the grace ahead of Redis time."""
-    paused: bool = False
-    """Refused: the schedule is paused (nothing sent or remembered)."""
+__all__ = ["definitions", "fire", "forget", "pause", "put", "record", "redis_time", "states"]
 
 
 async def fire(
@@ -90,7 +47,8 @@ async def fire(
         [keys.schedule(queue, name), keys.stream(queue, level)],
         [tick_ms, job_id, payload, grace_ms],
     )
-    return Fired(int(status) == 1, int(value), int(status) == 2, int(status) == 3)
+    code = TickCode(int(status))
+    return Fired(code == TickCode.SENT, int(value), code == TickCode.EARLY, code == TickCode.PAUSED)
 
 
 async def record(
@@ -115,7 +73,7 @@ async def redis_time(redis: Redis) -> int:
 
 async def states(
     redis: Redis, keys: Keyspace, schedules: Sequence[tuple[str, str]]
-) -> list[State | None]:
+) -> list[ScheduleState | None]:
     """The state of each (queue, schedule name), in one pipeline; None for a schedule
     that has none (never fired, never paused)."""
     fields = ["last_ms", "last_job", "fired_ms", "paused", "resumed_ms"]
@@ -124,13 +82,13 @@ async def states(
         pipe.hmget(keys.schedule(queue, name), fields)
     async with bounded():
         replies = await pipe.execute()
-    out: list[State | None] = []
+    out: list[ScheduleState | None] = []
     for last_ms, last_job, fired_ms, paused, resumed_ms in replies:
         if last_ms is None and paused is None and resumed_ms is None:
             out.append(None)
             continue
         out.append(
-            State(
+            ScheduleState(
                 int(last_ms) if last_ms is not None else None,
                 last_job.decode() if isinstance(last_job, bytes) else str(last_job or ""),
                 int(fired_ms) if fired_ms is not None else None,

@@ -2,7 +2,8 @@
 
 Scripts share code through ``lua/include/*.lua`` fragments: a line
 ``-- #include name.lua`` is replaced by that fragment when the script is loaded
-(the "is the job final?" check and the fencing checks live there once). A
+(the "is the job final?" check and the fencing checks live there once), and
+``codes.lua``, written from ``types.CODES``, names every status code. A
 script that starts with a ``#!lua`` shebang keeps it first: such scripts are
 refused as a whole when Redis is out of memory, never left half done.
 
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import NoScriptError
 
 from .connection import bounded
+from .types import lua_codes
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -66,6 +68,7 @@ class Scripts:
             for entry in folder.joinpath("include").iterdir()
             if entry.name.endswith(".lua")
         }
+        fragments["codes.lua"] = lua_codes()  # shared with Python: types.CODES
         self._by_name = {
             entry.name.removesuffix(".lua"): Script(
                 entry.name, expand(entry.read_text("utf-8"), fragments)

@@ -1,5 +1,6 @@
 """Worker-side stream operations: group set-up, reads, start/finish/ack, dead letters,
-lease renewal and recovery of a dead worker's messages."""
+lease renewal and recovery of a dead worker's messages (the delayed sets and the
+due index: ``delays.py``; job records and completions: ``outcomes.py``)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,23 @@ from typing import TYPE_CHECKING, Any, cast
 from redis import exceptions as rex
 
 from .connection import OPERATION_TIMEOUT, REDIS_ERRORS, bounded, outage_text
+from .delays import Delays
 from .keys import GROUP, LEVELS, PAYLOAD_FIELD, Keyspace
 from .outcomes import Outcomes
 from .scripts import SCRIPTS, run_pipeline
-from .types import Admit, Claimed, Completion, Done, Entry, Finish, Renewed, Start, Wrote
+from .types import (
+    Admission,
+    Admit,
+    Claimed,
+    Completion,
+    Done,
+    Entry,
+    Finish,
+    Renewed,
+    Start,
+    Verdict,
+    Wrote,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -32,6 +46,7 @@ CLAIM_PAGE_MAX = 1000
 
 
 __all__ = [
+    "Admission",
     "Admit",
     "Claimed",
     "Completion",
@@ -45,7 +60,7 @@ __all__ = [
 ]
 
 
-class Streams(Outcomes):
+class Streams(Outcomes, Delays):
     def __init__(
         self, redis: Redis, keys: Keyspace, *, batch_records: bool = True, events_maxlen: int = 0
     ) -> None:
@@ -57,6 +72,14 @@ class Streams(Outcomes):
         """One script call per batch for job records (start_many / finish_many). Job
         keys of a batch sit in different Cluster slots, so on Cluster this must be
         off: then each job gets its own start.lua / finish.lua."""
+
+    def level_stream(self, queue: str, level: int) -> str:
+        """The stream of ``queue``'s priority ``level`` (how entries name their stream)."""
+        return self.keys.stream(queue, level)
+
+    def unique_lock(self, queue: str, lock: str) -> str:
+        """The key of a unique job's lock (what ``Finish.unlock`` names)."""
+        return self.keys.unique(queue, lock)
 
     async def ensure_group(self, queue: str) -> None:
         """Create the stream and its group, reading from the very start (``0``),
@@ -84,28 +107,67 @@ class Streams(Outcomes):
         """Up to ``count`` new entries of ``queues``, most urgent level first
         (``ascending``: least urgent first). When there are none, the second
         value maps each level stream to the id a new entry would follow, for
-        ``wait``."""
-        keys = [k for q in queues for k in self.keys.level_streams(q)]
+        ``wait`` (``b""``: the stream does not exist yet)."""
+        streams = {
+            k: (q, LEVELS - 1 - i) for q in queues for i, k in enumerate(self.keys.level_streams(q))
+        }
+        entries, marks = await self.fetch_streams(consumer, streams, count, ascending)
+        return entries, ({} if entries else marks)
+
+    async def fetch_streams(
+        self, consumer: str, streams: dict[str, tuple[str, int]], count: int, ascending: bool
+    ) -> tuple[list[Entry], dict[str, bytes]]:
+        """Up to ``count`` new entries of ``streams`` (key → (queue, level)), most
+        urgent level first, equally urgent ones in the order given. The second
+        value holds a mark for every stream looked at that had nothing new: the
+        id after which its next entry will appear (``wait``), ``b""`` when it does
+        not exist yet."""
+        keys = list(streams)
+        levels = [streams[k][1] for k in keys]
         async with bounded():
             reply = await SCRIPTS.call(
-                self.redis, "fetch", keys, [GROUP, consumer, count, int(ascending), LEVELS]
+                self.redis, "fetch", keys, [GROUP, consumer, count, int(ascending), *levels]
             )
-        if reply[0] == 0:
-            return [], dict(zip(keys, reply[1:], strict=True))
+        m = int(reply[0])
+        marks = {keys[int(reply[i]) - 1]: reply[i + 1] for i in range(1, 2 * m + 1, 2)}
         out: list[Entry] = []
-        for i in range(1, len(reply), 3):
-            index = int(reply[i]) - 1
-            fields = reply[i + 2]
-            out.append(
-                Entry(
-                    keys[index],
-                    queues[index // LEVELS],
-                    LEVELS - 1 - index % LEVELS,
-                    reply[i + 1],
-                    _payload(fields),
-                )
+        for i in range(2 * m + 1, len(reply), 3):
+            key = keys[int(reply[i]) - 1]
+            queue, level = streams[key]
+            out.append(Entry(key, queue, level, reply[i + 1], _payload(reply[i + 2])))
+        return out, marks
+
+    async def peek(self, marks: dict[str, bytes], block_ms: int | None = None) -> list[str]:
+        """The streams that have an entry after their mark (XREAD COUNT 1, which
+        takes nothing), waiting up to ``block_ms`` for one when given (then Redis
+        answers with the first stream that gets one)."""
+        if not marks:
+            return []
+        timeout = OPERATION_TIMEOUT + (block_ms or 0) / 1000
+        async with bounded(timeout):
+            reply: Any = await self.redis.xread(
+                {k: v or b"0-0" for k, v in marks.items()},
+                count=1,
+                block=block_ms,
             )
-        return out, {}
+        return [k.decode() if isinstance(k, bytes) else str(k) for k, _ in reply or ()]
+
+    async def existing(self, keys: Sequence[str], chunk: int = 500) -> list[str]:
+        """Which of ``keys`` exist: one multi-key EXISTS per ``chunk`` keys, then
+        one per key of the chunks that counted any."""
+        chunks = [list(keys[i : i + chunk]) for i in range(0, len(keys), chunk)]
+        pipe = self.redis.pipeline(transaction=False)
+        for part in chunks:
+            pipe.exists(*part)
+        async with bounded():
+            counts = await pipe.execute()
+            found = [k for part, n in zip(chunks, counts, strict=True) if n for k in part]
+            if not found:
+                return []
+            pipe = self.redis.pipeline(transaction=False)
+            for key in found:
+                pipe.exists(key)
+            return [k for k, n in zip(found, await pipe.execute(), strict=True) if n]
 
     async def wait(self, after: dict[str, bytes], block_ms: int) -> None:
         """Block until one of the streams gets an entry after the given id, or
@@ -172,31 +234,23 @@ class Streams(Outcomes):
         )
         return bool(moved)
 
-    async def pump(self, queue: str, limit: int) -> tuple[int, int]:
-        """Move delayed messages due by the Redis clock into the streams of their
-        priority levels; returns (moved, ms until the next one is due by Redis
-        time, or -1 when none waits)."""
-        moved, wait_ms = await SCRIPTS.call(
-            self.redis,
-            "pump",
-            [*self.keys.level_delayed(queue), *self.keys.level_streams(queue)],
-            [limit],
-        )
-        return int(moved), int(wait_ms)
-
     async def retry(
         self, entry: Entry, worker: str, payload: bytes, delay_ms: int, note: Note | None = None
     ) -> int | None:
         """Schedule the next attempt ``delay_ms`` from now by Redis' clock and ack
         this delivery, atomically and fenced (retry.lua), with ``note`` (its
-        ``retrying`` event) if given. Returns the due time (ms), or None when this
-        worker no longer holds the entry (nothing done)."""
+        ``retrying`` event) if given and events are on. Returns the due time (ms),
+        or None when this worker no longer holds the entry (nothing done)."""
         keys = [entry.stream, self.keys.delayed(entry.queue, entry.level)]
         args = [GROUP, worker, entry.id, entry.deliveries, payload, max(0, delay_ms)]
         if note is not None and self.events_maxlen:
             keys.append(self.keys.events(entry.queue))
             args += [self.events_maxlen, note.job_id, note.task, note.attempt, note.detail]
         due = await SCRIPTS.call(self.redis, "retry", keys, args)
+        if due:
+            # Only a hint: a worker's pump sweep finds the message without it.
+            with contextlib.suppress(*REDIS_ERRORS):
+                await self.hint_due(entry.queue, int(due))
         return int(due) or None
 
     async def abort_requests(self) -> AsyncIterator[str]:
@@ -258,10 +312,9 @@ class Streams(Outcomes):
         and let it expire after ``ttl_ms``."""
         await SCRIPTS.call(self.redis, "end_group", [self.keys.barrier(group_id)], [ttl_ms])
 
-    async def admit(self, requests: Sequence[Admit]) -> list[Any]:
-        """Ask the limiters whether each job may start (admit.lua), in one pipeline.
-        Each reply is ``[0]`` (start), ``[1, wait µs]`` (rate slot reserved) or
-        ``[2]`` (concurrency limit reached), or an exception."""
+    async def admit(self, requests: Sequence[Admit]) -> list[Admission | Exception]:
+        """Ask the limiters whether each job may start (admit.lua), in one pipeline:
+        an ``Admission`` each, or the exception Redis answered with."""
 
         def build(pipe: Pipeline) -> None:
             for r in requests:
@@ -272,7 +325,12 @@ class Streams(Outcomes):
                     [r.interval_us, int(r.reserved), r.job_id, r.max_running, r.lease_ms],
                 )
 
-        return await run_pipeline(self.redis, build)
+        return [
+            r
+            if isinstance(r, Exception)
+            else Admission(Verdict(int(r[0])), int(r[1]) if len(r) > 1 else 0)
+            for r in await run_pipeline(self.redis, build)
+        ]
 
     async def running_slots(
         self, slots: Sequence[tuple[str, str, int]], lease_ms: int | None
@@ -347,6 +405,25 @@ class Streams(Outcomes):
             for i in range(at, len(reply), 4)
         ]
         return Claimed(list(reply[:n]), entries, int(reply[n]), mine)
+
+    async def pending_summaries(self, streams: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Per level stream, its pending entries per consumer (XPENDING's summary
+        form, one pipeline); streams without the group are left out."""
+        pipe = self.redis.pipeline(transaction=False)
+        for key in streams:
+            pipe.xpending(key, GROUP)
+        async with bounded():
+            replies = await pipe.execute(raise_on_error=False)
+        out: dict[str, dict[str, int]] = {}
+        for key, reply in zip(streams, replies, strict=True):
+            if isinstance(reply, dict) and reply.get("pending"):
+                out[key] = {
+                    c["name"].decode() if isinstance(c["name"], bytes) else str(c["name"]): int(
+                        c["pending"]
+                    )
+                    for c in reply.get("consumers") or ()
+                }
+        return out
 
     async def reclaim(
         self, queue: str, level: int, consumer: str, ids: Sequence[bytes], min_idle_ms: int

@@ -23,15 +23,16 @@ import logging
 from typing import TYPE_CHECKING, TypeVar
 
 import anyio
-from redis.exceptions import RedisError
 
-from .._transport.streams import Completion, Done, Wrote
+from .._transport.connection import RedisError
+from .._transport.types import Completion, Done, Wrote
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from .._core.event import Note
-    from .._transport.streams import Entry, Finish, Streams
+    from .._transport.broker import WorkerBroker
+    from .._transport.types import Entry, Finish
 
 log = logging.getLogger("aioq.worker")
 
@@ -41,7 +42,7 @@ MAX_BACKOFF = 5.0
 
 
 class Completer:
-    def __init__(self, streams: Streams, worker: str) -> None:
+    def __init__(self, streams: WorkerBroker, worker: str) -> None:
         self._streams = streams
         self._worker = worker
         self._queue: list[tuple[Completion, asyncio.Future[Done]]] = []

@@ -15,23 +15,25 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import msgspec
 
-from .._core.context import CURRENT_JOB, Context, Running
+from .._core.context import CURRENT_JOB, NO_STATE, Context, Running
 from .._core.event import Note, ended, progress_detail
 from .._core.message import (
     JobState,
     Message,
     Outcome,
     Progress,
-    decode_message,
     decode_outcome,
     encode,
     now_ms,
+    open_message,
 )
 from .._core.options import CALL_FIELDS, Effective, TaskOptions, unwire
 from .._core.registry import ArgumentError, TaskDef
+from .._core.signing import BadSignature
 from .._transport.connection import OUTAGE_ERRORS
-from .._transport.streams import Done, Entry, Finish, Start, Streams, Wrote
+from .._transport.types import Done, Entry, Finish, Start, Wrote
 from .completer import persist
+from .deploys import UnknownTasks
 from .executor import run_attempt
 from .failures import Failures
 from .flow import Flow
@@ -39,10 +41,12 @@ from .lease import Lease, LeaseKeeper
 from .limits import Deferral, Limits, describe, limited
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine
+    from collections.abc import Callable, Coroutine, Mapping
 
-    from ..app import App
+    from .._core.hooks import Middleware
+    from .._transport.broker import WorkerBroker
     from .completer import Completer
+    from .host import WorkerHost
     from .tally import Tally
 
 log = logging.getLogger("aioq.worker")
@@ -51,12 +55,12 @@ task_log = logging.getLogger("aioq.task")
 _SUCCEEDED = JobState.SUCCEEDED.value
 
 
-class Dispatcher(LeaseKeeper, Failures):
+class Dispatcher(LeaseKeeper, Failures, UnknownTasks):
     def __init__(
         self,
-        app: App,
+        app: WorkerHost,
         worker_id: str,
-        streams: Streams,
+        streams: WorkerBroker,
         completer: Completer,
         threads: anyio.CapacityLimiter,
         release: Callable[[], None],
@@ -71,9 +75,10 @@ class Dispatcher(LeaseKeeper, Failures):
         self.flow = Flow(app, streams, completer)
         self.on_defer = on_defer
         """Told the delay (ms) of each message put back for a limit (wakes the pump)."""
-        self._vt_ms = int(app.visibility_timeout * 1000)
-        self.lease = Lease.for_timeout(app.visibility_timeout)
-        self.limits = Limits(streams, self._vt_ms)
+        vt = app.settings.visibility_timeout
+        self._vt_ms = int(vt * 1000)
+        self.lease = Lease.for_timeout(vt)
+        self.limits = Limits(streams, self._vt_ms, app.signer)
         self.inflight: dict[tuple[str, bytes], asyncio.Task[Any]] = {}
         """Entries running here, with the task running each."""
         self.unfinished: list[tuple[str, bytes]] = []
@@ -93,6 +98,10 @@ class Dispatcher(LeaseKeeper, Failures):
         """…of which raised (retried or failed)."""
         self.tally: Tally | None = None
         """Per-task counters for ``/metrics`` (``--metrics-port``); None: not kept."""
+        self.middleware: tuple[Middleware, ...] = ()
+        """``@app.middleware``, outermost first (set by the worker; none: no cost)."""
+        self.state: Mapping[str, Any] = NO_STATE
+        """``ctx.state``: what the ``on_worker_start`` hooks returned (``lifespan.py``)."""
 
     # Executors are plain asyncio tasks in one asyncio.TaskGroup: per message, an
     # anyio task and cancel scope cost more than the whole no-op task (profiled).
@@ -120,7 +129,7 @@ class Dispatcher(LeaseKeeper, Failures):
         for entry in entries:
             msg, task, reason = self._decode(entry)
             if reason is not None:
-                self._spawn(self._reject(entry, msg, *reason))
+                self._spawn(self._refuse(entry, msg, *reason))
             else:
                 assert msg is not None and task is not None
                 good.append((entry, msg, task))
@@ -213,7 +222,11 @@ class Dispatcher(LeaseKeeper, Failures):
             )
             return None, None, ("MessageTooLarge", reason)
         try:
-            msg = decode_message(entry.payload)
+            # Signed apps: nothing unverified is decoded, so a forged message names
+            # no job whose record could be failed (it only reaches the dead letters).
+            msg = open_message(entry.payload, self.app.signer)
+        except BadSignature as exc:
+            return None, None, ("BadSignature", str(exc))
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             return None, None, ("UndecodableMessage", f"undecodable message: {exc}")
         task = self.app.registry.get(msg.task)
@@ -243,11 +256,14 @@ class Dispatcher(LeaseKeeper, Failures):
             if msg.cont is not None and not opts.store_result:
                 # the next step needs this result, also after a redelivery
                 opts = msgspec.structs.replace(opts, store_result=True)
-            ctx = self._context(msg, attempt, entry) if task.wants_context else None
+            mw = self.middleware
+            ctx = self._context(msg, attempt, entry) if task.wants_context or mw else None
             CURRENT_JOB.set(Running(msg.id, msg.task, msg.queue, attempt))
             began = time.perf_counter()
             try:
-                outcome, error = await run_attempt(task, msg, ctx, opts, self.threads)
+                outcome, error = await run_attempt(
+                    task, msg, ctx, opts, self.threads, self.app.sync_task_wrapper, mw
+                )
             except ArgumentError as exc:
                 reason = f"invalid arguments: {exc}"
                 await self._dead_letter(entry, msg, "ArgumentError", reason, attempt)
@@ -265,6 +281,9 @@ class Dispatcher(LeaseKeeper, Failures):
             if msg.cont is None:
                 self._note(msg, await self.completer.submit(entry, finish, note))
             else:
+                if ctx is not None and ctx.outgoing_headers() is not msg.headers:
+                    # the next steps carry the headers as the task left them
+                    msg = msgspec.structs.replace(msg, headers=ctx.outgoing_headers())
                 await self._complete_step(entry, msg, finish, outcome, note)
             settled = True
         except asyncio.CancelledError:
@@ -324,6 +343,8 @@ class Dispatcher(LeaseKeeper, Failures):
             attempt=attempt,
             worker_id=self.worker_id,
             report=report,
+            state=self.state,
+            headers=msg.headers,
         )
 
     async def _complete_step(
@@ -402,7 +423,7 @@ class Dispatcher(LeaseKeeper, Failures):
         if msg.unique is None:
             return None
         keep_ms = int(result_ttl * 1000) if msg.unique == msg.id else 0
-        return (self.app.keys.unique(msg.queue, msg.unique), keep_ms)
+        return (self.streams.unique_lock(msg.queue, msg.unique), keep_ms)
 
     async def _resume(self, entry: Entry, msg: Message, outcome: Outcome | None) -> None:
         """The job ended (its outcome is ``outcome``): make sure its workflow

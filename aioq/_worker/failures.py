@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from .._core.event import Note, error_detail
-from .._core.message import Message, Outcome, decode_outcome, encode, now_ms
+from .._core.message import Message, Outcome, decode_outcome, encode, now_ms, pack
 from .._transport.types import Wrote
 from ..errors import Retry
 from .completer import persist
@@ -24,20 +24,20 @@ if TYPE_CHECKING:
 
     from .._core.options import Effective
     from .._core.registry import TaskDef
-    from .._transport.streams import Streams
+    from .._transport.broker import WorkerBroker
     from .._transport.types import Entry, Finish
-    from ..app import App
     from .completer import Completer
     from .flow import Flow
+    from .host import WorkerHost
 
 log = logging.getLogger("aioq.worker")
 task_log = logging.getLogger("aioq.task")
 
 
 class Failures:
-    app: App
+    app: WorkerHost
     worker_id: str
-    streams: Streams
+    streams: WorkerBroker
     completer: Completer
     flow: Flow
     release: Callable[[], None]
@@ -101,7 +101,9 @@ class Failures:
             await self._resume(entry, msg, None)
             return
         # a new attempt: it queues for rate slots and max_running afresh
-        payload = encode(msgspec.structs.replace(msg, retry=number, reserved=False, waits=0))
+        payload = pack(
+            msgspec.structs.replace(msg, retry=number, reserved=False, waits=0), self.app.signer
+        )
         why = error_detail(outcome.error.type, outcome.error.message)
         detail = f"retry {number} of {opts.retries} in {delay:.1f}s: {why}"
         note = Note("retrying", msg.id, msg.task, attempt, detail)
@@ -133,7 +135,7 @@ class Failures:
         note = Note("dead", msg.id if msg else "", msg.task if msg else "", attempt)
         moved = await persist(
             lambda: self.streams.dead_letter(
-                entry, self.worker_id, reason, self.app.dead_letter_maxlen, now_ms(), note
+                entry, self.worker_id, reason, self.app.settings.dead_letter_maxlen, now_ms(), note
             ),
             f"the dead letter of message {entry.id.decode()}",
         )

@@ -21,15 +21,15 @@ from .._core.message import (
     launch_message,
     now_ms,
 )
-from .._transport.streams import Finish
+from .._transport.types import Finish
 from .completer import persist
 
 if TYPE_CHECKING:
     from .._core.canvas import Join
     from .._core.message import Message
-    from .._transport.streams import Streams
-    from ..app import App
+    from .._transport.broker import WorkerBroker
     from .completer import Completer
+    from .host import WorkerHost
 
 log = logging.getLogger("aioq.worker")
 
@@ -37,19 +37,21 @@ FOLLOW_UP_MAX_BYTES = 64 << 20
 
 
 class Flow:
-    def __init__(self, app: App, streams: Streams, completer: Completer) -> None:
+    def __init__(self, app: WorkerHost, streams: WorkerBroker, completer: Completer) -> None:
         self.app = app
         self.streams = streams
         self.completer = completer
         self._ttl_ms = int(app.result_ttl * 1000)
 
-    async def succeeded(self, cont: Cont, result: Any) -> None:
-        """Send what follows a step that returned ``result``."""
+    async def succeeded(
+        self, cont: Cont, result: Any, headers: dict[str, str] | None = None
+    ) -> None:
+        """Send what follows a step that returned ``result`` (carrying ``headers``)."""
         pending = complete(result, cont)
         while pending:
             action = pending.pop(0)
             if isinstance(action, Launch):
-                await self._launch(action)
+                await self._launch(action, headers)
                 continue
             join, raw = action.join, encode(action.value)
 
@@ -71,7 +73,7 @@ class Flow:
         owner sends too, and every send is deduplicated."""
         assert msg.cont is not None
         if outcome.state == JobState.SUCCEEDED.value:
-            await self.succeeded(msg.cont, decode_value(outcome.result))
+            await self.succeeded(msg.cont, decode_value(outcome.result), msg.headers)
         elif outcome.state == JobState.ABORTED.value:
             await self._end(msg, JobState.ABORTED, None)
         else:
@@ -107,12 +109,14 @@ class Flow:
         handler = msg.cont.on_error
         if handler is not None and error is not None:
             details = {"type": error.type, "message": error.message, "traceback": error.traceback}
-            await self._launch(Launch(f"{msg.id}-on-error", handler, [msg.id, details], Cont()))
+            handler_launch = Launch(f"{msg.id}-on-error", handler, [msg.id, details], Cont())
+            await self._launch(handler_launch, msg.headers)
 
-    async def _launch(self, action: Launch) -> None:
+    async def _launch(self, action: Launch, headers: dict[str, str] | None) -> None:
         # Follow-ups carry earlier results (a chord callback: all of them), so
         # they may exceed the limit set for callers' own messages.
-        payload = launch_message(action, max(self.app.max_message_bytes, FOLLOW_UP_MAX_BYTES))
+        limit = max(self.app.max_message_bytes, FOLLOW_UP_MAX_BYTES)
+        payload = launch_message(action, limit, headers, self.app.signer)
         await persist(
             lambda: self.streams.enqueue_once(
                 action.sig.queue,

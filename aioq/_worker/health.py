@@ -56,7 +56,7 @@ class Health:
         if lag > LOOP_LAG_MAX:
             return False, f"event loop {lag:.1f}s late"
         age = self._renewal_age()
-        vt = self.worker.app.visibility_timeout
+        vt = self.worker.app.settings.visibility_timeout
         if self.worker.ready.is_set() and age > vt:
             return False, f"leases not renewed for {age:.1f}s (visibility timeout {vt:g}s)"
         return True, "ok"

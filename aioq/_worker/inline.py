@@ -1,26 +1,29 @@
 """Inline mode for unit tests: ``kiq()`` runs the task at once, in this process,
 with no Redis (``App.inline()`` / ``aioq.testing.inline(app)``).
 
-The app's Redis client is swapped for ``InlineClient`` for the ``with`` block. A
+The app's broker is swapped for ``InlineBroker`` for the ``with`` block. A
 call still goes through ``new_message`` (argument encoding, size cap), the task's
 argument conversion, ``run_attempt`` (timeout, threads for sync tasks, result
 encoding) and the worker's retry rule; its outcome is kept in memory for
-``Job.result/state/info``. Limits (docs/testing.md): retries run at once (no
-backoff), ``delay``/``eta`` are ignored, workflows (chain/group/chord), rate limits,
-``max_running``, abort and the sync callers (``delay()``) are not supported inline.
+``Job.result/state/info``. The app's middleware and enqueue hooks run as they
+would (its lifespan hooks do not: ``ctx.state`` is empty). Limits (docs/testing.md):
+retries run at once (no backoff), ``delay``/``eta`` are ignored, workflows
+(chain/group/chord), rate limits, ``max_running``, abort and the sync callers
+(``delay()``) are not supported inline.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 import msgspec
 
 from .._core.context import Context
 from .._core.message import JobState, Message, decode_message, encode, now_ms
-from .._transport.client import Client
+from .._transport.broker import RedisBroker
+from .._transport.keys import Keyspace
 from ..errors import ConfigurationError
 from .dispatch import _call_options
 from .executor import run_attempt
@@ -31,17 +34,18 @@ if TYPE_CHECKING:
 
     from .._core.options import When
     from .._core.registry import TaskDef
-    from .._transport.client import NewJob
-    from ..app import App
+    from .._transport.types import NewJob
+    from .host import WorkerHost
 
 WORKER_ID = "inline"
 
 
-class InlineClient(Client):
-    """Stands in for the app's Redis client: every enqueue runs the job to its end."""
+class InlineBroker(RedisBroker):
+    """Stands in for the app's broker: every enqueue runs the job to its end, in
+    memory (what it does not override would still go to Redis)."""
 
-    def __init__(self, app: App) -> None:
-        super().__init__(app.url, app.keys, {}, 1.0)
+    def __init__(self, app: WorkerHost) -> None:
+        super().__init__(app.url, Keyspace(app.prefix), {}, 1.0)
         self.app = app
         self.records: dict[str, dict[bytes, bytes]] = {}
         self._threads = anyio.CapacityLimiter(4)
@@ -103,8 +107,11 @@ class InlineClient(Client):
             record[b"state"] = JobState.RUNNING.value.encode()
             record[b"attempts"] = str(attempt).encode()
             record[b"started_ms"] = str(now_ms()).encode()
-            ctx = self._context(msg, attempt) if task.wants_context else None
-            outcome, error = await run_attempt(task, msg, ctx, opts, self._threads)
+            mw = self.app.hooks.middleware
+            ctx = self._context(msg, attempt) if task.wants_context or mw else None
+            outcome, error = await run_attempt(
+                task, msg, ctx, opts, self._threads, self.app.sync_task_wrapper, mw
+            )
             if error is not None and Failures._retryable(task, msg, opts, error):
                 msg = msgspec.structs.replace(msg, retry=msg.retry + 1)
                 attempt += 1
@@ -123,15 +130,17 @@ class InlineClient(Client):
             attempt=attempt,
             worker_id=WORKER_ID,
             report=self.report_progress,
+            headers=msg.headers,
         )
 
 
 @contextlib.contextmanager
-def inline(app: App) -> Iterator[InlineClient]:
+def inline(app: WorkerHost) -> Iterator[InlineBroker]:
     """Run ``app``'s ``kiq()`` calls in-process for the ``with`` block (no Redis)."""
-    saved: Any = app._transport
-    client = app._transport = InlineClient(app)
+    saved = app.broker
+    broker = InlineBroker(app)
+    app.broker = broker
     try:
-        yield client
+        yield broker
     finally:
-        app._transport = saved
+        app.broker = saved

@@ -36,8 +36,9 @@ from .._transport.connection import OUTAGE_ERRORS, outage_text
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
 
+    from .._transport.broker import WorkerBroker
     from .._transport.leases import LeaseRenewer
-    from .._transport.streams import Renewed, Streams
+    from .._transport.types import Renewed
     from .limits import Limits
 
 log = logging.getLogger("aioq.worker")
@@ -80,7 +81,7 @@ class LeaseKeeper:
     """The dispatcher's side of leases: renewing them while tasks run, telling
     whether they may have lapsed, and whether recovering others' is safe now."""
 
-    streams: Streams
+    streams: WorkerBroker
     worker_id: str
     lease: Lease
     limits: Limits

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from prometheus_client.registry import Collector
 
     from .._core.status import QueueStatus
-    from ..app import App
+    from .host import WorkerHost
     from .view import WorkerView
 
 log = logging.getLogger("aioq.metrics")
@@ -122,7 +122,9 @@ def _collector(snap: Snapshot) -> Collector:
 class Exposition:
     """Serves ``/metrics`` for a worker, or for ``app``'s queues alone."""
 
-    def __init__(self, app: App, worker: WorkerView | None, queues: Sequence[str] | None) -> None:
+    def __init__(
+        self, app: WorkerHost, worker: WorkerView | None, queues: Sequence[str] | None
+    ) -> None:
         require()
         from prometheus_client import CollectorRegistry
 

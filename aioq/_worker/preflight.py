@@ -14,23 +14,14 @@ from typing import TYPE_CHECKING
 import anyio
 
 from .._core.options import check_number
-from .._transport.connection import (
-    OUTAGE_ERRORS,
-    check_server_version,
-    eviction_policy,
-    eviction_problem,
-    outage_text,
-)
-from .._transport.scripts import SCRIPTS
-from .._transport.streams import Streams
+from .._transport.connection import OUTAGE_ERRORS, eviction_problem, outage_text
 from ..errors import ConfigurationError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
-    from redis.asyncio import Redis
-
-    from ..app import App
+    from .._transport.broker import WorkerBroker
+    from .host import WorkerHost
 
 __all__ = ["check", "check_tasks", "import_modules"]
 
@@ -47,7 +38,7 @@ def import_modules(modules: Iterable[str]) -> None:
             raise ConfigurationError(f"cannot import task module {name!r}: {exc}") from exc
 
 
-def problems(app: App) -> list[str]:
+def problems(app: WorkerHost) -> list[str]:
     """What is wrong with the app's task list, one sentence each."""
     names = set(app.registry.names())
     found: list[str] = []
@@ -58,7 +49,7 @@ def problems(app: App) -> list[str]:
         )
     found.extend(
         f"route {pattern!r} matches no task this worker has"
-        for pattern, _ in app._routes
+        for pattern in app.route_patterns()
         if not any(fnmatch.fnmatchcase(n, pattern) for n in names)
     )
     found.extend(
@@ -69,17 +60,17 @@ def problems(app: App) -> list[str]:
     return found
 
 
-def check_tasks(app: App, strict: bool) -> None:
+def check_tasks(app: WorkerHost, strict: bool) -> None:
     """Import ``app.include``, then log each problem as a warning, or raise
     ``ConfigurationError`` for the first one with ``strict``."""
-    import_modules(app.include)
+    import_modules(app.settings.include)
     for problem in problems(app):
         if strict:
             raise ConfigurationError(f"{problem}; refusing to start (strict)")
         log.warning("%s", problem)
 
 
-def check(app: App, strict: bool, *, grace: float, connect_timeout: float) -> None:
+def check(app: WorkerHost, strict: bool, *, grace: float, connect_timeout: float) -> None:
     """Everything ``Worker(...)`` checks before it is built: its own settings
     (one ``ConfigurationError`` each), then the app's tasks (``check_tasks``)."""
     check_number("grace", grace, positive=False)
@@ -87,20 +78,19 @@ def check(app: App, strict: bool, *, grace: float, connect_timeout: float) -> No
     check_tasks(app, strict)
 
 
-async def prepare(redis: Redis, app: App, queues: Sequence[str], strict: bool) -> None:
+async def prepare(session: WorkerBroker, queues: Sequence[str], strict: bool) -> None:
     """Check the server, load the scripts, create the groups: retried through
     outages (a Redis still LOADING, BUSY, failing over) until they are done."""
     failing = checked = False
     while True:
         try:
             if not checked:
-                await check_server_version(redis, app.url)
-                _check_eviction(app.url, await eviction_policy(redis), strict)
+                await session.check_server()
+                _check_eviction(session.url, await session.eviction_policy(), strict)
                 checked = True
-            await SCRIPTS.load_all(redis)
-            streams = Streams(redis, app.keys)
+            await session.load_scripts()
             for queue in queues:
-                await streams.ensure_group(queue)
+                await session.ensure_group(queue)
             return
         except OUTAGE_ERRORS as exc:
             if not failing:

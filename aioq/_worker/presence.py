@@ -16,16 +16,12 @@ import time
 from typing import TYPE_CHECKING
 
 from .._transport.connection import REDIS_ERRORS, outage_text
-from .._transport.leases import Registration
-from .._transport.registry import forget_worker, prune
 from .._version import __version__
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from redis.asyncio import Redis
-
-    from .._transport.keys import Keyspace
+    from .._transport.broker import WorkerBroker
     from .dispatch import Dispatcher
     from .lease import Lease
     from .view import WorkerView
@@ -37,8 +33,9 @@ REGISTER_EVERY = 1.0
 so it is written every max(this, renew_every): every VT/10 for a long VT)."""
 
 
-def registration(keys: Keyspace, worker_id: str, lease: Lease) -> Registration:
-    return Registration(keys, worker_id, max(REGISTER_EVERY, lease.renew_every))
+def every(lease: Lease) -> float:
+    """Seconds between two writes of the entry."""
+    return max(REGISTER_EVERY, lease.renew_every)
 
 
 def entry(worker: WorkerView, dispatcher: Dispatcher) -> Callable[[], dict[str, str | int]]:
@@ -64,17 +61,17 @@ def entry(worker: WorkerView, dispatcher: Dispatcher) -> Callable[[], dict[str, 
     return now
 
 
-async def arrive(redis: Redis, keys: Keyspace) -> None:
+async def arrive(session: WorkerBroker) -> None:
     """At start: forget workers that were killed (their entries expired)."""
     try:
-        await prune(redis, keys)
+        await session.prune_workers()
     except REDIS_ERRORS as exc:  # only tidiness: the next worker's start does it
         log.info("could not prune the worker registry (%s)", outage_text(exc))
 
 
-async def leave(redis: Redis, keys: Keyspace, worker_id: str) -> None:
+async def leave(session: WorkerBroker, worker_id: str) -> None:
     """A clean exit removes the entry at once (else it expires a few beats later)."""
     try:
-        await forget_worker(redis, keys, worker_id)
+        await session.forget_worker(worker_id)
     except REDIS_ERRORS as exc:
         log.info("could not remove this worker's registry entry (%s)", outage_text(exc))

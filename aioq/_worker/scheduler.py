@@ -39,20 +39,14 @@ import anyio
 from .._core.message import new_message, now_ms
 from .._core.options import unwire, wire
 from .._core.schedule import decode_schedule, latest_fire, next_fire, zone
-from .._transport import schedules
-from .._transport.connection import (
-    REDIS_ERRORS,
-    check_server_version,
-    connect,
-    wait_until_reachable,
-)
+from .._transport.connection import REDIS_ERRORS
 
 if TYPE_CHECKING:
     from anyio.abc import TaskStatus
-    from redis.asyncio import Redis
 
     from .._core.schedule import Schedule
-    from ..app import App
+    from .._transport.broker import WorkerBroker
+    from .host import WorkerHost
 
 __all__ = ["MISFIRE_GRACE", "RedisClock", "Scheduler", "resume_from", "upcoming"]
 
@@ -121,10 +115,10 @@ class RedisClock:
     def stale(self) -> bool:
         return self._offset is None or time.monotonic() - self._read_at >= RESYNC
 
-    async def sync(self, redis: Redis) -> None:
+    async def sync(self, session: WorkerBroker) -> None:
         """Read the Redis clock (raises connection errors)."""
         before = time.monotonic()
-        redis_ms = await schedules.redis_time(redis)
+        redis_ms = await session.redis_time()
         after = time.monotonic()
         self._read_at = after
         if self._offset is None or after - before <= NOISY_READING:
@@ -142,7 +136,7 @@ def stamp(ms: int, tz: str) -> str:
     return at.isoformat(timespec="milliseconds" if ms % 1000 else "seconds")
 
 
-def placement(app: App, s: Schedule) -> tuple[str, int]:
+def placement(app: WorkerHost, s: Schedule) -> tuple[str, int]:
     """(queue, priority level) of a schedule's jobs, resolved like a ``kiq()``."""
     return app.placement(s.task, unwire(s.options, s.queue))
 
@@ -153,7 +147,7 @@ class Scheduler:
 
     Args:
         app: the app whose schedules to run.
-        redis: a client to share (a worker's); default: its own connection.
+        session: a connection to share (a worker's); default: its own.
         connect_timeout: seconds to keep retrying an unreachable Redis at start
             (own connection only).
 
@@ -163,12 +157,16 @@ class Scheduler:
     """
 
     def __init__(
-        self, app: App, redis: Redis | None = None, *, connect_timeout: float = 30.0
+        self,
+        app: WorkerHost,
+        session: WorkerBroker | None = None,
+        *,
+        connect_timeout: float = 30.0,
     ) -> None:
         self.app = app
         self.schedules: list[Schedule] = []
         self.connect_timeout = connect_timeout
-        self._redis = redis
+        self._session = session
         self._where: dict[str, tuple[str, int]] = {}
         self._wire: dict[str, dict[str, Any]] = {}
         self._code = list(app.schedules.values())
@@ -200,11 +198,11 @@ class Scheduler:
         self._payload(s, f"{s.name}@{now_ms()}")
         self.schedules.append(s)
 
-    async def _reload(self, redis: Redis) -> list[Schedule]:
+    async def _reload(self, session: WorkerBroker) -> list[Schedule]:
         """Read the run-time schedules again; take on the new and changed ones (they
         are returned, to be planned) and drop the removed ones."""
         self._loaded = time.monotonic()
-        found = await schedules.definitions(redis, self.app.keys)
+        found = await session.schedule_definitions()
         code = {s.name for s in self._code}
         if found == self._added:
             return []
@@ -237,24 +235,24 @@ class Scheduler:
         task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
         """Run until stopped. With ``handle_signals``, SIGTERM/SIGINT stop it."""
-        own = self._redis is None
-        redis = self._redis or connect(self.app.url, **self.app.redis_options)
+        own = self._session is None
+        session = self._session or self.app.broker.session()
         try:
             if own:
-                await wait_until_reachable(redis, self.app.url, self.connect_timeout)
-                await check_server_version(redis, self.app.url)
+                await session.wait_until_reachable(self.connect_timeout)
+                await session.check_server()
             async with anyio.create_task_group() as tg:
                 if handle_signals:
                     tg.start_soon(self._handle_signals)
-                await self._plan(redis)
+                await self._plan(session)
                 self._log_startup()
                 task_status.started()
                 self.ready.set()
-                await self._loop(redis)
+                await self._loop(session)
                 tg.cancel_scope.cancel()
         finally:
             if own:
-                await redis.aclose()
+                await session.aclose()
 
     async def _handle_signals(self) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -263,15 +261,15 @@ class Scheduler:
                 self.stop()
                 return
 
-    async def _plan(self, redis: Redis) -> None:
+    async def _plan(self, session: WorkerBroker) -> None:
         """Start each schedule after the last tick Redis says was fired; a schedule
         that never fired starts with its first tick after now (the past is not
         fired)."""
         while not self._stopping.is_set():
             try:
-                await self._clock.sync(redis)
-                await self._reload(redis)
-                await self._plan_some(redis, self.schedules)
+                await self._clock.sync(session)
+                await self._reload(session)
+                await self._plan_some(session, self.schedules)
             except REDIS_ERRORS as exc:
                 self._lost(exc)
                 await self._sleep(RETRY_DELAY)
@@ -279,13 +277,13 @@ class Scheduler:
             self._back()
             return
 
-    async def _plan_some(self, redis: Redis, todo: list[Schedule]) -> None:
+    async def _plan_some(self, session: WorkerBroker, todo: list[Schedule]) -> None:
         """Plan each of ``todo`` from its state in Redis (the last tick fired, or its
         last resume when later: a paused window is not back-filled)."""
         if not todo:
             return
         where = [(self._where[s.name][0], s.name) for s in todo]
-        found = await schedules.states(redis, self.app.keys, where)
+        found = await session.schedule_states(where)
         now = self._clock.now()
         for s, state in zip(todo, found, strict=True):
             last = state.planned_from if state else None
@@ -319,14 +317,14 @@ class Scheduler:
                 stamp(at, s.tz),
             )
 
-    async def _loop(self, redis: Redis) -> None:
+    async def _loop(self, session: WorkerBroker) -> None:
         while not self._stopping.is_set():
             try:
                 if self._clock.stale():
-                    await self._clock.sync(redis)
+                    await self._clock.sync(session)
                 if time.monotonic() - self._loaded >= RELOAD:
-                    await self._plan_some(redis, await self._reload(redis))
-                if await self._fire_due(redis):
+                    await self._plan_some(session, await self._reload(session))
+                if await self._fire_due(session):
                     self._back()
                 delay = MAX_SLEEP
                 if self._next:
@@ -346,7 +344,7 @@ class Scheduler:
 
     # -- firing ----------------------------------------------------------------
 
-    async def _fire_due(self, redis: Redis) -> int:
+    async def _fire_due(self, session: WorkerBroker) -> int:
         """Fire every due tick, oldest first; returns how many Redis was asked about."""
         now = self._clock.now()
         tries = 0
@@ -359,18 +357,16 @@ class Scheduler:
                     self._next[s.name] = tick
                     break
                 tries += 1
-                if not await self._fire(redis, s, tick):
-                    await self._clock.sync(redis)  # our idea of Redis time was off
+                if not await self._fire(session, s, tick):
+                    await self._clock.sync(session)  # our idea of Redis time was off
                     break
         return tries
 
-    async def _fire(self, redis: Redis, s: Schedule, tick: int) -> bool:
+    async def _fire(self, session: WorkerBroker, s: Schedule, tick: int) -> bool:
         """Try to fire ``tick``; False when Redis refused it as too far ahead."""
         queue, level = self._where[s.name]
         job_id = f"{s.name}@{tick}"
-        fired = await schedules.fire(
-            redis,
-            self.app.keys,
+        fired = await session.fire(
             queue,
             level,
             s.name,
@@ -403,7 +399,7 @@ class Scheduler:
             log.info("schedule %r fired job %s for %s", s.name, job_id, stamp(tick, s.tz))
             ttl_ms = int(self.app.options_for(s.task, unwire(s.options)).result_ttl * 1000)
             try:
-                await schedules.record(redis, self.app.keys, job_id, s.task, queue, ttl_ms)
+                await session.record_tick(job_id, s.task, queue, ttl_ms)
             except Exception as exc:  # the job runs all the same; only abort() needs it
                 log.warning("schedule %r: no record for job %s (%s)", s.name, job_id, exc)
         else:
@@ -421,6 +417,7 @@ class Scheduler:
             s.kwargs,
             **self._wire[s.name],
             max_bytes=self.app.max_message_bytes,
+            signer=self.app.signer,
             job_id=job_id,
         )
         return payload

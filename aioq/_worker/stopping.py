@@ -19,6 +19,30 @@ BURST_POLL = 0.1
 """Seconds between two checks of a burst worker for an empty backlog."""
 
 
+class StoppedWhileStarting(SystemExit):
+    """A SIGTERM/SIGINT came before the worker read anything: nothing to finish.
+
+    A ``SystemExit`` so that the event loop lets it through from wherever the
+    signal lands (asyncio and uvloop re-raise it from callbacks)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(0)
+        self.signum = signum
+
+
+def stop_while_starting() -> None:
+    """Until ``handle_signals`` takes over, a SIGTERM/SIGINT ends the process at
+    once with exit status 0: the worker is importing the app, waiting for Redis
+    or preparing its queues, and holds no message yet. (Otherwise SIGTERM's default
+    action kills it with status -15, and SIGINT prints a traceback.)"""
+
+    def stop(signum: int, frame: object) -> None:
+        raise StoppedWhileStarting(signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+
 async def handle_signals(worker: WorkerView) -> None:
     """First SIGTERM/SIGINT: stop reading, let in-flight tasks finish; second: cancel them."""
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:

@@ -9,15 +9,15 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     import anyio
 
-    from .._transport.streams import Streams
-    from ..app import App
+    from .._transport.broker import WorkerBroker
     from .dispatch import Dispatcher
+    from .host import WorkerHost
     from .lease import Lease
     from .tally import Tally
 
 
 class WorkerView(Protocol):
-    app: App
+    app: WorkerHost
     queues: list[str]
     concurrency: int
     grace: float
@@ -37,7 +37,7 @@ class WorkerView(Protocol):
     def stopping(self) -> bool: ...
 
     @property
-    def streams(self) -> Streams: ...
+    def streams(self) -> WorkerBroker: ...
 
     def stop(self) -> None: ...
 

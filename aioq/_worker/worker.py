@@ -25,43 +25,44 @@ import logging
 import os
 import socket
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
-from redis import exceptions as rex
 
+from .._core.context import NO_STATE
+from .._core.options import check_number
 from .._transport.connection import (
     OUTAGE_ERRORS,
     REDIS_ERRORS,
-    connect,
+    OutOfMemoryError,
+    ResponseError,
     outage_text,
-    wait_until_reachable,
 )
 from .._transport.keys import LEVELS
-from .._transport.leases import LeaseRenewer
-from .._transport.streams import Entry, Streams
 from . import preflight, presence, stopping
 from .completer import Completer
 from .dispatch import Dispatcher
 from .health import endpoints
 from .lease import Lease
+from .lifespan import lifespan
 from .metrics import require as require_metrics
+from .pump import Pump
+from .reader import SMALL, ManyQueues
 from .recovery import Recovery
 from .scheduler import Scheduler
 from .tally import Tally
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from anyio.abc import TaskStatus
 
-    from ..app import App
+    from .._transport.broker import WorkerBroker
+    from .._transport.types import Entry
+    from .host import WorkerHost
 
 log = logging.getLogger("aioq.worker")
 
-PUMP_IDLE = 0.5
-"""Longest sleep of the delayed-message pump, in seconds."""
-PUMP_BATCH = 500
 FAIRNESS = 10
 """One read in this many takes the least urgent priority levels first."""
 RETRY_MAX = 2.0
@@ -98,13 +99,17 @@ class Worker:
             Without it, a warning is logged.
         burst: stop once nothing runs here and its queues are empty (see
             ``stopping.idle``: delayed messages count, however far ahead).
-        health_port, metrics_port: serve ``/livez`` + ``/readyz`` (``health.py``), Prometheus
-            ``/metrics`` (``metrics.py``, needs ``aioq[metrics]``) on ``health_host``.
+        unknown_task_grace: seconds a message for a task this worker does not
+            know is handed back (for a worker running newer code: a rolling
+            deploy) before it is dead-lettered; 0: at once (docs/deploys.md).
+        health_port: serve ``/livez`` + ``/readyz`` (``health.py``) on ``health_host``.
+        metrics_port: serve Prometheus ``/metrics`` (``metrics.py``, needs
+            ``aioq[metrics]``) on ``health_host``.
     """
 
     def __init__(
         self,
-        app: App,
+        app: WorkerHost,
         *,
         queues: Sequence[str] | None = None,
         concurrency: int = 100,
@@ -119,12 +124,15 @@ class Worker:
         health_port: int | None = None,
         health_host: str = "127.0.0.1",
         metrics_port: int | None = None,
+        unknown_task_grace: float = 60.0,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         if threads is not None and threads < 1:
             raise ValueError("threads must be at least 1")
         preflight.check(app, strict, grace=grace, connect_timeout=connect_timeout)
+        check_number("unknown_task_grace", unknown_task_grace, positive=False)
+        self.unknown_task_grace = unknown_task_grace
         self.app = app
         self.queues = list(dict.fromkeys(queues or app.queues()))
         self.concurrency = concurrency
@@ -144,24 +152,26 @@ class Worker:
         self._free = concurrency
         self._reading = 0  # slots reserved by the read in progress
         self._slot_freed = asyncio.Event()
-        self._pump_wake = asyncio.Event()
         self._stopping = False
         self.ready = anyio.Event()
         """Set once the worker has connected, created its groups and started reading."""
+        self.state: Mapping[str, Any] = NO_STATE
+        """What the app's ``on_worker_start`` hooks returned (``ctx.state``), once run."""
         self._rotate = 0
-        self._levels = {
-            app.keys.stream(q, level): (q, level) for q in self.queues for level in range(LEVELS)
-        }
+        self._levels: dict[str, tuple[str, int]] = {}
         """Every level stream this worker reads: key → (queue, level)."""
         self._reads = 0
         self._pause = 0.1  # between reads while Redis fails
         self._threads = anyio.CapacityLimiter(self.threads)
-        self._vt_ms = int(app.visibility_timeout * 1000)
-        self._lease = Lease.for_timeout(app.visibility_timeout)
-        self._streams: Streams
+        vt = app.settings.visibility_timeout
+        self._vt_ms = int(vt * 1000)
+        self._lease = Lease.for_timeout(vt)
+        self._streams: WorkerBroker
         self._completer: Completer
         self._dispatcher: Dispatcher | None = None
         self._recovery: Recovery
+        self._pump: Pump
+        self._many: ManyQueues | None = None  # more than SMALL queues (reader.py)
 
     # -- control ---------------------------------------------------------------
 
@@ -169,6 +179,8 @@ class Worker:
         """Stop reading; in-flight tasks get ``grace`` seconds to finish."""
         self._stopping = True
         self._release_slot_waiters()
+        if self._many is not None:
+            self._many.stop()
 
     def kill(self) -> None:
         """Stop now: cancel in-flight tasks (their messages are left for other workers)."""
@@ -187,7 +199,7 @@ class Worker:
         return self._stopping
 
     @property
-    def streams(self) -> Streams:
+    def streams(self) -> WorkerBroker:
         """This worker's Redis operations (set once ``run()`` has connected)."""
         return self._streams
 
@@ -210,15 +222,23 @@ class Worker:
         task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
         """Run until stopped. With ``handle_signals``, SIGTERM/SIGINT stop it."""
-        async with endpoints(self):
+        async with endpoints(self), lifespan(self.app.hooks) as self.state:
             await self._run(handle_signals, task_status)
 
     async def _run(self, handle_signals: bool, task_status: TaskStatus[None]) -> None:
-        redis = connect(self.app.url, **self.app.redis_options)
+        settings = self.app.settings
+        session = self._streams = self.app.broker.session(events_maxlen=settings.events_maxlen)
+        self._levels = {
+            session.level_stream(q, level): (q, level)
+            for q in self.queues
+            for level in range(LEVELS)
+        }
         try:
-            await wait_until_reachable(redis, self.app.url, self.connect_timeout)
-            await preflight.prepare(redis, self.app, self.queues, self.strict)
-            self._streams = Streams(redis, self.app.keys, events_maxlen=self.app.events_maxlen)
+            await session.wait_until_reachable(self.connect_timeout)
+            await preflight.prepare(session, self.queues, self.strict)
+            self._pump = Pump(session, self.queues)
+            if len(self.queues) > SMALL:
+                self._many = ManyQueues(session, self.queues, self.block_ms)
             self._completer = Completer(self._streams, self.id)
             dispatcher = self._dispatcher = Dispatcher(
                 self.app,
@@ -230,30 +250,28 @@ class Worker:
                 self._poke_pump,
             )
             dispatcher.tally = self.tally if self.metrics_port is not None else None
-            self._recovery = Recovery(
-                self._streams, self.app.keys, self.queues, self.id, self._lease, dispatcher
-            )
+            dispatcher.middleware, dispatcher.state = self.app.hooks.middleware, self.state
+            dispatcher.unknown_task_grace_ms = int(self.unknown_task_grace * 1000)
+            self._recovery = Recovery(self._streams, self.queues, self.id, self._lease, dispatcher)
+            if self._many is not None:
+                self._recovery.existing = self._many.existing
             self._log_startup()
-            await presence.arrive(redis, self.app.keys)
+            await presence.arrive(session)
             dispatcher.status = presence.entry(self, dispatcher)
-            renewer = LeaseRenewer(
-                self.app.url,
-                self.app.redis_options,
-                self.id,
-                max(1.0, self._lease.stale_after),
-                presence.registration(self.app.keys, self.id, self._lease),
+            renewer = session.lease_renewer(
+                self.id, max(1.0, self._lease.stale_after), presence.every(self._lease)
             )
             with dispatcher.keeping_leases(renewer):
                 async with anyio.create_task_group() as services:
                     if handle_signals:
                         services.start_soon(stopping.handle_signals, self)
                     services.start_soon(self._completer.run)
-                    services.start_soon(self._pump)
+                    services.start_soon(self._pump.run)
                     services.start_soon(dispatcher.heartbeat)
                     services.start_soon(dispatcher.abort_listener)
                     services.start_soon(self._recovery.sweep_forever)
                     if self.scheduler:
-                        services.start_soon(Scheduler(self.app, redis).run)
+                        services.start_soon(Scheduler(self.app, session).run)
                     if self.burst:
                         services.start_soon(stopping.stop_when_idle, self)
                     async with asyncio.TaskGroup() as executors:
@@ -266,13 +284,16 @@ class Worker:
                     services.cancel_scope.cancel()
             await self._forget_self()
         finally:
-            await redis.aclose()
+            await session.aclose()
         log.info("worker %s stopped", self.id)
 
     def _log_startup(self) -> None:
         for queue in self.queues:
             log.info(
-                "worker %s consuming queue %r (%s)", self.id, queue, self.app.keys.stream(queue)
+                "worker %s consuming queue %r (%s)",
+                self.id,
+                queue,
+                self._streams.level_stream(queue, 0),
             )
         names = self.app.registry.names()
         log.info(
@@ -326,13 +347,13 @@ class Worker:
             self._reading = n
             try:
                 entries = await self._fetch(n)
-            except rex.ResponseError as exc:
+            except ResponseError as exc:
                 self._release(n)
                 if "NOGROUP" in str(exc):
                     log.warning("consumer group missing (Redis lost its data?); recreating it")
                     await self._recreate_groups()
                     continue
-                if not isinstance(exc, (*OUTAGE_ERRORS, rex.OutOfMemoryError)):
+                if not isinstance(exc, (*OUTAGE_ERRORS, OutOfMemoryError)):
                     raise  # a configuration error, e.g. a key of the wrong type
                 self.read_failing = True
                 outage = await self._outage(exc, outage)
@@ -401,11 +422,16 @@ class Worker:
         - otherwise one XREAD BLOCK on every level stream, which takes nothing;
           ``fetch.lua`` then takes the most urgent message.
         """
+        self._reads += 1
+        ascending = self._reads % FAIRNESS == 0
+        if self._many is not None:
+            entries, watch = await self._many.fetch(self.id, n, ascending, self._stopping)
+            if watch is not None and not self._stopping:
+                await self._many.watch(watch)
+            return entries
         start = self._rotate % len(self.queues)
         self._rotate += 1
         queues = self.queues[start:] + self.queues[:start]
-        self._reads += 1
-        ascending = self._reads % FAIRNESS == 0
         entries, after = await self._streams.fetch(self.id, queues, n, ascending)
         if entries or self._stopping:
             return entries
@@ -419,41 +445,10 @@ class Worker:
 
     # -- delayed messages ------------------------------------------------------
 
-    async def _pump(self) -> None:
-        """Move due delayed messages (``delay``/``eta``, retries) into their streams.
-
-        Every worker pumps; ``pump.lua`` moves each message exactly once. What is
-        due, and how long until the next one is, are judged by the Redis clock
-        (this host's may be wrong). It sleeps until the next known due time, at
-        most ``PUMP_IDLE`` seconds (a new delayed message may be due sooner than
-        anything it has seen).
-        """
-        outage = False
-        while True:
-            wake = PUMP_IDLE
-            try:
-                for queue in self.queues:
-                    moved, wait_ms = await self._streams.pump(queue, PUMP_BATCH)
-                    if moved == PUMP_BATCH:
-                        wake = 0.0
-                    elif wait_ms >= 0:
-                        wake = min(wake, wait_ms / 1000)
-                outage = False
-            except Exception as exc:
-                if not outage:
-                    log.warning("cannot move delayed messages (%s); retrying", exc)
-                    outage = True
-                wake = 0.5
-            if wake > 0:
-                with anyio.move_on_after(max(0.001, wake)):
-                    await self._pump_wake.wait()
-            self._pump_wake = asyncio.Event()
-            await asyncio.sleep(0)
-
     def _poke_pump(self, delay_ms: int) -> None:
         """A message was put back, due ``delay_ms`` from now: pump again by then
         (at once: the pump learns the exact wait, by Redis time, from pump.lua)."""
-        self._pump_wake.set()
+        self._pump.poke()
 
     # -- shutdown --------------------------------------------------------------
 
@@ -475,7 +470,7 @@ class Worker:
         """Remove this consumer from its groups when it holds nothing, and this
         worker's registry entry (else it expires a few heartbeats later)."""
         with anyio.move_on_after(5):
-            await presence.leave(self._streams.redis, self.app.keys, self.id)
+            await presence.leave(self._streams, self.id)
             try:
                 await self._recovery.forget(self.id)
             except REDIS_ERRORS as exc:

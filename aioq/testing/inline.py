@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
-from .._worker.inline import InlineClient, inline
+from .._worker.inline import InlineBroker, inline
 
-__all__ = ["InlineClient", "inline"]
+InlineClient = InlineBroker
+"""The former name of ``InlineBroker``."""
+
+__all__ = ["InlineBroker", "InlineClient", "inline"]

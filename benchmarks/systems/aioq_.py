@@ -14,6 +14,7 @@ BATCH = True
 MULTIPROC = True
 RECOVERY = True
 SKIP: set[str] = set()
+MANY_QUEUES = True  # scenario M: one worker on many queues
 AVAILABLE = base.available("aioq")
 
 
@@ -44,6 +45,8 @@ if AVAILABLE:
         prefix=base.PREFIX,
         default_queue="default",
         visibility_timeout=base.VISIBILITY_TIMEOUT,
+        # AIOQ_BENCH_SIGNING_KEY=<16+ bytes> measures the per-task cost of signing
+        signing_keys=[k for k in [os.environ.get("AIOQ_BENCH_SIGNING_KEY")] if k],
     )
 
     @app.task(name="noop")
@@ -54,28 +57,54 @@ if AVAILABLE:
     async def sleep(seconds: float) -> None:
         await asyncio.sleep(seconds)
 
-    TASKS: dict[str, Any] = {"noop": noop, "sleep": sleep}
+    @app.task(name="io")
+    async def io() -> None:
+        await base.incr()
+
+    TASKS: dict[str, Any] = {"noop": noop, "sleep": sleep, "io": io}
+
+    # Scenario M: BENCH_QUEUES=N spreads the client's jobs over queues q0..q(N-1)
+    # (the harness gives the worker the same list in AIOQ_QUEUES).
+    QUEUES = [f"q{i}" for i in range(int(os.environ.get("BENCH_QUEUES") or 0))] or ["default"]
 
     class Client(base.Client):
         async def open(self) -> None:
             await app.ping()
             self.redis = redis.asyncio.Redis.from_url(base.REDIS_URL)  # remaining() only
-            self.stream = f"{base.PREFIX}:{{default}}:stream"
+            self.streams = [f"{base.PREFIX}:{{{q}}}:stream" for q in QUEUES]
+            self.sent = 0
 
         async def close(self) -> None:
             await app.aclose()
             await self.redis.aclose()
 
         async def enqueue(self, task: str, args: tuple[Any, ...]) -> Any:
-            return await TASKS[task].kiq(*args)
+            if QUEUES == ["default"]:
+                return await TASKS[task].kiq(*args)
+            self.sent += 1
+            queue = QUEUES[self.sent % len(QUEUES)]
+            return await TASKS[task].with_options(queue=queue).kiq(*args)
 
         async def enqueue_many(self, task: str, calls: Sequence[tuple[Any, ...]]) -> list[Any]:
-            return list(await TASKS[task].kiq_many(calls))
+            if QUEUES == ["default"]:
+                return list(await TASKS[task].kiq_many(calls))
+            jobs: list[Any] = []
+            per = -(-len(calls) // len(QUEUES))
+            for i, queue in enumerate(QUEUES):
+                chunk = calls[i * per : (i + 1) * per]
+                if chunk:
+                    jobs.extend(await TASKS[task].with_options(queue=queue).kiq_many(chunk))
+            return jobs
 
         async def result(self, handle: Any, timeout: float) -> Any:
             return await handle.result(timeout=timeout)
 
         async def remaining(self, handles: Sequence[Any]) -> int:
             # The worker writes the result, then XACK + XDEL: an empty stream means
-            # every result is visible.
-            return int(await self.redis.xlen(self.stream))
+            # every result is visible. Streams found empty are not asked again.
+            pipe = self.redis.pipeline(transaction=False)
+            for stream in self.streams:
+                pipe.xlen(stream)
+            counts = await pipe.execute()
+            self.streams = [s for s, n in zip(self.streams, counts, strict=True) if n]
+            return sum(int(n) for n in counts)

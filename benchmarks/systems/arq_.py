@@ -29,6 +29,10 @@ async def sleep(ctx: dict[str, Any], seconds: float) -> None:
     await asyncio.sleep(seconds)
 
 
+async def io(ctx: dict[str, Any]) -> None:
+    await base.incr()
+
+
 if AVAILABLE:
     from arq import create_pool
     from arq.connections import RedisSettings
@@ -37,7 +41,7 @@ if AVAILABLE:
     SETTINGS = RedisSettings(host=_url.hostname or "127.0.0.1", port=_url.port or 6379)
 
     class WorkerSettings:
-        functions = [noop, sleep]
+        functions = [noop, sleep, io]
         redis_settings = SETTINGS
         max_jobs = base.CONCURRENCY
         keep_result = 3600

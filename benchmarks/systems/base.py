@@ -7,8 +7,8 @@ An adapter module (``benchmarks/systems/<name>_.py``) is imported in two places:
   (whether it has a batch enqueue API), ``MULTIPROC`` (whether ``-w N`` exists),
   ``RECOVERY`` (scenario F) and ``worker_cmd(python, workers, concurrency)``;
 * by worker processes and ``benchmarks/driver.py`` inside the system's venv, where
-  the peer library is importable: the tasks ``noop()`` and ``sleep(seconds)`` and
-  a ``Client`` class (see :class:`Client`).
+  the peer library is importable: the tasks ``noop()``, ``sleep(seconds)``, ``io()``
+  (one INCR: ``incr``) and a ``Client`` class (see :class:`Client`).
 
 Peer code is therefore guarded by ``if AVAILABLE:`` so the harness can import the
 module without the peer installed.
@@ -31,6 +31,34 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 PREFIX = os.environ.get("BENCH_PREFIX", "bench")
 VISIBILITY_TIMEOUT = float(os.environ.get("BENCH_VT", "5.0"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "100"))
+IO_KEY = f"{PREFIX}:io"
+"""The counter every ``io`` task increments (scenario B_io)."""
+
+_task_clients: dict[int, Any] = {}
+_sync_client: Any = None
+
+
+async def incr() -> None:
+    """The body of every async ``io`` task: one INCR through a redis-py client the
+    task module opened itself (one per process and event loop, as a task's own
+    code would keep it), not the framework's."""
+    import redis.asyncio as aredis
+
+    loop = id(asyncio.get_running_loop())
+    client = _task_clients.get(loop)
+    if client is None:
+        client = _task_clients[loop] = aredis.Redis.from_url(REDIS_URL, max_connections=10_000)
+    await client.incr(IO_KEY)
+
+
+def incr_sync() -> None:
+    """The body of every sync ``io`` task (thread pools): one INCR, own client."""
+    global _sync_client
+    if _sync_client is None:
+        import redis
+
+        _sync_client = redis.Redis.from_url(REDIS_URL, max_connections=10_000)
+    _sync_client.incr(IO_KEY)
 
 
 def available(module: str) -> bool:

@@ -44,7 +44,11 @@ if AVAILABLE:
     def sleep(seconds: float) -> None:
         time.sleep(seconds)
 
-    TASKS: dict[str, Any] = {"noop": noop, "sleep": sleep}
+    @app.task(name="io")
+    def io() -> None:
+        base.incr_sync()
+
+    TASKS: dict[str, Any] = {"noop": noop, "sleep": sleep, "io": io}
 
     class Client(base.SyncClient):
         async def open(self) -> None:

@@ -54,7 +54,11 @@ if AVAILABLE:
     def sleep(seconds: float) -> None:
         time.sleep(seconds)
 
-    TASKS: dict[str, Any] = {"noop": noop, "sleep": sleep}
+    @dramatiq.actor(actor_name="io", store_results=True)
+    def io() -> None:
+        base.incr_sync()
+
+    TASKS: dict[str, Any] = {"noop": noop, "sleep": sleep, "io": io}
 
     class Client(base.SyncClient):
         async def open(self) -> None:

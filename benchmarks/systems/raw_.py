@@ -1,13 +1,15 @@
 """The raw ceiling: redis-py + hiredis, no framework.
 
 Enqueue is XADD (pipelined for the batch); the worker is
-``XREADGROUP COUNT 500`` -> no-op -> one pipeline of ``XACK`` + a result ``SET``
+``XREADGROUP COUNT 500`` -> no-op (for ``io`` messages: one INCR each, run
+concurrently through their own client, ``base.incr``) -> one pipeline of ``XACK`` + a result ``SET``
 per message. No envelope, no argument decoding, no recovery: what Redis and the
 client library cost, and nothing else. Runs in the project venv (redis 5+, hiredis).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import uuid
@@ -20,7 +22,7 @@ PACKAGES: list[str] | None = None
 BATCH = True
 MULTIPROC = True
 RECOVERY = False
-SKIP = {"C", "D"}  # no sleep task, no result API: enqueue and drain only
+SKIP = {"C", "D", "M"}  # no sleep task, no result API: enqueue and drain only
 AVAILABLE = base.available("redis")
 STREAM = f"{base.PREFIX}:raw:stream"
 GROUP = "workers"
@@ -74,6 +76,10 @@ if AVAILABLE:
             if not reply:
                 continue
             entries = reply[0][1]
+            # "io" messages: each runs its INCR concurrently, through the task's own client
+            io = [base.incr() for _, fields in entries if fields.get(b"t") == b"io"]
+            if io:
+                await asyncio.gather(*io)
             pipe = r.pipeline(transaction=False)
             pipe.xack(STREAM, GROUP, *[eid for eid, _ in entries])
             for _, fields in entries:

@@ -28,6 +28,10 @@ async def sleep(ctx: Any, *, seconds: float) -> None:
     await asyncio.sleep(seconds)
 
 
+async def io(ctx: Any) -> None:
+    await base.incr()
+
+
 if AVAILABLE:
     import redis.asyncio as aredis
     from saq.queue.redis import RedisQueue
@@ -36,7 +40,7 @@ if AVAILABLE:
     # redis-py 8 caps at 100 connections: at concurrency >= 100 the worker then fails
     # with MaxConnectionsError and leaves jobs "active" forever. Hence our own client.
     queue = RedisQueue(aredis.from_url(base.REDIS_URL, max_connections=10_000))
-    settings = {"queue": queue, "functions": [noop, sleep], "concurrency": base.CONCURRENCY}
+    settings = {"queue": queue, "functions": [noop, sleep, io], "concurrency": base.CONCURRENCY}
 
     class Client(base.Client):
         async def open(self) -> None:

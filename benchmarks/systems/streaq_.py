@@ -41,7 +41,11 @@ if AVAILABLE:
     async def sleep(seconds: float) -> None:
         await asyncio.sleep(seconds)
 
-    TASKS: dict[str, Any] = {"noop": noop, "sleep": sleep}
+    @worker.task()
+    async def io() -> None:
+        await base.incr()
+
+    TASKS: dict[str, Any] = {"noop": noop, "sleep": sleep, "io": io}
 
     class Client(base.Client):
         async def open(self) -> None:

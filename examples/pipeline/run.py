@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from redis.asyncio import Redis
+
 import aioq
 from examples.pipeline.tasks import analyse, app, fetch, summarize
 
@@ -70,9 +72,10 @@ async def main() -> None:
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(30)
-        redis = app._transport.redis
+        redis = Redis.from_url(app.url)
         async for key in redis.scan_iter(match=f"{app.prefix}:*", count=1000):
             await redis.delete(key)
+        await redis.aclose()
         await app.aclose()
 
 

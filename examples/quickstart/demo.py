@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from redis.asyncio import Redis
+
 import aioq
 from examples.quickstart.tasks import (
     Thumbnail,
@@ -143,10 +145,11 @@ async def main() -> None:
 
 async def cleanup() -> None:
     """Delete the demo's keys so a Redis you pointed us at is left as it was."""
-    redis = app._transport.redis
+    redis = Redis.from_url(app.url)
     keys = [k async for k in redis.scan_iter(match=f"{app.prefix}:*", count=1000)]
     for i in range(0, len(keys), 500):
         await redis.delete(*keys[i : i + 500])
+    await redis.aclose()
 
 
 if __name__ == "__main__":

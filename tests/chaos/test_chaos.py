@@ -145,7 +145,7 @@ async def test_long_task_on_a_live_worker_runs_once(chaos: Chaos) -> None:
 async def test_poison_messages(chaos: Chaos) -> None:
     """T6: garbage, unknown task, wrong types, oversized: each dead-lettered with its
     reason (jobs with a record fail at once); the good ones around them succeed."""
-    chaos.fleet.spawn()
+    chaos.fleet.spawn("--unknown-task-grace", "0")  # no rolling deploy here
     client = chaos.broker.client()
     stream = chaos.app.keys.stream("default")
     good = await chaosapp.work.kiq_many([(5,)] * 20)

@@ -224,7 +224,7 @@ async def test_a_scheduled_tick_and_a_redriven_job_can_be_aborted_before_they_ru
     try:
         job_id = None
         for _ in range(100):  # no worker runs: the first tick's job waits, queued
-            last = await app._transport.redis.hget(app.keys.schedule("default", "tick"), "last_job")
+            last = await app.broker.redis.hget(app.keys.schedule("default", "tick"), "last_job")
             if last:
                 job_id = last.decode()
                 break

@@ -13,7 +13,7 @@ import pytest
 import redis
 
 import aioq
-from tests.conftest import WorkerRunner
+from tests.conftest import WorkerRunner, both_record_modes
 
 
 @dataclasses.dataclass
@@ -28,18 +28,21 @@ class Order(msgspec.Struct):
     lines: list[Point]
 
 
+@both_record_modes
 async def test_kiq_and_result(app: aioq.App, workers: WorkerRunner) -> None:
     @app.task
     async def add(x: int, y: int) -> int:
         return x + y
 
-    await workers.start(app)
+    worker = await workers.start(app)
+    assert worker.streams.batch_records is app.broker.batch_records  # type: ignore[attr-defined]
     job = await add.kiq(1, 2)
     assert isinstance(job.id, str) and job.id
     assert await job.result(timeout=10) == 3
     assert await job.state() is aioq.JobState.SUCCEEDED
 
 
+@both_record_modes
 async def test_sync_task_runs_in_a_thread(app: aioq.App, workers: WorkerRunner) -> None:
     import threading
 
@@ -115,6 +118,7 @@ async def test_with_options_overrides_the_queue(
     assert await (await where.kiq()).result(timeout=10) == "first"
 
 
+@both_record_modes
 async def test_failure_carries_the_remote_error(app: aioq.App, workers: WorkerRunner) -> None:
     @app.task
     async def boom(n: int) -> None:
@@ -245,6 +249,7 @@ async def test_messages_sent_before_any_worker_are_processed(
     assert [await j.result(timeout=10) for j in jobs] == [2 * i for i in range(20)]
 
 
+@both_record_modes
 async def test_many_concurrent_kiq_and_result(app: aioq.App, workers: WorkerRunner) -> None:
     @app.task
     async def add(x: int, y: int) -> int:
@@ -285,6 +290,7 @@ async def test_unencodable_argument_is_a_type_error(app: aioq.App) -> None:
         await take.kiq(object())
 
 
+@both_record_modes
 async def test_stream_keeps_only_live_work(
     app: aioq.App, workers: WorkerRunner, sync_redis: redis.Redis
 ) -> None:

@@ -21,11 +21,22 @@ EXPECTED = [
     "A_batch_per_s",
     "B_w1_per_s",
     "B_w2_per_s",
+    "B_w1_redis_us",
+    "B_w1_redis_drain_us",
+    "B_w1_worker_us",
+    "B_io_per_s",
+    "B_io_redis_us",
     "C_seconds",
     "D_p50_ms",
     "D_p99_ms",
     "E_peak_rss_mb",
     "F_seconds",
+    "M_drain_q1_per_s",
+    "M_drain_q20_per_s",
+    "M_rt_q1_p50_ms",
+    "M_rt_q20_p50_ms",
+    "M_idle_q1_redis_pct",
+    "M_idle_q50_redis_pct",
 ]
 
 
@@ -48,3 +59,9 @@ def test_bench_smoke(redis_url: str, tmp_path: Path) -> None:
     for key in EXPECTED:
         assert aioq.get(key, 0) > 0, (key, aioq)
     assert report["errors"] == []
+    # The chart is drawn when matplotlib (the bench extra) is installed.
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return
+    assert out.with_suffix(".png").stat().st_size > 0

@@ -304,8 +304,8 @@ async def test_aioq_events_prints_them(
 ) -> None:
     worker = await workers.start(app)
     ok = await eventsapp.add.kiq(1, 2)
-    bad = await eventsapp.boom.kiq("disk full")
     assert await ok.result(timeout=10) == 3
+    bad = await eventsapp.boom.kiq("disk full")  # after: the lines' order is known
     with pytest.raises(aioq.TaskFailed):
         await bad.result(timeout=10)
     text = await asyncio.to_thread(

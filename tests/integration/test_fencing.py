@@ -17,7 +17,7 @@ import redis
 
 import aioq
 from tests.chaos.harness import FreezingProxy
-from tests.conftest import WorkerRunner
+from tests.conftest import WorkerRunner, both_record_modes
 
 
 @pytest.fixture
@@ -35,8 +35,9 @@ def _via(redis_url: str, port: int) -> str:
     return f"{host}:{port}/{db}"
 
 
+@pytest.mark.parametrize("batch_records", [True, False], ids=["batch-records", "per-job-records"])
 async def test_a_partitioned_workers_late_completion_never_commits(
-    redis_url: str, prefix: str, proxy: FreezingProxy, workers: WorkerRunner
+    redis_url: str, prefix: str, proxy: FreezingProxy, workers: WorkerRunner, batch_records: bool
 ) -> None:
     """A worker behind a TCP proxy freezes as its job returns; another worker takes
     the job over and runs it; when the partition heals, the stale completion
@@ -47,6 +48,7 @@ async def test_a_partitioned_workers_late_completion_never_commits(
 
     def make_app(url: str) -> tuple[aioq.App, aioq.Task[[], str]]:
         app = aioq.App(url, prefix=prefix, visibility_timeout=2.0)
+        app.broker.batch_records = batch_records  # type: ignore[attr-defined]
 
         @app.task(name="work")
         async def work(ctx: aioq.Context) -> str:
@@ -130,6 +132,7 @@ async def test_progress_cannot_recreate_an_ended_record(
     assert not sync_redis.exists(app.keys.job(job.id))
 
 
+@both_record_modes
 async def test_unencodable_results_fail_once(app: aioq.App, workers: WorkerRunner) -> None:
     """2**70 cannot be msgpack-encoded, and an exception whose str() fails cannot
     be described: both are the task's failure, run once, never redelivered."""
@@ -240,6 +243,7 @@ async def test_chord_members_far_apart_beyond_result_ttl(
     await app.aclose()
 
 
+@both_record_modes
 async def test_a_dead_lettered_unique_job_releases_its_lock(
     app: aioq.App, workers: WorkerRunner
 ) -> None:

@@ -422,7 +422,7 @@ async def test_a_killed_workers_entry_expires_and_is_pruned(
 
     await eventually(expired, 10)
     # status() pruned the dead id; one left behind is pruned by the next worker's start
-    client = ops._transport.redis
+    client = ops.broker.redis
     assert b"w-warning" not in await client.smembers(ops.keys.workers())
     await client.sadd(ops.keys.workers(), "w-warning")
     await workers.start(ops)

@@ -178,6 +178,28 @@ async def test_supervisor_restarts_a_dead_process(spawn, client: aioq.App) -> No
     assert not children_of(sup.popen.pid)
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_while_starting_stops_the_worker_cleanly(spawn, signum: int) -> None:  # type: ignore[no-untyped-def]
+    """SIGTERM (say, from Kubernetes) or Ctrl-C while the worker still waits for
+    Redis, before it has taken anything: it exits 0 at once with one line, not
+    killed by the signal (exit -15) or with a KeyboardInterrupt traceback."""
+    proc = spawn(
+        "worker",
+        "tests.procapp:app",
+        "--connect-timeout",
+        "60",
+        "--log-level",
+        "info",
+        extra_env={"AIOQ_REDIS_URL": "redis://127.0.0.1:1/0"},
+    )
+    proc.wait_for_output("retrying in")
+    proc.popen.send_signal(signum)
+    assert proc.popen.wait(10) == 0
+    out = proc.output()
+    assert "Traceback" not in out
+    assert f"received {signal.Signals(signum).name} while starting" in out
+
+
 def test_unreachable_redis_fails_clearly(spawn) -> None:  # type: ignore[no-untyped-def]
     start = time.monotonic()
     proc = spawn(

@@ -169,16 +169,22 @@ def test_three_scheduler_processes_for_a_minute_fire_each_tick_once(
     """Three ``aioq scheduler`` processes for a minute (one SIGKILLed and started
     again on the way): every tick of every schedule is sent exactly once, none
     is missing between the first and the last, and the cron schedule fires at
-    each minute boundary crossed."""
+    each minute boundary crossed. (``make test`` runs until one minute boundary
+    has been crossed, at least 12 s; ``AIOQ_CHAOS=full`` the whole 68 s.)"""
     procs = [spawn("scheduler", "tests.schedapp:app") for _ in range(3)]
     for proc in procs:
         proc.wait_for_output("scheduler started")
     started = time.monotonic()
-    time.sleep(20)
+    full = os.environ.get("AIOQ_CHAOS") == "full"
+    time.sleep(20 if full else 4)
     procs[0].kill()  # SIGKILL, in the middle of whatever it was doing
     procs.append(spawn("scheduler", "tests.schedapp:app"))
     procs[-1].wait_for_output("scheduler started")
-    time.sleep(max(0.0, 68 - (time.monotonic() - started)))
+    if full:
+        time.sleep(max(0.0, 68 - (time.monotonic() - started)))
+    else:  # past the next minute boundary (this host's clock is Redis's)
+        boundary_in = 60 - time.time() % 60
+        time.sleep(max(12 - (time.monotonic() - started), boundary_in + 2.5))
     for proc in procs[1:]:
         assert proc.terminate() == 0, proc.output()
         assert "received SIGTERM: scheduler stopped" in proc.output()
@@ -189,7 +195,7 @@ def test_three_scheduler_processes_for_a_minute_fire_each_tick_once(
     minute = ticks["tests.schedapp.minute"]
     assert_consecutive(second, 1000)
     assert_consecutive(quarter, 250)
-    assert len(second) >= 60 and len(quarter) >= 240
+    assert len(second) >= (60 if full else 10) and len(quarter) >= 4 * len(second) - 8
     # Cron: exactly the minute boundaries within the time the schedulers ran
     # (every whole second in it was fired by the every-second schedule).
     first, last = min(second), max(second)

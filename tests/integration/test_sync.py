@@ -136,14 +136,14 @@ def test_many_threads_delay_and_get(sync_app: aioq.App, start_worker: Any) -> No
     assert len(_bridge_threads()) == 1
     bridge = aioq.sync._bridge
     assert bridge is not None
-    assert list(sync_app._transport._bounds) == [bridge.loop]
+    assert list(sync_app.broker._bounds) == [bridge.loop]
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         aioq.sync.shutdown()
         gc.collect()
     assert not [w for w in seen if issubclass(w.category, ResourceWarning)]
     assert _bridge_threads() == []
-    assert sync_app._transport._bounds == {}
+    assert sync_app.broker._bounds == {}
 
 
 def test_apply_async_countdown_queue_and_priority(sync_app: aioq.App, start_worker: Any) -> None:
@@ -265,7 +265,7 @@ import atexit, sys, warnings
 warnings.simplefilter("error")
 def check():
     import aioq.sync
-    clean = aioq.sync._bridge is None and app._transport._bounds == {{}}
+    clean = aioq.sync._bridge is None and app.broker._bounds == {{}}
     print("closed" if clean else "left open", flush=True)
 atexit.register(check)
 import aioq

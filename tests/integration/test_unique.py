@@ -9,7 +9,7 @@ import redis
 
 import aioq
 from aioq._core.message import unique_key
-from tests.conftest import WorkerRunner
+from tests.conftest import WorkerRunner, both_record_modes
 
 
 async def test_explicit_job_id_under_concurrent_enqueue(
@@ -105,6 +105,7 @@ async def test_delayed_unique_job(app: aioq.App, workers: WorkerRunner) -> None:
     assert await first.result(timeout=10) == 1
 
 
+@both_record_modes
 async def test_a_failed_unique_job_releases_its_lock(app: aioq.App, workers: WorkerRunner) -> None:
     @app.task(unique_for=60.0)
     async def boom(n: int) -> int:
@@ -118,6 +119,7 @@ async def test_a_failed_unique_job_releases_its_lock(app: aioq.App, workers: Wor
     assert again.id != job.id
 
 
+@both_record_modes
 async def test_aborting_a_running_unique_job_releases_its_lock(
     app: aioq.App, workers: WorkerRunner
 ) -> None:

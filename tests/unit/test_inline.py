@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from typing import Any
 
 import pytest
 
@@ -73,10 +74,33 @@ async def test_bad_arguments_raise_at_kiq_and_the_app_is_restored() -> None:
     async def add(x: int, y: int) -> int:
         return x + y
 
-    before = app._transport
+    before = app.broker
     with app.inline():
         with pytest.raises(ArgumentError):
             await add.kiq("a", 2)  # type: ignore[arg-type]
         with pytest.raises(aioq.ConfigurationError, match="do not run inline"):
             await aioq.chain(add.s(1, 2), add.s(3)).kiq()
-    assert app._transport is before
+    assert app.broker is before
+
+
+async def test_inline_runs_the_middleware_and_the_enqueue_hooks() -> None:
+    app = aioq.App("redis://127.0.0.1:1/0", prefix="inline-hooks")
+    seen: list[str] = []
+
+    @app.before_enqueue
+    def tag(call: aioq.Enqueue) -> None:
+        call.headers["who"] = "test"
+
+    @app.middleware
+    async def around(ctx: aioq.Context, call_next: Any) -> Any:
+        seen.append(f"{ctx.task_name}:{ctx.headers['who']}:{ctx.attempt}")
+        return [await call_next()]
+
+    @app.task(name="double")
+    def double(x: int) -> int:
+        return 2 * x
+
+    with app.inline():
+        job = await double.kiq(4)
+        assert await job.result() == [8]
+    assert seen == ["double:test:1"]

@@ -18,8 +18,12 @@ LAYERS = {
     "_eventcli": 0,
     "_schedcli": 0,
     "_workercli": 0,
+    "_reload": 0,
+    "_dashcli": 0,
+    "dashboard": 0,
     "__main__": 0,
     "testing": 0,
+    "contrib": 0,
     "app": 1,
     "routing": 1,
     "scheduling": 1,
@@ -30,8 +34,11 @@ LAYERS = {
     "status": 1,
     "task": 1,
     "sync": 1,
+    "wrapping": 1,
+    "sending": 1,
     "job": 1,
     "context": 1,
+    "hooks": 1,
     "worker": 1,
     "__init__": 1,
     "_worker": 2,
@@ -99,3 +106,87 @@ def test_modules_stay_small() -> None:
         if (n := len(p.read_text().splitlines())) > 500
     }
     assert not too_big
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def all_imports() -> dict[str, set[str]]:
+    """Every aioq module → the aioq modules it imports anywhere: at the top, in
+    a function, or under ``if TYPE_CHECKING:`` (a type-only cycle is a cycle)."""
+    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found.update(a.name for a in node.names if a.name in modules)
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package[: len(package) - node.level + 1]
+                    target = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    target = node.module or ""
+                for alias in node.names:  # `from . import x` imports module x
+                    sub = f"{target}.{alias.name}"
+                    found.add(sub if sub in modules else target)
+        graph[name] = {m for m in found if m in modules and m != name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_cycles() -> None:
+    graph = all_imports()
+    problems = [
+        " ↔ ".join(component)
+        + "\n    "
+        + "\n    ".join(f"{m} → {', '.join(sorted(graph[m] & set(component)))}" for m in component)
+        for component in cycles(graph)
+    ]
+    assert not problems, "import cycles among aioq modules:\n" + "\n".join(problems)
+
+
+def test_cycle_finder_sees_type_only_imports() -> None:
+    """The finder itself: a cycle closed only by a TYPE_CHECKING import counts."""
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert cycles(graph) == [["a", "b", "c"]]
+    source = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .app import App\n"
+    imports = [n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.ImportFrom)]
+    assert [n.module for n in imports] == ["typing", "app"]

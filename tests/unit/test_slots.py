@@ -86,12 +86,14 @@ def _reply(name: str, keys: list[str], args: list[Any]) -> Any:
     """A reply of the shape the transport expects from script ``name``."""
     n = len(keys)
     replies: dict[str, Any] = {
-        "fetch": [0, *([b""] * n)],
+        "fetch": [n, *[v for i in range(n) for v in (i + 1, b"")]],
         "claim": [*([b"0-0"] * n), 0, 0],
         "reclaim": [],
         "forget_consumers": [],
         "renew": [[], []],
-        "pump": [0, -1],
+        "pump": [0, -1, -1],
+        "due": [1_700_000_000_000, -1, b"default"],
+        "rehint": 1,
         "join": None,
         "slots": [],
         "admit": [0],
@@ -228,6 +230,9 @@ async def _worker_calls(redis: Any, keys: Keyspace, cluster_mode: bool) -> None:
     await streams.fetch(worker, QUEUES[:1], 10, True)
     await streams.read_blocking(worker, level_of, 1, 100)
     await streams.wait(dict.fromkeys(level_of, b"0-0"), 100)
+    await streams.fetch_streams(worker, level_of, 10, False)
+    await streams.peek(dict.fromkeys(level_of, b"0-0"), 100)
+    await streams.existing(list(level_of))
 
     entries = [
         Entry(keys.stream(q, level), q, level, b"1-0", b"payload", 2)
@@ -266,6 +271,9 @@ async def _worker_calls(redis: Any, keys: Keyspace, cluster_mode: bool) -> None:
             await streams.progress(job, worker, 1, b"50%", (entry, note))
     for finish in finishes:
         await streams.write_outcome(worker, finish)
+    await streams.due_queues(100, 0)
+    await streams.pump_hinted(QUEUES, 1000, 100)
+    await streams.hint_due(QUEUES[0], 1000)
     for queue in QUEUES:
         await streams.pump(queue, 100)
         await streams.claim(queue, worker, 100, [b"0-0"] * LEVELS, 10)
@@ -311,7 +319,8 @@ async def _producer_calls(redis: Any, keys: Keyspace) -> None:
             await client.enqueue_unique(job, When(delay_ms=10), 1000)
             await client.unlock(job.queue, job.lock, job.job_id, 0)
         await client.abort(job.job_id, b"outcome", 1, 1000)
-        await client.event(job.queue, Note("aborted", job.job_id, job.task, 1), 100, "w")
+        note = Note("aborted", job.job_id, job.task, 1)
+        await events.write(redis, keys, 100, job.queue, note, "w")
         await client.expire_record(job.job_id, 1000)
         await client.report_progress(job.job_id, b"50%")
         await client.job_state(job.job_id)

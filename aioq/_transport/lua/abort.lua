@@ -12,22 +12,24 @@
 -- ARGV[5]  the workers' abort channel
 -- ARGV[6]  job id
 --
--- Returns: {0} when there is no record; {2} when the job had already ended;
---          {1, task, queue, lock, result_ttl_ms, worker, attempts} when aborted
---          (the fields as the record has them, false when missing): the caller
---          releases the unique lock, corrects the TTL and writes the 'aborted'
---          event (in the queue's slot) with them.
+-- Returns: {ABORT_NO_RECORD} when there is no record; {ABORT_ENDED} when the job
+--          had already ended; {ABORT_ABORTED, task, queue, lock, result_ttl_ms,
+--          worker, attempts} when aborted (the fields as the record has them,
+--          false when missing): the caller releases the unique lock, corrects
+--          the TTL and writes the 'aborted' event (in the queue's slot) with them.
+-- #include codes.lua
+-- #include final.lua
 local got = redis.call('HMGET', KEYS[1], 'state', 'task', 'queue', 'lock', 'result_ttl_ms',
   'worker', 'attempts')
 local state = got[1]
 if not state and redis.call('EXISTS', KEYS[1]) == 0 then
-  return {0}
+  return {ABORT_NO_RECORD}
 end
-if state == 'succeeded' or state == 'failed' or state == 'aborted' then
-  return {2}
+if is_final(state) then
+  return {ABORT_ENDED}
 end
 redis.call('HSET', KEYS[1], 'state', 'aborted', 'outcome', ARGV[1], 'finished_ms', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], got[5] or ARGV[3])
 redis.call('PUBLISH', ARGV[4], ARGV[1])
 redis.call('PUBLISH', ARGV[5], ARGV[6])
-return {1, got[2], got[3], got[4], got[5], got[6], got[7]}
+return {ABORT_ABORTED, got[2], got[3], got[4], got[5], got[6], got[7]}

@@ -11,18 +11,10 @@
 --
 -- Returns: per entry, 1 when acknowledged (or the group is gone because Redis
 --          lost its data: nothing left to acknowledge), 0 when not held.
+-- #include codes.lua
 -- #include fence.lua
 local out = {}
 for i = 3, #ARGV, 2 do
-  local held = holds_entry(KEYS[1], ARGV[1], ARGV[i], ARGV[2], ARGV[i + 1])
-  if held == 1 then
-    redis.call('XACK', KEYS[1], ARGV[1], ARGV[i])
-  end
-  if held ~= 0 then
-    redis.call('XDEL', KEYS[1], ARGV[i])
-    out[#out + 1] = 1
-  else
-    out[#out + 1] = 0
-  end
+  out[#out + 1] = ack_entry(KEYS[1], ARGV[1], ARGV[i], ARGV[2], ARGV[i + 1])
 end
 return out

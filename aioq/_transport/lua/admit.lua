@@ -23,8 +23,10 @@
 -- ARGV[4]  max running, 0 = no concurrency limit
 -- ARGV[5]  lease (ms) of a running slot
 --
--- Returns: {0} start now; {1, wait µs} wait for a reserved rate slot;
---          {2} the concurrency limit is reached (try again later).
+-- Returns: {VERDICT_START} start now; {VERDICT_WAIT, wait µs} wait for a
+--          reserved rate slot; {VERDICT_FULL} the concurrency limit is reached
+--          (try again later).
+-- #include codes.lua
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local now_ms = math.floor(now / 1000)
@@ -39,7 +41,7 @@ if max > 0 then
     redis.call('ZADD', KEYS[2], cap, member)
   end
   if not redis.call('ZSCORE', KEYS[2], ARGV[3]) and redis.call('ZCARD', KEYS[2]) >= max then
-    return {2}
+    return {VERDICT_FULL}
   end
 end
 
@@ -50,13 +52,13 @@ if interval > 0 then
   local keep = math.max(nxt, now) - now + 2 * interval
   if ARGV[2] == '1' then
     if now < earliest then
-      return {1, math.floor(earliest - now)}
+      return {VERDICT_WAIT, math.floor(earliest - now)}
     end
   elseif now < earliest or now < nxt then
     local slot = math.max(nxt, earliest, now)
     redis.call('HSET', KEYS[1], 'next', string.format('%.0f', slot + interval))
     redis.call('PEXPIRE', KEYS[1], math.floor((slot - now + 2 * interval) / 1000) + 1000)
-    return {1, math.floor(slot - now)}
+    return {VERDICT_WAIT, math.floor(slot - now)}
   end
   redis.call('HSET', KEYS[1], 'last', string.format('%.0f', now))
   redis.call('PEXPIRE', KEYS[1], math.floor(keep / 1000) + 1000)
@@ -68,4 +70,4 @@ if max > 0 then
   -- lease of margin; slots.lua refreshes this on every renewal.
   redis.call('PEXPIRE', KEYS[2], 2 * lease)
 end
-return {0}
+return {VERDICT_START}

@@ -17,49 +17,34 @@
 --          queue's event stream ('' = none), task, detail: the event (kind: the
 --          final state) is written with an outcome this call wrote, only.
 --
--- Returns: per item two codes, write then ack. write: 0 nothing to write,
---          1 written, 2 the job had already ended, 3 fenced (a later attempt
---          holds the job: nothing written, nothing acked). ack: 1 acked, 0 not
---          (fenced, or another consumer holds the entry now).
+-- Returns: per item two values, write then ack. write: WROTE_NOTHING (a bare
+--          ack), WROTE_WRITTEN, WROTE_FINAL (the job had already ended),
+--          WROTE_FENCED (a later attempt holds the job: nothing written, nothing
+--          acked). ack: 1 acked, 0 not (another consumer holds the entry now).
+-- #include codes.lua
 -- #include final.lua
 -- #include fence.lua
+-- #include finish_job.lua
 -- #include unlock.lua
 -- #include event.lua
 local group, worker = ARGV[1], ARGV[2]
 local out = {}
 for b = 4, #ARGV, 16 do
   local stream, id, deliveries, record = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
-  local wrote = 0
+  local wrote = WROTE_NOTHING
   if record ~= '' then
-    local state, held = holds_job(record, worker, ARGV[b + 5])
-    if is_final(state) then
-      wrote = 2
-    elseif not held then
-      wrote = 3
-    else
-      redis.call('HSET', record, 'state', ARGV[b + 6], 'outcome', ARGV[b + 7],
-        'finished_ms', ARGV[b + 8])
-      redis.call('PEXPIRE', record, ARGV[b + 9])
-      redis.call('PUBLISH', ARGV[b + 10], ARGV[b + 7])
-      wrote = 1
-    end
+    wrote = finish_job(record, worker, ARGV[b + 5], ARGV[b + 6], ARGV[b + 7], ARGV[b + 8],
+      ARGV[b + 9], ARGV[b + 10])
     local lock = ARGV[b + 11]
-    if wrote ~= 3 and lock ~= '' then
+    if wrote ~= WROTE_FENCED and lock ~= '' then
       unlock(lock, ARGV[b + 4], ARGV[b + 12])
     end
   end
   local acked = 0
-  if wrote ~= 3 then
-    local held = holds_entry(stream, group, id, worker, deliveries)
-    if held == 1 then
-      redis.call('XACK', stream, group, id)
-    end
-    if held ~= 0 then
-      redis.call('XDEL', stream, id)
-      acked = 1
-    end
+  if wrote ~= WROTE_FENCED then
+    acked = ack_entry(stream, group, id, worker, deliveries)
   end
-  if wrote == 1 then
+  if wrote == WROTE_WRITTEN then
     emit(ARGV[b + 13], ARGV[3], ARGV[b + 6], ARGV[b + 4], ARGV[b + 14], worker, ARGV[b + 5],
       ARGV[b + 15])
   end

@@ -19,10 +19,11 @@
 --
 -- Returns: the id of the new dead-letter entry, or 0 when this consumer no
 -- longer holds the entry (nothing done).
+-- #include codes.lua
 -- #include fence.lua
 -- #include event.lua
 local held = holds_entry(KEYS[1], ARGV[1], ARGV[3], ARGV[2], ARGV[4])
-if held == 0 then
+if held == HELD_NOT_HELD then
   return 0
 end
 local fields = {'m', ARGV[5], 'reason', ARGV[6], 'origin', ARGV[3], 'at', ARGV[8], 'level', ARGV[9]}
@@ -32,7 +33,7 @@ if tonumber(ARGV[7]) > 0 then
 else
   id = redis.call('XADD', KEYS[2], '*', unpack(fields))
 end
-if held == 1 then
+if held == HELD_HELD then
   redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
 end
 redis.call('XDEL', KEYS[1], ARGV[3])

@@ -19,9 +19,10 @@
 -- ARGV[10] its delivery count  }
 --
 -- Returns: 1 when written; 0 when fenced (this consumer no longer holds it).
+-- #include codes.lua
 -- #include fence.lua
 -- #include event.lua
-if KEYS[2] and holds_entry(KEYS[2], ARGV[8], ARGV[9], ARGV[5], ARGV[10]) == 0 then
+if KEYS[2] and holds_entry(KEYS[2], ARGV[8], ARGV[9], ARGV[5], ARGV[10]) == HELD_NOT_HELD then
   return 0
 end
 emit(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])

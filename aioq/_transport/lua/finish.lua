@@ -12,19 +12,15 @@
 -- ARGV[6]  record TTL (ms), counted from now
 -- ARGV[7]  notify channel
 --
--- Returns: {1} written and published; {2, stored outcome} the job had already
---          ended (first writer wins: nothing changed); {3} fenced: a later
---          attempt holds the job, nothing written.
+-- Returns: {WROTE_WRITTEN} written and published; {WROTE_FINAL, stored
+--          outcome} the job had already ended (first writer wins: nothing
+--          changed); {WROTE_FENCED}: a later attempt holds the job, nothing written.
+-- #include codes.lua
 -- #include final.lua
 -- #include fence.lua
-local state, held = holds_job(KEYS[1], ARGV[1], ARGV[2])
-if is_final(state) then
-  return {2, redis.call('HGET', KEYS[1], 'outcome') or ''}
+-- #include finish_job.lua
+local wrote = finish_job(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
+if wrote == WROTE_FINAL then
+  return {wrote, redis.call('HGET', KEYS[1], 'outcome') or ''}
 end
-if not held then
-  return {3}
-end
-redis.call('HSET', KEYS[1], 'state', ARGV[3], 'outcome', ARGV[4], 'finished_ms', ARGV[5])
-redis.call('PEXPIRE', KEYS[1], ARGV[6])
-redis.call('PUBLISH', ARGV[7], ARGV[4])
-return {1}
+return {wrote}

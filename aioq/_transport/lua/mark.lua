@@ -11,21 +11,22 @@
 -- ARGV[5]  result TTL (ms): the record expires this long after the next
 --          attempt is due, if nothing starts it
 --
--- Returns: 1 when set; 2 when the job already ended; 3 when fenced (a later
---          attempt holds the job).
+-- Returns: WROTE_WRITTEN when set; WROTE_FINAL when the job already ended;
+--          WROTE_FENCED (a later attempt holds the job).
+-- #include codes.lua
 -- #include final.lua
 -- #include fence.lua
 -- #include clock.lua
 local state, held = holds_job(KEYS[1], ARGV[1], ARGV[2])
 if is_final(state) then
-  return 2
+  return WROTE_FINAL
 end
 if not held then
-  return 3
+  return WROTE_FENCED
 end
 local delay = tonumber(ARGV[4])
 local due = now_ms() + delay
 redis.call('HSET', KEYS[1], 'state', 'retrying', 'error', ARGV[3],
   'due_ms', string.format('%.0f', due))
 redis.call('PEXPIRE', KEYS[1], delay + tonumber(ARGV[5]))
-return 1
+return WROTE_WRITTEN

@@ -11,6 +11,7 @@
 --
 -- Returns: 1 when stored and published; 0 when not (the job ended, its record
 --          is gone, or a later attempt holds it).
+-- #include codes.lua
 -- #include final.lua
 -- #include fence.lua
 local state, held = holds_job(KEYS[1], ARGV[1], ARGV[2])

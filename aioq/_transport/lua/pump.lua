@@ -9,7 +9,8 @@
 -- ARGV[1]  most members to move in this call
 --
 -- Returns: {moved, ms until the next member is due (by Redis time, 0 when one
--- is due already) or -1 when nothing else is waiting}
+-- is due already) or -1 when nothing else is waiting, that due time in ms by
+-- Redis' clock (-1: none), for the due-index hint}
 -- #include clock.lua
 local now = now_ms()
 local n = #KEYS / 2
@@ -35,6 +36,6 @@ for i = 1, n do
   end
 end
 if next_due < 0 then
-  return {moved, -1}
+  return {moved, -1, -1}
 end
-return {moved, math.max(0, next_due - now)}
+return {moved, math.max(0, next_due - now), next_due}

@@ -19,16 +19,17 @@
 -- Returns: the due time (ms since epoch, Redis clock) when scheduled; 0 when
 -- this consumer no longer holds the entry. (When the group is gone — Redis
 -- lost its data — nobody else can hold it: the retry is scheduled.)
+-- #include codes.lua
 -- #include fence.lua
 -- #include clock.lua
 -- #include event.lua
 local held = holds_entry(KEYS[1], ARGV[1], ARGV[3], ARGV[2], ARGV[4])
-if held == 0 then
+if held == HELD_NOT_HELD then
   return 0
 end
 local due = now_ms() + tonumber(ARGV[6])
 redis.call('ZADD', KEYS[2], due, ARGV[5])
-if held == 1 then
+if held == HELD_HELD then
   redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
 end
 redis.call('XDEL', KEYS[1], ARGV[3])

@@ -13,19 +13,14 @@
 --          when it should run, or its stored outcome (bytes) when it ended.
 -- #include final.lua
 -- #include event.lua
+-- #include start_job.lua
 local replies = {}
 for base = 4, #ARGV, 6 do
-  local key = ARGV[base]
-  local state = redis.call('HGET', key, 'state')
-  if is_final(state) then
-    replies[#replies + 1] = redis.call('HGET', key, 'outcome') or ''
-  else
-    local attempt = redis.call('HINCRBY', key, 'attempts', 1)
-    replies[#replies + 1] = attempt
-    redis.call('HSET', key, 'state', 'running', 'worker', ARGV[1], 'started_ms', ARGV[2],
-      'task', ARGV[base + 1], 'queue', ARGV[base + 2], 'enqueued_ms', ARGV[base + 3])
-    redis.call('PERSIST', key)
-    emit(ARGV[base + 4], ARGV[3], 'started', ARGV[base + 5], ARGV[base + 1], ARGV[1], attempt, '')
+  local reply = start_job(ARGV[base], ARGV[1], ARGV[2], ARGV[base + 1], ARGV[base + 2],
+    ARGV[base + 3])
+  if type(reply) == 'number' then
+    emit(ARGV[base + 4], ARGV[3], 'started', ARGV[base + 5], ARGV[base + 1], ARGV[1], reply, '')
   end
+  replies[#replies + 1] = reply
 end
 return replies

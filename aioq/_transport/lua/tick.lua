@@ -23,20 +23,23 @@
 -- ARGV[3]  payload
 -- ARGV[4]  grace (ms): how far ahead of Redis time a tick may be fired
 --
--- Returns: {1, tick} when this call sent the job; {0, last tick fired} when a
--- tick at or after this one had already been fired; {2, Redis time in ms} when
--- the tick is too far ahead of Redis time (nothing was sent or remembered);
--- {3, tick} when the schedule is paused (nothing sent or remembered).
+-- Returns: {TICK_SENT, tick} when this call sent the job; {TICK_SKIPPED, last
+-- tick fired} when a tick at or after this one had already been fired (or falls
+-- in a paused window that was resumed since); {TICK_EARLY, Redis time in ms}
+-- when the tick is too far ahead of Redis time (nothing was sent or
+-- remembered); {TICK_PAUSED, tick} when the schedule is paused (nothing sent or
+-- remembered).
+-- #include codes.lua
 -- #include clock.lua
 local now = now_ms()
 local tick = tonumber(ARGV[1])
 local grace = tonumber(ARGV[4])
 if tick > now + grace then
-  return {2, now}
+  return {TICK_EARLY, now}
 end
 local got = redis.call('HMGET', KEYS[1], 'last_ms', 'paused', 'resumed_ms')
 if got[2] then
-  return {3, tick}
+  return {TICK_PAUSED, tick}
 end
 local last = tonumber(got[1])
 if last and last > now + grace then
@@ -44,11 +47,11 @@ if last and last > now + grace then
 end
 local resumed = tonumber(got[3])
 if resumed and resumed >= tick then
-  return {0, math.max(resumed, last or 0)} -- paused then: skipped, not back-filled
+  return {TICK_SKIPPED, math.max(resumed, last or 0)} -- paused then: skipped, not back-filled
 end
 if last and last >= tick then
-  return {0, last}
+  return {TICK_SKIPPED, last}
 end
 redis.call('XADD', KEYS[2], '*', 'm', ARGV[3])
 redis.call('HSET', KEYS[1], 'last_ms', ARGV[1], 'last_job', ARGV[2], 'fired_ms', string.format('%.0f', now))
-return {1, tick}
+return {TICK_SENT, tick}

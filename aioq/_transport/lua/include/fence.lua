@@ -4,17 +4,17 @@
 -- holds_entry(stream, group, id, consumer, deliveries): the stream side. The
 -- entry is pending for `consumer` with exactly `deliveries` deliveries (a
 -- takeover by another worker, or a later redelivery, changes one of them).
--- Returns 1 when held, 0 when not, 2 when the group itself is gone (Redis
--- lost its data: nobody else can hold it either).
+-- Returns HELD_HELD, HELD_NOT_HELD, or HELD_NO_GROUP when the group itself is
+-- gone (Redis lost its data: nobody else can hold it either). Needs codes.lua.
 local function holds_entry(stream, group, id, consumer, deliveries)
   local p = redis.pcall('XPENDING', stream, group, id, id, 1)
   if p.err then
-    return 2
+    return HELD_NO_GROUP
   end
   if p[1] and p[1][2] == consumer and tonumber(p[1][4]) == tonumber(deliveries) then
-    return 1
+    return HELD_HELD
   end
-  return 0
+  return HELD_NOT_HELD
 end
 
 -- holds_job(record, worker, attempt): the record side. The job's record was
@@ -31,4 +31,19 @@ local function holds_job(record, worker, attempt)
     return state, true
   end
   return state, (r[2] == worker and r[3] == attempt)
+end
+
+-- ack_entry(stream, group, id, consumer, deliveries): acknowledge and delete an
+-- entry this delivery still holds (when the group is gone, only delete it).
+-- Returns 1 when done, 0 when another delivery holds the entry (left alone).
+local function ack_entry(stream, group, id, consumer, deliveries)
+  local held = holds_entry(stream, group, id, consumer, deliveries)
+  if held == HELD_NOT_HELD then
+    return 0
+  end
+  if held == HELD_HELD then
+    redis.call('XACK', stream, group, id)
+  end
+  redis.call('XDEL', stream, id)
+  return 1
 end

@@ -1,0 +1,144 @@
+"""Reading from many queues at a cost that follows the work, not the queue count.
+
+A worker on a few queues (at most ``SMALL`` queues) reads all their level streams
+on every fetch. With more, ``ManyQueues`` keeps track of which level streams can
+have work:
+
+- **hot** streams are read by ``fetch.lua``: at start every stream, later those a
+  watch or a peek found something in. A fetch that finds nothing new in a stream
+  returns its *mark* (the id after which its next entry will appear) and the
+  stream turns cold; a stream that does not exist yet turns *missing*.
+- **cold** streams are watched, never read: when nothing is hot the worker blocks
+  in one ``XREAD`` (takes nothing) from their marks; the stream that wakes it
+  turns hot. While hot streams keep it busy, a non-blocking ``XREAD`` over the cold
+  ones (a *peek*, every ``peek_every``) lets their new messages in too.
+- **missing** streams (levels never used) are watched too while the watch stays
+  small (``WATCH_ALL`` keys); beyond that, a multi-key ``EXISTS`` now and then
+  (``discover_every``) finds the ones that appeared.
+
+An ``XREAD`` from a mark stale by a few entries (delivered since to another
+worker) only wakes the reader early: the fetch that follows finds nothing and
+renews the mark. Nothing is ever read past a mark, so no message is missed; the
+price of many queues is one ``XREAD`` over the cold streams per wake-up, which
+the watch's longer block (``watch_block``) keeps rare while idle.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import anyio
+
+if TYPE_CHECKING:
+    from .._transport.broker import WorkerBroker
+    from .._transport.types import Entry
+
+SMALL = 16
+"""Up to this many queues, every fetch reads every level stream (no bookkeeping)."""
+WATCH_ALL = 4000
+"""Most keys one blocking watch carries with the missing streams included."""
+PEEK_PER_KEY = 0.00005
+"""Seconds between two peeks per cold stream (at least ``PEEK_MIN``): a peek costs
+Redis about 0.3 µs per key, so it stays under 1 % of a core while busy."""
+PEEK_MIN = 0.05
+WATCH_PER_KEY = 0.001
+"""Seconds of blocking per watched key (at least the worker's ``block``): registering
+a blocked XREAD costs Redis about 1 µs per key, paid once per wake-up or timeout."""
+DISCOVER_PER_KEY = 0.0001
+"""Seconds between two looks for new level streams, per missing stream (at least
+the worker's ``block``)."""
+
+
+class ManyQueues:
+    def __init__(self, streams: WorkerBroker, queues: list[str], block_ms: int) -> None:
+        self.streams = streams
+        self.block_ms = block_ms
+        self.order = {
+            streams.level_stream(q, level): (q, level)
+            for q in queues
+            for level in reversed(range(10))
+        }
+        """Every level stream: key → (queue, level), queues in the worker's order."""
+        self.hot: dict[str, None] = dict.fromkeys(self.order)
+        self.marks: dict[str, bytes] = {}
+        self.missing: set[str] = set()
+        self._rotate = 0
+        self._next_peek = 0.0
+        self._next_discovery = time.monotonic() + self._discover_every()
+        self._watching: anyio.CancelScope | None = None
+
+    def _discover_every(self) -> float:
+        return max(self.block_ms / 1000, DISCOVER_PER_KEY * len(self.missing))
+
+    def existing(self) -> list[str]:
+        """Level streams known (or assumed, until a fetch looks) to exist."""
+        return [k for k in self.order if k not in self.missing]
+
+    def heat(self, keys: list[str]) -> None:
+        for key in keys:
+            self.marks.pop(key, None)
+            self.missing.discard(key)
+            self.hot[key] = None
+
+    def _cool(self, marks: dict[str, bytes]) -> None:
+        for key, mark in marks.items():
+            self.hot.pop(key, None)
+            if mark:
+                self.marks[key] = mark
+            else:
+                self.missing.add(key)
+
+    def watch_marks(self) -> dict[str, bytes]:
+        """What one blocking watch waits on: the cold streams from their marks, and the
+        missing ones from the start while the whole stays within ``WATCH_ALL``."""
+        if len(self.marks) + len(self.missing) <= WATCH_ALL:
+            return {**self.marks, **dict.fromkeys(self.missing, b"0-0")}
+        return dict(self.marks)
+
+    def watch_block(self, watched: int) -> int:
+        return max(self.block_ms, int(WATCH_PER_KEY * 1000 * watched))
+
+    def _peek_every(self) -> float:
+        return max(PEEK_MIN, PEEK_PER_KEY * len(self.marks))
+
+    async def watch(self, marks: dict[str, bytes]) -> None:
+        """Block until one of ``marks``' streams gets an entry (it turns hot), the
+        watch's block time passes, or ``stop()``."""
+        with anyio.CancelScope() as scope:
+            self._watching = scope
+            woke = await self.streams.peek(marks, self.watch_block(len(marks)))
+            self.heat(woke)
+            # Just woken for one stream: no need to peek at the others at once.
+            self._next_peek = time.monotonic() + self._peek_every()
+        self._watching = None
+
+    def stop(self) -> None:
+        """End a watch in progress (the worker stops reading)."""
+        if self._watching is not None:
+            self._watching.cancel()
+
+    async def fetch(
+        self, consumer: str, n: int, ascending: bool, stopping: bool
+    ) -> tuple[list[Entry], dict[str, bytes] | None]:
+        """Up to ``n`` entries of the hot streams (after a peek and a discovery when
+        due). Returns (entries, None), or ([], marks to watch) when nothing is hot."""
+        now = time.monotonic()
+        if self.hot and self.marks and now >= self._next_peek:
+            self._next_peek = now + self._peek_every()
+            self.heat(await self.streams.peek(self.marks))
+        if self.missing and now >= self._next_discovery:
+            self._next_discovery = now + self._discover_every()
+            self.heat(await self.streams.existing(sorted(self.missing)))
+        if self.hot:
+            hot = list(self.hot)
+            start = self._rotate % len(hot)
+            self._rotate += 1
+            hot = hot[start:] + hot[:start]
+            entries, marks = await self.streams.fetch_streams(
+                consumer, {k: self.order[k] for k in hot}, n, ascending
+            )
+            self._cool(marks)
+            if entries or stopping or self.hot:
+                return entries, None
+        return [], self.watch_marks()

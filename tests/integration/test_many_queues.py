@@ -1,0 +1,144 @@
+"""A worker on many queues (more than ``reader.SMALL``) reads only the level streams
+that can have work: hot ones by fetch, cold ones watched from their marks, missing
+ones watched or discovered (``aioq/_worker/reader.py``)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+import redis
+
+import aioq
+from aioq._worker import pump, reader
+from tests.conftest import WorkerRunner
+
+QUEUES = [f"q{i}" for i in range(reader.SMALL + 24)]
+
+
+def _echo(app: aioq.App) -> aioq.Task[[int], int]:
+    @app.task(name="echo")
+    async def echo(x: int) -> int:
+        return x
+
+    return echo
+
+
+async def _send(task: aioq.Task[[int], int], queue: str, x: int, priority: int = 0) -> int:
+    job = await task.with_options(queue=queue, priority=priority).kiq(x)
+    return await job.result(timeout=10)
+
+
+async def test_every_queue_and_level_is_served(app: aioq.App, workers: WorkerRunner) -> None:
+    echo = _echo(app)
+    # Sent before the worker starts: everything is hot at first.
+    early = [await echo.with_options(queue=q).kiq(i) for i, q in enumerate(QUEUES)]
+    await workers.start(app, queues=QUEUES)
+    assert [await j.result(timeout=10) for j in early] == list(range(len(QUEUES)))
+    await asyncio.sleep(0.3)  # idle now: every stream cold or missing, watched
+    # A queue's level stream that never existed (priority 7), and plain ones, one by one.
+    assert await _send(echo, QUEUES[-1], 1, priority=7) == 1
+    for i, q in enumerate(QUEUES[::7]):
+        assert await _send(echo, q, i) == i
+    # Many at once, over every queue and two levels.
+    jobs = [
+        await echo.with_options(queue=q, priority=(i % 2) * 5).kiq(i) for i, q in enumerate(QUEUES)
+    ]
+    assert [await j.result(timeout=10) for j in jobs] == list(range(len(QUEUES)))
+
+
+async def test_new_levels_are_discovered_beyond_the_watch(
+    app: aioq.App, workers: WorkerRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Past WATCH_ALL keys, missing streams are not watched: a multi-key EXISTS now
+    # and then (at least every `block`) finds the one that appeared.
+    monkeypatch.setattr(reader, "WATCH_ALL", 0)
+    echo = _echo(app)
+    await workers.start(app, queues=QUEUES, block=0.2)
+    await asyncio.sleep(0.3)
+    assert await _send(echo, QUEUES[3], 5, priority=9) == 5
+    assert await _send(echo, QUEUES[4], 6, priority=2) == 6
+
+
+async def test_two_workers_share_many_queues(app: aioq.App, workers: WorkerRunner) -> None:
+    # Each one's marks go stale as the other reads: early wake-ups, nothing lost.
+    ran: list[int] = []
+
+    @app.task(name="note")
+    async def note(x: int) -> int:
+        ran.append(x)
+        await asyncio.sleep(0.001)
+        return x
+
+    await workers.start(app, queues=QUEUES, concurrency=5)
+    await workers.start(app, queues=QUEUES, concurrency=5)
+    await asyncio.sleep(0.2)
+    for rnd in range(3):
+        jobs = [await note.with_options(queue=q).kiq(rnd * 100 + i) for i, q in enumerate(QUEUES)]
+        for job in jobs:
+            await job.result(timeout=10)
+        await asyncio.sleep(0.15)
+    assert sorted(ran) == sorted(r * 100 + i for r in range(3) for i in range(len(QUEUES)))
+
+
+async def test_a_stop_ends_a_long_watch(
+    app: aioq.App, workers: WorkerRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reader, "WATCH_PER_KEY", 1.0)  # a watch would block for minutes
+    _echo(app)
+    worker = await workers.start(app, queues=QUEUES)
+    await asyncio.sleep(0.3)
+    started = time.monotonic()
+    await workers.stop(worker)
+    assert time.monotonic() - started < 3
+
+
+async def test_delayed_messages_follow_the_due_index(app: aioq.App, workers: WorkerRunner) -> None:
+    echo = _echo(app)
+    await workers.start(app, queues=QUEUES)
+    jobs = [await echo.with_options(queue=q, delay=0.3).kiq(i) for i, q in enumerate(QUEUES[:5])]
+    r = redis.Redis.from_url(app.url)
+    try:
+        assert r.zcard(app.keys.due()) >= 1  # the senders' hints
+        assert [await j.result(timeout=10) for j in jobs] == list(range(5))
+        await asyncio.sleep(0.6)
+        assert r.zcard(app.keys.due()) == 0  # nothing waits: every hint removed
+    finally:
+        r.close()
+
+
+async def test_the_sweep_finds_delayed_messages_without_a_hint(
+    app: aioq.App, workers: WorkerRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A sender that died between its message and its hint (or a message from before
+    # the index existed): the sweep over every queue moves it all the same.
+    monkeypatch.setattr(pump, "SWEEP_MIN", 0.5)
+    echo = _echo(app)
+    await workers.start(app, queues=QUEUES)
+    await asyncio.sleep(0.2)  # past the first sweep, at start
+    job = await echo.with_options(queue=QUEUES[9], delay=0.2).kiq(9)
+    r = redis.Redis.from_url(app.url)
+    try:
+        r.delete(app.keys.due())
+    finally:
+        r.close()
+    assert await job.result(timeout=10) == 9
+
+
+async def test_a_dead_consumers_entries_are_recovered(app: aioq.App, workers: WorkerRunner) -> None:
+    # Claims follow the pending summaries: only queues where another consumer holds
+    # entries (or this worker more than it runs) get a claim.lua.
+    echo = _echo(app)
+    jobs = [await echo.with_options(queue=q).kiq(i) for i, q in enumerate(QUEUES[20:23])]
+    r = redis.Redis.from_url(app.url)
+    try:
+        for q in QUEUES[20:23]:
+            stream = app.keys.stream(q)
+            r.xgroup_create(stream, "workers", id="0", mkstream=True)
+            assert r.xreadgroup("workers", "dead-worker", {stream: ">"}, count=10)
+    finally:
+        r.close()
+    await workers.start(app, queues=QUEUES)
+    # claimable after 0.8 x the visibility timeout (2 s) of idleness
+    assert [await j.result(timeout=10) for j in jobs] == [0, 1, 2]
