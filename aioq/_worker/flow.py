@@ -36,6 +36,26 @@ log = logging.getLogger("aioq.worker")
 FOLLOW_UP_MAX_BYTES = 64 << 20
 
 
+def ended_outcome(msg: Message, state: JobState, error: ErrorInfo | None, now: int) -> bytes:
+    """The outcome given to every job of a workflow that can no longer run because
+    step ``msg`` ended ``state`` (failed: with its error, naming the step)."""
+    if error is None:
+        return encode(Outcome(state.value, now))
+    note = ErrorInfo(
+        error.type, f"step {msg.task} (job {msg.id}) failed: {error.message}", error.traceback
+    )
+    return encode(Outcome(state.value, now, error=note))
+
+
+def on_error_launch(msg: Message, error: ErrorInfo) -> Launch | None:
+    """The workflow's ``on_error`` handler, called for step ``msg`` that failed."""
+    assert msg.cont is not None
+    if msg.cont.on_error is None:
+        return None
+    details = {"type": error.type, "message": error.message, "traceback": error.traceback}
+    return Launch(f"{msg.id}-on-error", msg.cont.on_error, [msg.id, details], Cont())
+
+
 class Flow:
     def __init__(self, app: WorkerHost, streams: WorkerBroker, completer: Completer) -> None:
         self.app = app
@@ -87,15 +107,7 @@ class Flow:
         callbacks never run), and a failure launches ``on_error``."""
         assert msg.cont is not None
         now = now_ms()
-        if error is not None:
-            note = ErrorInfo(
-                error.type,
-                f"step {msg.task} (job {msg.id}) failed: {error.message}",
-                error.traceback,
-            )
-            payload = encode(Outcome(state.value, now, error=note))
-        else:
-            payload = encode(Outcome(state.value, now))
+        payload = ended_outcome(msg, state, error, now)
         for barrier in barriers(msg.cont):
             await persist(
                 lambda barrier=barrier: self.streams.end_group(barrier, self._ttl_ms),  # type: ignore[misc]
@@ -106,11 +118,9 @@ class Flow:
             await self.completer.write_now(
                 Finish(job_id, 0, state.value, payload, now, self._ttl_ms)
             )
-        handler = msg.cont.on_error
-        if handler is not None and error is not None:
-            details = {"type": error.type, "message": error.message, "traceback": error.traceback}
-            handler_launch = Launch(f"{msg.id}-on-error", handler, [msg.id, details], Cont())
-            await self._launch(handler_launch, msg.headers)
+        handler = on_error_launch(msg, error) if error is not None else None
+        if handler is not None:
+            await self._launch(handler, msg.headers)
 
     async def _launch(self, action: Launch, headers: dict[str, str] | None) -> None:
         # Follow-ups carry earlier results (a chord callback: all of them), so
