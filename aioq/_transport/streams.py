@@ -10,9 +10,11 @@ from typing import TYPE_CHECKING, Any, cast
 
 from redis import exceptions as rex
 
-from .connection import OPERATION_TIMEOUT, REDIS_ERRORS, bounded, outage_text
-from .keys import GROUP, LEVELS, PAYLOAD_FIELD, Keyspace
+from .cluster import is_cluster
+from .connection import REDIS_ERRORS, bounded, outage_text
+from .keys import GROUP, LEVELS, Keyspace
 from .outcomes import Outcomes
+from .reads import Reads, payload_of
 from .scripts import SCRIPTS, run_pipeline
 from .types import (
     Admission,
@@ -56,10 +58,19 @@ __all__ = [
 ]
 
 
-class Streams(Outcomes):
-    def __init__(self, redis: Redis, keys: Keyspace, *, batch_records: bool = True) -> None:
+class Streams(Outcomes, Reads):
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keyspace,
+        *,
+        batch_records: bool = True,
+        cluster: bool | None = None,
+    ) -> None:
         self.redis = redis
         self.keys = keys
+        self.cluster = is_cluster(redis) if cluster is None else cluster
+        """Redis Cluster: reads and pipelines whose order matters go per slot."""
         self.batch_records = batch_records
         """One script call per batch for job records (start_many / finish_many). Job
         keys of a batch sit in different Cluster slots, so on Cluster this must be
@@ -92,104 +103,6 @@ class Streams(Outcomes):
                 pipe.zcard(self.keys.delayed(queue, level))
         async with bounded():
             return sum(int(n) for n in await pipe.execute())
-
-    async def fetch(
-        self, consumer: str, queues: Sequence[str], count: int, ascending: bool
-    ) -> tuple[list[Entry], dict[str, bytes]]:
-        """Up to ``count`` new entries of ``queues``, most urgent level first
-        (``ascending``: least urgent first). When there are none, the second
-        value maps each level stream to the id a new entry would follow, for
-        ``wait`` (``b""``: the stream does not exist yet)."""
-        streams = {
-            k: (q, LEVELS - 1 - i) for q in queues for i, k in enumerate(self.keys.level_streams(q))
-        }
-        entries, marks = await self.fetch_streams(consumer, streams, count, ascending)
-        return entries, ({} if entries else marks)
-
-    async def fetch_streams(
-        self, consumer: str, streams: dict[str, tuple[str, int]], count: int, ascending: bool
-    ) -> tuple[list[Entry], dict[str, bytes]]:
-        """Up to ``count`` new entries of ``streams`` (key → (queue, level)), most
-        urgent level first, equally urgent ones in the order given. The second
-        value holds a mark for every stream looked at that had nothing new: the
-        id after which its next entry will appear (``wait``), ``b""`` when it does
-        not exist yet."""
-        keys = list(streams)
-        levels = [streams[k][1] for k in keys]
-        async with bounded():
-            reply = await SCRIPTS.call(
-                self.redis, "fetch", keys, [GROUP, consumer, count, int(ascending), *levels]
-            )
-        m = int(reply[0])
-        marks = {keys[int(reply[i]) - 1]: reply[i + 1] for i in range(1, 2 * m + 1, 2)}
-        out: list[Entry] = []
-        for i in range(2 * m + 1, len(reply), 3):
-            key = keys[int(reply[i]) - 1]
-            queue, level = streams[key]
-            out.append(Entry(key, queue, level, reply[i + 1], _payload(reply[i + 2])))
-        return out, marks
-
-    async def peek(self, marks: dict[str, bytes], block_ms: int | None = None) -> list[str]:
-        """The streams that have an entry after their mark (XREAD COUNT 1, which
-        takes nothing), waiting up to ``block_ms`` for one when given (then Redis
-        answers with the first stream that gets one)."""
-        if not marks:
-            return []
-        timeout = OPERATION_TIMEOUT + (block_ms or 0) / 1000
-        async with bounded(timeout):
-            reply: Any = await self.redis.xread(
-                {k: v or b"0-0" for k, v in marks.items()},
-                count=1,
-                block=block_ms,
-            )
-        return [k.decode() if isinstance(k, bytes) else str(k) for k, _ in reply or ()]
-
-    async def existing(self, keys: Sequence[str], chunk: int = 500) -> list[str]:
-        """Which of ``keys`` exist: one multi-key EXISTS per ``chunk`` keys, then
-        one per key of the chunks that counted any."""
-        chunks = [list(keys[i : i + chunk]) for i in range(0, len(keys), chunk)]
-        pipe = self.redis.pipeline(transaction=False)
-        for part in chunks:
-            pipe.exists(*part)
-        async with bounded():
-            counts = await pipe.execute()
-            found = [k for part, n in zip(chunks, counts, strict=True) if n for k in part]
-            if not found:
-                return []
-            pipe = self.redis.pipeline(transaction=False)
-            for key in found:
-                pipe.exists(key)
-            return [k for k, n in zip(found, await pipe.execute(), strict=True) if n]
-
-    async def wait(self, after: dict[str, bytes], block_ms: int) -> None:
-        """Block until one of the streams gets an entry after the given id, or
-        ``block_ms`` pass (XREAD takes nothing: ``fetch`` then takes it). A
-        stream that does not exist yet (id ``b""``) is watched from its start."""
-        streams = {key: entry_id or b"0-0" for key, entry_id in after.items()}
-        async with bounded(block_ms / 1000 + OPERATION_TIMEOUT):
-            await self.redis.xread(streams, count=1, block=block_ms)  # type: ignore[arg-type]
-
-    async def read_blocking(
-        self, consumer: str, streams: dict[str, tuple[str, int]], count: int, block_ms: int
-    ) -> list[Entry]:
-        """XREADGROUP ``>`` on existing level streams (key → (queue, level)),
-        blocking up to ``block_ms``; at most ``count`` entries per stream."""
-        async with bounded(block_ms / 1000 + OPERATION_TIMEOUT):
-            reply: Any = await self.redis.xreadgroup(
-                GROUP,
-                consumer,
-                dict.fromkeys(streams, ">"),
-                count=count,
-                block=block_ms,
-            )
-        out: list[Entry] = []
-        for stream, items in reply or ():
-            key = stream.decode() if isinstance(stream, bytes) else stream
-            queue, level = streams[key]
-            for entry_id, fields in items:
-                payload = fields.get(PAYLOAD_FIELD) if fields else None
-                out.append(Entry(key, queue, level, entry_id, payload))
-        return out
 
     async def dead_letter(
         self, entry: Entry, worker: str, reason: str, maxlen: int, now_ms: int
@@ -237,14 +150,7 @@ class Streams(Outcomes):
         queue's next due time, or removed when nothing waits — unless a sender
         lowered it meanwhile. Returns the messages moved per queue."""
         hint = self.keys.due()
-
-        def hold(pipe: Pipeline) -> None:
-            for queue in queues:
-                pipe.zadd(hint, {queue: held_ms}, xx=True)
-                SCRIPTS.queue(pipe, "pump", self._pump_keys(queue), [limit])
-
-        replies = await run_pipeline(self.redis, hold)
-        pumped = replies[1::2]
+        pumped = await self._hold_and_pump(queues, held_ms, limit)
         for reply in pumped:
             if isinstance(reply, Exception):
                 raise reply
@@ -257,6 +163,28 @@ class Streams(Outcomes):
             if isinstance(reply, Exception):
                 raise reply
         return [int(moved) for moved, _, _ in pumped]
+
+    async def _hold_and_pump(self, queues: Sequence[str], held_ms: int, limit: int) -> list[Any]:
+        """Hold each queue's hint at ``held_ms``, then pump it: pump.lua's replies."""
+        hint = self.keys.due()
+        cluster = self.cluster
+
+        def hold(pipe: Pipeline) -> None:
+            for queue in queues:
+                pipe.zadd(hint, {queue: held_ms}, xx=True)
+                if not cluster:  # one connection: Redis keeps the order
+                    SCRIPTS.queue(pipe, "pump", self._pump_keys(queue), [limit])
+
+        def pump(pipe: Pipeline) -> None:
+            for queue in queues:
+                SCRIPTS.queue(pipe, "pump", self._pump_keys(queue), [limit])
+
+        replies = await run_pipeline(self.redis, hold)
+        if not cluster:
+            return replies[1::2]
+        # The hint (a slot of its own) and the queues are on different nodes, which
+        # one pipeline serves concurrently: the holds are confirmed first.
+        return await run_pipeline(self.redis, pump)
 
     async def hint_due(self, queue: str, due_ms: int) -> None:
         """Lower ``queue``'s due-index hint to ``due_ms`` (a message was put back)."""
@@ -425,7 +353,7 @@ class Streams(Outcomes):
                 queue,
                 LEVELS - int(reply[i]),
                 reply[i + 1],
-                _payload(reply[i + 2]),
+                payload_of(reply[i + 2]),
                 int(reply[i + 3]),
             )
             for i in range(at, len(reply), 4)
@@ -462,7 +390,7 @@ class Streams(Outcomes):
                 self.redis, "reclaim", [stream], [GROUP, consumer, min_idle_ms, *ids]
             )
         return [
-            Entry(stream, queue, level, reply[i], _payload(reply[i + 1]), int(reply[i + 2]))
+            Entry(stream, queue, level, reply[i], payload_of(reply[i + 1]), int(reply[i + 2]))
             for i in range(0, len(reply), 3)
         ]
 
@@ -487,14 +415,3 @@ class Streams(Outcomes):
                 await SCRIPTS.call(
                     self.redis, "release", [stream], [GROUP, consumer, idle_ms, *ids]
                 )
-
-
-def _payload(fields: Any) -> bytes | None:
-    """The ``m`` field of an entry's flat field list (None when it has none)."""
-    if not fields:
-        return None
-    for i in range(0, len(fields) - 1, 2):
-        if fields[i] == PAYLOAD_FIELD:
-            value: bytes = fields[i + 1]
-            return value
-    return None
