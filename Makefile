@@ -7,6 +7,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-dev
 WITH_REDIS := $(PY) scripts/with_redis.py --
+# One Redis Cluster (3 primaries + 3 replicas) shared by every pytest process of a
+# run (AIOQ_REDIS_CLUSTER_URL): the tests marked on_cluster_too run there too.
+WITH_CLUSTER := $(PY) scripts/with_cluster.py --
 
 .PHONY: demo pipeline test lint typecheck unit bench chaos docs clean
 
@@ -36,7 +39,7 @@ typecheck: $(STAMP)
 PYTEST_WORKERS ?= 4
 
 test: lint typecheck
-	$(WITH_REDIS) $(PY) -m pytest -n $(PYTEST_WORKERS)
+	$(WITH_REDIS) $(WITH_CLUSTER) $(PY) -m pytest -n $(PYTEST_WORKERS)
 
 # The API reference from the docstrings, into site/ (warnings are errors; the
 # test suite builds it too: tests/docs/test_api_docs.py).

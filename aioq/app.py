@@ -22,6 +22,7 @@ from ._core.schedule import Schedule
 from ._core.settings import Settings
 from ._core.signing import Signer
 from ._transport.broker import Broker, RedisBroker
+from ._transport.connection import cluster_url
 from ._transport.keys import Keyspace
 from .deadletter import DeadLetters
 from .errors import ConfigurationError
@@ -68,7 +69,9 @@ class App(
     Use ``async with app:`` (or ``await app.aclose()``) to close it.
 
     Args:
-        url: Redis URL. Default: ``$AIOQ_REDIS_URL``, else ``redis://localhost:6379/0``.
+        url: Redis URL (``redis://``, ``rediss://``, ``unix://``; a Redis Cluster:
+            ``redis+cluster://host:port[,host:port…]``, ``rediss+cluster://…``).
+            Default: ``$AIOQ_REDIS_URL``, else ``redis://localhost:6379/0``.
         prefix: prefix of every Redis key aioq writes.
         default_queue: queue of tasks and calls that name none.
         result_ttl: seconds a finished job's record (and result) is kept.
@@ -94,6 +97,8 @@ class App(
             Redis before raising ``BrokerUnavailable`` (``result(timeout=…)``
             has its own deadline).
         include: modules of tasks a worker imports at start (Celery's ``include``).
+        cluster: ``url`` names one node of a Redis Cluster (same as a
+            ``redis+cluster://host:port[,host:port…]`` URL; docs/scaling.md).
         **redis_options: passed to ``redis.asyncio.Redis.from_url``.
     """
 
@@ -116,9 +121,12 @@ class App(
         max_deliveries: int = 5,
         operation_timeout: float = 15.0,
         include: Sequence[str] = (),
+        cluster: bool = False,
         **redis_options: Any,
     ) -> None:
         self.url = url or os.environ.get("AIOQ_REDIS_URL") or DEFAULT_URL
+        if cluster:
+            self.url = cluster_url(self.url)
         check_app(
             prefix,
             visibility_timeout,

@@ -120,13 +120,56 @@ both_record_modes = pytest.mark.parametrize(
 and one script per job (what Redis Cluster needs: ``batch_records=False``)."""
 
 
+on_cluster_too = pytest.mark.parametrize("broker_url", ["single", "cluster"], indirect=True)
+"""Run a test on a single Redis server and on the session's Redis Cluster
+(``redis_cluster_url``: 3 primaries + 3 replicas): its ``app`` and every worker
+process it spawns use ``broker_url``."""
+
+
+def clean_cluster(url: str, prefix: str) -> None:
+    """Delete every key under ``prefix`` on every primary of the cluster at ``url``."""
+    client = redis.RedisCluster.from_url(url)
+    try:
+        for key in list(client.scan_iter(match=f"{prefix}:*", count=1000)):
+            client.delete(key)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def broker_url(request: pytest.FixtureRequest, redis_url: str, prefix: str) -> Iterator[str]:
+    """The URL of a test's app and worker processes: the session's Redis, or (param
+    ``"cluster"``, see ``on_cluster_too``) its Redis Cluster as ``redis+cluster://``."""
+    if getattr(request, "param", "single") != "cluster":
+        yield redis_url
+        return
+    cluster_url: str = request.getfixturevalue("redis_cluster_url")
+    yield "redis+cluster://" + cluster_url.split("://", 1)[1]
+    clean_cluster(cluster_url, prefix)
+
+
+@pytest.fixture
+def broker_redis(broker_url: str) -> Iterator[redis.Redis]:
+    """A synchronous client of ``broker_url`` (a cluster client on the cluster), for
+    assertions about keys."""
+    if broker_url.startswith("redis+cluster://"):
+        node = "redis://" + broker_url.split("://", 1)[1]
+        client: redis.Redis = redis.RedisCluster.from_url(node)  # type: ignore[assignment]
+    else:
+        client = redis.Redis.from_url(broker_url)
+    yield client
+    client.close()
+
+
 @pytest.fixture
 async def app(
-    request: pytest.FixtureRequest, redis_url: str, prefix: str
+    request: pytest.FixtureRequest, broker_url: str, prefix: str
 ) -> AsyncIterator[aioq.App]:
-    """A fresh App on the test Redis with its own prefix and a short visibility timeout."""
-    application = aioq.App(redis_url, prefix=prefix, visibility_timeout=2.0)
-    application.broker.batch_records = getattr(request, "param", True)  # type: ignore[attr-defined]
+    """A fresh App on the test Redis (``broker_url``) with its own prefix and a
+    short visibility timeout."""
+    application = aioq.App(broker_url, prefix=prefix, visibility_timeout=2.0)
+    if not application.broker.cluster:  # type: ignore[attr-defined]
+        application.broker.batch_records = getattr(request, "param", True)  # type: ignore[attr-defined]
     yield application
     await application.aclose()
 

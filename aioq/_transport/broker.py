@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from . import deadletters, events, inspect, registry, schedules
 from .client import Client
-from .connection import broker_errors
+from .connection import broker_errors, parse_url
 from .session import Session
 
 if TYPE_CHECKING:
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from .._core.options import When
     from .._core.status import JobSummary, QueueStatus, WorkerStatus
     from .inspect import Found
+    from .keys import Keyspace
     from .leases import LeaseRenewer
     from .types import (
         Aborted,
@@ -147,6 +148,7 @@ class WorkerBroker(Protocol):
 
     # reading
     def level_stream(self, queue: str, level: int) -> str: ...
+    def one_read(self, streams: Sequence[str]) -> bool: ...
     async def backlog(self, queues: Sequence[str]) -> int: ...
     async def fetch(
         self, consumer: str, queues: Sequence[str], count: int, ascending: bool
@@ -260,10 +262,20 @@ class RedisBroker(Client):
     complete); job keys of a batch sit in different Cluster slots, so a Cluster
     broker turns it off: one start.lua / finish.lua per job, then the acks."""
 
+    def __init__(self, url: str, keys: Keyspace, options: dict[str, Any], timeout: float) -> None:
+        super().__init__(url, keys, options, timeout)
+        self.cluster = parse_url(url).cluster
+        """A Redis Cluster (``redis+cluster://``): the per-job record scripts, and
+        reads and ordered writes grouped per slot."""
+        if self.cluster:
+            self.batch_records = False
+
     def session(self, *, batch_records: bool | None = None, events_maxlen: int = 0) -> Session:
         """A worker's or scheduler's own connection (no I/O until used); with
         ``events_maxlen`` > 0 its transitions write lifecycle events."""
         batch = self.batch_records if batch_records is None else batch_records
+        if self.cluster and batch:
+            raise ValueError("batch_records=True cannot work on Redis Cluster")
         return Session(
             self.url, self.keys, self._options, batch_records=batch, events_maxlen=events_maxlen
         )
@@ -325,7 +337,7 @@ class RedisBroker(Client):
         """Events after each queue's id (queue → id), at most ``count`` per queue,
         waiting up to ``block_ms`` when there are none (None: no wait)."""
         async with broker_errors(self.url):
-            return await events.read(self.redis, self.keys, after, count, block_ms)
+            return await events.read(self.redis, self.keys, after, count, block_ms, self.cluster)
 
     async def event_queues(self) -> list[str]:
         """Queues that have an event stream."""

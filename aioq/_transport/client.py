@@ -16,6 +16,7 @@ from redis.exceptions import NoScriptError
 
 from . import results
 from .batcher import Batcher
+from .cluster import is_cluster, node_connection
 from .connection import broker_errors, connect
 from .keys import PAYLOAD_FIELD
 from .scripts import SCRIPTS
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
 
     from redis.asyncio import Redis
+    from redis.asyncio.connection import AbstractConnection
 
     from .._core.options import When
     from .keys import Keyspace
@@ -42,9 +44,29 @@ class _Bound:
     def __init__(self, url: str, options: dict[str, Any], timeout: float) -> None:
         self.loop = asyncio.get_running_loop()
         self.redis = connect(url, **options)
+        self.cluster = is_cluster(self.redis)
         self.batcher = Batcher(self.redis, timeout)
-        self.subs = results.Subscriptions(self.redis, timeout)
+        self.subs = results.Subscriptions(self._opener(), timeout)
         self._loading: asyncio.Future[None] | None = None
+
+    def _opener(self) -> results.Opener:
+        """How the pub/sub reader gets a new connection: from the pool of the one
+        server; on a cluster, to one primary after the other (a classic PUBLISH
+        reaches every node's subscribers, so any node will do)."""
+        redis = self.redis
+        if not self.cluster:
+            pool = redis.connection_pool
+
+            async def from_pool(turn: int) -> AbstractConnection:
+                conn: AbstractConnection = pool.make_connection()  # type: ignore[no-untyped-call]
+                return conn
+
+            return from_pool
+
+        async def to_a_node(turn: int) -> AbstractConnection:
+            return await node_connection(redis, turn)  # type: ignore[arg-type]
+
+        return to_a_node
 
     async def load_scripts(self) -> None:
         """Load the scripts (Redis answered NOSCRIPT). Callers that see NOSCRIPT
@@ -101,8 +123,11 @@ class Client:
     # -- sending ----------------------------------------------------------------
     #
     # Every send writes the job's record (create-if-absent, enqueue_record.lua)
-    # and then its message, next to each other in one pipeline: no extra round
-    # trip, and the record is there before any worker can start the job.
+    # and then its message. On one node they go next to each other in one
+    # pipeline: no extra round trip, and the record is there before any worker
+    # can start the job. On a cluster the record and the queue are on different
+    # nodes, which a pipeline serves concurrently: the record is an awaited step
+    # before the message is sent (``_steps``).
 
     def _record(self, job: NewJob, when: When | None) -> Command:
         return (
@@ -166,10 +191,22 @@ class Client:
                 raise reply
         return replies
 
+    async def _steps(self, *steps: list[Command], many: bool = False) -> list[Any]:
+        """Run ``steps`` in order; returns every reply (see ``_send``). On one node
+        they share one pipeline (Redis runs one connection's commands in order);
+        on a cluster each step is confirmed before the next is sent."""
+        if not self._get().cluster:
+            return await self._send([c for step in steps for c in step], many)
+        replies: list[Any] = []
+        for step in steps:
+            if step:
+                replies.extend(await self._send(step, many))
+        return replies
+
     async def enqueue(self, job: NewJob) -> None:
         """Send a job to run now: its record, then XADD."""
         async with broker_errors(self.url):
-            await self._send([*self._fresh_record(job), self._xadd(job)])
+            await self._steps(self._fresh_record(job), [self._xadd(job)])
 
     async def enqueue_delayed(self, job: NewJob, when: When) -> None:
         """Send a job to run later: its record (``scheduled``), then the message into
@@ -185,7 +222,7 @@ class Client:
             when.ms,
         )
         async with broker_errors(self.url):
-            await self._send([self._record(job, when), delayed, self._hint(job.queue)])
+            await self._steps([self._record(job, when)], [delayed], [self._hint(job.queue)])
 
     def _hint(self, queue: str) -> Command:
         """Ask the pumps to look at ``queue``'s delayed sets at once (the due-index
@@ -215,7 +252,8 @@ class Client:
         )
         async with broker_errors(self.url):
             hint = [] if when is None else [self._hint(job.queue)]
-            created, (sent, holder), *_ = await self._send([self._record(job, when), unique, *hint])
+            replies = await self._steps([self._record(job, when)], [unique], hint)
+            created, (sent, holder), *_ = replies
             holder = holder.decode() if isinstance(holder, bytes) else str(holder)
             if not sent and created and holder != job.job_id:
                 await self._get().batcher.call("DEL", self.keys.job(job.job_id))
@@ -225,6 +263,12 @@ class Client:
         """Send jobs to run now (XADD, after each one's record), in pipelined chunks.
         A job without a payload only gets its record (a workflow step its
         predecessor's worker will send)."""
+        if self._get().cluster:  # every record confirmed before any message is sent
+            records = [c for job in jobs for c in self._fresh_record(job)]
+            messages = [self._xadd(job) for job in jobs if job.payload is not None]
+            async with broker_errors(self.url):
+                await self._steps(records, messages, many=True)
+            return
         commands: list[Command] = []
         for job in jobs:
             commands.extend(self._fresh_record(job))

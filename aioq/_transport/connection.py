@@ -7,7 +7,8 @@ import logging
 import socket
 import time
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 from redis import exceptions as rex
@@ -16,10 +17,11 @@ from redis.asyncio.connection import (
     Connection,
     SSLConnection,
     UnixDomainSocketConnection,
-    parse_url,
 )
+from redis.asyncio.connection import parse_url as redis_parse_url
 
-from ..errors import BrokerUnavailable
+from ..errors import BrokerUnavailable, ConfigurationError
+from .cluster import cluster_client, info_per_primary, is_cluster
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -42,6 +44,11 @@ OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
     rex.AskError,  # ASK, MOVED: a slot moved
     rex.ClusterError,  # Redis Cluster: redirections exhausted (failover, resharding)
     rex.SlotNotCoveredError,  # Redis Cluster: no node serves the slot yet (not a RedisError!)
+    # Redis Cluster: no startup node answered while (re)discovering the slot map
+    # ("Redis Cluster cannot be connected"). redis-py raises this class for its
+    # own client-side refusals too (cross-slot keys, a bad pipeline): aioq never
+    # makes those (tests/unit/test_slots.py), so here it only means an outage.
+    rex.RedisClusterException,
     OSError,
 )
 """Every error that means "Redis cannot serve us right now", not "aioq did something
@@ -182,16 +189,89 @@ def _keepalive() -> dict[int, int]:
     return {getattr(socket, k): v for k, v in wanted.items() if hasattr(socket, k)}
 
 
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+"""URL schemes of a Redis Cluster, and the scheme each node speaks."""
+
+
+@dataclass(frozen=True, slots=True)
+class UrlSpec:
+    """What an aioq Redis URL names (``parse_url``)."""
+
+    url: str
+    """A URL redis-py understands: the server's, or a cluster's first node's (its
+    credentials, TLS settings and query string apply to every node)."""
+    cluster: bool = False
+    nodes: tuple[tuple[str, int], ...] = ()
+    """A cluster's startup nodes (host, port); a client finds the others from them."""
+
+
+def parse_url(url: str, *, cluster: bool = False) -> UrlSpec:
+    """Tell what ``url`` names: one Redis server (``redis://``, ``rediss://``,
+    ``unix://``) or a Redis Cluster (``redis+cluster://host:port[,host:port…]``,
+    ``rediss+cluster://…``, or any ``redis(s)://host:port`` with ``cluster=True``).
+
+    Raises ``ConfigurationError`` for a cluster URL that names no node, a bad
+    port or a database other than 0 (a cluster has only database 0)."""
+    scheme, sep, rest = url.partition("://")
+    if scheme not in CLUSTER_SCHEMES and not cluster:
+        return UrlSpec(url)
+    if not sep or scheme not in (*CLUSTER_SCHEMES, *CLUSTER_SCHEMES.values()):
+        raise ConfigurationError(f"not a Redis Cluster URL: {describe(url)}")
+    node_scheme = CLUSTER_SCHEMES.get(scheme, scheme)
+    cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    netloc, tail = rest[:cut], rest[cut:]
+    auth, _, hosts = netloc.rpartition("@")
+    nodes: list[tuple[str, int]] = []
+    for item in hosts.split(","):
+        host, _, port = item.strip().rpartition(":") if ":" in item else (item.strip(), "", "")
+        host = host.strip("[]")
+        if not host:
+            raise ConfigurationError(f"Redis Cluster URL names an empty node: {describe(url)}")
+        if port and not port.isdigit():
+            raise ConfigurationError(f"Redis Cluster URL has a bad port {port!r}: {describe(url)}")
+        nodes.append((host, int(port) if port else 6379))
+    db = tail.split("?", 1)[0].strip("/")
+    if db not in ("", "0"):
+        raise ConfigurationError(
+            f"a Redis Cluster has only database 0, not {db!r}: {describe(url)}"
+        )
+    first_host, first_port = nodes[0]
+    first = f"[{first_host}]" if ":" in first_host else first_host
+    at = f"{auth}@" if auth else ""
+    query = tail[tail.index("?") :] if "?" in tail else ""
+    return UrlSpec(f"{node_scheme}://{at}{first}:{first_port}{query}", True, tuple(nodes))
+
+
+def cluster_url(url: str) -> str:
+    """``url`` as a cluster URL (``App(url, cluster=True)``): ``redis://h:p`` →
+    ``redis+cluster://h:p``; a cluster URL stays as it is."""
+    parse_url(url, cluster=True)  # its checks: a bad URL fails here, at App()
+    scheme, _, rest = url.partition("://")
+    return url if scheme in CLUSTER_SCHEMES else f"{scheme}+cluster://{rest}"
+
+
 def connect(url: str, **options: Any) -> Redis:
     """A client with a connection pool for ``url``. Does no I/O.
+
+    For a cluster URL, a ``RedisCluster`` (one pool per node). It is typed as
+    ``Redis``: it offers the same command methods, and the transport asks
+    ``cluster.is_cluster`` where the two differ (pipelines route per slot,
+    pub/sub goes through one node, reads are grouped by slot).
 
     No per-read socket timeout by default: redis-py would wrap every single
     reply of a pipeline in its own timeout, which profiling showed to be the
     largest cost of a worker. Dead connections are found by TCP keepalive
     instead, and aioq bounds whole operations itself (``OPERATION_TIMEOUT``).
     """
+    spec = parse_url(url)
     options.setdefault("socket_connect_timeout", 5.0)
     options.setdefault("socket_timeout", None)
+    if spec.cluster:
+        options.setdefault("socket_keepalive", True)
+        options.setdefault("socket_keepalive_options", _keepalive())
+        options.setdefault("max_connections", 100)
+        client = cluster_client(spec.nodes, dict(redis_parse_url(spec.url)), options)
+        return cast("Redis", client)
     if not url.startswith("unix:"):  # TCP only (a unix connection refuses the options)
         options.setdefault("socket_keepalive", True)
         options.setdefault("socket_keepalive_options", _keepalive())
@@ -205,7 +285,7 @@ def connect(url: str, **options: Any) -> Redis:
     # As redis-py's from_url, the URL's own settings (host, TLS files in the query
     # string…) win over the options; but the connection class it picks per scheme
     # is swapped for its hiredis-packing subclass, unless the caller chose one.
-    settings = {**options, **parse_url(url)}
+    settings = {**options, **redis_parse_url(url)}
     if "connection_class" in options:
         settings["connection_class"] = options["connection_class"]
     elif _pack is not None:
@@ -286,13 +366,20 @@ MIN_REDIS = (7, 0)
 async def check_server_version(redis: Redis, url: str) -> None:
     """Refuse a Redis older than 7.0 (XAUTOCLAIM's deleted-entry reply, and the
     stream semantics aioq relies on), with one clear error."""
-    info = await redis.info("server")
-    version = str(info.get("redis_version", "0"))
-    parts = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
-    if parts < MIN_REDIS:
-        raise BrokerUnavailable(
-            f"Redis at {describe(url)} is version {version}; aioq needs 7.0 or newer"
-        )
+    for info in await _infos(redis, "server"):
+        version = str(info.get("redis_version", "0"))
+        parts = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+        if parts < MIN_REDIS:
+            raise BrokerUnavailable(
+                f"Redis at {describe(url)} is version {version}; aioq needs 7.0 or newer"
+            )
+
+
+async def _infos(redis: Redis, section: str) -> list[dict[str, Any]]:
+    """``INFO section`` of the server, or of every primary of a cluster."""
+    if is_cluster(redis):
+        return await info_per_primary(redis, section)  # type: ignore[arg-type]
+    return [await redis.info(section)]
 
 
 NOEVICTION = "noeviction"
@@ -304,10 +391,13 @@ async def eviction_policy(redis: Redis) -> str | None:
     INFO, not CONFIG GET: the app's ACL user needs no CONFIG, which would also
     show it every setting of the server (docs/security.md)."""
     try:
-        info = await redis.info("memory")
+        infos = await _infos(redis, "memory")
     except rex.ResponseError:  # NOPERM, unknown command
         return None
-    return _text(info.get("maxmemory_policy")) or None
+    policies = [_text(info.get("maxmemory_policy")) for info in infos]
+    # On a cluster every primary must be safe: report the first one that is not.
+    unsafe = [p for p in policies if p and p != NOEVICTION]
+    return (unsafe or policies or [""])[0] or None
 
 
 def eviction_problem(url: str, policy: str | None) -> str | None:

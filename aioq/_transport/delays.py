@@ -8,7 +8,7 @@ Redis client and key space.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .connection import bounded
 from .scripts import SCRIPTS, run_pipeline
@@ -27,6 +27,7 @@ __all__ = ["Delays"]
 class Delays:
     redis: Redis
     keys: Keyspace
+    cluster: bool
 
     async def pump(self, queue: str, limit: int) -> tuple[int, int]:
         """Move delayed messages due by the Redis clock into the streams of their
@@ -51,14 +52,7 @@ class Delays:
         queue's next due time, or removed when nothing waits — unless a sender
         lowered it meanwhile. Returns the messages moved per queue."""
         hint = self.keys.due()
-
-        def hold(pipe: Pipeline) -> None:
-            for queue in queues:
-                pipe.zadd(hint, {queue: held_ms}, xx=True)
-                SCRIPTS.queue(pipe, "pump", self._pump_keys(queue), [limit])
-
-        replies = await run_pipeline(self.redis, hold)
-        pumped = replies[1::2]
+        pumped = await self._hold_and_pump(queues, held_ms, limit)
         for reply in pumped:
             if isinstance(reply, Exception):
                 raise reply
@@ -71,6 +65,28 @@ class Delays:
             if isinstance(reply, Exception):
                 raise reply
         return [int(moved) for moved, _, _ in pumped]
+
+    async def _hold_and_pump(self, queues: Sequence[str], held_ms: int, limit: int) -> list[Any]:
+        """Hold each queue's hint at ``held_ms``, then pump it: pump.lua's replies."""
+        hint = self.keys.due()
+        cluster = self.cluster
+
+        def hold(pipe: Pipeline) -> None:
+            for queue in queues:
+                pipe.zadd(hint, {queue: held_ms}, xx=True)
+                if not cluster:  # one connection: Redis keeps the order
+                    SCRIPTS.queue(pipe, "pump", self._pump_keys(queue), [limit])
+
+        def pump(pipe: Pipeline) -> None:
+            for queue in queues:
+                SCRIPTS.queue(pipe, "pump", self._pump_keys(queue), [limit])
+
+        replies = await run_pipeline(self.redis, hold)
+        if not cluster:
+            return replies[1::2]
+        # The hint (a slot of its own) and the queues are on different nodes, which
+        # one pipeline serves concurrently: the holds are confirmed first.
+        return await run_pipeline(self.redis, pump)
 
     async def hint_due(self, queue: str, due_ms: int) -> None:
         """Lower ``queue``'s due-index hint to ``due_ms`` (a message was put back)."""

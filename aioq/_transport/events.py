@@ -10,8 +10,12 @@ confirmed write. Readers merge the queues' streams by entry id (Redis time).
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
+import anyio
+
+from .cluster import by_slot, is_cluster
 from .connection import OPERATION_TIMEOUT, bounded
 from .keys import GROUP
 from .scripts import SCRIPTS
@@ -61,23 +65,47 @@ async def read(
     after: dict[str, str],
     count: int,
     block_ms: int | None,
+    cluster: bool = False,
 ) -> list[tuple[str, list[tuple[bytes, dict[bytes, bytes]]]]]:
     """Entries after each queue's id (queue → id), at most ``count`` per queue,
     waiting up to ``block_ms`` for one when there are none (None: no wait).
 
-    One XREAD over every queue's stream: on a single node. (On a Redis Cluster
-    the streams live in their queues' slots; this read must then go per slot,
-    like the worker's idle wait: see docs/architecture.md.)"""
+    One XREAD over every queue's stream on a single node. On a Redis Cluster the
+    streams live in their queues' slots: one XREAD per slot group, and a wait is
+    rounds of those every ``CLUSTER_POLL`` seconds (a tail, not a hot path)."""
     streams = {keys.events(q): last for q, last in after.items()}
     queue_of = {keys.events(q): q for q in after}
-    timeout = OPERATION_TIMEOUT + (block_ms or 0) / 1000
-    async with bounded(timeout):
-        reply: Any = await redis.xread(streams, count=count, block=block_ms)  # type: ignore[arg-type]
+    reply: Any
+    if cluster or is_cluster(redis):
+        reply = await _read_per_slot(redis, streams, count, block_ms)
+    else:
+        timeout = OPERATION_TIMEOUT + (block_ms or 0) / 1000
+        async with bounded(timeout):
+            reply = await redis.xread(streams, count=count, block=block_ms)  # type: ignore[arg-type]
     out = []
     for stream, items in reply or ():
         key = stream.decode() if isinstance(stream, bytes) else stream
         out.append((queue_of[key], [(entry_id, fields or {}) for entry_id, fields in items]))
     return out
+
+
+CLUSTER_POLL = 0.2
+"""Seconds between two rounds of per-slot reads while a cluster tail waits."""
+
+
+async def _read_per_slot(
+    redis: Redis, streams: dict[str, str], count: int, block_ms: int | None
+) -> list[Any]:
+    deadline = time.monotonic() + (block_ms or 0) / 1000
+    while True:
+        reply: list[Any] = []
+        for group in by_slot(streams):
+            async with bounded():
+                got: Any = await redis.xread({k: streams[k] for k in group}, count=count)
+            reply.extend(got or ())
+        if reply or block_ms is None or time.monotonic() >= deadline:
+            return reply
+        await anyio.sleep(min(CLUSTER_POLL, max(0.0, deadline - time.monotonic())))
 
 
 async def event_queues(redis: Redis, keys: Keyspace) -> list[str]:

@@ -18,16 +18,15 @@ import asyncio
 import contextlib
 import logging
 import math
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 from redis import exceptions as rex
 
 from .connection import OPERATION_TIMEOUT, OUTAGE_ERRORS, REDIS_ERRORS
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterable
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
-    from redis.asyncio import Redis
     from redis.asyncio.connection import AbstractConnection
 
     from .batcher import Batcher
@@ -47,6 +46,10 @@ IDLE_PING = 10.0
 
 MAX_CHANNELS = 1000
 """Channels per SUBSCRIBE / UNSUBSCRIBE command."""
+
+Opener: TypeAlias = "Callable[[int], Awaitable[AbstractConnection]]"
+"""Makes the pub/sub reader's next connection (not connected yet); its argument
+counts the connections made so far (a cluster's opener moves on to another node)."""
 
 RECONNECT_BACKOFF_MAX = 2.0
 """Longest pause between two attempts to open the pub/sub connection, in seconds."""
@@ -108,8 +111,9 @@ class Subscriptions:
     Redis stops answering is dropped after ``timeout`` seconds and replaced.
     """
 
-    def __init__(self, redis: Redis, timeout: float = OPERATION_TIMEOUT) -> None:
-        self._pool = redis.connection_pool
+    def __init__(self, opener: Opener, timeout: float = OPERATION_TIMEOUT) -> None:
+        self._open = opener
+        self._turn = 0
         self._timeout = timeout
         self._waiters: dict[bytes, set[Waiter]] = {}
         self._changed = asyncio.Event()
@@ -201,11 +205,13 @@ class Subscriptions:
     async def _session(self, after_outage: bool) -> None:
         """One connection's life: subscribe what is wanted, read, until it fails."""
         loop = asyncio.get_running_loop()
-        conn: AbstractConnection = self._pool.make_connection()  # type: ignore[no-untyped-call]
         reader: asyncio.Task[None] | None = None
         self._heard_since_connect = False
+        conn: AbstractConnection | None = None
         try:
             async with asyncio.timeout(self._timeout):
+                conn = await self._open(self._turn)
+                self._turn += 1
                 await conn.connect()  # type: ignore[no-untyped-call]
             self._heard = loop.time()
             reader = asyncio.create_task(self._read(conn, after_outage))
@@ -229,7 +235,8 @@ class Subscriptions:
                 reader.cancel()
                 await asyncio.wait([reader])
             self._forget()
-            await conn.disconnect(nowait=True)
+            if conn is not None:
+                await conn.disconnect(nowait=True)
 
     async def _sync(self, conn: AbstractConnection) -> None:
         """UNSUBSCRIBE channels nobody waits on any more, SUBSCRIBE new ones."""

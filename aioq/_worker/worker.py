@@ -436,7 +436,7 @@ class Worker:
         if entries or self._stopping:
             return entries
         existing = {key: self._levels[key] for key, entry_id in after.items() if entry_id}
-        if existing and n >= len(existing):
+        if existing and n >= len(existing) and self._streams.one_read(list(existing)):
             return await self._streams.read_blocking(
                 self.id, existing, n // len(existing), self.block_ms
             )

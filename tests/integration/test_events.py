@@ -25,7 +25,7 @@ from aioq._transport.connection import connect
 from aioq._transport.streams import Streams
 from aioq._transport.types import Completion, Entry, Finish, Start
 from tests import eventsapp
-from tests.conftest import WorkerRunner
+from tests.conftest import WorkerRunner, on_cluster_too
 
 ROOT = Path(__file__).resolve().parents[2]
 TASKS = (
@@ -48,8 +48,8 @@ def reinit(redis_url: str, prefix: str, **options: object) -> aioq.App:
 
 
 @pytest.fixture
-async def app(redis_url: str, prefix: str) -> AsyncIterator[aioq.App]:
-    yield reinit(redis_url, prefix)
+async def app(broker_url: str, prefix: str) -> AsyncIterator[aioq.App]:
+    yield reinit(broker_url, prefix)
     await eventsapp.app.aclose()
 
 
@@ -67,6 +67,7 @@ def of(events: list[aioq.Event], job_id: str) -> list[tuple[str, int, str]]:
     return [(e.kind, e.attempt, e.detail) for e in events if e.job_id == job_id]
 
 
+@on_cluster_too
 async def test_every_transition_writes_its_event(
     app: aioq.App, workers: WorkerRunner, prefix: str
 ) -> None:
@@ -145,6 +146,7 @@ async def test_workflow_steps_write_their_events(app: aioq.App, workers: WorkerR
     assert kinds == [("started", step), ("succeeded", step)] * 2
 
 
+@on_cluster_too
 async def test_events_follow_new_ones_and_resume_after_an_id(
     app: aioq.App, workers: WorkerRunner
 ) -> None:
