@@ -133,7 +133,9 @@ class Sending:
         # A partitioned queue: the call's key, else its lock's (so a unique job's
         # lock is in the same partition whoever sends it: uniqueness stays global),
         # else the next partition in turn. The message names the partition.
-        queue = self.partitions.pick(opts.queue, partition_key if partition_key is not None else lock)
+        queue = self.partitions.pick(
+            opts.queue, partition_key if partition_key is not None else lock
+        )
         level = opts.priority
         enqueued = now_ms()
         job_id, payload = new_message(
