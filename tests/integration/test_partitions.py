@@ -6,6 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import redis
@@ -17,6 +22,7 @@ from tests.conftest import WorkerRunner, both_record_modes
 
 pytestmark = pytest.mark.timeout(60)
 
+ROOT = Path(__file__).resolve().parents[2]
 N = 4
 HOT = [f"hot#{i}" for i in range(N)]
 
@@ -313,3 +319,93 @@ async def test_a_killed_workers_jobs_are_recovered_in_every_partition(
     await workers.start(app, name="second")
     assert [await j.result(timeout=15) for j in jobs] == list(range(2 * N))
     assert collections.Counter(started) == {"first": 2 * N, "second": 2 * N}
+
+
+def _cli(redis_url: str, prefix: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "AIOQ_REDIS_URL": redis_url,
+        "AIOQ_TEST_PREFIX": prefix,
+        "PYTHONPATH": str(ROOT),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "aioq", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def test_cli_status_purge_and_a_burst_worker_cover_every_partition(
+    redis_url: str, prefix: str
+) -> None:
+    spec = "tests.partsapp:app"
+    app = aioq.App(redis_url, prefix=prefix)
+    app.queue("hot", partitions=4)
+    try:
+        for n in range(6):
+            await app.send("tests.partsapp.add", [n, n], queue="hot")
+        out = await asyncio.to_thread(_cli, redis_url, prefix, "status", spec, "--json")
+        assert out.returncode == 0, out.stderr
+        hot = {q["name"]: q for q in json.loads(out.stdout)["queues"]}["hot"]
+        assert hot["ready"] == 6
+        assert [(p["name"], p["ready"]) for p in hot["partitions"]] == [
+            ("hot#0", 2),
+            ("hot#1", 2),
+            ("hot#2", 1),
+            ("hot#3", 1),
+        ]
+        table = await asyncio.to_thread(_cli, redis_url, prefix, "status", spec, "-Q", "hot")
+        rows = [line.split()[:2] for line in table.stdout.splitlines()[1:6]]
+        assert rows == [
+            ["hot", "6"],
+            ["hot#0", "2"],
+            ["hot#1", "2"],
+            ["hot#2", "1"],
+            ["hot#3", "1"],
+        ]
+        out = await asyncio.to_thread(_cli, redis_url, prefix, "purge", spec, "-Q", "hot", "--yes")
+        assert out.returncode == 0 and "purged 6 ready message(s)" in out.stdout, out
+
+        jobs = [await app.send("tests.partsapp.add", [n, 1], queue="hot") for n in range(8)]
+        out = await asyncio.to_thread(
+            _cli, redis_url, prefix, "worker", spec, "-Q", "hot", "--burst"
+        )
+        assert out.returncode == 0, out.stderr
+        assert [await j.result(timeout=5) for j in jobs] == [n + 1 for n in range(8)]
+    finally:
+        await app.aclose()
+
+
+async def test_metrics_report_the_queue_and_each_partition(
+    app: aioq.App, workers: WorkerRunner
+) -> None:
+    pytest.importorskip("prometheus_client")
+    from tests.integration.probes import free_port, get
+    from tests.integration.test_metrics import parse, sample
+
+    app.queue("hot", partitions=N)
+
+    @app.task(queue="hot")
+    async def work() -> None: ...
+
+    port = free_port()
+    # a worker pinned to one partition: it reads hot#0 alone, its gauges show all of hot
+    worker = await workers.start(app, queues=["hot#0"], metrics_port=port)
+    assert worker.queues == ["hot#0"]
+    jobs = await work.kiq_many([()] * 6)
+    await jobs[0].result(timeout=5)
+    await jobs[4].result(timeout=5)
+    status, body = await get(port, "/metrics")
+    assert status == 200
+    m = parse(body)
+    assert sample(m, "aioq_queue_ready", queue="hot") == 4
+    assert [sample(m, "aioq_queue_partition_ready", queue="hot", partition=q) for q in HOT] == [
+        0,
+        2,
+        1,
+        1,
+    ]
+    assert not [k for k in m if k[0] == "aioq_queue_ready" and "#" in dict(k[1])["queue"]]
