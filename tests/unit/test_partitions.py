@@ -185,3 +185,18 @@ def test_aioq_status_prints_the_sum_then_each_partition() -> None:
         ["hot#0", "2", "0", "0", "0", "0", "-", "1"],
         ["hot#1", "3", "0", "0", "0", "1", "-", "1"],
     ]
+
+
+async def test_inline_mode_runs_calls_to_a_partitioned_queue() -> None:
+    app = aioq.App("redis://127.0.0.1:1/0")
+    app.queue("hot", partitions=2)
+
+    @app.task(queue="hot")
+    async def where(ctx: aioq.Context) -> str:
+        return ctx.queue
+
+    with app.inline():
+        jobs = [await where.kiq() for _ in range(3)]
+        keyed = await where.with_options(partition_key="k").kiq()
+        assert [await j.result() for j in jobs] == ["hot#0", "hot#1", "hot#0"]
+        assert await keyed.result() == f"hot#{partition_index('k', 2)}"
