@@ -343,12 +343,14 @@ class App(
 
     def queues(self) -> list[str]:
         """The queues a worker of this app consumes by default: the default queue,
-        every queue a registered task names or is routed to, and every queue a
-        routing rule or schedule names."""
+        every queue a registered task names or is routed to, every queue a
+        routing rule or schedule names, and every queue declared with ``queue()``
+        (logical names: a worker expands a partitioned one into its partitions)."""
         found = {self.default_queue, *self.registry.queues()}
         found.update(self.placement(name)[0] for name in self.registry.names())
         found.update(t.queue for _, t in self._routes if isinstance(t.queue, str))
         found.update(s.queue for s in self.schedules.values() if s.queue is not None)
+        found.update(self.partitions.declared())
         return sorted(found)
 
     def defaults(self) -> Effective:

@@ -96,7 +96,14 @@ class _Canvas:
         the launch and its headers), in one pipeline."""
         limit = self.app.max_message_bytes
         signer = self.app.signer
-        payloads = {job_id: launch_message(a, limit, h, signer) for job_id, (a, h) in first.items()}
+        # A job of a partitioned queue goes to the partition of its id: the same
+        # one the worker that sends a later step picks (flow.py), so its record
+        # names the partition its message will be in.
+        pick = self.app.partitions.pick
+        payloads = {
+            job_id: launch_message(a, limit, h, signer, pick(a.sig.queue, job_id))
+            for job_id, (a, h) in first.items()
+        }
         enqueued = now_ms()
         jobs = []
         for task in _task_nodes(node):
@@ -107,7 +114,7 @@ class _Canvas:
                 NewJob(
                     task.job_id,
                     sig.task,
-                    sig.queue,
+                    pick(sig.queue, task.job_id),
                     sig.options.get("priority", 0),
                     payloads.get(task.job_id),
                     enqueued,

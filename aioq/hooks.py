@@ -106,8 +106,10 @@ async def submit_hooked(
     when: When | None,
     job_id: str | None,
     opts: Effective,
+    partition_key: str | int | None = None,
 ) -> str:
-    """``App._submit`` through the app's enqueue hooks."""
+    """``App._submit`` through the app's enqueue hooks (which see the logical
+    queue; the partition is picked after them)."""
     timeout = call.timeout if isinstance(call.timeout, (int, float)) else None
     retries = call.retries if isinstance(call.retries, int) else None
     sent = Enqueue(
@@ -129,7 +131,15 @@ async def submit_hooked(
             final = call.merged(_overrides(sent))
             resolved = app.options_for(name, final)
         return await app._submit(
-            name, sent.args, sent.kwargs, final, when, job_id, resolved, hooked=sent
+            name,
+            sent.args,
+            sent.kwargs,
+            final,
+            when,
+            job_id,
+            resolved,
+            hooked=sent,
+            partition_key=partition_key,
         )
 
     return await run_enqueue(app.hooks.enqueue, sent, send)

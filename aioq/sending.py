@@ -11,6 +11,7 @@ import msgspec
 from ._core.canvas import SigData
 from ._core.message import new_message, now_ms, unique_key, validate_job_id
 from ._core.options import Effective, TaskOptions, make_when, validate, wire
+from ._core.partitions import check_key
 from ._transport.types import NewJob
 from .canvas import Signature
 from .hooks import submit_hooked
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from ._core.hooks import Enqueue, Hooks
     from ._core.host import TaskHost
     from ._core.options import When
+    from ._core.partitions import Partitions
     from ._core.registry import Registry
     from ._core.signing import Signer
     from ._transport.broker import Broker
@@ -40,6 +42,7 @@ class Sending:
     hooks: Hooks
     max_message_bytes: int
     signer: Signer | None
+    partitions: Partitions
 
     options_for: Callable[..., Effective]  # App's
     placement: Callable[..., tuple[str, int]]  # App's
@@ -64,6 +67,7 @@ class Sending:
         eta: datetime | None = None,
         job_id: str | None = None,
         unique_for: float | None = _UNSET,
+        partition_key: str | int | None = None,
     ) -> Job[Any]:
         """Enqueue a task by name, without importing it (Celery's ``send_task``).
 
@@ -71,7 +75,11 @@ class Sending:
         when it is registered in this process, else the routing rules, else the
         defaults. Arguments are checked against the task's type hints on the
         worker: a mismatch fails the job and dead-letters the message.
+        ``partition_key`` picks the partition of a partitioned queue
+        (``App.queue``): calls with equal keys share one.
         """
+        if partition_key is not None:
+            check_key(partition_key)
         call = validate(
             TaskOptions(
                 queue=_UNSET if queue is None else queue,
@@ -84,7 +92,9 @@ class Sending:
             )
         )
         when = make_when(delay, eta)
-        job_id = await self._submit(name, args, dict(kwargs or {}), call, when, job_id)
+        job_id = await self._submit(
+            name, args, dict(kwargs or {}), call, when, job_id, partition_key=partition_key
+        )
         local = self.registry.get(name)
         return Job(self._host, job_id, local.return_type if local is not None else Any)
 
@@ -98,6 +108,7 @@ class Sending:
         job_id: str | None = None,
         opts: Effective | None = None,
         hooked: Enqueue | None = None,
+        partition_key: str | int | None = None,
     ) -> str:
         """Build, check and write one call: its record, then the message to its
         stream or delayed set (``opts``: the call's options, already resolved).
@@ -108,9 +119,10 @@ class Sending:
         if opts is None:
             opts = self.options_for(name, call)
         if hooked is None and self.hooks.enqueue:  # through them, back here with `hooked`
-            return await submit_hooked(self._host, name, args, kwargs, call, when, job_id, opts)
+            return await submit_hooked(
+                self._host, name, args, kwargs, call, when, job_id, opts, partition_key
+            )
         local = self.registry.get(name)
-        queue, level = opts.queue, opts.priority
         if job_id is not None:
             validate_job_id(job_id)
             lock: str | None = job_id
@@ -118,6 +130,13 @@ class Sending:
             lock = unique_key(name, args, kwargs)
         else:
             lock = None
+        # A partitioned queue: the call's key, else its lock's (so a unique job's
+        # lock is in the same partition whoever sends it: uniqueness stays global),
+        # else the next partition in turn. The message names the partition.
+        queue = self.partitions.pick(
+            opts.queue, partition_key if partition_key is not None else lock
+        )
+        level = opts.priority
         enqueued = now_ms()
         job_id, payload = new_message(
             name,

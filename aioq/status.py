@@ -15,7 +15,15 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 import msgspec
 
 from ._core.canvas import ChainNode, GroupNode, Node, TaskNode
-from ._core.status import JOB_STATES, JobSummary, LevelStatus, QueueStatus, Status, WorkerStatus
+from ._core.status import (
+    JOB_STATES,
+    JobSummary,
+    LevelStatus,
+    QueueStatus,
+    Status,
+    WorkerStatus,
+    summed,
+)
 from ._transport.connection import broker_errors
 from ._worker.scheduler import stamp
 from .job import JobInfo
@@ -43,18 +51,28 @@ ABORT_CHUNK = 500
 def _queues(
     app: AppHandle, workers: Sequence[WorkerStatus], wanted: Sequence[str] | None
 ) -> list[str]:
+    """The queues to report (logical names: a worker's partitions count as their queue)."""
     if wanted:
         return list(dict.fromkeys(wanted))
     found = set(app.queues())
     for worker in workers:
-        found.update(worker.queues)
+        found.update(app.partitions.logical(q) for q in worker.queues)
     return sorted(found)
 
 
 async def _status(app: AppHandle, queues: Sequence[str] | None) -> Status:
     workers = await app.broker.live_workers()
-    rows, at = await app.broker.queue_status(_queues(app, workers, queues))
-    return Status(queues=rows, workers=workers, at=datetime.fromtimestamp(at / 1000, tz=UTC))
+    wanted = _queues(app, workers, queues)
+    rows, at = await app.broker.queue_status(app.partitions.expand(wanted))
+    by_name = {row.name: row for row in rows}
+    report = []
+    for name in wanted:  # a partitioned queue: the sum, with each partition
+        names = app.partitions.names(name)
+        if names == [name]:
+            report.append(by_name[name])
+        else:
+            report.append(summed(name, [by_name[n] for n in names]))
+    return Status(queues=report, workers=workers, at=datetime.fromtimestamp(at / 1000, tz=UTC))
 
 
 async def _workers(app: AppHandle) -> list[WorkerStatus]:
@@ -66,18 +84,21 @@ async def _jobs(app: AppHandle, state: str, queue: str | None, limit: int) -> li
         raise ValueError(f"state must be one of {', '.join(JOB_STATES)}, not {state!r}")
     broker = app.broker
     if queue:
-        known = [queue]
+        known = app.partitions.names(queue)
     else:
-        known = _queues(app, await broker.live_workers(), None)
+        known = app.partitions.expand(_queues(app, await broker.live_workers(), None))
         if state == "failed":  # also queues no worker reads now (a SCAN, like `aioq dead list`)
             known = sorted({*known, *await broker.dead_queues()})
     return await broker.list_jobs(state, known, max(0, limit))
 
 
 async def _purge(app: AppHandle, queue: str) -> int:
-    """Drop ``queue``'s ready messages; their jobs' records end ``aborted`` (so
-    waiters get ``JobAborted`` and unique locks are released, as ``Job.abort()``)."""
-    dropped = await app.broker.purge_ready(queue)
+    """Drop ``queue``'s ready messages (of every partition); their jobs' records end
+    ``aborted`` (so waiters get ``JobAborted`` and unique locks are released, as
+    ``Job.abort()``)."""
+    dropped = []
+    for name in app.partitions.names(queue):
+        dropped.extend(await app.broker.purge_ready(name))
     ids = [job_id for job_id, _ in dropped if job_id]
     for i in range(0, len(ids), ABORT_CHUNK):
         await asyncio.gather(*(app.job(job_id).abort() for job_id in ids[i : i + ABORT_CHUNK]))
@@ -94,6 +115,8 @@ class Operations:
         consumers; per priority level where it has messages) and live workers.
 
         ``queues``: default, the app's queues and every queue a live worker reads.
+        A partitioned queue is one row, the sum of its partitions, with each
+        partition in its ``partitions`` (ask for ``hot#3`` to get one alone).
         A few pipelined reads of what Redis keeps; nothing is written (but the
         ids of workers whose registry entry expired are pruned).
         """
@@ -116,8 +139,9 @@ class Operations:
             return await _jobs(cast("AppHandle", self), state, queue, limit)
 
     async def purge(self, queue: str) -> int:
-        """Drop the ready messages of ``queue`` that no worker has taken (running
-        jobs, delayed and dead messages are untouched); their jobs end ``aborted``.
+        """Drop the ready messages of ``queue`` (every partition of a partitioned
+        one) that no worker has taken (running jobs, delayed and dead messages are
+        untouched); their jobs end ``aborted``.
         Returns how many were dropped."""
         async with broker_errors(self.url):
             return await _purge(cast("AppHandle", self), queue)

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from .._transport.broker import Broker
     from .options import Effective, TaskOptions, When
+    from .partitions import Partitions
     from .signing import Signer
 
 
@@ -33,6 +34,8 @@ class AppHandle(Protocol):
     broker: Broker
     signer: Signer | None
     """Signs the messages it sends (``App(signing_keys=…)``), else None."""
+    partitions: Partitions
+    """The queues declared with ``App.queue()`` (partitioned ones: their partitions)."""
 
     def options_for(self, task: str, call: TaskOptions = ...) -> Effective: ...
 
@@ -54,6 +57,7 @@ class AppHandle(Protocol):
         eta: datetime | None = None,
         job_id: str | None = None,
         unique_for: float | None = ...,
+        partition_key: str | int | None = None,
     ) -> Any:
         """``App.send``: enqueue a task by name (returns its ``Job``)."""
         ...
@@ -89,4 +93,5 @@ class TaskHost(AppHandle, Protocol):
         job_id: str | None = None,
         opts: Effective | None = None,
         hooked: Any = None,  # an ``Enqueue``
+        partition_key: str | int | None = None,
     ) -> str: ...

@@ -300,12 +300,14 @@ def launch_message(
     max_bytes: int,
     headers: dict[str, str] | None = None,
     signer: Signer | None = None,
+    queue: str | None = None,
 ) -> bytes:
-    """The message that starts one task of a workflow (``canvas.start/complete``)."""
+    """The message that starts one task of a workflow (``canvas.start/complete``);
+    ``queue``: the partition it goes to, when its queue is partitioned."""
     sig = launch.sig
     _, payload = new_message(
         sig.task,
-        sig.queue,
+        queue or sig.queue,
         [*launch.prefix, *sig.args],
         sig.kwargs,
         **sig.options,

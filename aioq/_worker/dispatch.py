@@ -88,7 +88,7 @@ class Dispatcher(LeaseKeeper, Failures, UnknownTasks):
         self._by_job: dict[str, tuple[str, bytes]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._group: asyncio.TaskGroup | None = None
-        self._options: dict[str, Effective] = {}
+        self._options: dict[tuple[str, str], Effective] = {}
         self.renewed_at = time.monotonic()
         """When every in-flight lease was last renewed (or known fresh)."""
         self.processed = 0
@@ -395,9 +395,9 @@ class Dispatcher(LeaseKeeper, Failures, UnknownTasks):
             and msg.store_result is None
             and msg.retries is None
         ):
-            cached = self._options.get(task.name)
-            if cached is None or cached.queue != msg.queue:
-                cached = self._options[task.name] = self.app.options_for(
+            cached = self._options.get((task.name, msg.queue))  # by partition too
+            if cached is None:
+                cached = self._options[task.name, msg.queue] = self.app.options_for(
                     task.name, _call_options(msg)
                 )
             return cached

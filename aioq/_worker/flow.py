@@ -126,10 +126,13 @@ class Flow:
         # Follow-ups carry earlier results (a chord callback: all of them), so
         # they may exceed the limit set for callers' own messages.
         limit = max(self.app.max_message_bytes, FOLLOW_UP_MAX_BYTES)
-        payload = launch_message(action, limit, headers, self.app.signer)
+        # the partition of its id: deterministic, so a redelivered step re-sends
+        # to the same partition (and the same once-marker) as the first send
+        queue = self.app.partitions.pick(action.sig.queue, action.job_id)
+        payload = launch_message(action, limit, headers, self.app.signer, queue)
         await persist(
             lambda: self.streams.enqueue_once(
-                action.sig.queue,
+                queue,
                 action.sig.options.get("priority", 0),
                 action.job_id,
                 payload,

@@ -137,8 +137,11 @@ def stamp(ms: int, tz: str) -> str:
 
 
 def placement(app: WorkerHost, s: Schedule) -> tuple[str, int]:
-    """(queue, priority level) of a schedule's jobs, resolved like a ``kiq()``."""
-    return app.placement(s.task, unwire(s.options, s.queue))
+    """(queue, priority level) of a schedule's jobs, resolved like a ``kiq()``. On a
+    partitioned queue, always the partition of the schedule's name: its state hash
+    (the compare-and-set of ``tick.lua``) lives in that partition's slot."""
+    queue, level = app.placement(s.task, unwire(s.options, s.queue))
+    return app.partitions.pick(queue, f"schedule:{s.name}"), level
 
 
 class Scheduler:

@@ -84,7 +84,8 @@ class Worker:
     Args:
         app: the app whose registered tasks this worker runs.
         queues: queues to consume; default: the app's default queue and every
-            queue a registered task names.
+            queue a registered task names. A partitioned queue's name means every
+            one of its partitions (``hot`` → ``hot#0`` … ``hot#7``).
         concurrency: most messages held (running or being completed) at once.
         grace: seconds in-flight tasks get to finish after a stop request.
         connect_timeout: seconds to keep retrying an unreachable Redis at start.
@@ -134,7 +135,8 @@ class Worker:
         check_number("unknown_task_grace", unknown_task_grace, positive=False)
         self.unknown_task_grace = unknown_task_grace
         self.app = app
-        self.queues = list(dict.fromkeys(queues or app.queues()))
+        # a partitioned queue (App.queue) stands for all its partitions
+        self.queues = app.partitions.expand(queues or app.queues())
         self.concurrency = concurrency
         self.grace = grace
         self.connect_timeout = connect_timeout
