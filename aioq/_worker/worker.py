@@ -266,7 +266,7 @@ class Worker:
             with dispatcher.keeping_leases(renewer):
                 async with anyio.create_task_group() as services:
                     if handle_signals:
-                        services.start_soon(stopping.handle_signals, self)
+                        await services.start(stopping.handle_signals, self)
                     services.start_soon(self._completer.run)
                     services.start_soon(self._pump.run)
                     services.start_soon(dispatcher.heartbeat)

@@ -70,7 +70,7 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0
 async def busy_worker(app: aioq.App, workers: WorkerRunner) -> tuple[aioq.Worker, aioq.Job[None]]:
     """A worker with concurrency 1 held by a long ``nap``; returns it and that job."""
     worker = await workers.start(app, concurrency=1)
-    running = await opsapp.nap.kiq(30)
+    running = await opsapp.nap.kiq(600)  # outlasts the test, however slow the machine
 
     async def started() -> bool:
         return await running.state() is aioq.JobState.RUNNING
@@ -148,7 +148,7 @@ async def test_jobs_lists_each_state(ops: aioq.App, workers: WorkerRunner) -> No
         running.id,
         "running",
         opsapp.nap.name,
-        "(30)",
+        "(600)",
         1,
     )
     assert r.worker is not None and r.deliveries == 1 and r.started_at is not None
@@ -233,7 +233,7 @@ async def test_cli_status_workers_jobs_job(
     )
     assert [j["id"] for j in json.loads(out.stdout)] == [queued.id]
     out = await asyncio.to_thread(cli, broker_url, prefix, "jobs", spec, "--state", "running")
-    assert running.id in out.stdout and "(30)" in out.stdout
+    assert running.id in out.stdout and "(600)" in out.stdout
     out = await asyncio.to_thread(cli, broker_url, prefix, "jobs", spec, "--state", "failed")
     assert failed.id in out.stdout and "unknown task" in out.stdout
 

@@ -142,12 +142,16 @@ async def test_sigkilled_workers_tasks_finish_elsewhere(  # type: ignore[no-unty
         await asyncio.sleep(0.02)
     doomed.popen.kill()
     doomed.popen.wait(5)
-    rescuer = spawn("worker", "tests.procapp:app", "-c", "10")
     killed_at = time.monotonic()
-    results = await asyncio.gather(*(j.result(timeout=20) for j in jobs))
-    elapsed = time.monotonic() - killed_at
+    rescuer = spawn("worker", "tests.procapp:app", "-c", "10")
+    await asyncio.to_thread(rescuer.wait_for_output, "task(s) registered")
+    ready_at = time.monotonic()
+    results = await asyncio.gather(*(j.result(timeout=30) for j in jobs))
+    # Taken over once the lease ran out and the rescuer was up: then a recovery
+    # pass, the 1 s task and a round trip (with a second of slack for a slow host).
+    elapsed = time.monotonic() - max(killed_at + client.visibility_timeout, ready_at)
     assert len(set(results)) == 1  # all finished by the rescuer
-    assert elapsed < client.visibility_timeout + 1.0 + 2.0  # lease + a recovery pass + the task
+    assert elapsed < 1.0 + 1.0 + 2.0
     executions = broker_redis.hgetall(f"{client.prefix}:executions")
     assert sorted(int(v) for v in executions.values()) == [2] * 10  # killed once, rerun once
     assert all([(await j.info()).attempts == 2 for j in jobs])
