@@ -140,8 +140,10 @@ async def test_sigkilled_workers_tasks_finish_elsewhere(  # type: ignore[no-unty
     # before the body runs, so a kill right after it can land before the count.
     while broker_redis.hlen(f"{client.prefix}:executions") < 10:
         await asyncio.sleep(0.02)
+    before = sorted(int(v) for v in broker_redis.hgetall(f"{client.prefix}:executions").values())
     doomed.popen.kill()
     doomed.popen.wait(5)
+    assert before == [1] * 10, (before, doomed.output())
     killed_at = time.monotonic()
     rescuer = spawn("worker", "tests.procapp:app", "-c", "10")
     await asyncio.to_thread(rescuer.wait_for_output, "task(s) registered")
@@ -152,8 +154,16 @@ async def test_sigkilled_workers_tasks_finish_elsewhere(  # type: ignore[no-unty
     elapsed = time.monotonic() - max(killed_at + client.visibility_timeout, ready_at)
     assert len(set(results)) == 1  # all finished by the rescuer
     assert elapsed < 1.0 + 1.0 + 2.0
-    executions = broker_redis.hgetall(f"{client.prefix}:executions")
-    assert sorted(int(v) for v in executions.values()) == [2] * 10  # killed once, rerun once
+    counted = broker_redis.hgetall(f"{client.prefix}:executions")
+    executions = sorted(int(v) for v in counted.values())
+    log = rescuer.output()
+    if "without renewal" in log or "lost the lease" in log:
+        # The rescuer itself stood still past its 2 s lease (a starved host): the
+        # guarantee allows a re-run then, and the worker says so.
+        assert executions[0] == 2 and executions[-1] <= 3, log
+    else:
+        ran = log.count("succeeded in")
+        assert executions == [2] * 10, (ran, log)  # killed once, rerun once
     assert all([(await j.info()).attempts == 2 for j in jobs])
     rescuer.popen.send_signal(signal.SIGTERM)
     assert rescuer.popen.wait(15) == 0
