@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import redis
 from redis import exceptions as rex
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.connection import (
@@ -18,8 +19,10 @@ from redis.asyncio.connection import (
     UnixDomainSocketConnection,
     parse_url,
 )
+from redis.asyncio.sentinel import SentinelManagedConnection, SentinelManagedSSLConnection
 
 from ..errors import BrokerUnavailable
+from . import sentinel
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -159,10 +162,20 @@ class PackedUnixConnection(HiredisPacking, UnixDomainSocketConnection):
     """``unix://``: a unix socket."""
 
 
+class PackedSentinelConnection(HiredisPacking, SentinelManagedConnection):
+    """``redis+sentinel://``: TCP to whichever node the sentinels name as master."""
+
+
+class PackedSentinelSSLConnection(HiredisPacking, SentinelManagedSSLConnection):
+    """``rediss+sentinel://``: TLS to whichever node the sentinels name as master."""
+
+
 _PACKED: dict[type[Any], type[Any]] = {
     Connection: PackedConnection,
     SSLConnection: PackedSSLConnection,
     UnixDomainSocketConnection: PackedUnixConnection,
+    SentinelManagedConnection: PackedSentinelConnection,
+    SentinelManagedSSLConnection: PackedSentinelSSLConnection,
 }
 
 
@@ -205,13 +218,28 @@ def connect(url: str, **options: Any) -> Redis:
     # As redis-py's from_url, the URL's own settings (host, TLS files in the query
     # string…) win over the options; but the connection class it picks per scheme
     # is swapped for its hiredis-packing subclass, unless the caller chose one.
-    settings = {**options, **parse_url(url)}
+    target = sentinel.parse(url)
+    if target is not None:
+        kind = SentinelManagedSSLConnection if target.tls else SentinelManagedConnection
+        settings = {**options, "connection_class": kind}
+    else:
+        settings = {**options, **parse_url(url)}
     if "connection_class" in options:
         settings["connection_class"] = options["connection_class"]
     elif _pack is not None:
         kind = settings.get("connection_class", Connection)
         settings["connection_class"] = _PACKED.get(kind, kind)
+    if target is not None:
+        return sentinel.master(target, settings)
     return Redis.from_pool(BlockingConnectionPool(**settings))  # closes it too
+
+
+def connect_sync(url: str, **options: Any) -> redis.Redis:
+    """A synchronous client for ``url`` (the heartbeat thread's). Does no I/O."""
+    target = sentinel.parse(url)
+    if target is not None:
+        return sentinel.master_sync(target, options)
+    return redis.Redis.from_url(url, **options)
 
 
 def describe(url: str) -> str:

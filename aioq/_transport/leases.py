@@ -18,10 +18,9 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-import redis
 from redis.exceptions import NoScriptError
 
-from .connection import SYNC_PARSER
+from .connection import SYNC_PARSER, connect_sync
 from .keys import GROUP, Keyspace
 from .scripts import SCRIPTS
 from .streams import Renewed
@@ -74,12 +73,12 @@ class LeaseRenewer:
         kwargs = {k: v for k, v in options.items() if k not in _ASYNC_ONLY}
         kwargs["socket_timeout"] = timeout
         kwargs["socket_connect_timeout"] = timeout
-        if url.startswith(("redis://", "rediss://")):
+        if not url.startswith("unix:"):  # TCP only (a unix connection refuses it)
             kwargs.setdefault("socket_keepalive", True)
         kwargs["decode_responses"] = False  # entry ids stay bytes, as everywhere
         if SYNC_PARSER is not None:
             kwargs["parser_class"] = SYNC_PARSER
-        self._redis = redis.Redis.from_url(url, **kwargs)
+        self._redis = connect_sync(url, **kwargs)
         self._consumer = consumer
         self._sha = SCRIPTS["renew"].sha
         self._registration = registration
