@@ -35,10 +35,17 @@ class BusyError(rex.ResponseError):
     other command until it ends (redis-py has no class for this reply)."""
 
 
+class NoReplicasError(rex.ResponseError):
+    """``NOREPLICAS``: the master has fewer in-sync replicas than its
+    ``min-replicas-to-write`` asks for, and refuses writes until they are back
+    (or until a failover replaced it). Nothing was written."""
+
+
 OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
     rex.ConnectionError,  # includes LOADING (BusyLoadingError) and refused credentials
     rex.TimeoutError,
     BusyError,  # BUSY
+    NoReplicasError,  # NOREPLICAS: min-replicas-to-write not met (a replica lags, a failover)
     rex.ReadOnlyError,  # READONLY: a failover made our node a replica
     rex.ClusterDownError,  # CLUSTERDOWN, MASTERDOWN
     rex.TryAgainError,  # TRYAGAIN: a slot is being migrated
@@ -49,7 +56,7 @@ OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
 )
 """Every error that means "Redis cannot serve us right now", not "aioq did something
 wrong": the network, a restart (LOADING), someone's slow script (BUSY), a failover
-(READONLY, MASTERDOWN) or a resharding (TRYAGAIN, CLUSTERDOWN, MOVED/ASK). Every loop
+(READONLY, MASTERDOWN, NOREPLICAS) or a resharding (TRYAGAIN, CLUSTERDOWN, MOVED/ASK). Every loop
 of a worker treats them alike: log once, back off, carry on, lose nothing."""
 
 RedisError = rex.RedisError
@@ -75,6 +82,7 @@ NOT_READY_ERRORS: tuple[type[BaseException], ...] = (
 _CODES: tuple[tuple[type[BaseException], str], ...] = (
     (rex.BusyLoadingError, "LOADING"),
     (BusyError, "BUSY"),
+    (NoReplicasError, "NOREPLICAS"),
     (rex.ReadOnlyError, "READONLY"),
     (rex.MasterDownError, "MASTERDOWN"),
     (rex.ClusterDownError, "CLUSTERDOWN"),
@@ -96,11 +104,13 @@ def outage_text(exc: BaseException) -> str:
 
 
 def _with_busy(base: type[Any]) -> type[Any]:
-    """A reply parser that raises ``BusyError`` for ``BUSY`` (else a bare ResponseError)."""
+    """A reply parser that raises ``BusyError`` for ``BUSY`` and ``NoReplicasError``
+    for ``NOREPLICAS`` (else bare ResponseErrors)."""
+    extra = {"BUSY": BusyError, "NOREPLICAS": NoReplicasError}
     return type(
         f"Busy{base.__name__}",
         (base,),
-        {"EXCEPTION_CLASSES": {**base.EXCEPTION_CLASSES, "BUSY": BusyError}},
+        {"EXCEPTION_CLASSES": {**base.EXCEPTION_CLASSES, **extra}},
     )
 
 
@@ -263,6 +273,10 @@ async def broker_errors(url: str) -> AsyncIterator[None]:
         if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
             raise BrokerUnavailable(
                 f"Redis at {describe(url)} needs valid credentials: {exc}"
+            ) from exc
+        if isinstance(exc, OUTAGE_ERRORS):  # BUSY, READONLY, NOREPLICAS…: nothing written
+            raise BrokerUnavailable(
+                f"Redis at {describe(url)} cannot serve this now: {outage_text(exc)}"
             ) from exc
         raise
     except OUTAGE_ERRORS as exc:

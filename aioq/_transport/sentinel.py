@@ -16,12 +16,14 @@ connection asks the sentinels and reaches the new master once they have switched
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.exceptions import RedisError
 from redis.sentinel import Sentinel as SyncSentinel
 from redis.sentinel import SentinelConnectionPool as SyncSentinelPool
 
@@ -129,10 +131,47 @@ def _sentinel_options(target: SentinelURL, options: dict[str, Any]) -> dict[str,
     return out
 
 
+MASTER_RECHECK = 1.0
+"""Seconds between two questions to the sentinels about where the master is, on
+connections already open. redis-py asks only when a connection opens (or meets
+``READONLY``); but after ``SENTINEL FAILOVER`` the old master stays up and writable
+until the sentinels demote it, 8 to 20 s later, and everything written there
+meanwhile is lost. Asking again every second moves a pool over within about a
+second of the switch."""
+
+
+def _stale(pool: Any, conn: Any) -> bool:
+    """``conn`` is open to a node that is no longer the master."""
+    address = pool.master_address
+    return address is not None and conn.is_connected and (conn.host, conn.port) != address
+
+
 class BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
     """redis-py's Sentinel pool (each new connection asks the sentinels where the
     master is) that, like aioq's other pools, makes callers wait past
-    ``max_connections`` instead of failing; closing it closes the sentinels' clients."""
+    ``max_connections`` instead of failing; it asks the sentinels again every
+    ``MASTER_RECHECK`` seconds and reopens a connection to a replaced master
+    before handing it out; closing it closes the sentinels' clients."""
+
+    _checked = -1e9
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        now = time.monotonic()
+        if now - self._checked >= MASTER_RECHECK:
+            self._checked = now
+            try:  # on a change, this also drops the idle connections to the old one
+                await self.get_master_address()  # type: ignore[no-untyped-call]
+            except RedisError:
+                pass  # sentinels unreachable: keep using the master we know
+        conn = await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
+        if _stale(self, conn):
+            await conn.disconnect()
+            try:
+                await conn.connect()
+            except BaseException:
+                await self.release(conn)
+                raise
+        return conn
 
     async def aclose(self) -> None:
         try:
@@ -158,7 +197,29 @@ def master(target: SentinelURL, settings: dict[str, Any]) -> Redis:
 
 
 class ClosingSentinelPool(SyncSentinelPool):
-    """redis-py's synchronous Sentinel pool; closing it closes the sentinels' clients."""
+    """redis-py's synchronous Sentinel pool that asks the sentinels again every
+    ``MASTER_RECHECK`` seconds (as ``BlockingSentinelPool``); closing it closes
+    the sentinels' clients."""
+
+    _checked = -1e9
+
+    def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        now = time.monotonic()
+        if now - self._checked >= MASTER_RECHECK:
+            self._checked = now
+            try:
+                self.get_master_address()  # type: ignore[no-untyped-call]
+            except RedisError:
+                pass
+        conn = super().get_connection(*args, **kwargs)
+        if _stale(self, conn):
+            conn.disconnect()  # type: ignore[no-untyped-call]
+            try:
+                conn.connect()  # type: ignore[no-untyped-call]
+            except BaseException:
+                self.release(conn)
+                raise
+        return conn
 
     def close(self) -> None:
         try:
