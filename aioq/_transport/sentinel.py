@@ -32,7 +32,7 @@ from ..errors import ConfigurationError
 if TYPE_CHECKING:
     import redis
 
-__all__ = ["SCHEMES", "SentinelURL", "master", "master_sync", "parse"]
+__all__ = ["SCHEMES", "SentinelURL", "master", "master_sync", "moved", "parse"]
 
 SCHEMES = ("redis+sentinel", "rediss+sentinel")
 DEFAULT_PORT = 26379
@@ -155,14 +155,19 @@ class BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
 
     _checked = -1e9
 
-    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+    async def refresh(self) -> None:
+        """Ask the sentinels where the master is, unless asked in the last
+        ``MASTER_RECHECK`` s; on a change, idle connections to the old one close."""
         now = time.monotonic()
         if now - self._checked >= MASTER_RECHECK:
             self._checked = now
-            try:  # on a change, this also drops the idle connections to the old one
+            try:
                 await self.get_master_address()  # type: ignore[no-untyped-call]
             except RedisError:
                 pass  # sentinels unreachable: keep using the master we know
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        await self.refresh()
         conn = await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
         if _stale(self, conn):
             await conn.disconnect()
@@ -178,6 +183,17 @@ class BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
             await super().aclose()
         finally:
             await self.sentinel_manager.aclose()
+
+
+async def moved(pool: Any, conn: Any) -> bool:
+    """``conn`` of ``pool`` is open to a node the sentinels no longer name as master
+    (asking them at most every ``MASTER_RECHECK`` s). Always False for a pool that
+    is not a Sentinel pool. For connections made outside the pool (the result
+    waiters' pub/sub connection), which ``get_connection`` never sees."""
+    if not isinstance(pool, BlockingSentinelPool):
+        return False
+    await pool.refresh()
+    return _stale(pool, conn)
 
 
 def master(target: SentinelURL, settings: dict[str, Any]) -> Redis:

@@ -249,3 +249,48 @@ async def test_a_write_acknowledged_by_a_replaced_master_is_lost(
     finally:
         await stale.aclose()
         await app.aclose()
+
+
+async def test_result_waiters_hear_the_new_master_after_a_failover(
+    sentinel_deployment: Any, workers: WorkerRunner
+) -> None:
+    """The waiters' pub/sub connection is made outside the pool: after SENTINEL
+    FAILOVER it would stay on the old master (up and writable, but no longer fed
+    by the workers' PUBLISH) until the sentinels demote it, and every result would
+    come only from the slow record re-check. It moves to the new master too."""
+    deployment = sentinel_deployment
+    app = aioq.App(deployment.url, prefix=f"aioqtest-{uuid.uuid4().hex[:10]}")
+
+    @app.task
+    async def slow(ms: int) -> int:
+        await asyncio.sleep(ms / 1000)
+        return ms
+
+    try:
+        await workers.start(app)
+        assert await (await slow.kiq(1)).result(timeout=10) == 1  # subscribed on the old master
+        old = deployment.primary()
+        deployment.failover()
+        deadline = time.monotonic() + 20
+        while deployment.primary() in (old, None):
+            assert time.monotonic() < deadline, "the sentinels did not switch"
+            await asyncio.sleep(0.05)
+        # every client moves within MASTER_RECHECK (one waiter keeps the reader busy)
+        keep = asyncio.create_task(app.job("nobody").result(timeout=30))
+        await asyncio.sleep(3 * MASTER_RECHECK)
+        for _ in range(3):
+            while True:
+                try:
+                    job = await slow.kiq(300)
+                    break
+                except aioq.BrokerUnavailable:
+                    assert time.monotonic() < deadline, "no send reached the new master"
+                    await asyncio.sleep(0.1)
+            began = time.monotonic()
+            assert await job.result(timeout=10) == 300
+            # notified, not found by the 5 s re-check of the record
+            assert time.monotonic() - began < 2.0
+        keep.cancel()
+    finally:
+        await workers.stop_all()
+        await app.aclose()
