@@ -201,10 +201,11 @@ def master(target: SentinelURL, settings: dict[str, Any]) -> Redis:
 
     ``settings`` are the data nodes' connection arguments (``connection_class``
     among them: a ``SentinelManagedConnection`` subclass)."""
+    sentinel_kwargs = _sentinel_options(target, settings)
     settings = {k: v for k, v in settings.items() if k != OPTIONS_KEY}
     settings.pop("ssl", None)  # the connection class decides TLS
     manager = Sentinel(  # type: ignore[no-untyped-call]
-        list(target.sentinels), sentinel_kwargs=_sentinel_options(target, settings)
+        list(target.sentinels), sentinel_kwargs=sentinel_kwargs
     )
     pool = BlockingSentinelPool(  # type: ignore[no-untyped-call]
         target.service, manager, is_master=True, **settings, **target.node_options()
@@ -246,9 +247,10 @@ class ClosingSentinelPool(SyncSentinelPool):
 
 def master_sync(target: SentinelURL, options: dict[str, Any]) -> redis.Redis:
     """A synchronous client of ``target``'s current master (the heartbeat thread's)."""
+    sentinel_kwargs = _sentinel_options(target, options)
     options = {k: v for k, v in options.items() if k != OPTIONS_KEY}
     manager = SyncSentinel(  # type: ignore[no-untyped-call]
-        list(target.sentinels), sentinel_kwargs=_sentinel_options(target, options)
+        list(target.sentinels), sentinel_kwargs=sentinel_kwargs
     )
     options["ssl"] = target.tls
     client: redis.Redis = manager.master_for(  # type: ignore[no-untyped-call]
