@@ -58,6 +58,8 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls, SyncWrapping,
 
     Args:
         url: Redis URL. Default: ``$AIOQ_REDIS_URL``, else ``redis://localhost:6379/0``.
+            ``redis+sentinel://host:port[,host:port…]/service[/db]`` (or
+            ``rediss+sentinel://``) connects through Redis Sentinel (docs/scaling.md).
         prefix: prefix of every Redis key aioq writes.
         default_queue: queue of tasks and calls that name none.
         result_ttl: seconds a finished job's record (and result) is kept.
@@ -80,7 +82,8 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls, SyncWrapping,
             Redis before raising ``BrokerUnavailable`` (``result(timeout=…)``
             has its own deadline).
         include: modules of tasks a worker imports at start (Celery's ``include``).
-        **redis_options: passed to ``redis.asyncio.Redis.from_url``.
+        **redis_options: passed to ``redis.asyncio.Redis.from_url``;
+            ``sentinel_options={…}``: connection arguments for the sentinels alone.
     """
 
     def __init__(
