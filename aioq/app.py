@@ -70,7 +70,9 @@ class App(
 
     Args:
         url: Redis URL (``redis://``, ``rediss://``, ``unix://``; a Redis Cluster:
-            ``redis+cluster://host:port[,host:port…]``, ``rediss+cluster://…``).
+            ``redis+cluster://host:port[,host:port…]``, ``rediss+cluster://…``;
+            through Redis Sentinel: ``redis+sentinel://host:port[,host:port…]/service[/db]``
+            or ``rediss+sentinel://…``; docs/scaling.md).
             Default: ``$AIOQ_REDIS_URL``, else ``redis://localhost:6379/0``.
         prefix: prefix of every Redis key aioq writes.
         default_queue: queue of tasks and calls that name none.
@@ -99,7 +101,8 @@ class App(
         include: modules of tasks a worker imports at start (Celery's ``include``).
         cluster: ``url`` names one node of a Redis Cluster (same as a
             ``redis+cluster://host:port[,host:port…]`` URL; docs/scaling.md).
-        **redis_options: passed to ``redis.asyncio.Redis.from_url``.
+        **redis_options: passed to ``redis.asyncio.Redis.from_url``;
+            ``sentinel_options={…}``: connection arguments for the sentinels alone.
     """
 
     def __init__(

@@ -89,6 +89,52 @@ def redis_cluster_url() -> Iterator[str]:
         cluster.stop()
 
 
+def _sentinel_deployment():  # type: ignore[no-untyped-def]
+    """A started private Sentinel deployment (``scripts/with_sentinel.py``)."""
+    with_sentinel = _load_script("with_sentinel")
+    server = with_sentinel.binary()
+    if server is None:
+        pytest.skip("no Redis Sentinel for this test: " + with_sentinel.INSTALL_HINT)
+    deployment = with_sentinel.PrivateSentinel(server)
+    try:
+        deployment.start()
+    except SystemExit as exc:
+        pytest.fail(f"could not start a local Redis Sentinel deployment: {exc}")
+    return deployment
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel_url() -> Iterator[str]:
+    """A Redis Sentinel deployment for the session: ``AIOQ_REDIS_SENTINEL_URL`` when
+    one of its sentinels answers (``scripts/with_sentinel.py`` sets it), else a
+    private primary + replica + 3 sentinels (quorum 2) on loopback ports (~2 s to
+    start), torn down afterwards. Skipped when ``redis-server`` is missing.
+
+    The URL is ``redis+sentinel://host:port,…/service``. Tests that fail the
+    primary over use ``sentinel_deployment`` (their own) instead."""
+    url = os.environ.get("AIOQ_REDIS_SENTINEL_URL")
+    if url and _load_script("with_sentinel").reachable(url):
+        yield url
+        return
+    deployment = _sentinel_deployment()
+    try:
+        yield deployment.url
+    finally:
+        deployment.stop()
+
+
+@pytest.fixture
+def sentinel_deployment() -> Iterator[Any]:
+    """A private Sentinel deployment of this test alone (a ``PrivateSentinel`` of
+    ``scripts/with_sentinel.py``: ``url``, ``primary()``, ``failover()``, ``kill()``,
+    ``revive()``), for tests that fail its primary over."""
+    deployment = _sentinel_deployment()
+    try:
+        yield deployment
+    finally:
+        deployment.stop()
+
+
 @pytest.fixture
 def prefix(redis_url: str) -> Iterator[str]:
     """A key prefix no other test uses; every key under it is deleted afterwards."""

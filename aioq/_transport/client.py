@@ -46,7 +46,8 @@ class _Bound:
         self.redis = connect(url, **options)
         self.cluster = is_cluster(self.redis)
         self.batcher = Batcher(self.redis, timeout)
-        self.subs = results.Subscriptions(self._opener(), timeout)
+        pool = None if self.cluster else self.redis.connection_pool
+        self.subs = results.Subscriptions(self._opener(), timeout, pool)
         self._loading: asyncio.Future[None] | None = None
 
     def _opener(self) -> results.Opener:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import anyio
+import redis
 from redis import exceptions as rex
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.connection import (
@@ -19,8 +20,10 @@ from redis.asyncio.connection import (
     UnixDomainSocketConnection,
 )
 from redis.asyncio.connection import parse_url as redis_parse_url
+from redis.asyncio.sentinel import SentinelManagedConnection, SentinelManagedSSLConnection
 
 from ..errors import BrokerUnavailable, ConfigurationError
+from . import sentinel
 from .cluster import cluster_client, info_per_primary, is_cluster
 
 if TYPE_CHECKING:
@@ -34,10 +37,17 @@ class BusyError(rex.ResponseError):
     other command until it ends (redis-py has no class for this reply)."""
 
 
+class NoReplicasError(rex.ResponseError):
+    """``NOREPLICAS``: the master has fewer in-sync replicas than its
+    ``min-replicas-to-write`` asks for, and refuses writes until they are back
+    (or until a failover replaced it). Nothing was written."""
+
+
 OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
     rex.ConnectionError,  # includes LOADING (BusyLoadingError) and refused credentials
     rex.TimeoutError,
     BusyError,  # BUSY
+    NoReplicasError,  # NOREPLICAS: min-replicas-to-write not met (a replica lags, a failover)
     rex.ReadOnlyError,  # READONLY: a failover made our node a replica
     rex.ClusterDownError,  # CLUSTERDOWN, MASTERDOWN
     rex.TryAgainError,  # TRYAGAIN: a slot is being migrated
@@ -53,7 +63,7 @@ OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
 )
 """Every error that means "Redis cannot serve us right now", not "aioq did something
 wrong": the network, a restart (LOADING), someone's slow script (BUSY), a failover
-(READONLY, MASTERDOWN) or a resharding (TRYAGAIN, CLUSTERDOWN, MOVED/ASK). Every loop
+(READONLY, MASTERDOWN, NOREPLICAS) or a resharding (TRYAGAIN, CLUSTERDOWN, MOVED/ASK). Every loop
 of a worker treats them alike: log once, back off, carry on, lose nothing."""
 
 RedisError = rex.RedisError
@@ -79,6 +89,7 @@ NOT_READY_ERRORS: tuple[type[BaseException], ...] = (
 _CODES: tuple[tuple[type[BaseException], str], ...] = (
     (rex.BusyLoadingError, "LOADING"),
     (BusyError, "BUSY"),
+    (NoReplicasError, "NOREPLICAS"),
     (rex.ReadOnlyError, "READONLY"),
     (rex.MasterDownError, "MASTERDOWN"),
     (rex.ClusterDownError, "CLUSTERDOWN"),
@@ -100,11 +111,13 @@ def outage_text(exc: BaseException) -> str:
 
 
 def _with_busy(base: type[Any]) -> type[Any]:
-    """A reply parser that raises ``BusyError`` for ``BUSY`` (else a bare ResponseError)."""
+    """A reply parser that raises ``BusyError`` for ``BUSY`` and ``NoReplicasError``
+    for ``NOREPLICAS`` (else bare ResponseErrors)."""
+    extra = {"BUSY": BusyError, "NOREPLICAS": NoReplicasError}
     return type(
         f"Busy{base.__name__}",
         (base,),
-        {"EXCEPTION_CLASSES": {**base.EXCEPTION_CLASSES, "BUSY": BusyError}},
+        {"EXCEPTION_CLASSES": {**base.EXCEPTION_CLASSES, **extra}},
     )
 
 
@@ -166,10 +179,20 @@ class PackedUnixConnection(HiredisPacking, UnixDomainSocketConnection):
     """``unix://``: a unix socket."""
 
 
+class PackedSentinelConnection(HiredisPacking, SentinelManagedConnection):
+    """``redis+sentinel://``: TCP to whichever node the sentinels name as master."""
+
+
+class PackedSentinelSSLConnection(HiredisPacking, SentinelManagedSSLConnection):
+    """``rediss+sentinel://``: TLS to whichever node the sentinels name as master."""
+
+
 _PACKED: dict[type[Any], type[Any]] = {
     Connection: PackedConnection,
     SSLConnection: PackedSSLConnection,
     UnixDomainSocketConnection: PackedUnixConnection,
+    SentinelManagedConnection: PackedSentinelConnection,
+    SentinelManagedSSLConnection: PackedSentinelSSLConnection,
 }
 
 
@@ -285,13 +308,28 @@ def connect(url: str, **options: Any) -> Redis:
     # As redis-py's from_url, the URL's own settings (host, TLS files in the query
     # string…) win over the options; but the connection class it picks per scheme
     # is swapped for its hiredis-packing subclass, unless the caller chose one.
-    settings = {**options, **redis_parse_url(url)}
+    target = sentinel.parse(url)
+    if target is not None:
+        kind = SentinelManagedSSLConnection if target.tls else SentinelManagedConnection
+        settings = {**options, "connection_class": kind}
+    else:
+        settings = {**options, **redis_parse_url(url)}
     if "connection_class" in options:
         settings["connection_class"] = options["connection_class"]
     elif _pack is not None:
         kind = settings.get("connection_class", Connection)
         settings["connection_class"] = _PACKED.get(kind, kind)
+    if target is not None:
+        return sentinel.master(target, settings)
     return Redis.from_pool(BlockingConnectionPool(**settings))  # closes it too
+
+
+def connect_sync(url: str, **options: Any) -> redis.Redis:
+    """A synchronous client for ``url`` (the heartbeat thread's). Does no I/O."""
+    target = sentinel.parse(url)
+    if target is not None:
+        return sentinel.master_sync(target, options)
+    return redis.Redis.from_url(url, **options)
 
 
 def describe(url: str) -> str:
@@ -315,6 +353,10 @@ async def broker_errors(url: str) -> AsyncIterator[None]:
         if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
             raise BrokerUnavailable(
                 f"Redis at {describe(url)} needs valid credentials: {exc}"
+            ) from exc
+        if isinstance(exc, OUTAGE_ERRORS):  # BUSY, READONLY, NOREPLICAS…: nothing written
+            raise BrokerUnavailable(
+                f"Redis at {describe(url)} cannot serve this now: {outage_text(exc)}"
             ) from exc
         raise
     except OUTAGE_ERRORS as exc:

@@ -18,18 +18,19 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-import redis
 from redis.connection import parse_url as redis_parse_url
 from redis.exceptions import NoScriptError
 
 from .cluster import sync_cluster_client
-from .connection import SYNC_PARSER, parse_url
+from .connection import SYNC_PARSER, connect_sync, parse_url
 from .keys import GROUP, Keyspace
 from .scripts import SCRIPTS
 from .streams import Renewed
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
+
+    import redis
 
 __all__ = ["LeaseRenewer", "Registration"]
 
@@ -77,7 +78,7 @@ class LeaseRenewer:
         kwargs["socket_timeout"] = timeout
         kwargs["socket_connect_timeout"] = timeout
         spec = parse_url(url)
-        if spec.cluster or url.startswith(("redis://", "rediss://")):
+        if not url.startswith("unix:"):  # TCP only (a unix connection refuses it)
             kwargs.setdefault("socket_keepalive", True)
         kwargs["decode_responses"] = False  # entry ids stay bytes, as everywhere
         self._redis: redis.Redis | None = None
@@ -86,7 +87,7 @@ class LeaseRenewer:
         if not spec.cluster:
             if SYNC_PARSER is not None:
                 kwargs["parser_class"] = SYNC_PARSER
-            self._redis = redis.Redis.from_url(url, **kwargs)
+            self._redis = connect_sync(url, **kwargs)
         self._consumer = consumer
         self._sha = SCRIPTS["renew"].sha
         self._registration = registration

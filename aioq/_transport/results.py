@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 from redis import exceptions as rex
 
+from . import sentinel
 from .connection import OPERATION_TIMEOUT, OUTAGE_ERRORS, REDIS_ERRORS
 
 if TYPE_CHECKING:
@@ -111,8 +112,13 @@ class Subscriptions:
     Redis stops answering is dropped after ``timeout`` seconds and replaced.
     """
 
-    def __init__(self, opener: Opener, timeout: float = OPERATION_TIMEOUT) -> None:
+    def __init__(
+        self, opener: Opener, timeout: float = OPERATION_TIMEOUT, pool: Any = None
+    ) -> None:
         self._open = opener
+        self._pool = pool
+        """The pool ``opener`` makes connections from, if any (a Sentinel pool tells
+        when the master moved: ``sentinel.moved``)."""
         self._turn = 0
         self._timeout = timeout
         self._waiters: dict[bytes, set[Waiter]] = {}
@@ -265,7 +271,11 @@ class Subscriptions:
         self._owed += replies
 
     async def _check(self, conn: AbstractConnection, now: float) -> None:
-        """Drop a connection on which Redis stopped answering; PING a quiet one."""
+        """Drop a connection on which Redis stopped answering, or to a master the
+        sentinels replaced (it may stay up, and never hear a PUBLISH, for 8-20 s);
+        PING a quiet one."""
+        if await sentinel.moved(self._pool, conn):
+            raise rex.ConnectionError("the sentinels named a new master")
         if self._owed:
             if now - self._heard > self._timeout:
                 raise rex.TimeoutError(f"Redis did not answer within {self._timeout:g}s")
