@@ -7,8 +7,11 @@ the drain (``INFO cpu`` deltas: used_cpu_sys + used_cpu_user).
     python scripts/with_redis.py -- .venv/bin/python benchmarks/partitions_cost.py
 
 On one node, partitions buy nothing but cost a little (the worker reads more
-streams); they exist so a cluster can put each partition on its own shard. It
-FLUSHALLs the Redis it is given: only point it at a private one.
+streams); they exist so a cluster can put each partition on its own shard. With
+a cluster URL (``AIOQ_REDIS_URL=redis+cluster://host:port``, e.g. from
+``scripts/with_cluster.py``: ``redis+cluster://`` + its node) Redis CPU is summed
+over every primary, and ``--partitions 3`` spreads the queue over three shards.
+It FLUSHALLs the Redis it is given: only point it at a private one.
 """
 
 from __future__ import annotations
@@ -26,15 +29,37 @@ from aioq.testing.worker import running_worker
 URL = os.environ.get("AIOQ_REDIS_URL", "redis://127.0.0.1:1/0")
 
 
+CLUSTER = URL.startswith(("redis+cluster://", "rediss+cluster://"))
+
+
+def admin() -> redis.Redis:
+    """A client for INFO and FLUSHALL: of the server, or of every primary."""
+    if CLUSTER:
+        node = URL.replace("+cluster", "", 1).split(",")[0]
+        return redis.RedisCluster.from_url(node)  # type: ignore[return-value]
+    return redis.Redis.from_url(URL)
+
+
 def redis_cpu(client: redis.Redis) -> float:
-    info = client.info("cpu")
-    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+    if CLUSTER:
+        infos = client.info("cpu", target_nodes=redis.RedisCluster.PRIMARIES)
+        rows = list(infos.values())
+    else:
+        rows = [client.info("cpu")]
+    return sum(float(i["used_cpu_sys"]) + float(i["used_cpu_user"]) for i in rows)
+
+
+def flush(client: redis.Redis) -> None:
+    if CLUSTER:
+        client.flushall(target_nodes=redis.RedisCluster.PRIMARIES)
+    else:
+        client.flushall()
 
 
 async def one_round(partitions: int, n: int) -> tuple[float, float, float]:
     """(enqueue wall s, drain wall s, Redis CPU s during the drain)."""
-    client = redis.Redis.from_url(URL)
-    client.flushall()
+    client = admin()
+    flush(client)
     app = aioq.App(URL, prefix="partcost")
     app.queue("hot", partitions=partitions)
 
