@@ -7,8 +7,11 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-dev
 WITH_REDIS := $(PY) scripts/with_redis.py --
+# One Redis Cluster (3 primaries + 3 replicas) shared by every pytest process of a
+# run (AIOQ_REDIS_CLUSTER_URL): the tests marked on_cluster_too run there too.
+WITH_CLUSTER := $(PY) scripts/with_cluster.py --
 
-.PHONY: demo pipeline test lint typecheck unit bench chaos clean
+.PHONY: demo pipeline test lint typecheck unit bench chaos docs clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "aioq needs Python 3.11 or newer (found " + sys.version.split()[0] + "); set PYTHON=python3.11")'
@@ -36,7 +39,12 @@ typecheck: $(STAMP)
 PYTEST_WORKERS ?= 4
 
 test: lint typecheck
-	$(WITH_REDIS) $(PY) -m pytest -n $(PYTEST_WORKERS)
+	$(WITH_REDIS) $(WITH_CLUSTER) $(PY) -m pytest -n $(PYTEST_WORKERS)
+
+# The API reference from the docstrings, into site/ (warnings are errors; the
+# test suite builds it too: tests/docs/test_api_docs.py).
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict
 
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit
@@ -49,4 +57,4 @@ chaos: $(STAMP)
 	AIOQ_CHAOS=full $(PY) -m pytest tests/chaos -v -s
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache site

@@ -35,11 +35,15 @@ from .errors import ResultTimeout as ResultTimeout
 from .errors import Retry as Retry
 from .errors import SyncCallInEventLoop as SyncCallInEventLoop
 from .errors import TaskFailed as TaskFailed
+from .events import Event as Event
+from .hooks import Enqueue as Enqueue
 from .job import Job as Job
 from .job import JobInfo as JobInfo
 from .job import JobState as JobState
 from .job import JobUpdate as JobUpdate
 from .job import gather as gather
+from .schedules import ScheduleInfo as ScheduleInfo
+from .schedules import Schedules as Schedules
 from .scheduling import Scheduler as Scheduler
 from .status import JobSummary as JobSummary
 from .status import LevelStatus as LevelStatus
@@ -63,6 +67,8 @@ __all__ = [
     "ConfigurationError",
     "Context",
     "DeadLetter",
+    "Enqueue",
+    "Event",
     "Group",
     "GroupJob",
     "Job",
@@ -77,7 +83,9 @@ __all__ = [
     "QueueStatus",
     "ResultTimeout",
     "Retry",
+    "ScheduleInfo",
     "Scheduler",
+    "Schedules",
     "Signature",
     "Status",
     "SyncCallInEventLoop",

@@ -53,6 +53,10 @@ def render_status(status: Status) -> str:
             counts = [lv.ready, lv.scheduled, lv.running, lv.retrying]
             age = _age(lv.oldest_ready_age_s)
             rows.append([f"  priority {lv.priority}", *map(str, counts), "", age, ""])
+        for p in q.partitions:  # a partitioned queue: the sum above, each one here
+            counts = [p.ready, p.scheduled, p.running, p.retrying, p.dead]
+            age = _age(p.oldest_ready_age_s)
+            rows.append([f"  {p.name}", *map(str, counts), age, str(p.consumers)])
     header = ["QUEUE", "READY", "SCHEDULED", "RUNNING", "RETRYING", "DEAD", "OLDEST", "CONSUMERS"]
     parts = [_table(header, rows), "", render_workers(status.workers, status.at)]
     return "\n".join(parts)

@@ -86,6 +86,7 @@ ENV_DEFAULTS: dict[str, tuple[str, type, object]] = {
     "workers": ("AIOQ_WORKERS", int, 1),
     "threads": ("AIOQ_THREADS", int, None),
     "grace": ("AIOQ_GRACE", float, 30.0),
+    "unknown_task_grace": ("AIOQ_UNKNOWN_TASK_GRACE", float, 60.0),
 }
 """Worker options an environment variable sets when the command line does not."""
 
@@ -112,7 +113,7 @@ def _worker_options(args: argparse.Namespace) -> argparse.Namespace:
         raise CliError("--threads must be at least 1")
     if args.workers > 1 and args.burst:
         raise CliError("--burst runs one process: drop -w/--workers")
-    for name in ("grace", "connect_timeout"):
+    for name in ("grace", "connect_timeout", "unknown_task_grace"):
         value = getattr(args, name)
         if not 0 <= value < math.inf:
             raise CliError(f"--{name.replace('_', '-')} must be >= 0 seconds, got {value}")
@@ -145,6 +146,7 @@ def build_worker(args: argparse.Namespace) -> Worker:
         health_port=None if args.health_port is None else args.health_port + _slot(),
         health_host=args.probe_host,
         metrics_port=_child_metrics_port(args.metrics_port),
+        unknown_task_grace=args.unknown_task_grace,
     )
 
 
@@ -201,6 +203,14 @@ def _slot() -> int:
 
 def _worker_command(args: argparse.Namespace, argv: list[str] | None) -> int:
     _worker_options(args)
+    if args.reload:
+        from ._reload import ReloadError, run_reloading
+
+        build_worker(args)  # fail fast, in one line, before watching anything
+        try:
+            return run_reloading(args, argv if argv is not None else sys.argv[1:])
+        except ReloadError as exc:
+            raise CliError(str(exc)) from None
     if args.metrics_port is not None:
         from ._worker.metrics import require
 

@@ -7,32 +7,30 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, overload
 
 import msgspec
 
-from ._core.canvas import SigData
-from ._core.message import new_message, now_ms, unique_key, validate_job_id
 from ._core.options import (
     NOT_SET,
     Effective,
     TaskOptions,
     check_app,
     check_definition,
-    make_when,
     parse_rate,
     resolve,
     validate,
-    wire,
 )
 from ._core.registry import Registry, TaskDef
 from ._core.schedule import Schedule
 from ._core.settings import Settings
+from ._core.signing import Signer
 from ._transport.broker import Broker, RedisBroker
+from ._transport.connection import cluster_url
 from ._transport.keys import Keyspace
-from ._transport.types import NewJob
-from .canvas import Signature
 from .deadletter import DeadLetters
 from .errors import ConfigurationError
-from .job import Job
+from .events import Events
+from .hooks import Hooking
 from .routing import Routing
 from .scheduling import Scheduling
+from .sending import Sending
 from .status import Operations
 from .sync import SyncCalls
 from .task import AsyncTask, SyncTask, Task, TaskDecorator
@@ -41,11 +39,9 @@ from .wrapping import SyncWrapping
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Sequence
     from contextlib import AbstractContextManager
-    from datetime import datetime
     from types import TracebackType
 
     from ._core.context import Context
-    from ._core.options import When
 
 __all__ = ["App"]
 
@@ -56,14 +52,28 @@ DEFAULT_URL = "redis://localhost:6379/0"
 _UNSET: Any = msgspec.UNSET
 
 
-class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls, SyncWrapping):
+class App(
+    Routing,
+    Scheduling,
+    DeadLetters,
+    Operations,
+    SyncCalls,
+    SyncWrapping,
+    Hooking,
+    Sending,
+    Events,
+):
     """An aioq application: where tasks are registered and from which they are sent.
 
     Creating an ``App`` does no I/O; the connection pool opens on first use.
     Use ``async with app:`` (or ``await app.aclose()``) to close it.
 
     Args:
-        url: Redis URL. Default: ``$AIOQ_REDIS_URL``, else ``redis://localhost:6379/0``.
+        url: Redis URL (``redis://``, ``rediss://``, ``unix://``; a Redis Cluster:
+            ``redis+cluster://host:port[,host:port…]``, ``rediss+cluster://…``;
+            through Redis Sentinel: ``redis+sentinel://host:port[,host:port…]/service[/db]``
+            or ``rediss+sentinel://…``; docs/scaling.md).
+            Default: ``$AIOQ_REDIS_URL``, else ``redis://localhost:6379/0``.
         prefix: prefix of every Redis key aioq writes.
         default_queue: queue of tasks and calls that name none.
         result_ttl: seconds a finished job's record (and result) is kept.
@@ -72,14 +82,27 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls, SyncWrapping)
             0.7-0.8 times this long later (plus up to 0.25 s); a live worker's
             messages never are.
         max_message_bytes: largest encoded call ``kiq()`` accepts.
+        max_result_bytes: largest encoded result a task may store (default: no cap);
+            over it the job fails with ``ResultTooLarge``. Tasks may set their own.
+        signing_keys: sign every message with HMAC-SHA256 (the first key signs, all
+            verify); a worker then dead-letters unsigned or forged messages with
+            reason ``bad signature`` (docs/security.md).
         dead_letter_maxlen: approximate cap on each dead-letter stream.
-        retries, retry_backoff, retry_backoff_max, max_deliveries: defaults for
-            every task (see ``App.task``).
+        events_maxlen: lifecycle events (``App.events()``, ``aioq events``): the
+            approximate cap on each queue's event stream; 0 (default) keeps them
+            off (they cost ~13% of a no-op task's throughput: docs/operations.md).
+        retries: default for every task (see ``App.task``).
+        retry_backoff: default for every task (see ``App.task``).
+        retry_backoff_max: default for every task (see ``App.task``).
+        max_deliveries: default for every task (see ``App.task``).
         operation_timeout: seconds a client call (``kiq``, ``state``, …) waits for
             Redis before raising ``BrokerUnavailable`` (``result(timeout=…)``
             has its own deadline).
         include: modules of tasks a worker imports at start (Celery's ``include``).
-        **redis_options: passed to ``redis.asyncio.Redis.from_url``.
+        cluster: ``url`` names one node of a Redis Cluster (same as a
+            ``redis+cluster://host:port[,host:port…]`` URL; docs/scaling.md).
+        **redis_options: passed to ``redis.asyncio.Redis.from_url``;
+            ``sentinel_options={…}``: connection arguments for the sentinels alone.
     """
 
     def __init__(
@@ -91,21 +114,33 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls, SyncWrapping)
         result_ttl: float = 86400.0,
         visibility_timeout: float = 60.0,
         max_message_bytes: int = 1 << 20,
+        max_result_bytes: int | None = None,
+        signing_keys: Sequence[str | bytes] = (),
         dead_letter_maxlen: int = 100_000,
+        events_maxlen: int = 0,
         retries: int = 0,
         retry_backoff: float = 1.0,
         retry_backoff_max: float = 600.0,
         max_deliveries: int = 5,
         operation_timeout: float = 15.0,
         include: Sequence[str] = (),
+        cluster: bool = False,
         **redis_options: Any,
     ) -> None:
         self.url = url or os.environ.get("AIOQ_REDIS_URL") or DEFAULT_URL
+        if cluster:
+            self.url = cluster_url(self.url)
         check_app(
-            prefix, visibility_timeout, operation_timeout, max_message_bytes, dead_letter_maxlen
+            prefix,
+            visibility_timeout,
+            operation_timeout,
+            max_message_bytes,
+            dead_letter_maxlen,
+            events_maxlen,
         )
         validate(
             TaskOptions(
+                max_result_bytes=max_result_bytes,
                 queue=default_queue,
                 result_ttl=result_ttl,
                 retries=retries,
@@ -126,7 +161,11 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls, SyncWrapping)
         self.result_ttl = result_ttl
         self.visibility_timeout = visibility_timeout
         self.max_message_bytes = max_message_bytes
+        self.max_result_bytes = max_result_bytes
+        self.signer = Signer(signing_keys) if signing_keys else None
+        """Signs and verifies messages (``signing_keys``); None: messages are unsigned."""
         self.dead_letter_maxlen = dead_letter_maxlen
+        self.events_maxlen = events_maxlen
         self.registry = Registry()
         self.keys = Keyspace(prefix)
         self.redis_options = redis_options
@@ -135,6 +174,7 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls, SyncWrapping)
         """The seam to Redis (``_transport/broker.py``): everything aioq does there."""
         Routing.__init__(self)
         Scheduling.__init__(self)
+        Hooking.__init__(self)
 
     @property
     def settings(self) -> Settings:
@@ -147,6 +187,7 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls, SyncWrapping)
             visibility_timeout=self.visibility_timeout,
             max_message_bytes=self.max_message_bytes,
             dead_letter_maxlen=self.dead_letter_maxlen,
+            events_maxlen=self.events_maxlen,
             operation_timeout=self.operation_timeout,
             include=tuple(self.include),
         )
@@ -188,6 +229,7 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls, SyncWrapping)
         rate_limit: str | None = ...,
         max_running: int | None = ...,
         unique_for: float | None = ...,
+        max_result_bytes: int | None = ...,
         cron: str | None = ...,
         tz: str = ...,
         catch_up: bool = ...,
@@ -212,6 +254,7 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls, SyncWrapping)
         rate_limit: str | None = None,
         max_running: int | None = None,
         unique_for: float | None = _UNSET,
+        max_result_bytes: int | None = _UNSET,
         cron: str | None = None,
         tz: str = "UTC",
         catch_up: bool = False,
@@ -234,6 +277,8 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls, SyncWrapping)
         across every worker. ``unique_for=60`` makes a call with the same
         arguments, while one is queued or running (at most that many
         seconds), return that job instead of sending another.
+        ``max_result_bytes`` caps its encoded result (else the app's cap): a
+        larger result fails the job with ``ResultTooLarge`` and is not stored.
 
         ``cron="*/5 * * * *"`` (with ``tz="Asia/Seoul"``; UTC by default) also
         sends it on that schedule, with no arguments, whenever a scheduler runs
@@ -252,6 +297,7 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls, SyncWrapping)
                 max_deliveries=max_deliveries,
                 priority=priority,
                 unique_for=unique_for,
+                max_result_bytes=max_result_bytes,
             )
         )
         check_definition(name, retry_on, rate_limit, catch_up, cron, tz)
@@ -278,44 +324,6 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls, SyncWrapping)
 
         return register if fn is None else register(fn)
 
-    def periodic(
-        self,
-        every: float,
-        *,
-        name: str | None = None,
-        catch_up: bool = False,
-        queue: str = _UNSET,
-        timeout: float | None = _UNSET,
-        result_ttl: float = _UNSET,
-        retries: int = _UNSET,
-        priority: int = _UNSET,
-    ) -> TaskDecorator:
-        """Register a task that is sent every ``every`` seconds (with no arguments)
-        whenever a scheduler runs: ``@app.periodic(every=30.0)``.
-
-        Ticks fall on whole multiples of ``every`` since the Unix epoch, so
-        every scheduler agrees on them; each is sent once however many
-        schedulers run.
-        """
-        Schedule(name="check", task="check", every=every)  # fail at decoration time
-        make = self.task(
-            name=name,
-            queue=queue,
-            timeout=timeout,
-            result_ttl=result_ttl,
-            retries=retries,
-            priority=priority,
-        )
-
-        def register(f: Callable[..., Any]) -> Any:
-            task = make(f)
-            self._add_schedule(
-                Schedule(name=task.name, task=task.name, every=every, catch_up=catch_up)
-            )
-            return task
-
-        return register
-
     # -- routing ------------------------------------------------------------
 
     def options_for(self, task: str, call: TaskOptions = NOT_SET) -> Effective:
@@ -338,12 +346,14 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls, SyncWrapping)
 
     def queues(self) -> list[str]:
         """The queues a worker of this app consumes by default: the default queue,
-        every queue a registered task names or is routed to, and every queue a
-        routing rule or schedule names."""
+        every queue a registered task names or is routed to, every queue a
+        routing rule or schedule names, and every queue declared with ``queue()``
+        (logical names: a worker expands a partitioned one into its partitions)."""
         found = {self.default_queue, *self.registry.queues()}
         found.update(self.placement(name)[0] for name in self.registry.names())
         found.update(t.queue for _, t in self._routes if isinstance(t.queue, str))
         found.update(s.queue for s in self.schedules.values() if s.queue is not None)
+        found.update(self.partitions.declared())
         return sorted(found)
 
     def defaults(self) -> Effective:
@@ -356,118 +366,8 @@ class App(Routing, Scheduling, DeadLetters, Operations, SyncCalls, SyncWrapping)
             retry_backoff=self.retry_backoff,
             retry_backoff_max=self.retry_backoff_max,
             max_deliveries=self.max_deliveries,
+            max_result_bytes=self.max_result_bytes,
         )
-
-    async def send(
-        self,
-        name: str,
-        args: Sequence[Any] = (),
-        kwargs: dict[str, Any] | None = None,
-        *,
-        queue: str | None = None,
-        timeout: float | None = _UNSET,
-        result_ttl: float = _UNSET,
-        store_result: bool = _UNSET,
-        retries: int = _UNSET,
-        priority: int = _UNSET,
-        delay: float | None = None,
-        eta: datetime | None = None,
-        job_id: str | None = None,
-        unique_for: float | None = _UNSET,
-    ) -> Job[Any]:
-        """Enqueue a task by name, without importing it (Celery's ``send_task``).
-
-        The queue and priority come from the call, else the task's own options
-        when it is registered in this process, else the routing rules, else the
-        defaults. Arguments are checked against the task's type hints on the
-        worker: a mismatch fails the job and dead-letters the message.
-        """
-        call = validate(
-            TaskOptions(
-                queue=_UNSET if queue is None else queue,
-                timeout=timeout,
-                result_ttl=result_ttl,
-                store_result=store_result,
-                retries=retries,
-                priority=priority,
-                unique_for=unique_for,
-            )
-        )
-        when = make_when(delay, eta)
-        job_id = await self._submit(name, args, dict(kwargs or {}), call, when, job_id)
-        local = self.registry.get(name)
-        return Job(self, job_id, local.return_type if local is not None else Any)
-
-    async def _submit(
-        self,
-        name: str,
-        args: Sequence[Any],
-        kwargs: dict[str, Any],
-        call: TaskOptions,
-        when: When | None,
-        job_id: str | None = None,
-        opts: Effective | None = None,
-    ) -> str:
-        """Build, check and write one call: its record, then the message to its
-        stream or delayed set (``opts``: the call's options, already resolved).
-
-        Returns the job id: with ``job_id`` or ``unique_for`` set and a
-        matching job still pending, that job's id (nothing is sent).
-        """
-        if opts is None:
-            opts = self.options_for(name, call)
-        local = self.registry.get(name)
-        queue, level = opts.queue, opts.priority
-        if job_id is not None:
-            validate_job_id(job_id)
-            lock: str | None = job_id
-        elif opts.unique_for is not None:
-            lock = unique_key(name, args, kwargs)
-        else:
-            lock = None
-        enqueued = now_ms()
-        job_id, payload = new_message(
-            name,
-            queue,
-            args,
-            kwargs,
-            **(wire(call) | {"priority": level}),
-            max_bytes=self.max_message_bytes,
-            job_id=job_id,
-            unique=lock,
-            enqueued_ms=enqueued,
-            names=local.positional_names if local is not None else (),
-        )
-        ttl_ms = int(opts.result_ttl * 1000)
-        job = NewJob(job_id, name, queue, level, payload, enqueued, ttl_ms, lock)
-        if lock is not None:
-            # an explicit id stays taken while its result is kept; unique_for is a bound
-            hold = opts.result_ttl if lock == job_id or opts.unique_for is None else opts.unique_for
-            return await self.broker.enqueue_unique(job, when, int(hold * 1000))
-        if when is None:
-            await self.broker.enqueue(job)
-        else:
-            await self.broker.enqueue_delayed(job, when)
-        return job_id
-
-    def signature(
-        self,
-        name: str,
-        args: Sequence[Any] = (),
-        kwargs: dict[str, Any] | None = None,
-        *,
-        queue: str | None = None,
-    ) -> Signature[Any]:
-        """A signature of a task by name, without importing it (for workflows)."""
-        local = self.registry.get(name)
-        placed, priority = self.placement(name)
-        options = {"priority": priority} if priority else {}
-        data = SigData(name, list(args), dict(kwargs or {}), queue or placed, options)
-        return Signature(self, data, local.return_type if local is not None else Any)
-
-    def job(self, job_id: str) -> Job[Any]:
-        """A handle on an existing job, from its id (works in any process)."""
-        return Job(self, job_id)
 
     # -- lifecycle ----------------------------------------------------------
 

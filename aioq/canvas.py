@@ -23,6 +23,7 @@ from ._core.message import launch_message, now_ms
 from ._core.options import TaskOptions, unwire, validate, wire
 from ._transport.types import NewJob
 from .errors import ConfigurationError
+from .hooks import launch_hooked
 from .job import Job
 from .sync import SyncJob, call
 
@@ -81,22 +82,39 @@ class _Canvas:
         """
         node, handle = self._build()
         root = Cont(on_error=self.on_error_sig)
+        launches = [a for a in start(node, [], root) if isinstance(a, Launch)]
+        if self.app.hooks.enqueue:  # each first message through them, sent together
+            await launch_hooked(self.app.hooks.enqueue, launches, lambda f: self._send(node, f))
+        else:
+            await self._send(node, {a.job_id: (a, None) for a in launches})
+        return handle
+
+    async def _send(
+        self, node: Node, first: dict[str, tuple[Launch, dict[str, str] | None]]
+    ) -> None:
+        """Write every job's record and the first messages (``first``: by job id,
+        the launch and its headers), in one pipeline."""
         limit = self.app.max_message_bytes
+        signer = self.app.signer
+        # A job of a partitioned queue goes to the partition of its id: the same
+        # one the worker that sends a later step picks (flow.py), so its record
+        # names the partition its message will be in.
+        pick = self.app.partitions.pick
         payloads = {
-            a.job_id: launch_message(a, limit)
-            for a in start(node, [], root)
-            if isinstance(a, Launch)
+            job_id: launch_message(a, limit, h, signer, pick(a.sig.queue, job_id))
+            for job_id, (a, h) in first.items()
         }
         enqueued = now_ms()
         jobs = []
         for task in _task_nodes(node):
-            sig = task.sig
+            launch = first.get(task.job_id)
+            sig = task.sig if launch is None else launch[0].sig
             opts = self.app.options_for(sig.task, unwire(sig.options, sig.queue))
             jobs.append(
                 NewJob(
                     task.job_id,
                     sig.task,
-                    sig.queue,
+                    pick(sig.queue, task.job_id),
                     sig.options.get("priority", 0),
                     payloads.get(task.job_id),
                     enqueued,
@@ -104,7 +122,6 @@ class _Canvas:
                 )
             )
         await self.app.broker.enqueue_many(jobs)
-        return handle
 
 
 class Signature(_Canvas, Generic[R]):

@@ -6,8 +6,9 @@ aioq worker myapp.tasks:app [-Q default,math] [-c 100] [--threads N] [-w 1] [--s
             [--health-port 8081] [--metrics-port 9100]
 aioq exporter myapp.tasks:app [--port 9100]
 aioq scheduler myapp.tasks:app
-aioq schedule list myapp.tasks:app
-aioq status|workers|jobs|job|purge myapp.tasks:app …   (see docs/operations.md)
+aioq schedule list|pause|resume|remove myapp.tasks:app [NAME]
+aioq status|workers|jobs|job|purge|events myapp.tasks:app …   (see docs/operations.md)
+aioq dashboard myapp.tasks:app [--host 127.0.0.1] [--port 8080] [--auth U:P | --token T]
 aioq --version
 """
 
@@ -20,7 +21,7 @@ import sys
 
 import anyio
 
-from . import _logfmt
+from . import _dashcli, _eventcli, _logfmt, _schedcli
 from ._version import __version__
 from ._workercli import CliError, _serve, _worker_command, load_app
 from .errors import BrokerUnavailable, ConfigurationError
@@ -139,6 +140,26 @@ def _parser() -> argparse.ArgumentParser:
         default="127.0.0.1",
         help="address the health and metrics endpoints bind (default 127.0.0.1)",
     )
+    w.add_argument(
+        "--unknown-task-grace",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="hand messages of tasks this worker does not know back for this long, for a "
+        "worker running newer code (rolling deploys), then dead-letter them; 0: at once "
+        "(default $AIOQ_UNKNOWN_TASK_GRACE, else 60)",
+    )
+    w.add_argument(
+        "--reload",
+        action="store_true",
+        help="restart the worker when a Python file changes (development; needs aioq[reload])",
+    )
+    w.add_argument(
+        "--reload-dir",
+        action="append",
+        metavar="DIR",
+        help="with --reload: a directory to watch (repeatable; default: the current one)",
+    )
     w.add_argument("--name", help=argparse.SUPPRESS)
 
     s = sub.add_parser("scheduler", help="run the app's periodic schedules (no tasks)")
@@ -153,12 +174,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--log-level", "--loglevel", type=str.lower, default="info", choices=LEVELS)
     s.add_argument("--log-format", default="text", choices=["text", "json"])
 
-    sl = sub.add_parser("schedule", help="show the app's schedules: next and last run")
-    sl.add_argument("action", choices=["list"])
-    sl.add_argument("app", help="the App, as module:attribute")
-    sl.add_argument(
-        "--log-level", default="warning", choices=["debug", "info", "warning", "error", "critical"]
-    )
+    _schedcli.add_parser(sub, LEVELS)
+    _eventcli.add_parser(sub, LEVELS)
 
     ex = sub.add_parser(
         "exporter", help="serve the queue gauges on /metrics without running a worker"
@@ -186,6 +203,7 @@ def _parser() -> argparse.ArgumentParser:
         "--log-level", default="warning", choices=["debug", "info", "warning", "error", "critical"]
     )
     _inspection(sub)
+    _dashcli.add_parser(sub)
     return parser
 
 
@@ -270,30 +288,6 @@ def _run_exporter(args: argparse.Namespace) -> int:
     return 0
 
 
-def _schedule_list(args: argparse.Namespace) -> int:
-    from ._transport.connection import broker_errors
-    from ._worker.scheduler import Row, overview
-
-    app = load_app(args.app)
-
-    async def run() -> list[Row]:
-        session = app.broker.session()
-        try:
-            async with broker_errors(app.url):
-                return await overview(app, session)
-        finally:
-            await session.aclose()
-            await app.aclose()
-
-    rows = anyio.run(run)
-    header = Row("NAME", "TASK", "SPEC", "QUEUE", "NEXT RUN", "LAST RUN", "LAST JOB")
-    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
-    for row in (header, *rows):
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-    print(f"{len(rows)} schedule(s)", file=sys.stderr)
-    return 0
-
-
 def _dead(args: argparse.Namespace) -> int:
     from .app import App
 
@@ -323,17 +317,18 @@ def _dead(args: argparse.Namespace) -> int:
     return anyio.run(run)
 
 
-INSPECTION = ("status", "workers", "jobs", "job", "purge")
+INSPECTION = ("status", "workers", "jobs", "job", "purge", "events", "schedule")
 
 
 def _inspect(args: argparse.Namespace) -> int:
     from . import _opscli
 
     app = load_app(args.app)
+    commands = _opscli.COMMANDS | {"events": _eventcli.events, "schedule": _schedcli.schedule}
 
     async def run() -> int:
         try:
-            return await _opscli.COMMANDS[args.command](app, args)
+            return await commands[args.command](app, args)
         finally:
             await app.aclose()
 
@@ -355,10 +350,10 @@ def main(argv: list[str] | None = None) -> int:
             return _run_exporter(args)
         if args.command == "scheduler":
             return _run_scheduler(args)
-        if args.command == "schedule":
-            return _schedule_list(args)
         if args.command in INSPECTION:
             return _inspect(args)
+        if args.command == "dashboard":
+            return _dashcli.run(args)
     except (CliError, BrokerUnavailable, ConfigurationError) as exc:
         print(f"aioq: error: {exc}", file=sys.stderr)
         return 1

@@ -65,7 +65,7 @@ def _parse(queue: str, entry_id: bytes, fields: dict[bytes, bytes]) -> DeadLette
 
 async def list_dead(app: AppHandle, queue: str | None, limit: int) -> list[DeadLetter]:
     broker = app.broker
-    queues = [queue] if queue else await broker.dead_queues()
+    queues = app.partitions.names(queue) if queue else await broker.dead_queues()
     out: list[DeadLetter] = []
     for q in queues:
         rows = await broker.read_dead(q, limit - len(out))
@@ -76,6 +76,11 @@ async def list_dead(app: AppHandle, queue: str | None, limit: int) -> list[DeadL
 
 
 async def retry_dead(app: AppHandle, queue: str, ids: Sequence[str] | None) -> int:
+    """Re-drive dead letters of ``queue`` (each partition's back to that partition)."""
+    return sum([await _retry_dead(app, name, ids) for name in app.partitions.names(queue)])
+
+
+async def _retry_dead(app: AppHandle, queue: str, ids: Sequence[str] | None) -> int:
     broker = app.broker
     if ids is None:
         rows = await broker.read_dead(queue, None)
@@ -99,7 +104,7 @@ async def retry_dead(app: AppHandle, queue: str, ids: Sequence[str] | None) -> i
 
 async def purge_dead(app: AppHandle, queue: str | None) -> int:
     broker = app.broker
-    queues = [queue] if queue else await broker.dead_queues()
+    queues = app.partitions.names(queue) if queue else await broker.dead_queues()
     return sum([await broker.purge_dead(q) for q in queues])
 
 
@@ -109,13 +114,16 @@ class DeadLetters:
     url: str
 
     async def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:
-        """Dead-lettered messages of ``queue`` (default: every queue), oldest first."""
+        """Dead-lettered messages of ``queue`` (default: every queue; a partitioned
+        queue: each partition in turn), oldest first."""
         async with broker_errors(self.url):
             return await list_dead(self._app(), queue, limit)
 
     async def retry_dead(self, queue: str, ids: Sequence[str] | None = None) -> int:
         """Put dead letters (all of ``queue``'s when ``ids`` is None) back on their
-        queue, as they were; their jobs start afresh. Returns how many moved."""
+        queue, as they were; their jobs start afresh. Returns how many moved.
+        A partitioned queue's letters go back to their own partition; ``ids`` are
+        looked for in each (name the partition, ``hot#3``, to look in one alone)."""
         async with broker_errors(self.url):
             return await retry_dead(self._app(), queue, ids)
 

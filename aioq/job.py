@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import msgspec
 
+from ._core.event import Note
 from ._core.message import (
     NIL,
     ErrorInfo,
@@ -169,6 +170,13 @@ class Job(Generic[R]):
                 await app.broker.unlock(done.queue, done.lock, self.id, keep_ms)
         except Exception as exc:  # aborted all the same; the lock's own TTL ends it
             log.warning("job %s aborted, but its lock was not released: %s", self.id, exc)
+        if app.events_maxlen and done.queue is not None:
+            # the record is in the job's slot, the event in the queue's: right after
+            note = Note("aborted", self.id, done.task or "", done.attempts)
+            try:
+                await app.broker.write_event(done.queue, note, app.events_maxlen, done.worker or "")
+            except Exception as exc:  # aborted all the same
+                log.warning("job %s aborted, but its event was not written: %s", self.id, exc)
         return True
 
     async def updates(self) -> AsyncIterator[JobUpdate]:

@@ -7,17 +7,33 @@ import fnmatch
 from typing import Any
 
 from ._core.options import TaskOptions, validate
+from ._core.partitions import Partitions
 from .errors import ConfigurationError
 
 __all__ = ["Routing"]
 
 
 class Routing:
-    """The ``routes``/``route`` part of ``App``."""
+    """The ``routes``/``route``/``queue`` part of ``App``."""
 
     def __init__(self) -> None:
         self._routes: list[tuple[str, TaskOptions]] = []
         self._routes_version = 0
+        self.partitions = Partitions()
+        """The queues declared with ``queue()``, partitioned or not."""
+
+    def queue(self, name: str, *, partitions: int = 1) -> None:
+        """Declare the queue ``name``: workers of this app read it by default.
+
+        With ``partitions=N`` (up to 1024) it is a logical queue spread over N
+        physical queues ``name#0`` … ``name#N-1``, each with its own Redis Cluster
+        hash tag (so its own slot). A call picks a partition by its
+        ``partition_key`` (else a unique job's lock key) when it has one, else in
+        turn; a worker asked for ``name`` reads every partition, ``status()``
+        and ``purge()`` cover them all (docs/guide.md, "Partitioned queues").
+        Every process of the app must declare the same count.
+        """
+        self.partitions.declare(name, partitions)
 
     def routes(self, rules: dict[str, str | dict[str, Any]]) -> None:
         """Route tasks by name: ``{"reports.*": "reports", "images.resize":

@@ -17,6 +17,7 @@ from ._core.canvas import SigData
 from ._core.context import Context
 from ._core.message import new_message, now_ms, validate_job_id
 from ._core.options import TaskOptions, When, make_when, validate, wire
+from ._core.partitions import check_key
 from ._transport.types import NewJob
 from .canvas import Signature
 from .errors import ConfigurationError
@@ -43,7 +44,7 @@ _UNSET: Any = msgspec.UNSET
 class Task(Generic[P, R]):
     """A registered task. ``Task[[int, int], int]`` takes two ints and returns an int."""
 
-    __slots__ = ("_call", "_job_id", "_resolved", "_when", "app", "definition")
+    __slots__ = ("_call", "_job_id", "_key", "_resolved", "_when", "app", "definition")
 
     def __init__(
         self,
@@ -52,12 +53,14 @@ class Task(Generic[P, R]):
         call: TaskOptions | None = None,
         when: When | None = None,
         job_id: str | None = None,
+        key: str | int | None = None,
     ) -> None:
         self.app = app
         self.definition = definition
         self._call = call or TaskOptions()
         self._when = when
         self._job_id = job_id
+        self._key = key
         self._resolved: tuple[int, Effective] | None = None
 
     @property
@@ -104,6 +107,7 @@ class Task(Generic[P, R]):
         eta: datetime | None = None,
         job_id: str | None = None,
         unique_for: float | None = _UNSET,
+        partition_key: str | int | None = None,
     ) -> Self:
         """A copy of this task whose calls use these options (call > task > app).
 
@@ -114,6 +118,8 @@ class Task(Generic[P, R]):
         returns that job instead of sending another. ``unique_for`` does the
         same for calls with equal arguments, while one is pending or running
         (at most that many seconds); ``None`` turns a task's ``unique_for`` off.
+        ``partition_key`` (a str or an int) picks the partition of a partitioned
+        queue (``App.queue``): calls with equal keys go to the same partition.
         """
         over = validate(
             TaskOptions(
@@ -130,12 +136,15 @@ class Task(Generic[P, R]):
         when = make_when(delay, eta) if delay is not None or eta is not None else self._when
         if job_id is not None:
             validate_job_id(job_id)
+        if partition_key is not None:
+            check_key(partition_key)
         return type(self)(
             self.app,
             self.definition,
             self._call.merged(over),
             when,
             job_id if job_id is not None else self._job_id,
+            partition_key if partition_key is not None else self._key,
         )
 
     async def kiq(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
@@ -160,6 +169,7 @@ class Task(Generic[P, R]):
             self._when,
             self._job_id,
             self._options(),
+            partition_key=self._key,
         )
         return Job(self.app, job_id, self.definition.return_type)
 
@@ -225,14 +235,20 @@ class Task(Generic[P, R]):
         if self._job_id is not None:
             raise ConfigurationError("kiq_many cannot give every call the same job_id")
         name, call, opts = self.definition.name, self._call, self._options()
-        if self._when is not None or opts.unique_for is not None:
-            # each gets a lock, or a schedule: one script per call, auto-batched
+        if self._when is not None or opts.unique_for is not None or self.app.hooks.enqueue:
+            # each gets a lock, a schedule or hooks: one send per call, auto-batched
             ids = await asyncio.gather(
-                *(self.app._submit(name, args, {}, call, self._when, None, opts) for args in calls)
+                *(
+                    self.app._submit(
+                        name, args, {}, call, self._when, None, opts, partition_key=self._key
+                    )
+                    for args in calls
+                )
             )
         else:
             limit = self.app.max_message_bytes
-            queue, level = opts.queue, opts.priority
+            level = opts.priority
+            partitions = self.app.partitions
             wired = wire(call) | {"priority": level}
             enqueued = now_ms()
             ttl_ms = int(opts.result_ttl * 1000)
@@ -240,6 +256,7 @@ class Task(Generic[P, R]):
             names = self.definition.positional_names
             for args in calls:
                 self.definition.check_call(args, {})
+                queue = partitions.pick(opts.queue, self._key)  # each call: its partition
                 job_id, payload = new_message(
                     name,
                     queue,
@@ -247,6 +264,7 @@ class Task(Generic[P, R]):
                     {},
                     **wired,
                     max_bytes=limit,
+                    signer=self.app.signer,
                     enqueued_ms=enqueued,
                     names=names,
                 )
@@ -265,6 +283,23 @@ class Task(Generic[P, R]):
             attempt=1,
             worker_id="local",
         )
+
+
+class TaskDecorator(Protocol):
+    """What ``@app.task(...)`` with options returns."""
+
+    @overload
+    def __call__(  # type: ignore[overload-overlap]  # coroutine functions match first
+        self, fn: Callable[Concatenate[Context, P], Coroutine[Any, Any, R]], /
+    ) -> AsyncTask[P, R]: ...
+    @overload
+    def __call__(  # type: ignore[overload-overlap]
+        self, fn: Callable[P, Coroutine[Any, Any, R]], /
+    ) -> AsyncTask[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[Concatenate[Context, P], R], /) -> SyncTask[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> SyncTask[P, R]: ...
 
 
 class AsyncTask(Task[P, R]):
@@ -289,20 +324,3 @@ class SyncTask(Task[P, R]):
         ctx = self._local_context() if self.definition.wants_context else None
         value: R = self.definition.call(ctx, list(args), kwargs)
         return value
-
-
-class TaskDecorator(Protocol):
-    """What ``@app.task(...)`` with options returns."""
-
-    @overload
-    def __call__(  # type: ignore[overload-overlap]  # coroutine functions match first
-        self, fn: Callable[Concatenate[Context, P], Coroutine[Any, Any, R]], /
-    ) -> AsyncTask[P, R]: ...
-    @overload
-    def __call__(  # type: ignore[overload-overlap]
-        self, fn: Callable[P, Coroutine[Any, Any, R]], /
-    ) -> AsyncTask[P, R]: ...
-    @overload
-    def __call__(self, fn: Callable[Concatenate[Context, P], R], /) -> SyncTask[P, R]: ...
-    @overload
-    def __call__(self, fn: Callable[P, R], /) -> SyncTask[P, R]: ...

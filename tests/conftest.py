@@ -89,6 +89,52 @@ def redis_cluster_url() -> Iterator[str]:
         cluster.stop()
 
 
+def _sentinel_deployment():  # type: ignore[no-untyped-def]
+    """A started private Sentinel deployment (``scripts/with_sentinel.py``)."""
+    with_sentinel = _load_script("with_sentinel")
+    server = with_sentinel.binary()
+    if server is None:
+        pytest.skip("no Redis Sentinel for this test: " + with_sentinel.INSTALL_HINT)
+    deployment = with_sentinel.PrivateSentinel(server)
+    try:
+        deployment.start()
+    except SystemExit as exc:
+        pytest.fail(f"could not start a local Redis Sentinel deployment: {exc}")
+    return deployment
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel_url() -> Iterator[str]:
+    """A Redis Sentinel deployment for the session: ``AIOQ_REDIS_SENTINEL_URL`` when
+    one of its sentinels answers (``scripts/with_sentinel.py`` sets it), else a
+    private primary + replica + 3 sentinels (quorum 2) on loopback ports (~2 s to
+    start), torn down afterwards. Skipped when ``redis-server`` is missing.
+
+    The URL is ``redis+sentinel://host:port,…/service``. Tests that fail the
+    primary over use ``sentinel_deployment`` (their own) instead."""
+    url = os.environ.get("AIOQ_REDIS_SENTINEL_URL")
+    if url and _load_script("with_sentinel").reachable(url):
+        yield url
+        return
+    deployment = _sentinel_deployment()
+    try:
+        yield deployment.url
+    finally:
+        deployment.stop()
+
+
+@pytest.fixture
+def sentinel_deployment() -> Iterator[Any]:
+    """A private Sentinel deployment of this test alone (a ``PrivateSentinel`` of
+    ``scripts/with_sentinel.py``: ``url``, ``primary()``, ``failover()``, ``kill()``,
+    ``revive()``), for tests that fail its primary over."""
+    deployment = _sentinel_deployment()
+    try:
+        yield deployment
+    finally:
+        deployment.stop()
+
+
 @pytest.fixture
 def prefix(redis_url: str) -> Iterator[str]:
     """A key prefix no other test uses; every key under it is deleted afterwards."""
@@ -120,13 +166,56 @@ both_record_modes = pytest.mark.parametrize(
 and one script per job (what Redis Cluster needs: ``batch_records=False``)."""
 
 
+on_cluster_too = pytest.mark.parametrize("broker_url", ["single", "cluster"], indirect=True)
+"""Run a test on a single Redis server and on the session's Redis Cluster
+(``redis_cluster_url``: 3 primaries + 3 replicas): its ``app`` and every worker
+process it spawns use ``broker_url``."""
+
+
+def clean_cluster(url: str, prefix: str) -> None:
+    """Delete every key under ``prefix`` on every primary of the cluster at ``url``."""
+    client = redis.RedisCluster.from_url(url)
+    try:
+        for key in list(client.scan_iter(match=f"{prefix}:*", count=1000)):
+            client.delete(key)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def broker_url(request: pytest.FixtureRequest, redis_url: str, prefix: str) -> Iterator[str]:
+    """The URL of a test's app and worker processes: the session's Redis, or (param
+    ``"cluster"``, see ``on_cluster_too``) its Redis Cluster as ``redis+cluster://``."""
+    if getattr(request, "param", "single") != "cluster":
+        yield redis_url
+        return
+    cluster_url: str = request.getfixturevalue("redis_cluster_url")
+    yield "redis+cluster://" + cluster_url.split("://", 1)[1]
+    clean_cluster(cluster_url, prefix)
+
+
+@pytest.fixture
+def broker_redis(broker_url: str) -> Iterator[redis.Redis]:
+    """A synchronous client of ``broker_url`` (a cluster client on the cluster), for
+    assertions about keys."""
+    if broker_url.startswith("redis+cluster://"):
+        node = "redis://" + broker_url.split("://", 1)[1]
+        client: redis.Redis = redis.RedisCluster.from_url(node)  # type: ignore[assignment]
+    else:
+        client = redis.Redis.from_url(broker_url)
+    yield client
+    client.close()
+
+
 @pytest.fixture
 async def app(
-    request: pytest.FixtureRequest, redis_url: str, prefix: str
+    request: pytest.FixtureRequest, broker_url: str, prefix: str
 ) -> AsyncIterator[aioq.App]:
-    """A fresh App on the test Redis with its own prefix and a short visibility timeout."""
-    application = aioq.App(redis_url, prefix=prefix, visibility_timeout=2.0)
-    application.broker.batch_records = getattr(request, "param", True)  # type: ignore[attr-defined]
+    """A fresh App on the test Redis (``broker_url``) with its own prefix and a
+    short visibility timeout."""
+    application = aioq.App(broker_url, prefix=prefix, visibility_timeout=2.0)
+    if not application.broker.cluster:  # type: ignore[attr-defined]
+        application.broker.batch_records = getattr(request, "param", True)  # type: ignore[attr-defined]
     yield application
     await application.aclose()
 
@@ -140,6 +229,9 @@ class WorkerRunner:
     async def start(self, app: aioq.App, **options: Any) -> aioq.Worker:
         options.setdefault("block", 0.1)
         options.setdefault("grace", 5.0)
+        # Tests of bad messages expect an unknown task's dead letter at once; the
+        # rolling-deploy window (60 s by default) has its own tests (test_deploys.py).
+        options.setdefault("unknown_task_grace", 0)
         worker = aioq.Worker(app, **options)
         task = asyncio.create_task(worker.run())
         self.running.append((worker, task))

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 from contextvars import ContextVar
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .message import Progress, encode, now_ms
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Coroutine, Generator
+    from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
 
     from .host import AppHandle
 
@@ -23,6 +24,9 @@ class Running(NamedTuple):
     queue: str
     attempt: int
 
+
+NO_STATE: Mapping[str, Any] = MappingProxyType({})
+"""``ctx.state`` where no ``on_worker_start`` hook returned anything."""
 
 CURRENT_JOB: ContextVar[Running | None] = ContextVar("aioq_current_job", default=None)
 """Set by the worker in each executor (its own asyncio task, so it never leaks
@@ -38,15 +42,24 @@ class Context:
         @app.task
         async def resize(ctx: aioq.Context, image_id: int) -> None:
             log.info("job %s attempt %d", ctx.job_id, ctx.attempt)
+
+    ``ctx.state`` is what the app's ``@app.on_worker_start`` hooks returned in this
+    worker process (their mappings merged, read-only): shared resources such as
+    a database pool. ``ctx.headers`` are the message's headers (set by enqueue
+    hooks); what a task or middleware leaves in them goes on to the steps of its
+    workflow that follow it.
     """
 
     __slots__ = (
+        "_headers",
         "_loop",
         "_report",
+        "_sent",
         "app",
         "attempt",
         "job_id",
         "queue",
+        "state",
         "task_name",
         "worker_id",
     )
@@ -61,6 +74,8 @@ class Context:
         attempt: int,
         worker_id: str,
         report: Callable[[str, bytes], Coroutine[Any, Any, None]] | None = None,
+        state: Mapping[str, Any] = NO_STATE,
+        headers: dict[str, str] | None = None,
     ) -> None:
         self.app = app
         self.job_id = job_id
@@ -69,9 +84,25 @@ class Context:
         self.attempt = attempt
         self.worker_id = worker_id
         self._report = report
+        self.state = state
+        self._sent = headers  # the message's; copied on first use of ctx.headers
+        self._headers: dict[str, str] | None = None
         # The worker's loop, where reports are written: a sync task calls
         # progress() from a worker thread and hands the write over to it.
         self._loop = _running_loop() if report is not None else None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The message's headers (a copy: changes go to the workflow's next steps,
+        not to this job's retries)."""
+        headers = self._headers
+        if headers is None:
+            headers = self._headers = dict(self._sent or ())
+        return headers
+
+    def outgoing_headers(self) -> dict[str, str] | None:
+        """What the steps following this one in a workflow carry."""
+        return self._sent if self._headers is None else (self._headers or None)
 
     def progress(self, current: float, total: float | None = None, **info: Any) -> Awaitable[None]:
         """Report progress: stored in the job's record (``job.info().progress``) and

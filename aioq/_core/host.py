@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
     from .._transport.broker import Broker
     from .options import Effective, TaskOptions, When
+    from .partitions import Partitions
+    from .signing import Signer
 
 
 class AppHandle(Protocol):
@@ -27,7 +29,13 @@ class AppHandle(Protocol):
     default_queue: str
     result_ttl: float
     max_message_bytes: int
+    events_maxlen: int
+    """Cap of each queue's lifecycle event stream (``App(events_maxlen=…)``); 0: off."""
     broker: Broker
+    signer: Signer | None
+    """Signs the messages it sends (``App(signing_keys=…)``), else None."""
+    partitions: Partitions
+    """The queues declared with ``App.queue()`` (partitioned ones: their partitions)."""
 
     def options_for(self, task: str, call: TaskOptions = ...) -> Effective: ...
 
@@ -49,6 +57,7 @@ class AppHandle(Protocol):
         eta: datetime | None = None,
         job_id: str | None = None,
         unique_for: float | None = ...,
+        partition_key: str | int | None = None,
     ) -> Any:
         """``App.send``: enqueue a task by name (returns its ``Job``)."""
         ...
@@ -58,8 +67,19 @@ class AppHandle(Protocol):
         ...
 
 
+class EnqueueHooks(Protocol):
+    """What ``Task`` and workflows read of ``App.hooks`` (a ``_core/hooks.Hooks``,
+    not imported here: it imports ``Context``, which imports this module)."""
+
+    @property
+    def enqueue(self) -> tuple[Any, ...]: ...
+
+
 class TaskHost(AppHandle, Protocol):
     """What ``Task`` and workflows use of their ``App``."""
+
+    @property
+    def hooks(self) -> EnqueueHooks: ...
 
     _routes_version: int
 
@@ -72,4 +92,6 @@ class TaskHost(AppHandle, Protocol):
         when: When | None,
         job_id: str | None = None,
         opts: Effective | None = None,
+        hooked: Any = None,  # an ``Enqueue``
+        partition_key: str | int | None = None,
     ) -> str: ...

@@ -17,9 +17,12 @@ import msgspec
 
 from ..errors import ArgumentError, ConfigurationError, MessageTooLarge
 from .canvas import Cont, Launch
+from .signing import unsigned
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    from .signing import Signer
 
 __all__ = [
     "ErrorInfo",
@@ -30,6 +33,8 @@ __all__ = [
     "decode_outcome",
     "encode",
     "now_ms",
+    "open_message",
+    "pack",
 ]
 
 
@@ -84,6 +89,13 @@ class Message(msgspec.Struct, array_like=True, frozen=True):
     """How often it was put back because its task's ``max_running`` was reached."""
     unique: str | None = None
     """The uniqueness lock it holds (``unique_for`` or an explicit job id), if any."""
+    headers: dict[str, str] | None = None
+    """Free-form string headers set by enqueue hooks (``@app.before_enqueue``), e.g.
+    the trace context of ``aioq.contrib.otel``; carried on to retries and, as the
+    running task left them (``ctx.headers``), to its workflow's follow-ups."""
+    unknown_since_ms: int = 0
+    """When (Redis ms, from its stream entry id) a worker that does not know its
+    task first handed it back for a worker that does (rolling deploys); 0: never."""
 
 
 class Progress(msgspec.Struct, frozen=True, kw_only=True):
@@ -129,8 +141,27 @@ encode = _encoder.encode
 
 
 def decode_message(data: bytes) -> Message:
-    """Decode a stream entry's payload; raises ``msgspec.DecodeError`` if it is not one."""
-    return _message_decoder.decode(data)
+    """Decode a stream entry's payload; raises ``msgspec.DecodeError`` if it is not one.
+
+    A signature is stripped **without being checked**: this is for showing messages
+    (dead letters, listings, inline mode). A worker runs only what ``open_message``
+    accepts."""
+    return _message_decoder.decode(unsigned(data))
+
+
+def open_message(data: bytes, signer: Signer | None) -> Message:
+    """The message a worker may run: with a ``signer``, only a payload one of its
+    keys signed (else ``signing.BadSignature``); without, any message (signed or not:
+    an app without keys trusts whoever can write to its Redis)."""
+    if signer is None:
+        return decode_message(data)
+    return _message_decoder.decode(signer.verify(data))
+
+
+def pack(msg: Message, signer: Signer | None) -> bytes:
+    """Encode a message for a stream or delayed set, signed when the app signs."""
+    payload = encode(msg)
+    return payload if signer is None else signer.sign(payload)
 
 
 def decode_outcome(data: bytes) -> Outcome:
@@ -217,9 +248,12 @@ def new_message(
     unique: str | None = None,
     enqueued_ms: int | None = None,
     names: Sequence[str] = (),
+    headers: dict[str, str] | None = None,
+    signer: Signer | None = None,
 ) -> tuple[str, bytes]:
     """Build and encode one call; returns (job id, payload). ``enqueued_ms``
-    defaults to now (the sender's clock: informational only).
+    defaults to now (the sender's clock: informational only); ``signer``: the
+    app's, when it signs its messages (the size cap counts the signature).
 
     Raises ``MessageTooLarge`` before anything is written when the payload is
     over ``max_bytes``, and ``ArgumentError`` (a ``TypeError``) naming the
@@ -245,12 +279,15 @@ def new_message(
                 False,
                 0,
                 unique,
+                headers or None,
             )
         )
     except (TypeError, OverflowError, msgspec.EncodeError) as exc:
         raise ArgumentError(
             f"{task}: {_culprit(args, kwargs, names)} cannot be sent: {exc}"
         ) from None
+    if signer is not None:
+        payload = signer.sign(payload)
     if len(payload) > max_bytes:
         raise MessageTooLarge(
             f"{task}: message is {len(payload)} bytes, over max_message_bytes={max_bytes}"
@@ -258,17 +295,26 @@ def new_message(
     return job_id, payload
 
 
-def launch_message(launch: Launch, max_bytes: int) -> bytes:
-    """The message that starts one task of a workflow (``canvas.start/complete``)."""
+def launch_message(
+    launch: Launch,
+    max_bytes: int,
+    headers: dict[str, str] | None = None,
+    signer: Signer | None = None,
+    queue: str | None = None,
+) -> bytes:
+    """The message that starts one task of a workflow (``canvas.start/complete``);
+    ``queue``: the partition it goes to, when its queue is partitioned."""
     sig = launch.sig
     _, payload = new_message(
         sig.task,
-        sig.queue,
+        queue or sig.queue,
         [*launch.prefix, *sig.args],
         sig.kwargs,
         **sig.options,
         max_bytes=max_bytes,
         job_id=launch.job_id,
         cont=launch.cont,
+        headers=headers,
+        signer=signer,
     )
     return payload

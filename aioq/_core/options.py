@@ -43,6 +43,7 @@ class TaskOptions(msgspec.Struct, frozen=True, kw_only=True):
     max_deliveries: int | msgspec.UnsetType = msgspec.UNSET
     priority: int | msgspec.UnsetType = msgspec.UNSET
     unique_for: float | None | msgspec.UnsetType = msgspec.UNSET
+    max_result_bytes: int | None | msgspec.UnsetType = msgspec.UNSET
 
     def merged(self, over: TaskOptions) -> TaskOptions:
         """These options with every field that ``over`` sets replaced."""
@@ -67,6 +68,8 @@ class Effective(msgspec.Struct, frozen=True):
     max_deliveries: int = 5
     priority: int = 0
     unique_for: float | None = None
+    max_result_bytes: int | None = None
+    """Largest encoded result stored; over it the job fails (``ResultTooLarge``)."""
 
     def backoff(self, retry: int, rand: float) -> float:
         """Seconds before retry number ``retry`` (1-based): exponential, capped at
@@ -156,6 +159,8 @@ def validate(opts: TaskOptions) -> TaskOptions:
         )
     if opts.unique_for is not unset:
         check_number("unique_for", opts.unique_for, optional=True)
+    if opts.max_result_bytes is not unset:
+        check_number("max_result_bytes", opts.max_result_bytes, whole=True, optional=True)
     return opts
 
 
@@ -165,6 +170,7 @@ def check_app(
     operation_timeout: object,
     max_message_bytes: object,
     dead_letter_maxlen: object,
+    events_maxlen: object = 0,
 ) -> None:
     """The ``App`` settings that are not task options, checked the same way."""
     if not isinstance(prefix, str) or not prefix or "{" in prefix or "}" in prefix:
@@ -173,6 +179,7 @@ def check_app(
     check_number("operation_timeout", operation_timeout)
     check_number("max_message_bytes", max_message_bytes, whole=True)
     check_number("dead_letter_maxlen", dead_letter_maxlen, whole=True)
+    check_number("events_maxlen", events_maxlen, whole=True, positive=False)
 
 
 def check_definition(

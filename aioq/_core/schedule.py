@@ -18,7 +18,7 @@ from cronsim import CronSim, CronSimError
 
 from ..errors import ConfigurationError
 
-__all__ = ["Schedule", "latest_fire", "next_fire"]
+__all__ = ["Schedule", "ScheduleInfo", "decode_schedule", "latest_fire", "next_fire"]
 
 
 class Schedule(msgspec.Struct, frozen=True, kw_only=True):
@@ -61,6 +61,33 @@ class Schedule(msgspec.Struct, frozen=True, kw_only=True):
         if self.cron is not None:
             return f"cron {self.cron} ({self.tz})"
         return f"every {self.every:g}s"
+
+
+class ScheduleInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """One schedule as ``app.schedules.list()`` shows it."""
+
+    name: str
+    task: str
+    spec: str
+    """``cron */5 * * * * (UTC)`` or ``every 30s``."""
+    queue: str
+    source: str
+    """``code`` (defined in the app's code) or ``runtime`` (``app.schedules.add``)."""
+    paused: bool
+    next_run: datetime | None
+    """The tick a scheduler sends next; None while paused."""
+    last_run: datetime | None
+    """The last tick fired; None if never."""
+    last_job: str | None
+    tz: str = "UTC"
+    """The time zone of its cron (times print in it)."""
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+
+
+def decode_schedule(data: bytes) -> Schedule:
+    """A run-time schedule's stored definition (msgpack); checked like a new one."""
+    return msgspec.msgpack.decode(data, type=Schedule)
 
 
 def zone(name: str) -> ZoneInfo:

@@ -17,4 +17,6 @@ class Settings:
     max_message_bytes: int
     dead_letter_maxlen: int
     operation_timeout: float
+    events_maxlen: int = 0
+    """Cap of each queue's lifecycle event stream; 0: workers write no events."""
     include: tuple[str, ...] = ()

@@ -8,7 +8,7 @@ from datetime import datetime  # msgspec needs it at runtime
 
 import msgspec
 
-__all__ = ["JobSummary", "LevelStatus", "QueueStatus", "Status", "WorkerStatus"]
+__all__ = ["JobSummary", "LevelStatus", "QueueStatus", "Status", "WorkerStatus", "summed"]
 
 JOB_STATES = ("running", "queued", "scheduled", "retrying", "failed")
 """What ``App.jobs(state=…)`` lists."""
@@ -44,6 +44,65 @@ class QueueStatus(msgspec.Struct, frozen=True, kw_only=True):
     consumers: int = 0
     """Consumers of the queue's group (a dead worker's stay until the sweep removes them)."""
     levels: list[LevelStatus] = []
+    delivered: int = 0
+    """Messages handed to workers since the queue's groups were made (XINFO GROUPS'
+    ``entries-read``, all levels; a retry counts again): its rate of change is the
+    queue's throughput."""
+    partitions: list[QueueStatus] = []
+    """A partitioned queue's partitions, each as a queue of its own (``hot#0``, …);
+    the counts above are their sums (``consumers``: the most any partition has,
+    ``oldest_ready_age_s``: the oldest of all). Empty for a plain queue."""
+
+
+def summed(name: str, parts: list[QueueStatus]) -> QueueStatus:
+    """The row of a logical queue from its partitions' rows."""
+    levels: dict[int, list[LevelStatus]] = {}
+    for part in parts:
+        for lv in part.levels or _only_level(part):
+            levels.setdefault(lv.priority, []).append(lv)
+    merged = [_summed_level(n, levels[n]) for n in sorted(levels)]
+    ages = [p.oldest_ready_age_s for p in parts if p.oldest_ready_age_s is not None]
+    return QueueStatus(
+        name=name,
+        ready=sum(p.ready for p in parts),
+        scheduled=sum(p.scheduled for p in parts),
+        running=sum(p.running for p in parts),
+        retrying=sum(p.retrying for p in parts),
+        dead=sum(p.dead for p in parts),
+        oldest_ready_age_s=max(ages) if ages else None,
+        consumers=max((p.consumers for p in parts), default=0),
+        levels=merged if len(merged) > 1 or (merged and merged[0].priority) else [],
+        delivered=sum(p.delivered for p in parts),
+        partitions=parts,
+    )
+
+
+def _only_level(part: QueueStatus) -> list[LevelStatus]:
+    """A queue listed without levels has messages of priority 0 only (or none)."""
+    if not (part.ready or part.scheduled or part.running or part.retrying):
+        return []
+    return [
+        LevelStatus(
+            priority=0,
+            ready=part.ready,
+            scheduled=part.scheduled,
+            running=part.running,
+            retrying=part.retrying,
+            oldest_ready_age_s=part.oldest_ready_age_s,
+        )
+    ]
+
+
+def _summed_level(priority: int, rows: list[LevelStatus]) -> LevelStatus:
+    ages = [r.oldest_ready_age_s for r in rows if r.oldest_ready_age_s is not None]
+    return LevelStatus(
+        priority=priority,
+        ready=sum(r.ready for r in rows),
+        scheduled=sum(r.scheduled for r in rows),
+        running=sum(r.running for r in rows),
+        retrying=sum(r.retrying for r in rows),
+        oldest_ready_age_s=max(ages) if ages else None,
+    )
 
 
 class WorkerStatus(msgspec.Struct, frozen=True, kw_only=True):

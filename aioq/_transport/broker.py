@@ -20,16 +20,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
-from . import deadletters, inspect, registry
+from . import deadletters, events, inspect, registry, schedules
 from .client import Client
+from .connection import broker_errors, parse_url
 from .session import Session
 
 if TYPE_CHECKING:
     import asyncio
     from collections.abc import AsyncIterator, Sequence
 
+    from .._core.event import Note
     from .._core.options import When
     from .._core.status import JobSummary, QueueStatus, WorkerStatus
+    from .inspect import Found
+    from .keys import Keyspace
     from .leases import LeaseRenewer
     from .types import (
         Aborted,
@@ -48,10 +52,12 @@ if TYPE_CHECKING:
         Wrote,
     )
 
-__all__ = ["Broker", "DeadRow", "RedisBroker", "WorkerBroker"]
+__all__ = ["Broker", "DeadRow", "EventBatch", "RedisBroker", "WorkerBroker"]
 
 DeadRow = tuple[bytes, dict[bytes, bytes]]
 """One dead-letter stream entry: (entry id, fields)."""
+EventBatch = list[tuple[str, list[tuple[bytes, dict[bytes, bytes]]]]]
+"""Events read: per queue, its (entry id, fields) in order."""
 
 
 class Broker(Protocol):
@@ -94,9 +100,29 @@ class Broker(Protocol):
         self, state: str, queues: Sequence[str], limit: int
     ) -> list[JobSummary]: ...
     async def purge_ready(self, queue: str) -> list[tuple[str | None, str]]: ...
+    async def find_message(self, queue: str, job_id: str) -> Found | None: ...
+    async def redis_time(self) -> int: ...
+
+    # lifecycle events (``App.events()``, ``Job.abort()``)
+    async def write_event(self, queue: str, note: Note, maxlen: int, worker: str = "") -> None: ...
+    async def read_events(
+        self, after: dict[str, str], count: int, block_ms: int | None
+    ) -> EventBatch: ...
+    async def event_queues(self) -> list[str]: ...
+
+    # schedules at run time (``app.schedules``)
+    async def schedule_states(
+        self, schedules_: Sequence[tuple[str, str]]
+    ) -> list[ScheduleState | None]: ...
+    async def pause_schedule(self, queue: str, name: str, resume: bool) -> bool: ...
+    async def schedule_definitions(self) -> dict[str, bytes]: ...
+    async def put_schedule(self, name: str, definition: bytes) -> None: ...
+    async def forget_schedule(self, name: str) -> bool: ...
 
     # lifecycle
-    def session(self, *, batch_records: bool | None = None) -> WorkerBroker: ...
+    def session(
+        self, *, batch_records: bool | None = None, events_maxlen: int = 0
+    ) -> WorkerBroker: ...
     async def ping(self) -> None: ...
     async def aclose(self) -> None: ...
     def forget(self, loop: asyncio.AbstractEventLoop) -> object: ...
@@ -106,6 +132,8 @@ class WorkerBroker(Protocol):
     """What a worker (and a scheduler) does with Redis, on its own connection."""
 
     url: str
+    events_maxlen: int
+    """Cap of each queue's lifecycle event stream; 0: this session writes no events."""
 
     # start and stop
     async def wait_until_reachable(self, timeout: float) -> None: ...
@@ -120,6 +148,7 @@ class WorkerBroker(Protocol):
 
     # reading
     def level_stream(self, queue: str, level: int) -> str: ...
+    def one_read(self, streams: Sequence[str]) -> bool: ...
     async def backlog(self, queues: Sequence[str]) -> int: ...
     async def fetch(
         self, consumer: str, queues: Sequence[str], count: int, ascending: bool
@@ -150,18 +179,32 @@ class WorkerBroker(Protocol):
     async def complete(
         self, worker: str, items: Sequence[Completion]
     ) -> list[Done | Exception]: ...
+    async def write_events(self, worker: str, notes: Sequence[tuple[str, Note]]) -> None: ...
     async def ack(self, worker: str, entries: Sequence[Entry]) -> dict[tuple[str, bytes], bool]: ...
     async def write_outcome(self, worker: str, finish: Finish) -> tuple[Wrote, bytes | None]: ...
     async def mark_retrying(
         self, job_id: str, worker: str, attempt: int, error: bytes, delay_ms: int, ttl_ms: int
     ) -> Wrote: ...
     async def retry(
-        self, entry: Entry, worker: str, payload: bytes, delay_ms: int
+        self, entry: Entry, worker: str, payload: bytes, delay_ms: int, note: Note | None = None
     ) -> int | None: ...
     async def dead_letter(
-        self, entry: Entry, worker: str, reason: str, maxlen: int, now_ms: int
+        self,
+        entry: Entry,
+        worker: str,
+        reason: str,
+        maxlen: int,
+        now_ms: int,
+        note: Note | None = None,
     ) -> bool: ...
-    async def progress(self, job_id: str, worker: str, attempt: int, report: bytes) -> bool: ...
+    async def progress(
+        self,
+        job_id: str,
+        worker: str,
+        attempt: int,
+        report: bytes,
+        event: tuple[Entry, Note] | None = None,
+    ) -> bool: ...
     async def unlock(self, lock: str, job_id: str, keep_ms: int) -> None: ...
     def unique_lock(self, queue: str, lock: str) -> str: ...
     async def states(self, job_ids: Sequence[str]) -> list[bytes | None]: ...
@@ -196,6 +239,7 @@ class WorkerBroker(Protocol):
     async def schedule_states(
         self, schedules_: Sequence[tuple[str, str]]
     ) -> list[ScheduleState | None]: ...
+    async def schedule_definitions(self) -> dict[str, bytes]: ...
     async def fire(
         self,
         queue: str,
@@ -218,10 +262,23 @@ class RedisBroker(Client):
     complete); job keys of a batch sit in different Cluster slots, so a Cluster
     broker turns it off: one start.lua / finish.lua per job, then the acks."""
 
-    def session(self, *, batch_records: bool | None = None) -> Session:
-        """A worker's or scheduler's own connection (no I/O until used)."""
+    def __init__(self, url: str, keys: Keyspace, options: dict[str, Any], timeout: float) -> None:
+        super().__init__(url, keys, options, timeout)
+        self.cluster = parse_url(url).cluster
+        """A Redis Cluster (``redis+cluster://``): the per-job record scripts, and
+        reads and ordered writes grouped per slot."""
+        if self.cluster:
+            self.batch_records = False
+
+    def session(self, *, batch_records: bool | None = None, events_maxlen: int = 0) -> Session:
+        """A worker's or scheduler's own connection (no I/O until used); with
+        ``events_maxlen`` > 0 its transitions write lifecycle events."""
         batch = self.batch_records if batch_records is None else batch_records
-        return Session(self.url, self.keys, self._options, batch_records=batch)
+        if self.cluster and batch:
+            raise ValueError("batch_records=True cannot work on Redis Cluster")
+        return Session(
+            self.url, self.keys, self._options, batch_records=batch, events_maxlen=events_maxlen
+        )
 
     # -- dead letters -------------------------------------------------------------
 
@@ -257,3 +314,58 @@ class RedisBroker(Client):
 
     async def purge_ready(self, queue: str) -> list[tuple[str | None, str]]:
         return await inspect.purge_ready(self.redis, self.keys, queue)
+
+    async def find_message(self, queue: str, job_id: str) -> Found | None:
+        return await inspect.find_message(self.redis, self.keys, queue, job_id)
+
+    async def redis_time(self) -> int:
+        """The Redis server's clock (TIME), in ms since the epoch."""
+        async with broker_errors(self.url):
+            return await schedules.redis_time(self.redis)
+
+    # -- lifecycle events ---------------------------------------------------------
+
+    async def write_event(self, queue: str, note: Note, maxlen: int, worker: str = "") -> None:
+        """Write one lifecycle event to ``queue``'s event stream (event.lua), for a
+        transition already made (``abort()``)."""
+        async with broker_errors(self.url):
+            await events.write(self.redis, self.keys, maxlen, queue, note, worker)
+
+    async def read_events(
+        self, after: dict[str, str], count: int, block_ms: int | None
+    ) -> EventBatch:
+        """Events after each queue's id (queue → id), at most ``count`` per queue,
+        waiting up to ``block_ms`` when there are none (None: no wait)."""
+        async with broker_errors(self.url):
+            return await events.read(self.redis, self.keys, after, count, block_ms, self.cluster)
+
+    async def event_queues(self) -> list[str]:
+        """Queues that have an event stream."""
+        async with broker_errors(self.url):
+            return await events.event_queues(self.redis, self.keys)
+
+    # -- schedules at run time ----------------------------------------------------
+
+    async def schedule_states(
+        self, schedules_: Sequence[tuple[str, str]]
+    ) -> list[ScheduleState | None]:
+        async with broker_errors(self.url):
+            return await schedules.states(self.redis, self.keys, schedules_)
+
+    async def pause_schedule(self, queue: str, name: str, resume: bool) -> bool:
+        """Pause (or resume) schedule ``name`` whose jobs go to ``queue``; False
+        when it already was."""
+        async with broker_errors(self.url):
+            return await schedules.pause(self.redis, self.keys, queue, name, resume)
+
+    async def schedule_definitions(self) -> dict[str, bytes]:
+        async with broker_errors(self.url):
+            return await schedules.definitions(self.redis, self.keys)
+
+    async def put_schedule(self, name: str, definition: bytes) -> None:
+        async with broker_errors(self.url):
+            await schedules.put(self.redis, self.keys, name, definition)
+
+    async def forget_schedule(self, name: str) -> bool:
+        async with broker_errors(self.url):
+            return await schedules.forget(self.redis, self.keys, name)

@@ -18,6 +18,7 @@ from redis.exceptions import NoScriptError
 
 from . import results
 from .batcher import Batcher
+from .cluster import is_cluster, node_connection
 from .connection import broker_errors, connect
 from .keys import PAYLOAD_FIELD
 from .replies import Replies
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
 
     from redis.asyncio import Redis
+    from redis.asyncio.connection import AbstractConnection
 
     from .._core.options import When
     from .keys import Keyspace
@@ -48,10 +50,31 @@ class _Bound:
     def __init__(self, url: str, keys: Keyspace, options: dict[str, Any], timeout: float) -> None:
         self.loop = asyncio.get_running_loop()
         self.redis = connect(url, **options)
+        self.cluster = is_cluster(self.redis)
         self.batcher = Batcher(self.redis, timeout)
-        self.subs = results.Subscriptions(self.redis, timeout)
+        pool = None if self.cluster else self.redis.connection_pool
+        self.subs = results.Subscriptions(self._opener(), timeout, pool)
         self.replies = Replies(self.subs, keys.reply_channel(uuid.uuid4().hex))
         self._loading: asyncio.Future[None] | None = None
+
+    def _opener(self) -> results.Opener:
+        """How the pub/sub reader gets a new connection: from the pool of the one
+        server; on a cluster, to one primary after the other (a classic PUBLISH
+        reaches every node's subscribers, so any node will do)."""
+        redis = self.redis
+        if not self.cluster:
+            pool = redis.connection_pool
+
+            async def from_pool(turn: int) -> AbstractConnection:
+                conn: AbstractConnection = pool.make_connection()  # type: ignore[no-untyped-call]
+                return conn
+
+            return from_pool
+
+        async def to_a_node(turn: int) -> AbstractConnection:
+            return await node_connection(redis, turn)  # type: ignore[arg-type]
+
+        return to_a_node
 
     async def load_scripts(self) -> None:
         """Load the scripts (Redis answered NOSCRIPT). Callers that see NOSCRIPT
@@ -108,8 +131,11 @@ class Client:
     # -- sending ----------------------------------------------------------------
     #
     # Every send writes the job's record (create-if-absent, enqueue_record.lua)
-    # and then its message, next to each other in one pipeline: no extra round
-    # trip, and the record is there before any worker can start the job.
+    # and then its message. On one node they go next to each other in one
+    # pipeline: no extra round trip, and the record is there before any worker
+    # can start the job. On a cluster the record and the queue are on different
+    # nodes, which a pipeline serves concurrently: the record is an awaited step
+    # before the message is sent (``_steps``).
 
     def _record(self, job: NewJob, when: When | None) -> Command:
         return (
@@ -131,7 +157,7 @@ class Client:
         a fraction of the Redis CPU of enqueue_record.lua. No worker can have
         started a job whose message is not sent yet, and nothing else writes a
         fresh id's record, so there is nothing to protect: the pipeline runs it
-        before the XADD on one connection.
+        before the XADD on one connection (on a cluster: a step confirmed first).
 
         No TTL while its message waits: the record lives as long as the message
         does (the worker gives it ``result_ttl`` when the job ends; ``abort()``
@@ -163,13 +189,13 @@ class Client:
         return [("HSET", key, *fields), ("PEXPIRE", key, job.result_ttl_ms)]
 
     async def _send_fresh(
-        self, jobs: Sequence[NewJob], commands: list[Command], many: bool = False
+        self, jobs: Sequence[NewJob], *steps: list[Command], many: bool = False
     ) -> None:
-        """``_send`` for records written without a TTL: when any command fails (a
+        """``_steps`` for records written without a TTL: when any command fails (a
         refused XADD, a lost connection), every record of the call gets its TTL,
         so none can outlive a message that was never sent."""
         try:
-            await self._send(commands, many)
+            await self._steps(*steps, many=many)
         except Exception:
             expire = [("PEXPIRE", self.keys.job(j.job_id), j.result_ttl_ms) for j in jobs]
             with contextlib.suppress(Exception):
@@ -200,11 +226,23 @@ class Client:
                 raise reply
         return replies
 
+    async def _steps(self, *steps: list[Command], many: bool = False) -> list[Any]:
+        """Run ``steps`` in order; returns every reply (see ``_send``). On one node
+        they share one pipeline (Redis runs one connection's commands in order);
+        on a cluster each step is confirmed before the next is sent."""
+        if not self._get().cluster:
+            return await self._send([c for step in steps for c in step], many)
+        replies: list[Any] = []
+        for step in steps:
+            if step:
+                replies.extend(await self._send(step, many))
+        return replies
+
     async def enqueue(self, job: NewJob) -> None:
         """Send a job to run now: its record, then XADD."""
         async with broker_errors(self.url):
             replies = self._get().replies
-            await self._send_fresh([job], [*self._fresh_record(job, replies), self._xadd(job)])
+            await self._send_fresh([job], self._fresh_record(job, replies), [self._xadd(job)])
 
     async def enqueue_delayed(self, job: NewJob, when: When) -> None:
         """Send a job to run later: its record (``scheduled``), then the message into
@@ -220,7 +258,7 @@ class Client:
             when.ms,
         )
         async with broker_errors(self.url):
-            await self._send([self._record(job, when), delayed, self._hint(job.queue)])
+            await self._steps([self._record(job, when)], [delayed], [self._hint(job.queue)])
 
     def _hint(self, queue: str) -> Command:
         """Ask the pumps to look at ``queue``'s delayed sets at once (the due-index
@@ -250,7 +288,8 @@ class Client:
         )
         async with broker_errors(self.url):
             hint = [] if when is None else [self._hint(job.queue)]
-            created, (sent, holder), *_ = await self._send([self._record(job, when), unique, *hint])
+            replies = await self._steps([self._record(job, when)], [unique], hint)
+            created, (sent, holder), *_ = replies
             holder = holder.decode() if isinstance(holder, bytes) else str(holder)
             if not sent and created and holder != job.job_id:
                 await self._get().batcher.call("DEL", self.keys.job(job.job_id))
@@ -260,16 +299,22 @@ class Client:
         """Send jobs to run now (XADD, after each one's record), in pipelined chunks.
         A job without a payload only gets its record (a workflow step its
         predecessor's worker will send)."""
-        commands: list[Command] = []
         # A workflow's few jobs name the reply channel; a bulk send does not (its
         # outcomes would all come back to this process, awaited or not).
         replies = self._get().replies if len(jobs) <= TAG_MANY else None
-        for job in jobs:
-            commands.extend(self._fresh_record(job, replies))
-            if job.payload is not None:
-                commands.append(self._xadd(job))
+        steps: list[list[Command]] = [[], []]
+        if self._get().cluster:  # every record confirmed before any message is sent
+            for job in jobs:
+                steps[0].extend(self._fresh_record(job, replies))
+                if job.payload is not None:
+                    steps[1].append(self._xadd(job))
+        else:  # one pipeline: each job's record, then its message
+            for job in jobs:
+                steps[0].extend(self._fresh_record(job, replies))
+                if job.payload is not None:
+                    steps[0].append(self._xadd(job))
         async with broker_errors(self.url):
-            await self._send_fresh(jobs, commands, many=True)
+            await self._send_fresh(jobs, *steps, many=True)
 
     async def wait_outcome(self, job_id: str, timeout: float | None) -> bytes:
         bound = self._get()
@@ -301,8 +346,10 @@ class Client:
             )
         if reply[0] != AbortCode.ABORTED:
             return None
-        task, queue, lock, kept = (_text(v) for v in reply[1:5])
-        return Aborted(task, queue, lock, int(kept) if kept else None)
+        task, queue, lock, kept, worker, attempts = (
+            _text(v) for v in [*reply[1:7], None, None][:6]
+        )
+        return Aborted(task, queue, lock, int(kept) if kept else None, worker, int(attempts or 0))
 
     async def unlock(self, queue: str, lock: str, job_id: str, keep_ms: int) -> bool:
         """Release a unique job's lock if it still names ``job_id`` (unlock.lua):

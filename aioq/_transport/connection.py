@@ -7,14 +7,24 @@ import logging
 import socket
 import time
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
+import redis
 from redis import exceptions as rex
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.connection import Connection
+from redis.asyncio.connection import (
+    Connection,
+    SSLConnection,
+    UnixDomainSocketConnection,
+)
+from redis.asyncio.connection import parse_url as redis_parse_url
+from redis.asyncio.sentinel import SentinelManagedConnection, SentinelManagedSSLConnection
 
-from ..errors import BrokerUnavailable
+from ..errors import BrokerUnavailable, ConfigurationError
+from . import sentinel
+from .cluster import cluster_client, info_per_primary, is_cluster
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -27,21 +37,33 @@ class BusyError(rex.ResponseError):
     other command until it ends (redis-py has no class for this reply)."""
 
 
+class NoReplicasError(rex.ResponseError):
+    """``NOREPLICAS``: the master has fewer in-sync replicas than its
+    ``min-replicas-to-write`` asks for, and refuses writes until they are back
+    (or until a failover replaced it). Nothing was written."""
+
+
 OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
     rex.ConnectionError,  # includes LOADING (BusyLoadingError) and refused credentials
     rex.TimeoutError,
     BusyError,  # BUSY
+    NoReplicasError,  # NOREPLICAS: min-replicas-to-write not met (a replica lags, a failover)
     rex.ReadOnlyError,  # READONLY: a failover made our node a replica
     rex.ClusterDownError,  # CLUSTERDOWN, MASTERDOWN
     rex.TryAgainError,  # TRYAGAIN: a slot is being migrated
     rex.AskError,  # ASK, MOVED: a slot moved
     rex.ClusterError,  # Redis Cluster: redirections exhausted (failover, resharding)
     rex.SlotNotCoveredError,  # Redis Cluster: no node serves the slot yet (not a RedisError!)
+    # Redis Cluster: no startup node answered while (re)discovering the slot map
+    # ("Redis Cluster cannot be connected"). redis-py raises this class for its
+    # own client-side refusals too (cross-slot keys, a bad pipeline): aioq never
+    # makes those (tests/unit/test_slots.py), so here it only means an outage.
+    rex.RedisClusterException,
     OSError,
 )
 """Every error that means "Redis cannot serve us right now", not "aioq did something
 wrong": the network, a restart (LOADING), someone's slow script (BUSY), a failover
-(READONLY, MASTERDOWN) or a resharding (TRYAGAIN, CLUSTERDOWN, MOVED/ASK). Every loop
+(READONLY, MASTERDOWN, NOREPLICAS) or a resharding (TRYAGAIN, CLUSTERDOWN, MOVED/ASK). Every loop
 of a worker treats them alike: log once, back off, carry on, lose nothing."""
 
 RedisError = rex.RedisError
@@ -67,6 +89,7 @@ NOT_READY_ERRORS: tuple[type[BaseException], ...] = (
 _CODES: tuple[tuple[type[BaseException], str], ...] = (
     (rex.BusyLoadingError, "LOADING"),
     (BusyError, "BUSY"),
+    (NoReplicasError, "NOREPLICAS"),
     (rex.ReadOnlyError, "READONLY"),
     (rex.MasterDownError, "MASTERDOWN"),
     (rex.ClusterDownError, "CLUSTERDOWN"),
@@ -88,11 +111,13 @@ def outage_text(exc: BaseException) -> str:
 
 
 def _with_busy(base: type[Any]) -> type[Any]:
-    """A reply parser that raises ``BusyError`` for ``BUSY`` (else a bare ResponseError)."""
+    """A reply parser that raises ``BusyError`` for ``BUSY`` and ``NoReplicasError``
+    for ``NOREPLICAS`` (else bare ResponseErrors)."""
+    extra = {"BUSY": BusyError, "NOREPLICAS": NoReplicasError}
     return type(
         f"Busy{base.__name__}",
         (base,),
-        {"EXCEPTION_CLASSES": {**base.EXCEPTION_CLASSES, "BUSY": BusyError}},
+        {"EXCEPTION_CLASSES": {**base.EXCEPTION_CLASSES, **extra}},
     )
 
 
@@ -126,8 +151,8 @@ except ImportError:  # hiredis is a dependency, but keep working without it
     _pack = None  # type: ignore[assignment]
 
 
-class PackedConnection(Connection):
-    """A plain TCP connection that packs commands with hiredis (in C).
+class HiredisPacking:
+    """Packs commands with hiredis (in C), for any kind of connection.
 
     redis-py's asyncio connection packs every command in Python; profiling a
     worker put that at ~20 % of its CPU, and hiredis packs the same bytes about
@@ -140,6 +165,35 @@ class PackedConnection(Connection):
         if isinstance(first, str) and " " in first:  # "SCRIPT LOAD", "XGROUP CREATE"…
             args = (*first.split(), *args[1:])
         return [_pack(args)]
+
+
+class PackedConnection(HiredisPacking, Connection):
+    """``redis://``: TCP."""
+
+
+class PackedSSLConnection(HiredisPacking, SSLConnection):
+    """``rediss://``: TLS (with client certificates when given)."""
+
+
+class PackedUnixConnection(HiredisPacking, UnixDomainSocketConnection):
+    """``unix://``: a unix socket."""
+
+
+class PackedSentinelConnection(HiredisPacking, SentinelManagedConnection):
+    """``redis+sentinel://``: TCP to whichever node the sentinels name as master."""
+
+
+class PackedSentinelSSLConnection(HiredisPacking, SentinelManagedSSLConnection):
+    """``rediss+sentinel://``: TLS to whichever node the sentinels name as master."""
+
+
+_PACKED: dict[type[Any], type[Any]] = {
+    Connection: PackedConnection,
+    SSLConnection: PackedSSLConnection,
+    UnixDomainSocketConnection: PackedUnixConnection,
+    SentinelManagedConnection: PackedSentinelConnection,
+    SentinelManagedSSLConnection: PackedSentinelSSLConnection,
+}
 
 
 @asynccontextmanager
@@ -158,18 +212,92 @@ def _keepalive() -> dict[int, int]:
     return {getattr(socket, k): v for k, v in wanted.items() if hasattr(socket, k)}
 
 
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+"""URL schemes of a Redis Cluster, and the scheme each node speaks."""
+
+
+@dataclass(frozen=True, slots=True)
+class UrlSpec:
+    """What an aioq Redis URL names (``parse_url``)."""
+
+    url: str
+    """A URL redis-py understands: the server's, or a cluster's first node's (its
+    credentials, TLS settings and query string apply to every node)."""
+    cluster: bool = False
+    nodes: tuple[tuple[str, int], ...] = ()
+    """A cluster's startup nodes (host, port); a client finds the others from them."""
+
+
+def parse_url(url: str, *, cluster: bool = False) -> UrlSpec:
+    """Tell what ``url`` names: one Redis server (``redis://``, ``rediss://``,
+    ``unix://``) or a Redis Cluster (``redis+cluster://host:port[,host:port…]``,
+    ``rediss+cluster://…``, or any ``redis(s)://host:port`` with ``cluster=True``).
+
+    Raises ``ConfigurationError`` for a cluster URL that names no node, a bad
+    port or a database other than 0 (a cluster has only database 0)."""
+    scheme, sep, rest = url.partition("://")
+    if scheme not in CLUSTER_SCHEMES and not cluster:
+        return UrlSpec(url)
+    if not sep or scheme not in (*CLUSTER_SCHEMES, *CLUSTER_SCHEMES.values()):
+        raise ConfigurationError(f"not a Redis Cluster URL: {describe(url)}")
+    node_scheme = CLUSTER_SCHEMES.get(scheme, scheme)
+    cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    netloc, tail = rest[:cut], rest[cut:]
+    auth, _, hosts = netloc.rpartition("@")
+    nodes: list[tuple[str, int]] = []
+    for item in hosts.split(","):
+        host, _, port = item.strip().rpartition(":") if ":" in item else (item.strip(), "", "")
+        host = host.strip("[]")
+        if not host:
+            raise ConfigurationError(f"Redis Cluster URL names an empty node: {describe(url)}")
+        if port and not port.isdigit():
+            raise ConfigurationError(f"Redis Cluster URL has a bad port {port!r}: {describe(url)}")
+        nodes.append((host, int(port) if port else 6379))
+    db = tail.split("?", 1)[0].strip("/")
+    if db not in ("", "0"):
+        raise ConfigurationError(
+            f"a Redis Cluster has only database 0, not {db!r}: {describe(url)}"
+        )
+    first_host, first_port = nodes[0]
+    first = f"[{first_host}]" if ":" in first_host else first_host
+    at = f"{auth}@" if auth else ""
+    query = tail[tail.index("?") :] if "?" in tail else ""
+    return UrlSpec(f"{node_scheme}://{at}{first}:{first_port}{query}", True, tuple(nodes))
+
+
+def cluster_url(url: str) -> str:
+    """``url`` as a cluster URL (``App(url, cluster=True)``): ``redis://h:p`` →
+    ``redis+cluster://h:p``; a cluster URL stays as it is."""
+    parse_url(url, cluster=True)  # its checks: a bad URL fails here, at App()
+    scheme, _, rest = url.partition("://")
+    return url if scheme in CLUSTER_SCHEMES else f"{scheme}+cluster://{rest}"
+
+
 def connect(url: str, **options: Any) -> Redis:
     """A client with a connection pool for ``url``. Does no I/O.
+
+    For a cluster URL, a ``RedisCluster`` (one pool per node). It is typed as
+    ``Redis``: it offers the same command methods, and the transport asks
+    ``cluster.is_cluster`` where the two differ (pipelines route per slot,
+    pub/sub goes through one node, reads are grouped by slot).
 
     No per-read socket timeout by default: redis-py would wrap every single
     reply of a pipeline in its own timeout, which profiling showed to be the
     largest cost of a worker. Dead connections are found by TCP keepalive
     instead, and aioq bounds whole operations itself (``OPERATION_TIMEOUT``).
     """
+    spec = parse_url(url)
     options.setdefault("socket_connect_timeout", 5.0)
     options.setdefault("socket_timeout", None)
-    options.setdefault("socket_keepalive", True)
-    options.setdefault("socket_keepalive_options", _keepalive())
+    if spec.cluster:
+        options.setdefault("socket_keepalive", True)
+        options.setdefault("socket_keepalive_options", _keepalive())
+        options.setdefault("max_connections", 100)
+        client = cluster_client(spec.nodes, dict(redis_parse_url(spec.url)), options)
+        return cast("Redis", client)
+    if not url.startswith("unix:"):  # TCP only (a unix connection refuses the options)
+        options.setdefault("socket_keepalive", True)
+        options.setdefault("socket_keepalive_options", _keepalive())
     options.setdefault("health_check_interval", 30)
     # A blocking pool: past max_connections a caller waits for a free connection
     # instead of failing with "Too many connections" (redis-py's default pool).
@@ -177,9 +305,31 @@ def connect(url: str, **options: Any) -> Redis:
     options.setdefault("timeout", OPERATION_TIMEOUT)
     if _ASYNC_PARSER is not None:
         options.setdefault("parser_class", _ASYNC_PARSER)
-    if url.startswith("redis://") and _pack is not None:
-        options.setdefault("connection_class", PackedConnection)
-    return Redis.from_pool(BlockingConnectionPool.from_url(url, **options))  # closes it too
+    # As redis-py's from_url, the URL's own settings (host, TLS files in the query
+    # string…) win over the options; but the connection class it picks per scheme
+    # is swapped for its hiredis-packing subclass, unless the caller chose one.
+    target = sentinel.parse(url)
+    if target is not None:
+        kind = SentinelManagedSSLConnection if target.tls else SentinelManagedConnection
+        settings = {**options, "connection_class": kind}
+    else:
+        settings = {**options, **redis_parse_url(url)}
+    if "connection_class" in options:
+        settings["connection_class"] = options["connection_class"]
+    elif _pack is not None:
+        kind = settings.get("connection_class", Connection)
+        settings["connection_class"] = _PACKED.get(kind, kind)
+    if target is not None:
+        return sentinel.master(target, settings)
+    return Redis.from_pool(BlockingConnectionPool(**settings))  # closes it too
+
+
+def connect_sync(url: str, **options: Any) -> redis.Redis:
+    """A synchronous client for ``url`` (the heartbeat thread's). Does no I/O."""
+    target = sentinel.parse(url)
+    if target is not None:
+        return sentinel.master_sync(target, options)
+    return redis.Redis.from_url(url, **options)
 
 
 def describe(url: str) -> str:
@@ -203,6 +353,10 @@ async def broker_errors(url: str) -> AsyncIterator[None]:
         if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
             raise BrokerUnavailable(
                 f"Redis at {describe(url)} needs valid credentials: {exc}"
+            ) from exc
+        if isinstance(exc, OUTAGE_ERRORS):  # BUSY, READONLY, NOREPLICAS…: nothing written
+            raise BrokerUnavailable(
+                f"Redis at {describe(url)} cannot serve this now: {outage_text(exc)}"
             ) from exc
         raise
     except OUTAGE_ERRORS as exc:
@@ -254,34 +408,38 @@ MIN_REDIS = (7, 0)
 async def check_server_version(redis: Redis, url: str) -> None:
     """Refuse a Redis older than 7.0 (XAUTOCLAIM's deleted-entry reply, and the
     stream semantics aioq relies on), with one clear error."""
-    info = await redis.info("server")
-    version = str(info.get("redis_version", "0"))
-    parts = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
-    if parts < MIN_REDIS:
-        raise BrokerUnavailable(
-            f"Redis at {describe(url)} is version {version}; aioq needs 7.0 or newer"
-        )
+    for info in await _infos(redis, "server"):
+        version = str(info.get("redis_version", "0"))
+        parts = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+        if parts < MIN_REDIS:
+            raise BrokerUnavailable(
+                f"Redis at {describe(url)} is version {version}; aioq needs 7.0 or newer"
+            )
+
+
+async def _infos(redis: Redis, section: str) -> list[dict[str, Any]]:
+    """``INFO section`` of the server, or of every primary of a cluster."""
+    if is_cluster(redis):
+        return await info_per_primary(redis, section)  # type: ignore[arg-type]
+    return [await redis.info(section)]
 
 
 NOEVICTION = "noeviction"
 
 
 async def eviction_policy(redis: Redis) -> str | None:
-    """Redis' ``maxmemory-policy``: from CONFIG GET, or from ``INFO memory`` when
-    an ACL (or a renamed command) refuses CONFIG. None when neither tells."""
+    """Redis' ``maxmemory-policy``, from ``INFO memory``; None when it does not tell.
+
+    INFO, not CONFIG GET: the app's ACL user needs no CONFIG, which would also
+    show it every setting of the server (docs/security.md)."""
     try:
-        reply = await redis.config_get("maxmemory-policy")
+        infos = await _infos(redis, "memory")
     except rex.ResponseError:  # NOPERM, unknown command
-        reply = {}
-    found: dict[Any, Any] = dict(reply)
-    value = _text(found.get("maxmemory-policy", found.get(b"maxmemory-policy")))
-    if value:
-        return value
-    try:
-        info = await redis.info("memory")
-    except rex.ResponseError:
         return None
-    return _text(info.get("maxmemory_policy")) or None
+    policies = [_text(info.get("maxmemory_policy")) for info in infos]
+    # On a cluster every primary must be safe: report the first one that is not.
+    unsafe = [p for p in policies if p and p != NOEVICTION]
+    return (unsafe or policies or [""])[0] or None
 
 
 def eviction_problem(url: str, policy: str | None) -> str | None:

@@ -94,6 +94,7 @@ class _Level:
     retrying: int = 0
     oldest: float | None = None
     consumers: int = 0
+    delivered: int = 0
 
 
 @dataclass
@@ -110,7 +111,7 @@ async def queue_status(
     read: two round trips in all."""
     found = [_Queue(q) for q in queues]
     pipe = redis.pipeline(transaction=False)
-    pipe.time()
+    pipe.execute_command("TIME")  # (a cluster pipeline refuses pipe.time())
     for q in found:
         pipe.xlen(keys.dead(q.name))
         for level in range(LEVELS):
@@ -142,6 +143,7 @@ def _fill(lv: _Level, length: Any, delayed: Any, groups: Any) -> None:
     lv.group = _group(groups)
     lv.running = int(lv.group["pending"]) if lv.group else 0
     lv.consumers = int(lv.group["consumers"]) if lv.group else 0
+    lv.delivered = int(lv.group.get("entries-read") or 0) if lv.group else 0
     # acked entries are deleted: the stream holds ready + pending entries only
     lv.ready = max(0, lv.length - lv.running)
 
@@ -198,6 +200,7 @@ def _summarise(q: _Queue) -> QueueStatus:
         oldest_ready_age_s=max(ages) if ages else None,
         consumers=max((lv.consumers for lv in q.levels), default=0),
         levels=levels if len(levels) > 1 or (levels and levels[0].priority) else [],
+        delivered=sum(lv.delivered for lv in q.levels),
     )
 
 
@@ -390,3 +393,57 @@ async def purge_ready(redis: Redis, keys: Keyspace, queue: str) -> list[tuple[st
             if len(payloads) < PURGE_CHUNK:
                 break
     return dropped
+
+
+# -- one job's message ----------------------------------------------------------
+
+FIND_MAX = 2000
+"""Entries ``find_message`` reads per level stream, delayed set and dead-letter stream."""
+
+
+class Found(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a job's message sits now, and the message itself."""
+
+    place: str
+    """``stream`` (ready or running), ``delayed`` or ``dead``."""
+    entry: str | None
+    """Its stream or dead-letter entry id (None in a delayed set)."""
+    message: Message
+    due_ms: int | None = None
+    """A delayed message's due time."""
+    dead_at_ms: int | None = None
+    reason: str | None = None
+    """Why it was dead-lettered."""
+
+
+async def find_message(redis: Redis, keys: Keyspace, queue: str, job_id: str) -> Found | None:
+    """The message of ``job_id`` on ``queue``, from the first ``FIND_MAX`` entries of
+    each of the queue's streams, delayed sets and its dead letters (one round trip);
+    None when it is not there (a finished job's message is deleted when acked)."""
+    pipe = redis.pipeline(transaction=False)
+    for level in range(LEVELS):
+        pipe.xrange(keys.stream(queue, level), min="-", max="+", count=FIND_MAX)
+        pipe.zrange(keys.delayed(queue, level), 0, FIND_MAX - 1, withscores=True)
+    pipe.xrange(keys.dead(queue), min="-", max="+", count=FIND_MAX)
+    async with bounded():
+        replies = [
+            [] if isinstance(r, Exception) else r for r in await pipe.execute(raise_on_error=False)
+        ]
+    for i in range(LEVELS):
+        for entry_id, fields in _rows(replies[2 * i]):
+            if (msg := _decode(fields.get(b"m"))) is not None and msg.id == job_id:
+                return Found(place="stream", entry=_text(entry_id), message=msg)
+        for member, score in replies[2 * i + 1] or []:
+            if (msg := _decode(member)) is not None and msg.id == job_id:
+                return Found(place="delayed", entry=None, message=msg, due_ms=int(score))
+    for entry_id, fields in _rows(replies[-1]):
+        if (msg := _decode(fields.get(b"m"))) is not None and msg.id == job_id:
+            at = fields.get(b"at")
+            return Found(
+                place="dead",
+                entry=_text(entry_id),
+                message=msg,
+                dead_at_ms=int(at) if at else None,
+                reason=_text(fields.get(b"reason", b"")),
+            )
+    return None

@@ -77,6 +77,15 @@ class Keyspace:
         """Dead letters of ``queue``: the original payload plus why it died."""
         return f"{self.prefix}:{{{queue}}}:dead"
 
+    def events(self, queue: str) -> str:
+        """Lifecycle events of ``queue``'s jobs (stream capped ~``events_maxlen``),
+        in the queue's slot so the scripts of its transitions write them."""
+        return f"{self.prefix}:{{{queue}}}:events"
+
+    def runtime_schedules(self) -> str:
+        """Schedules added at run time (hash: name → msgpack ``Schedule``)."""
+        return f"{self.prefix}:schedules"
+
     def once(self, queue: str, job_id: str) -> str:
         """Marker that a workflow follow-up job was already sent to ``queue``."""
         return f"{self.prefix}:{{{queue}}}:once:{job_id}"
@@ -118,4 +127,9 @@ class Keyspace:
 
     def queue_keys(self, queue: str) -> tuple[str, ...]:
         """Every key of one queue (for cleanup and the one-slot check)."""
-        return (*self.level_streams(queue), *self.level_delayed(queue), self.dead(queue))
+        return (
+            *self.level_streams(queue),
+            *self.level_delayed(queue),
+            self.dead(queue),
+            self.events(queue),
+        )

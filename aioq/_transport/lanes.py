@@ -12,7 +12,13 @@ complete and ack scripts.
 A connection whose exchange failed or was interrupted (an error, a timeout, a
 cancellation) may still owe replies: it is disconnected and given back to the
 pool, never reused as it is. ``aclose`` of the Redis client (its pool) closes the
-kept connections too: the pool counts them as in use.
+kept connections too: the pool counts them as in use. On Sentinel, a kept
+connection to a node the sentinels no longer name as master is reopened before
+use (``sentinel.moved``), as the pool does for the connections it hands out.
+
+A cluster client has no pool (its nodes have one each, and a pipeline routes each
+command by its keys): there ``Lanes`` runs the commands as a cluster pipeline,
+with redis-py's response callbacks.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import ResponseError
+
+from . import sentinel
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -32,17 +40,26 @@ Command = tuple[Any, ...]
 
 class Lanes:
     def __init__(self, redis: Redis) -> None:
-        self._pool = redis.connection_pool
+        self._redis = redis
+        self._pool = getattr(redis, "connection_pool", None)
+        self._sentinel = isinstance(self._pool, sentinel.BlockingSentinelPool)
         self._idle: list[AbstractConnection] = []
 
     async def run(self, commands: Sequence[Command]) -> list[Any]:
         """Run ``commands`` in order in one round trip; returns every reply, an
         error reply as its exception. Raises when the exchange itself fails."""
+        if self._pool is None:
+            return await self._pipeline(commands)
         if self._idle:
             conn = self._idle.pop()
         else:
-            conn = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+            conn = await self._pool.get_connection()
         try:
+            if self._sentinel and await sentinel.moved(self._pool, conn):
+                # connect() asks the sentinels (a bare send would reconnect to
+                # the address the connection had).
+                await conn.disconnect()
+                await conn.connect()  # type: ignore[no-untyped-call]
             await conn.send_packed_command(conn.pack_commands(commands))
             replies: list[Any] = []
             for _ in commands:
@@ -57,4 +74,17 @@ class Lanes:
                 await self._pool.release(conn)
             raise
         self._idle.append(conn)
+        return replies
+
+    async def _pipeline(self, commands: Sequence[Command]) -> list[Any]:
+        """The cluster path: one command alone, or a non-transactional pipeline."""
+        if len(commands) == 1:
+            try:
+                return [await self._redis.execute_command(*commands[0])]  # type: ignore[no-untyped-call]
+            except ResponseError as exc:
+                return [exc]
+        pipe = self._redis.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
         return replies

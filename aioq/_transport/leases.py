@@ -18,16 +18,19 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-import redis
+from redis.connection import parse_url as redis_parse_url
 from redis.exceptions import NoScriptError
 
-from .connection import SYNC_PARSER
+from .cluster import sync_cluster_client
+from .connection import SYNC_PARSER, connect_sync, parse_url
 from .keys import GROUP, Keyspace
 from .scripts import SCRIPTS
 from .streams import Renewed
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
+
+    import redis
 
 __all__ = ["LeaseRenewer", "Registration"]
 
@@ -74,16 +77,32 @@ class LeaseRenewer:
         kwargs = {k: v for k, v in options.items() if k not in _ASYNC_ONLY}
         kwargs["socket_timeout"] = timeout
         kwargs["socket_connect_timeout"] = timeout
-        if url.startswith(("redis://", "rediss://")):
+        spec = parse_url(url)
+        if not url.startswith("unix:"):  # TCP only (a unix connection refuses it)
             kwargs.setdefault("socket_keepalive", True)
         kwargs["decode_responses"] = False  # entry ids stay bytes, as everywhere
-        if SYNC_PARSER is not None:
-            kwargs["parser_class"] = SYNC_PARSER
-        self._redis = redis.Redis.from_url(url, **kwargs)
+        self._redis: redis.Redis | None = None
+        self._spec = spec
+        self._kwargs = kwargs
+        if not spec.cluster:
+            if SYNC_PARSER is not None:
+                kwargs["parser_class"] = SYNC_PARSER
+            self._redis = connect_sync(url, **kwargs)
         self._consumer = consumer
         self._sha = SCRIPTS["renew"].sha
         self._registration = registration
         self._registered_at = -1e9
+
+    def _client(self) -> redis.Redis:
+        """The connection; a cluster client is made on first use (in the heartbeat
+        thread: it asks a node for the slot map as it is made)."""
+        if self._redis is None:
+            # One pipeline per beat still: redis-py splits it per node.
+            settings = redis_parse_url(self._spec.url)  # type: ignore[no-untyped-call]
+            client = sync_cluster_client(self._spec.nodes, settings, self._kwargs)
+            self._redis = client  # type: ignore[assignment]
+        assert self._redis is not None
+        return self._redis
 
     def renew(
         self,
@@ -98,13 +117,15 @@ class LeaseRenewer:
         now = time.monotonic()
         register = reg is not None and status is not None and now - self._registered_at >= reg.every
         if not held and not register:
-            self._redis.ping()
+            self._client().ping()
             return {}
         streams = list(held)
         for _ in range(2):
-            pipe = self._redis.pipeline(transaction=False)
+            pipe = self._client().pipeline(transaction=False)
             for stream in streams:
-                pipe.evalsha(self._sha, 1, stream, GROUP, self._consumer, *held[stream])
+                pipe.execute_command(  # type: ignore[no-untyped-call]
+                    "EVALSHA", self._sha, 1, stream, GROUP, self._consumer, *held[stream]
+                )
             if register:
                 assert reg is not None and status is not None
                 fields = dict(status())
@@ -115,7 +136,7 @@ class LeaseRenewer:
             replies = pipe.execute(raise_on_error=False)
             if not any(isinstance(r, NoScriptError) for r in replies):
                 break
-            self._redis.script_load(SCRIPTS["renew"].source)  # Redis restarted
+            self._client().script_load(SCRIPTS["renew"].source)  # Redis restarted
         if register and not any(isinstance(r, Exception) for r in replies[len(streams) :]):
             self._registered_at = now
         # A registry write Redis refused (OOM: HSET is refused, the renewals are
@@ -129,4 +150,5 @@ class LeaseRenewer:
         return out
 
     def close(self) -> None:
-        self._redis.close()
+        if self._redis is not None:
+            self._redis.close()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .._core.event import Note
+from .events import queue_event
 from .keys import GROUP
 from .lanes import Lanes
 from .scripts import SCRIPTS, run_scripts
@@ -30,6 +32,7 @@ class Outcomes:
     redis: Redis
     keys: Keyspace
     batch_records: bool
+    events_maxlen: int
     _lanes: Lanes | None = None
 
     @property
@@ -40,7 +43,8 @@ class Outcomes:
         return self._lanes
 
     async def start(self, worker: str, started_ms: int, starts: Sequence[Start]) -> list[Any]:
-        """Mark each job running for a new attempt (start.lua), in one round trip.
+        """Mark each job running for a new attempt (start.lua), in one round trip,
+        with its ``started`` event when events are on.
         A reply is the attempt number (run it), bytes (its stored outcome: it
         already ended) or an exception (not started: hand the entry back)."""
 
@@ -55,19 +59,39 @@ class Outcomes:
                         [worker, started_ms, s.task, s.queue, s.enqueued_ms],
                     )
 
-            return await run_scripts(self.redis, self.lanes, build)
+            started = await run_scripts(self.redis, self.lanes, build)
+            if self.events_maxlen:
+                # The record is in the job's slot, the event in the queue's: the
+                # events of the jobs that did start follow in a second round trip.
+                notes = [
+                    (s.queue, Note("started", s.job_id, s.task, r))
+                    for s, r in zip(starts, started, strict=True)
+                    if isinstance(r, int)
+                ]
+                if notes:
+                    await self.write_events(worker, notes)
+            return started
 
         # One start_many per chunk: a batch costs a command, not one per job.
         chunks = [starts[i : i + RECORD_CHUNK] for i in range(0, len(starts), RECORD_CHUNK)]
+        on = bool(self.events_maxlen)
 
         def build_many(pipe: Commands) -> None:
             for chunk in chunks:
                 per_job = [
                     a
                     for s in chunk
-                    for a in (self.keys.job(s.job_id), s.task, s.queue, s.enqueued_ms)
+                    for a in (
+                        self.keys.job(s.job_id),
+                        s.task,
+                        s.queue,
+                        s.enqueued_ms,
+                        self.keys.events(s.queue) if on else "",
+                        s.job_id if on else "",
+                    )
                 ]
-                SCRIPTS.queue(pipe, "start_many", [], [worker, started_ms, *per_job])
+                args = [worker, started_ms, self.events_maxlen, *per_job]
+                SCRIPTS.queue(pipe, "start_many", [], args)
 
         replies: list[Any] = []
         many = await run_scripts(self.redis, self.lanes, build_many)
@@ -108,10 +132,13 @@ class Outcomes:
     ) -> list[Done | Exception]:
         chunks = [items[i : i + RECORD_CHUNK] for i in range(0, len(items), RECORD_CHUNK)]
 
+        on = bool(self.events_maxlen)
+
         def args(c: Completion) -> tuple[Any, ...]:
-            e, f = c.entry, c.finish
+            e, f, n = c.entry, c.finish, c.note if on else None
+            ev = (self.keys.events(e.queue), n.task, n.detail) if n is not None else ("", "", "")
             if f is None:
-                return (e.stream, e.id, e.deliveries, "", "", 0, "", "", 0, 0, "", "", 0)
+                return (e.stream, e.id, e.deliveries, "", "", 0, "", "", 0, 0, "", "", 0, *ev)
             lock, keep = f.unlock or ("", 0)
             return (
                 e.stream,
@@ -127,12 +154,13 @@ class Outcomes:
                 self.keys.done_channel(f.job_id),
                 lock,
                 keep,
+                *ev,
             )
 
         def build(pipe: Commands) -> None:
             for chunk in chunks:
                 flat = [a for c in chunk for a in args(c)]
-                SCRIPTS.queue(pipe, "complete", [], [GROUP, worker, *flat])
+                SCRIPTS.queue(pipe, "complete", [], [GROUP, worker, self.events_maxlen, *flat])
 
         out: list[Done | Exception] = []
         written = await run_scripts(self.redis, self.lanes, build)
@@ -177,22 +205,34 @@ class Outcomes:
                 wrote.append(reply)
             else:
                 wrote.append(Wrote(int(reply[0])))
-        # 2. acks of what is confirmed (queue slots), fenced per delivery
+        # 2. acks of what is confirmed (queue slots), fenced per delivery, with
+        # the events of the outcomes written
         to_ack = [
             c.entry
             for c, w in zip(items, wrote, strict=True)
             if not isinstance(w, Exception) and w != Wrote.FENCED
         ]
-        acked = await self.ack(worker, to_ack)
+        notes = [
+            (c.entry.queue, c.note)
+            for c, w in zip(items, wrote, strict=True)
+            if c.note is not None and w == Wrote.WRITTEN
+        ]
+        acked = await self.ack(worker, to_ack, notes if self.events_maxlen else ())
         return [
             w if isinstance(w, Exception) else Done(w, acked.get(c.entry.key, False))
             for c, w in zip(items, wrote, strict=True)
         ]
 
-    async def ack(self, worker: str, entries: Sequence[Entry]) -> dict[tuple[str, bytes], bool]:
+    async def ack(
+        self,
+        worker: str,
+        entries: Sequence[Entry],
+        notes: Sequence[tuple[str, Note]] = (),
+    ) -> dict[tuple[str, bytes], bool]:
         """Ack and delete entries this worker still holds (ack.lua, fenced per
         delivery); maps each entry's key to whether it was acked. An entry whose
-        ack was refused is missing from the map."""
+        ack was refused is missing from the map. ``notes`` (queue, event) are
+        written in the same round trip (event.lua)."""
         by_stream: dict[str, list[Entry]] = {}
         for entry in entries:
             by_stream.setdefault(entry.stream, []).append(entry)
@@ -201,17 +241,19 @@ class Outcomes:
             for stream, group in by_stream.items()
             for i in range(0, len(group), ACK_CHUNK)
         ]
-        if not calls:
+        if not calls and not notes:
             return {}
 
         def build(pipe: Commands) -> None:
             for stream, chunk in calls:
                 flat = [a for e in chunk for a in (e.id, e.deliveries)]
                 SCRIPTS.queue(pipe, "ack", [stream], [GROUP, worker, *flat])
+            for queue, note in notes:
+                queue_event(pipe, self.keys, self.events_maxlen, queue, note, worker)
 
         out: dict[tuple[str, bytes], bool] = {}
-        acked = await run_scripts(self.redis, self.lanes, build)
-        for (_, chunk), reply in zip(calls, acked, strict=True):
+        replies = (await run_scripts(self.redis, self.lanes, build))[: len(calls)]
+        for (_, chunk), reply in zip(calls, replies, strict=True):
             if not isinstance(reply, Exception):
                 out.update((e.key, bool(r)) for e, r in zip(chunk, reply, strict=True))
         return out
@@ -245,13 +287,38 @@ class Outcomes:
         )
         return Wrote(int(done))
 
-    async def progress(self, job_id: str, worker: str, attempt: int, report: bytes) -> bool:
+    async def progress(
+        self,
+        job_id: str,
+        worker: str,
+        attempt: int,
+        report: bytes,
+        event: tuple[Entry, Note] | None = None,
+    ) -> bool:
         """Store and publish a running attempt's progress report (progress.lua,
-        fenced); False when the job ended or a later attempt holds it."""
-        stored = await SCRIPTS.call(
-            self.redis,
-            "progress",
-            [self.keys.job(job_id)],
-            [worker, attempt, report, self.keys.progress_channel(job_id)],
-        )
+        fenced); False when the job ended or a later attempt holds it. ``event``
+        (the attempt's delivery, its ``progress`` event) is written in the same
+        round trip, fenced by that delivery (event.lua)."""
+        args = [worker, attempt, report, self.keys.progress_channel(job_id)]
+        if event is None or not self.events_maxlen:
+            stored = await SCRIPTS.call(self.redis, "progress", [self.keys.job(job_id)], args)
+            return bool(stored)
+        entry, note = event
+
+        def build(pipe: Commands) -> None:
+            SCRIPTS.queue(pipe, "progress", [self.keys.job(job_id)], args)
+            queue_event(pipe, self.keys, self.events_maxlen, entry.queue, note, worker, entry)
+
+        stored, _ = await run_scripts(self.redis, self.lanes, build)
+        if isinstance(stored, Exception):
+            raise stored
         return bool(stored)
+
+    async def write_events(self, worker: str, notes: Sequence[tuple[str, Note]]) -> None:
+        """Write events (queue, note) whose transition was confirmed already."""
+
+        def build(pipe: Commands) -> None:
+            for queue, note in notes:
+                queue_event(pipe, self.keys, self.events_maxlen, queue, note, worker)
+
+        await run_scripts(self.redis, self.lanes, build)

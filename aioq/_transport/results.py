@@ -22,16 +22,17 @@ import asyncio
 import contextlib
 import logging
 import math
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, cast
 
 from redis import exceptions as rex
 
+from . import sentinel
 from .connection import OPERATION_TIMEOUT, OUTAGE_ERRORS, REDIS_ERRORS
+from .outage import Outage
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterable
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
-    from redis.asyncio import Redis
     from redis.asyncio.connection import AbstractConnection
 
     from .batcher import Batcher
@@ -51,6 +52,10 @@ IDLE_PING = 10.0
 
 MAX_CHANNELS = 1000
 """Channels per SUBSCRIBE / UNSUBSCRIBE command."""
+
+Opener: TypeAlias = "Callable[[int], Awaitable[AbstractConnection]]"
+"""Makes the pub/sub reader's next connection (not connected yet); its argument
+counts the connections made so far (a cluster's opener moves on to another node)."""
 
 RECONNECT_BACKOFF_MAX = 2.0
 """Longest pause between two attempts to open the pub/sub connection, in seconds."""
@@ -112,8 +117,14 @@ class Subscriptions:
     Redis stops answering is dropped after ``timeout`` seconds and replaced.
     """
 
-    def __init__(self, redis: Redis, timeout: float = OPERATION_TIMEOUT) -> None:
-        self._pool = redis.connection_pool
+    def __init__(
+        self, opener: Opener, timeout: float = OPERATION_TIMEOUT, pool: Any = None
+    ) -> None:
+        self._open = opener
+        self._pool = pool
+        """The pool ``opener`` makes connections from, if any (a Sentinel pool tells
+        when the master moved: ``sentinel.moved``)."""
+        self._turn = 0
         self._timeout = timeout
         self._waiters: dict[bytes, set[Waiter]] = {}
         self._changed = asyncio.Event()
@@ -208,11 +219,13 @@ class Subscriptions:
     async def _session(self, after_outage: bool) -> None:
         """One connection's life: subscribe what is wanted, read, until it fails."""
         loop = asyncio.get_running_loop()
-        conn: AbstractConnection = self._pool.make_connection()  # type: ignore[no-untyped-call]
         reader: asyncio.Task[None] | None = None
         self._heard_since_connect = False
+        conn: AbstractConnection | None = None
         try:
             async with asyncio.timeout(self._timeout):
+                conn = await self._open(self._turn)
+                self._turn += 1
                 await conn.connect()  # type: ignore[no-untyped-call]
             self._heard = loop.time()
             reader = asyncio.create_task(self._read(conn, after_outage))
@@ -236,7 +249,8 @@ class Subscriptions:
                 reader.cancel()
                 await asyncio.wait([reader])
             self._forget()
-            await conn.disconnect(nowait=True)
+            if conn is not None:
+                await conn.disconnect(nowait=True)
 
     async def _sync(self, conn: AbstractConnection) -> None:
         """UNSUBSCRIBE channels nobody waits on any more, SUBSCRIBE new ones."""
@@ -265,7 +279,11 @@ class Subscriptions:
         self._owed += replies
 
     async def _check(self, conn: AbstractConnection, now: float) -> None:
-        """Drop a connection on which Redis stopped answering; PING a quiet one."""
+        """Drop a connection on which Redis stopped answering, or to a master the
+        sentinels replaced (it may stay up, and never hear a PUBLISH, for 8-20 s);
+        PING a quiet one."""
+        if await sentinel.moved(self._pool, conn):
+            raise rex.ConnectionError("the sentinels named a new master")
         if self._owed:
             if now - self._heard > self._timeout:
                 raise rex.TimeoutError(f"Redis did not answer within {self._timeout:g}s")
@@ -358,7 +376,7 @@ async def wait_outcome(
     """
     loop = asyncio.get_running_loop()
     deadline = None if timeout is None else loop.time() + timeout
-    outage = _Outage(patience)
+    outage = Outage(patience)
     fast = None if replies is None else replies.wait(keys.job(job_id))
     if fast is None:
         waiter = subs.add(keys.done_channel(job_id))
@@ -400,7 +418,7 @@ async def wait_outcome(
 
 
 async def _look(
-    batcher: Batcher, keys: Keyspace, job_id: str, until: float | None, outage: _Outage
+    batcher: Batcher, keys: Keyspace, job_id: str, until: float | None, outage: Outage
 ) -> bytes | None:
     """Read the job's outcome by loop time ``until`` (``TimeoutError`` after), retrying
     through connection errors for as long as ``outage`` allows."""
@@ -415,34 +433,6 @@ async def _look(
             continue
         outage.over()
         return outcome
-
-
-class _Outage:
-    """Backoff while Redis is unreachable: re-raises the error once it lasted
-    ``patience`` seconds, raises ``TimeoutError`` once the caller's deadline passed."""
-
-    def __init__(self, patience: float) -> None:
-        self.patience = patience
-        self.since: float | None = None
-        self.delay = 0.05
-
-    async def pause(self, error: BaseException, until: float | None) -> None:
-        now = asyncio.get_running_loop().time()
-        if self.since is None:
-            self.since = now
-        if now - self.since >= self.patience:
-            raise error
-        sleep = self.delay
-        if until is not None:
-            if now >= until:
-                raise TimeoutError(f"Redis unreachable: {error}") from error
-            sleep = min(sleep, until - now)
-        await asyncio.sleep(sleep)
-        self.delay = min(self.delay * 2, 1.0)
-
-    def over(self) -> None:
-        self.since = None
-        self.delay = 0.05
 
 
 async def watch(

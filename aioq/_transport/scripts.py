@@ -15,6 +15,7 @@ every operation we put in such a pipeline is idempotent.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from importlib import resources
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import NoScriptError
 
+from .cluster import is_cluster
 from .connection import bounded
 from .types import lua_codes
 
@@ -83,14 +85,21 @@ class Scripts:
         return self._by_name[name]
 
     async def load_all(self, redis: Redis) -> None:
+        """SCRIPT LOAD every script; on a cluster, on every primary (redis-py sends
+        SCRIPT LOAD to all of them). Redis does not replicate its script cache, so
+        a replica promoted by a failover has none: NOSCRIPT then brings us here."""
+        if is_cluster(redis):
+            await asyncio.gather(*(redis.script_load(s.source) for s in self._by_name.values()))
+            return
         pipe = redis.pipeline(transaction=False)
         for script in self._by_name.values():
             pipe.script_load(script.source)
         await pipe.execute()
 
     def queue(self, pipe: Pipeline | Commands, name: str, keys: list[str], args: list[Any]) -> None:
-        """Append one EVALSHA of script ``name`` to ``pipe``."""
-        pipe.evalsha(self._by_name[name].sha, len(keys), *keys, *args)
+        """Append one EVALSHA of script ``name`` to ``pipe`` (as a raw command: a
+        cluster pipeline refuses ``evalsha()`` but routes a raw EVALSHA by its keys)."""
+        pipe.execute_command("EVALSHA", self._by_name[name].sha, len(keys), *keys, *args)
 
     async def call(self, redis: Redis, name: str, keys: list[str], args: list[Any]) -> Any:
         """Run one script now, loading the scripts first if Redis lost them."""
@@ -129,13 +138,14 @@ class Commands:
     def __init__(self) -> None:
         self.stack: list[tuple[Any, ...]] = []
 
-    def evalsha(self, sha: str, numkeys: int, *args: Any) -> None:
-        self.stack.append(("EVALSHA", sha, numkeys, *args))
+    def execute_command(self, *args: Any) -> None:
+        self.stack.append(args)
 
 
 async def run_scripts(redis: Redis, lanes: Lanes, build: Callable[[Commands], None]) -> list[Any]:
     """``run_pipeline`` for script calls, on a kept connection (``lanes.py``): the
-    per-message hot paths. Replies are raw; an error reply is its exception."""
+    per-message hot paths. Replies are raw; an error reply is its exception. On a
+    cluster ``lanes`` runs them in a cluster pipeline (routed by their keys)."""
     for _ in range(2):
         commands = Commands()
         build(commands)

@@ -31,9 +31,17 @@ class Session(Streams):
     """``Streams`` on a connection of its own, plus the worker's other Redis work."""
 
     def __init__(
-        self, url: str, keys: Keyspace, options: dict[str, Any], *, batch_records: bool = True
+        self,
+        url: str,
+        keys: Keyspace,
+        options: dict[str, Any],
+        *,
+        batch_records: bool = True,
+        events_maxlen: int = 0,
     ) -> None:
-        super().__init__(connect(url, **options), keys, batch_records=batch_records)
+        super().__init__(
+            connect(url, **options), keys, batch_records=batch_records, events_maxlen=events_maxlen
+        )
         self.url = url
         self._options = options
 
@@ -87,8 +95,13 @@ class Session(Streams):
     async def schedule_states(
         self, schedules_: Sequence[tuple[str, str]]
     ) -> list[ScheduleState | None]:
-        """What each (queue, schedule name) fired last; None: never fired."""
+        """What each (queue, schedule name) fired last, and whether it is paused;
+        None: never fired nor paused."""
         return await schedules.states(self.redis, self.keys, schedules_)
+
+    async def schedule_definitions(self) -> dict[str, bytes]:
+        """The schedules added at run time (``app.schedules.add``): name → definition."""
+        return await schedules.definitions(self.redis, self.keys)
 
     async def fire(
         self,

@@ -1,18 +1,22 @@
 """Worker-side stream operations: group set-up, reads, start/finish/ack, dead letters,
-lease renewal and recovery of a dead worker's messages."""
+lease renewal and recovery of a dead worker's messages (the delayed sets and the
+due index: ``delays.py``; job records and completions: ``outcomes.py``)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from redis import exceptions as rex
 
-from .connection import OPERATION_TIMEOUT, REDIS_ERRORS, bounded, outage_text
-from .keys import GROUP, LEVELS, PAYLOAD_FIELD, Keyspace
+from .cluster import is_cluster
+from .connection import REDIS_ERRORS, bounded, outage_text
+from .delays import Delays
+from .keys import GROUP, LEVELS, Keyspace
 from .outcomes import Outcomes
+from .reads import Reads, payload_of
 from .scripts import SCRIPTS, run_pipeline
 from .types import (
     Admission,
@@ -33,6 +37,8 @@ if TYPE_CHECKING:
 
     from redis.asyncio import Redis
     from redis.asyncio.client import Pipeline
+
+    from .._core.event import Note
 
 log = logging.getLogger("aioq.worker")
 
@@ -56,10 +62,22 @@ __all__ = [
 ]
 
 
-class Streams(Outcomes):
-    def __init__(self, redis: Redis, keys: Keyspace, *, batch_records: bool = True) -> None:
+class Streams(Outcomes, Delays, Reads):
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keyspace,
+        *,
+        batch_records: bool = True,
+        events_maxlen: int = 0,
+        cluster: bool | None = None,
+    ) -> None:
         self.redis = redis
         self.keys = keys
+        self.events_maxlen = events_maxlen
+        """Cap of each queue's event stream; 0: no lifecycle events are written."""
+        self.cluster = is_cluster(redis) if cluster is None else cluster
+        """Redis Cluster: reads and pipelines whose order matters go per slot."""
         self.batch_records = batch_records
         """One script call per batch for job records (start_many / finish_many). Job
         keys of a batch sit in different Cluster slots, so on Cluster this must be
@@ -93,113 +111,26 @@ class Streams(Outcomes):
         async with bounded():
             return sum(int(n) for n in await pipe.execute())
 
-    async def fetch(
-        self, consumer: str, queues: Sequence[str], count: int, ascending: bool
-    ) -> tuple[list[Entry], dict[str, bytes]]:
-        """Up to ``count`` new entries of ``queues``, most urgent level first
-        (``ascending``: least urgent first). When there are none, the second
-        value maps each level stream to the id a new entry would follow, for
-        ``wait`` (``b""``: the stream does not exist yet)."""
-        streams = {
-            k: (q, LEVELS - 1 - i) for q in queues for i, k in enumerate(self.keys.level_streams(q))
-        }
-        entries, marks = await self.fetch_streams(consumer, streams, count, ascending)
-        return entries, ({} if entries else marks)
-
-    async def fetch_streams(
-        self, consumer: str, streams: dict[str, tuple[str, int]], count: int, ascending: bool
-    ) -> tuple[list[Entry], dict[str, bytes]]:
-        """Up to ``count`` new entries of ``streams`` (key → (queue, level)), most
-        urgent level first, equally urgent ones in the order given. The second
-        value holds a mark for every stream looked at that had nothing new: the
-        id after which its next entry will appear (``wait``), ``b""`` when it does
-        not exist yet."""
-        keys = list(streams)
-        levels = [streams[k][1] for k in keys]
-        async with bounded():
-            reply = await SCRIPTS.call(
-                self.redis, "fetch", keys, [GROUP, consumer, count, int(ascending), *levels]
-            )
-        m = int(reply[0])
-        marks = {keys[int(reply[i]) - 1]: reply[i + 1] for i in range(1, 2 * m + 1, 2)}
-        out: list[Entry] = []
-        for i in range(2 * m + 1, len(reply), 3):
-            key = keys[int(reply[i]) - 1]
-            queue, level = streams[key]
-            out.append(Entry(key, queue, level, reply[i + 1], _payload(reply[i + 2])))
-        return out, marks
-
-    async def peek(self, marks: dict[str, bytes], block_ms: int | None = None) -> list[str]:
-        """The streams that have an entry after their mark (XREAD COUNT 1, which
-        takes nothing), waiting up to ``block_ms`` for one when given (then Redis
-        answers with the first stream that gets one)."""
-        if not marks:
-            return []
-        timeout = OPERATION_TIMEOUT + (block_ms or 0) / 1000
-        async with bounded(timeout):
-            reply: Any = await self.redis.xread(
-                {k: v or b"0-0" for k, v in marks.items()},
-                count=1,
-                block=block_ms,
-            )
-        return [k.decode() if isinstance(k, bytes) else str(k) for k, _ in reply or ()]
-
-    async def existing(self, keys: Sequence[str], chunk: int = 500) -> list[str]:
-        """Which of ``keys`` exist: one multi-key EXISTS per ``chunk`` keys, then
-        one per key of the chunks that counted any."""
-        chunks = [list(keys[i : i + chunk]) for i in range(0, len(keys), chunk)]
-        pipe = self.redis.pipeline(transaction=False)
-        for part in chunks:
-            pipe.exists(*part)
-        async with bounded():
-            counts = await pipe.execute()
-            found = [k for part, n in zip(chunks, counts, strict=True) if n for k in part]
-            if not found:
-                return []
-            pipe = self.redis.pipeline(transaction=False)
-            for key in found:
-                pipe.exists(key)
-            return [k for k, n in zip(found, await pipe.execute(), strict=True) if n]
-
-    async def wait(self, after: dict[str, bytes], block_ms: int) -> None:
-        """Block until one of the streams gets an entry after the given id, or
-        ``block_ms`` pass (XREAD takes nothing: ``fetch`` then takes it). A
-        stream that does not exist yet (id ``b""``) is watched from its start."""
-        streams = {key: entry_id or b"0-0" for key, entry_id in after.items()}
-        async with bounded(block_ms / 1000 + OPERATION_TIMEOUT):
-            await self.redis.xread(streams, count=1, block=block_ms)  # type: ignore[arg-type]
-
-    async def read_blocking(
-        self, consumer: str, streams: dict[str, tuple[str, int]], count: int, block_ms: int
-    ) -> list[Entry]:
-        """XREADGROUP ``>`` on existing level streams (key → (queue, level)),
-        blocking up to ``block_ms``; at most ``count`` entries per stream."""
-        async with bounded(block_ms / 1000 + OPERATION_TIMEOUT):
-            reply: Any = await self.redis.xreadgroup(
-                GROUP,
-                consumer,
-                dict.fromkeys(streams, ">"),
-                count=count,
-                block=block_ms,
-            )
-        out: list[Entry] = []
-        for stream, items in reply or ():
-            key = stream.decode() if isinstance(stream, bytes) else stream
-            queue, level = streams[key]
-            for entry_id, fields in items:
-                payload = fields.get(PAYLOAD_FIELD) if fields else None
-                out.append(Entry(key, queue, level, entry_id, payload))
-        return out
-
     async def dead_letter(
-        self, entry: Entry, worker: str, reason: str, maxlen: int, now_ms: int
+        self,
+        entry: Entry,
+        worker: str,
+        reason: str,
+        maxlen: int,
+        now_ms: int,
+        note: Note | None = None,
     ) -> bool:
         """Move ``entry`` to its queue's dead-letter stream with ``reason``,
-        atomically, if this worker still holds it (False: nothing was done)."""
+        atomically, if this worker still holds it (False: nothing was done); with
+        ``note``, its ``dead`` event is written in the same step."""
+        keys, extra = [entry.stream, self.keys.dead(entry.queue)], []
+        if note is not None and self.events_maxlen:
+            keys.append(self.keys.events(entry.queue))
+            extra = [self.events_maxlen, note.job_id, note.task, note.attempt]
         moved = await SCRIPTS.call(
             self.redis,
             "dead",
-            [entry.stream, self.keys.dead(entry.queue)],
+            keys,
             [
                 GROUP,
                 worker,
@@ -210,69 +141,24 @@ class Streams(Outcomes):
                 maxlen,
                 now_ms,
                 entry.level,
+                *extra,
             ],
         )
         return bool(moved)
 
-    async def pump(self, queue: str, limit: int) -> tuple[int, int]:
-        """Move delayed messages due by the Redis clock into the streams of their
-        priority levels; returns (moved, ms until the next one is due by Redis
-        time, or -1 when none waits)."""
-        moved, wait_ms, _ = await SCRIPTS.call(self.redis, "pump", self._pump_keys(queue), [limit])
-        return int(moved), int(wait_ms)
-
-    def _pump_keys(self, queue: str) -> list[str]:
-        return [*self.keys.level_delayed(queue), *self.keys.level_streams(queue)]
-
-    async def due_queues(self, limit: int, offset: int) -> tuple[int, int, list[str]]:
-        """Queues the due index says need a pump now: (Redis now in ms, ms until the
-        next later hint or -1, queues)."""
-        async with bounded():
-            reply = await SCRIPTS.call(self.redis, "due", [self.keys.due()], [limit, offset])
-        return int(reply[0]), int(reply[1]), [q.decode() for q in reply[2:]]
-
-    async def pump_hinted(self, queues: Sequence[str], held_ms: int, limit: int) -> list[int]:
-        """Pump ``queues`` and reset their due-index hints: each hint is first held at
-        ``held_ms`` (a pump that dies midway is retried then), then set to the
-        queue's next due time, or removed when nothing waits — unless a sender
-        lowered it meanwhile. Returns the messages moved per queue."""
-        hint = self.keys.due()
-
-        def hold(pipe: Pipeline) -> None:
-            for queue in queues:
-                pipe.zadd(hint, {queue: held_ms}, xx=True)
-                SCRIPTS.queue(pipe, "pump", self._pump_keys(queue), [limit])
-
-        replies = await run_pipeline(self.redis, hold)
-        pumped = replies[1::2]
-        for reply in pumped:
-            if isinstance(reply, Exception):
-                raise reply
-
-        def rehint(pipe: Pipeline) -> None:
-            for queue, (_, _, next_due) in zip(queues, pumped, strict=True):
-                SCRIPTS.queue(pipe, "rehint", [hint], [queue, held_ms, next_due])
-
-        for reply in await run_pipeline(self.redis, rehint):
-            if isinstance(reply, Exception):
-                raise reply
-        return [int(moved) for moved, _, _ in pumped]
-
-    async def hint_due(self, queue: str, due_ms: int) -> None:
-        """Lower ``queue``'s due-index hint to ``due_ms`` (a message was put back)."""
-        async with bounded():
-            await self.redis.zadd(self.keys.due(), {queue: due_ms}, lt=True)
-
-    async def retry(self, entry: Entry, worker: str, payload: bytes, delay_ms: int) -> int | None:
+    async def retry(
+        self, entry: Entry, worker: str, payload: bytes, delay_ms: int, note: Note | None = None
+    ) -> int | None:
         """Schedule the next attempt ``delay_ms`` from now by Redis' clock and ack
-        this delivery, atomically and fenced (retry.lua). Returns the due time
-        (ms), or None when this worker no longer holds the entry (nothing done)."""
-        due = await SCRIPTS.call(
-            self.redis,
-            "retry",
-            [entry.stream, self.keys.delayed(entry.queue, entry.level)],
-            [GROUP, worker, entry.id, entry.deliveries, payload, max(0, delay_ms)],
-        )
+        this delivery, atomically and fenced (retry.lua), with ``note`` (its
+        ``retrying`` event) if given and events are on. Returns the due time (ms),
+        or None when this worker no longer holds the entry (nothing done)."""
+        keys = [entry.stream, self.keys.delayed(entry.queue, entry.level)]
+        args = [GROUP, worker, entry.id, entry.deliveries, payload, max(0, delay_ms)]
+        if note is not None and self.events_maxlen:
+            keys.append(self.keys.events(entry.queue))
+            args += [self.events_maxlen, note.job_id, note.task, note.attempt, note.detail]
+        due = await SCRIPTS.call(self.redis, "retry", keys, args)
         if due:
             # Only a hint: a worker's pump sweep finds the message without it.
             with contextlib.suppress(*REDIS_ERRORS):
@@ -425,7 +311,7 @@ class Streams(Outcomes):
                 queue,
                 LEVELS - int(reply[i]),
                 reply[i + 1],
-                _payload(reply[i + 2]),
+                payload_of(reply[i + 2]),
                 int(reply[i + 3]),
             )
             for i in range(at, len(reply), 4)
@@ -462,7 +348,7 @@ class Streams(Outcomes):
                 self.redis, "reclaim", [stream], [GROUP, consumer, min_idle_ms, *ids]
             )
         return [
-            Entry(stream, queue, level, reply[i], _payload(reply[i + 1]), int(reply[i + 2]))
+            Entry(stream, queue, level, reply[i], payload_of(reply[i + 1]), int(reply[i + 2]))
             for i in range(0, len(reply), 3)
         ]
 
@@ -487,14 +373,3 @@ class Streams(Outcomes):
                 await SCRIPTS.call(
                     self.redis, "release", [stream], [GROUP, consumer, idle_ms, *ids]
                 )
-
-
-def _payload(fields: Any) -> bytes | None:
-    """The ``m`` field of an entry's flat field list (None when it has none)."""
-    if not fields:
-        return None
-    for i in range(0, len(fields) - 1, 2):
-        if fields[i] == PAYLOAD_FIELD:
-            value: bytes = fields[i + 1]
-            return value
-    return None

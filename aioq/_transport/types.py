@@ -9,7 +9,10 @@ include, so Lua and Python share one definition of each code.
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from .._core.event import Note
 
 
 class Wrote(IntEnum):
@@ -61,6 +64,8 @@ class TickCode(IntEnum):
     SENT = 1
     EARLY = 2
     """The tick is more than the grace ahead of Redis time: refused."""
+    PAUSED = 3
+    """The schedule is paused (pause.lua): nothing sent or remembered."""
 
 
 CODES: dict[str, type[IntEnum]] = {
@@ -107,6 +112,9 @@ class Aborted(NamedTuple):
     queue: str | None
     lock: str | None
     result_ttl_ms: int | None
+    worker: str | None = None
+    """The worker of its last attempt (None: it never started)."""
+    attempts: int = 0
 
 
 class Admission(NamedTuple):
@@ -120,12 +128,22 @@ class Admission(NamedTuple):
 class ScheduleState(NamedTuple):
     """What a schedule's state hash remembers."""
 
-    last_ms: int
-    """The last tick fired (ms since the epoch)."""
+    last_ms: int | None
+    """The last tick fired (ms since the epoch); None: never fired."""
     last_job: str
     """The job id sent for it."""
     fired_ms: int | None
     """When it was sent, by the Redis clock (older versions: the sender's clock)."""
+    paused: bool = False
+    resumed_ms: int | None = None
+    """When it was last resumed (Redis time): ticks up to then count as fired."""
+
+    @property
+    def planned_from(self) -> int | None:
+        """The tick to continue after: the last fired, or the last resume if later
+        (a resumed schedule does not back-fill its paused window)."""
+        found = [t for t in (self.last_ms, self.resumed_ms) if t is not None]
+        return max(found) if found else None
 
 
 class Fired(NamedTuple):
@@ -137,6 +155,8 @@ class Fired(NamedTuple):
     """The last tick fired (this one, when sent); Redis time when ``early``."""
     early: bool
     """Refused: the tick is more than the grace ahead of Redis time."""
+    paused: bool = False
+    """Refused: the schedule is paused (nothing sent or remembered)."""
 
 
 class Entry(NamedTuple):
@@ -196,6 +216,8 @@ class Completion(NamedTuple):
 
     entry: Entry
     finish: Finish | None
+    note: Note | None = None
+    """The lifecycle event of its outcome: written only if this write lands it."""
 
 
 class Done(NamedTuple):

@@ -30,6 +30,7 @@ from .._transport.types import Completion, Done, Wrote
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
+    from .._core.event import Note
     from .._transport.broker import WorkerBroker
     from .._transport.types import Entry, Finish
 
@@ -47,11 +48,12 @@ class Completer:
         self._queue: list[tuple[Completion, asyncio.Future[Done]]] = []
         self._wake = asyncio.Event()
 
-    async def submit(self, entry: Entry, finish: Finish | None) -> Done:
+    async def submit(self, entry: Entry, finish: Finish | None, note: Note | None = None) -> Done:
         """Queue an outcome (or a bare ack when ``finish`` is None) and wait until
-        Redis confirmed it; returns what was written and whether it was acked."""
+        Redis confirmed it; returns what was written and whether it was acked.
+        ``note``: the outcome's lifecycle event, written if the outcome is."""
         done: asyncio.Future[Done] = asyncio.get_running_loop().create_future()
-        self._queue.append((Completion(entry, finish), done))
+        self._queue.append((Completion(entry, finish, note), done))
         self._wake.set()
         return await done
 

@@ -15,21 +15,25 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import msgspec
 
-from .._core.context import CURRENT_JOB, Context, Running
+from .._core.context import CURRENT_JOB, NO_STATE, Context, Running
+from .._core.event import Note, ended, progress_detail
 from .._core.message import (
     JobState,
     Message,
     Outcome,
-    decode_message,
+    Progress,
     decode_outcome,
     encode,
     now_ms,
+    open_message,
 )
 from .._core.options import CALL_FIELDS, Effective, TaskOptions, unwire
 from .._core.registry import ArgumentError, TaskDef
+from .._core.signing import BadSignature
 from .._transport.connection import OUTAGE_ERRORS
 from .._transport.types import Done, Entry, Finish, Start, Wrote
 from .completer import persist
+from .deploys import UnknownTasks
 from .executor import run_attempt
 from .failures import Failures
 from .flow import Flow
@@ -37,8 +41,9 @@ from .lease import Lease, LeaseKeeper
 from .limits import Deferral, Limits, describe, limited
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine
+    from collections.abc import Callable, Coroutine, Mapping
 
+    from .._core.hooks import Middleware
     from .._transport.broker import WorkerBroker
     from .completer import Completer
     from .host import WorkerHost
@@ -50,7 +55,7 @@ task_log = logging.getLogger("aioq.task")
 _SUCCEEDED = JobState.SUCCEEDED.value
 
 
-class Dispatcher(LeaseKeeper, Failures):
+class Dispatcher(LeaseKeeper, Failures, UnknownTasks):
     def __init__(
         self,
         app: WorkerHost,
@@ -73,7 +78,7 @@ class Dispatcher(LeaseKeeper, Failures):
         vt = app.settings.visibility_timeout
         self._vt_ms = int(vt * 1000)
         self.lease = Lease.for_timeout(vt)
-        self.limits = Limits(streams, self._vt_ms)
+        self.limits = Limits(streams, self._vt_ms, app.signer)
         self.inflight: dict[tuple[str, bytes], asyncio.Task[Any]] = {}
         """Entries running here, with the task running each."""
         self.unfinished: list[tuple[str, bytes]] = []
@@ -83,7 +88,7 @@ class Dispatcher(LeaseKeeper, Failures):
         self._by_job: dict[str, tuple[str, bytes]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._group: asyncio.TaskGroup | None = None
-        self._options: dict[str, Effective] = {}
+        self._options: dict[tuple[str, str], Effective] = {}
         self.renewed_at = time.monotonic()
         """When every in-flight lease was last renewed (or known fresh)."""
         self.processed = 0
@@ -93,6 +98,10 @@ class Dispatcher(LeaseKeeper, Failures):
         """…of which raised (retried or failed)."""
         self.tally: Tally | None = None
         """Per-task counters for ``/metrics`` (``--metrics-port``); None: not kept."""
+        self.middleware: tuple[Middleware, ...] = ()
+        """``@app.middleware``, outermost first (set by the worker; none: no cost)."""
+        self.state: Mapping[str, Any] = NO_STATE
+        """``ctx.state``: what the ``on_worker_start`` hooks returned (``lifespan.py``)."""
 
     # Executors are plain asyncio tasks in one asyncio.TaskGroup: per message, an
     # anyio task and cancel scope cost more than the whole no-op task (profiled).
@@ -120,7 +129,7 @@ class Dispatcher(LeaseKeeper, Failures):
         for entry in entries:
             msg, task, reason = self._decode(entry)
             if reason is not None:
-                self._spawn(self._reject(entry, msg, *reason))
+                self._spawn(self._refuse(entry, msg, *reason))
             else:
                 assert msg is not None and task is not None
                 good.append((entry, msg, task))
@@ -213,7 +222,11 @@ class Dispatcher(LeaseKeeper, Failures):
             )
             return None, None, ("MessageTooLarge", reason)
         try:
-            msg = decode_message(entry.payload)
+            # Signed apps: nothing unverified is decoded, so a forged message names
+            # no job whose record could be failed (it only reaches the dead letters).
+            msg = open_message(entry.payload, self.app.signer)
+        except BadSignature as exc:
+            return None, None, ("BadSignature", str(exc))
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             return None, None, ("UndecodableMessage", f"undecodable message: {exc}")
         task = self.app.registry.get(msg.task)
@@ -243,12 +256,13 @@ class Dispatcher(LeaseKeeper, Failures):
             if msg.cont is not None and not opts.store_result:
                 # the next step needs this result, also after a redelivery
                 opts = msgspec.structs.replace(opts, store_result=True)
-            ctx = self._context(msg, attempt) if task.wants_context else None
+            mw = self.middleware
+            ctx = self._context(msg, attempt, entry) if task.wants_context or mw else None
             CURRENT_JOB.set(Running(msg.id, msg.task, msg.queue, attempt))
             began = time.perf_counter()
             try:
                 outcome, error = await run_attempt(
-                    task, msg, ctx, opts, self.threads, self.app.sync_task_wrapper
+                    task, msg, ctx, opts, self.threads, self.app.sync_task_wrapper, mw
                 )
             except ArgumentError as exc:
                 reason = f"invalid arguments: {exc}"
@@ -263,10 +277,14 @@ class Dispatcher(LeaseKeeper, Failures):
                 settled = True
                 return
             finish = self._finish(msg, attempt, outcome, opts.result_ttl)
+            note = ended(msg.id, msg.task, attempt, outcome) if self.streams.events_maxlen else None
             if msg.cont is None:
-                self._note(msg, await self.completer.submit(entry, finish))
+                self._note(msg, await self.completer.submit(entry, finish, note))
             else:
-                await self._complete_step(entry, msg, finish, outcome)
+                if ctx is not None and ctx.outgoing_headers() is not msg.headers:
+                    # the next steps carry the headers as the task left them
+                    msg = msgspec.structs.replace(msg, headers=ctx.outgoing_headers())
+                await self._complete_step(entry, msg, finish, outcome, note)
             settled = True
         except asyncio.CancelledError:
             if key in self._aborted:
@@ -308,10 +326,14 @@ class Dispatcher(LeaseKeeper, Failures):
         if self.tally is not None:
             self.tally.ran(msg.queue, msg.task, _outcome(outcome, error, retry), took)
 
-    def _context(self, msg: Message, attempt: int) -> Context:
+    def _context(self, msg: Message, attempt: int, entry: Entry) -> Context:
         async def report(job_id: str, payload: bytes) -> None:
-            # fenced: a stale attempt's reports go nowhere
-            await self.streams.progress(job_id, self.worker_id, attempt, payload)
+            # fenced: a stale attempt's reports go nowhere (nor do their events)
+            event = None
+            if self.streams.events_maxlen:
+                detail = progress_detail(msgspec.msgpack.decode(payload, type=Progress))
+                event = (entry, Note("progress", job_id, msg.task, attempt, detail))
+            await self.streams.progress(job_id, self.worker_id, attempt, payload, event)
 
         return Context(
             app=self.app,
@@ -321,10 +343,12 @@ class Dispatcher(LeaseKeeper, Failures):
             attempt=attempt,
             worker_id=self.worker_id,
             report=report,
+            state=self.state,
+            headers=msg.headers,
         )
 
     async def _complete_step(
-        self, entry: Entry, msg: Message, finish: Finish, outcome: Outcome
+        self, entry: Entry, msg: Message, finish: Finish, outcome: Outcome, note: Note | None
     ) -> None:
         """A workflow step: its outcome (fenced), then what follows, then the ack.
         A step whose job had already ended (aborted while it ran) carries on from
@@ -338,8 +362,18 @@ class Dispatcher(LeaseKeeper, Failures):
             return
         if wrote == Wrote.FINAL:
             outcome = decode_outcome(stored) if stored else outcome
+        elif note is not None:  # before the follow-ups: the next step's events come after
+            await self._event(msg.queue, note)
         await self.flow.ended(msg, outcome)
         self._note(msg, await self.completer.submit(entry, None))
+
+    async def _event(self, queue: str, note: Note) -> None:
+        """Write the event of a transition already made (its record is in another
+        Cluster slot than the queue's events); a lost event is only logged."""
+        try:
+            await self.streams.write_events(self.worker_id, [(queue, note)])
+        except Exception as exc:
+            log.warning("could not write the %s event of job %s (%s)", note.kind, note.job_id, exc)
 
     @staticmethod
     def _note(msg: Message, done: Done) -> None:
@@ -361,9 +395,9 @@ class Dispatcher(LeaseKeeper, Failures):
             and msg.store_result is None
             and msg.retries is None
         ):
-            cached = self._options.get(task.name)
-            if cached is None or cached.queue != msg.queue:
-                cached = self._options[task.name] = self.app.options_for(
+            cached = self._options.get((task.name, msg.queue))  # by partition too
+            if cached is None:
+                cached = self._options[task.name, msg.queue] = self.app.options_for(
                     task.name, _call_options(msg)
                 )
             return cached

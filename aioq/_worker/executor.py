@@ -15,12 +15,14 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import msgspec
 
+from .._core.hooks import run_middleware
 from .._core.message import ErrorInfo, JobState, Message, Outcome, encode, now_ms
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from .._core.context import Context
+    from .._core.hooks import Middleware
     from .._core.options import Effective
     from .._core.registry import TaskDef
 
@@ -54,8 +56,13 @@ async def run_attempt(
     opts: Effective,
     threads: anyio.CapacityLimiter,
     wrap: Callable[[Callable[[], Any]], Any] | None = None,
+    middleware: tuple[Middleware, ...] = (),
 ) -> tuple[Outcome, BaseException | None]:
     """Run the task once and describe how it ended (with the exception, if any).
+
+    ``middleware`` (the app's, outermost first; ``ctx`` is then never None) wraps
+    the call, inside the timeout: what the outermost returns is the result, what
+    it raises fails the attempt like the task's own exception.
 
     ``ArgumentError`` (arguments that do not fit the signature) propagates:
     the caller dead-letters such a message instead of just failing it.
@@ -65,11 +72,18 @@ async def run_attempt(
     args, kwargs = task.bind(msg.args, msg.kwargs)
     timeout = asyncio.timeout(opts.timeout) if opts.timeout is not None else None
     try:
+        if middleware:
+            assert ctx is not None
+            call = run_middleware(
+                middleware, ctx, lambda: _invoke(task, ctx, args, kwargs, threads, wrap)
+            )
+        else:
+            call = _invoke(task, ctx, args, kwargs, threads, wrap)
         if timeout is None:
-            value = await _invoke(task, ctx, args, kwargs, threads, wrap)
+            value = await call
         else:
             async with timeout:
-                value = await _invoke(task, ctx, args, kwargs, threads, wrap)
+                value = await call
     except TimeoutError as exc:
         if timeout is not None and timeout.expired():
             message = f"task {task.name} timed out after {opts.timeout:g}s"
@@ -85,6 +99,11 @@ async def run_attempt(
         # The task ran: failing it is the outcome. Never re-run it for this.
         message = f"the result of {task.name} cannot be encoded: {describe(exc)}"
         return error_outcome("UnencodableResult", message), None
+    cap = opts.max_result_bytes
+    if cap is not None and len(raw) > cap:
+        # Deterministic, like an unencodable result: failed, never retried.
+        message = f"the result of {task.name} is {len(raw)} bytes, over max_result_bytes={cap}"
+        return error_outcome("ResultTooLarge", message), None
     return Outcome(JobState.SUCCEEDED.value, now_ms(), result=raw), None
 
 

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from .._core.message import Message, Outcome, decode_outcome, encode, now_ms
+from .._core.event import Note, error_detail
+from .._core.message import Message, Outcome, decode_outcome, encode, now_ms, pack
 from .._transport.types import Wrote
 from ..errors import Retry
 from .completer import persist
@@ -100,9 +101,14 @@ class Failures:
             await self._resume(entry, msg, None)
             return
         # a new attempt: it queues for rate slots and max_running afresh
-        payload = encode(msgspec.structs.replace(msg, retry=number, reserved=False, waits=0))
+        payload = pack(
+            msgspec.structs.replace(msg, retry=number, reserved=False, waits=0), self.app.signer
+        )
+        why = error_detail(outcome.error.type, outcome.error.message)
+        detail = f"retry {number} of {opts.retries} in {delay:.1f}s: {why}"
+        note = Note("retrying", msg.id, msg.task, attempt, detail)
         due = await persist(
-            lambda: self.streams.retry(entry, self.worker_id, payload, delay_ms),
+            lambda: self.streams.retry(entry, self.worker_id, payload, delay_ms, note),
             f"the retry of job {msg.id}",
         )
         if due is None:
@@ -126,9 +132,10 @@ class Failures:
         # the message safe in the dead-letter stream (re-drivable); the other
         # order could leave a failed record that makes the redelivered message
         # look finished, and it would never reach the dead letters.
+        note = Note("dead", msg.id if msg else "", msg.task if msg else "", attempt)
         moved = await persist(
             lambda: self.streams.dead_letter(
-                entry, self.worker_id, reason, self.app.settings.dead_letter_maxlen, now_ms()
+                entry, self.worker_id, reason, self.app.settings.dead_letter_maxlen, now_ms(), note
             ),
             f"the dead letter of message {entry.id.decode()}",
         )

@@ -36,6 +36,26 @@ log = logging.getLogger("aioq.worker")
 FOLLOW_UP_MAX_BYTES = 64 << 20
 
 
+def ended_outcome(msg: Message, state: JobState, error: ErrorInfo | None, now: int) -> bytes:
+    """The outcome given to every job of a workflow that can no longer run because
+    step ``msg`` ended ``state`` (failed: with its error, naming the step)."""
+    if error is None:
+        return encode(Outcome(state.value, now))
+    note = ErrorInfo(
+        error.type, f"step {msg.task} (job {msg.id}) failed: {error.message}", error.traceback
+    )
+    return encode(Outcome(state.value, now, error=note))
+
+
+def on_error_launch(msg: Message, error: ErrorInfo) -> Launch | None:
+    """The workflow's ``on_error`` handler, called for step ``msg`` that failed."""
+    assert msg.cont is not None
+    if msg.cont.on_error is None:
+        return None
+    details = {"type": error.type, "message": error.message, "traceback": error.traceback}
+    return Launch(f"{msg.id}-on-error", msg.cont.on_error, [msg.id, details], Cont())
+
+
 class Flow:
     def __init__(self, app: WorkerHost, streams: WorkerBroker, completer: Completer) -> None:
         self.app = app
@@ -43,13 +63,15 @@ class Flow:
         self.completer = completer
         self._ttl_ms = int(app.result_ttl * 1000)
 
-    async def succeeded(self, cont: Cont, result: Any) -> None:
-        """Send what follows a step that returned ``result``."""
+    async def succeeded(
+        self, cont: Cont, result: Any, headers: dict[str, str] | None = None
+    ) -> None:
+        """Send what follows a step that returned ``result`` (carrying ``headers``)."""
         pending = complete(result, cont)
         while pending:
             action = pending.pop(0)
             if isinstance(action, Launch):
-                await self._launch(action)
+                await self._launch(action, headers)
                 continue
             join, raw = action.join, encode(action.value)
 
@@ -71,7 +93,7 @@ class Flow:
         owner sends too, and every send is deduplicated."""
         assert msg.cont is not None
         if outcome.state == JobState.SUCCEEDED.value:
-            await self.succeeded(msg.cont, decode_value(outcome.result))
+            await self.succeeded(msg.cont, decode_value(outcome.result), msg.headers)
         elif outcome.state == JobState.ABORTED.value:
             await self._end(msg, JobState.ABORTED, None)
         else:
@@ -85,15 +107,7 @@ class Flow:
         callbacks never run), and a failure launches ``on_error``."""
         assert msg.cont is not None
         now = now_ms()
-        if error is not None:
-            note = ErrorInfo(
-                error.type,
-                f"step {msg.task} (job {msg.id}) failed: {error.message}",
-                error.traceback,
-            )
-            payload = encode(Outcome(state.value, now, error=note))
-        else:
-            payload = encode(Outcome(state.value, now))
+        payload = ended_outcome(msg, state, error, now)
         for barrier in barriers(msg.cont):
             await persist(
                 lambda barrier=barrier: self.streams.end_group(barrier, self._ttl_ms),  # type: ignore[misc]
@@ -104,18 +118,21 @@ class Flow:
             await self.completer.write_now(
                 Finish(job_id, 0, state.value, payload, now, self._ttl_ms)
             )
-        handler = msg.cont.on_error
-        if handler is not None and error is not None:
-            details = {"type": error.type, "message": error.message, "traceback": error.traceback}
-            await self._launch(Launch(f"{msg.id}-on-error", handler, [msg.id, details], Cont()))
+        handler = on_error_launch(msg, error) if error is not None else None
+        if handler is not None:
+            await self._launch(handler, msg.headers)
 
-    async def _launch(self, action: Launch) -> None:
+    async def _launch(self, action: Launch, headers: dict[str, str] | None) -> None:
         # Follow-ups carry earlier results (a chord callback: all of them), so
         # they may exceed the limit set for callers' own messages.
-        payload = launch_message(action, max(self.app.max_message_bytes, FOLLOW_UP_MAX_BYTES))
+        limit = max(self.app.max_message_bytes, FOLLOW_UP_MAX_BYTES)
+        # the partition of its id: deterministic, so a redelivered step re-sends
+        # to the same partition (and the same once-marker) as the first send
+        queue = self.app.partitions.pick(action.sig.queue, action.job_id)
+        payload = launch_message(action, limit, headers, self.app.signer, queue)
         await persist(
             lambda: self.streams.enqueue_once(
-                action.sig.queue,
+                queue,
                 action.sig.options.get("priority", 0),
                 action.job_id,
                 payload,

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
     from typing import Any
 
+    from .._core.hooks import Hooks
     from .._core.options import TaskOptions
     from .._core.registry import Registry
     from .._core.schedule import Schedule
@@ -24,6 +25,7 @@ class WorkerHost(AppHandle, Protocol):
     """An ``App``, as a worker or a scheduler sees it."""
 
     registry: Registry
+    hooks: Hooks
     sync_task_wrapper: Callable[[Callable[[], Any]], Any] | None
     """Run around each sync task attempt, in its thread (``App.wrap_sync_tasks``)."""
 

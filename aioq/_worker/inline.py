@@ -5,27 +5,42 @@ The app's broker is swapped for ``InlineBroker`` for the ``with`` block. A
 call still goes through ``new_message`` (argument encoding, size cap), the task's
 argument conversion, ``run_attempt`` (timeout, threads for sync tasks, result
 encoding) and the worker's retry rule; its outcome is kept in memory for
-``Job.result/state/info``. Limits (docs/testing.md): retries run at once (no
-backoff), ``delay``/``eta`` are ignored, workflows (chain/group/chord), rate limits,
+``Job.result/state/info``. The app's middleware and enqueue hooks run as they
+would (its lifespan hooks do not: ``ctx.state`` is empty). Limits (docs/testing.md):
+retries run at once (no backoff), ``delay``/``eta`` are ignored; workflows run
+step by step (members of a group one after another), carried on by the same
+rules as on a worker (``_core/canvas``, ``flow.ended_outcome``); rate limits,
 ``max_running``, abort and the sync callers (``delay()``) are not supported inline.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import msgspec
 
+from .._core.canvas import Launch, barriers, complete, downstream
 from .._core.context import Context
-from .._core.message import JobState, Message, decode_message, encode, now_ms
+from .._core.message import (
+    ErrorInfo,
+    JobState,
+    Message,
+    decode_message,
+    decode_outcome,
+    decode_value,
+    encode,
+    launch_message,
+    now_ms,
+)
 from .._transport.broker import RedisBroker
 from .._transport.keys import Keyspace
 from ..errors import ConfigurationError
 from .dispatch import _call_options
 from .executor import run_attempt
 from .failures import Failures
+from .flow import FOLLOW_UP_MAX_BYTES, ended_outcome, on_error_launch
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -47,6 +62,9 @@ class InlineBroker(RedisBroker):
         self.app = app
         self.records: dict[str, dict[bytes, bytes]] = {}
         self._threads = anyio.CapacityLimiter(4)
+        self._barriers: dict[str, dict[int, object]] = {}
+        """Group results reported so far, by barrier (closed ones are removed)."""
+        self._closed: set[str] = set()
 
     async def enqueue(self, job: NewJob) -> None:
         await self._run(job)
@@ -59,8 +77,12 @@ class InlineBroker(RedisBroker):
         return job.job_id
 
     async def enqueue_many(self, jobs: Sequence[NewJob]) -> None:
+        for job in jobs:  # a workflow's later steps: queued until sent
+            if job.payload is None:
+                self.records[job.job_id] = self._new_record(job.job_id, job.task, job.queue, None)
         for job in jobs:
-            await self._run(job)
+            if job.payload is not None:
+                await self._run(job)
 
     async def wait_outcome(self, job_id: str, timeout: float | None) -> bytes:
         outcome = self.records.get(job_id, {}).get(b"outcome")
@@ -81,20 +103,61 @@ class InlineBroker(RedisBroker):
         return None
 
     async def _run(self, job: NewJob) -> None:
-        if job.payload is None:  # a workflow step sent later
-            raise ConfigurationError("workflows (chain, group, chord) do not run inline")
-        msg = decode_message(job.payload)
+        assert job.payload is not None
+        await self._run_message(decode_message(job.payload))
+
+    async def _run_message(self, msg: Message) -> None:
         task = self.app.registry.get(msg.task)
         if task is None:
             raise ConfigurationError(f"task {msg.task!r} is not registered in this app")
-        if msg.cont is not None:
-            raise ConfigurationError("workflows (chain, group, chord) do not run inline")
-        record = self.records[msg.id] = {
-            b"task": msg.task.encode(),
-            b"queue": msg.queue.encode(),
-            b"enqueued_ms": str(msg.enqueued_ms).encode(),
-        }
+        record = self.records[msg.id] = self._new_record(
+            msg.id, msg.task, msg.queue, msg.enqueued_ms
+        )
         await self._attempts(task, msg, record)
+        if msg.cont is not None:
+            await self._carry_on(msg, decode_outcome(record[b"outcome"]))
+
+    @staticmethod
+    def _new_record(job_id: str, task: str, queue: str, enqueued: int | None) -> dict[bytes, bytes]:
+        record = {b"task": task.encode(), b"queue": queue.encode(), b"state": b"queued"}
+        if enqueued is not None:
+            record[b"enqueued_ms"] = str(enqueued).encode()
+        return record
+
+    async def _carry_on(self, msg: Message, outcome: Any) -> None:
+        """What a worker's ``Flow`` does after a workflow step, in memory."""
+        assert msg.cont is not None
+        if outcome.state != JobState.SUCCEEDED.value:
+            state = JobState(outcome.state)
+            error = outcome.error or ErrorInfo("Error", f"job ended {outcome.state}")
+            payload = ended_outcome(msg, state, error, now_ms())
+            self._closed.update(barriers(msg.cont))
+            for job_id in downstream(msg.cont):
+                self.records.setdefault(job_id, {}).update(
+                    {b"state": state.value.encode(), b"outcome": payload}
+                )
+            handler = on_error_launch(msg, error) if state == JobState.FAILED else None
+            if handler is not None:
+                await self._launch(handler, msg.headers)
+            return
+        pending = complete(decode_value(outcome.result), msg.cont)
+        while pending:
+            action = pending.pop(0)
+            if isinstance(action, Launch):
+                await self._launch(action, msg.headers)
+                continue
+            join = action.join
+            if join.barrier in self._closed:
+                continue
+            got = self._barriers.setdefault(join.barrier, {})
+            got[join.index] = action.value
+            if len(got) == join.size:
+                del self._barriers[join.barrier]
+                pending.extend(complete([got[i] for i in range(join.size)], join.outer))
+
+    async def _launch(self, action: Launch, headers: dict[str, str] | None) -> None:
+        payload = launch_message(action, FOLLOW_UP_MAX_BYTES, headers)
+        await self._run_message(decode_message(payload))
 
     async def _attempts(self, task: TaskDef, msg: Message, record: dict[bytes, bytes]) -> None:
         """Run attempts as a worker would, retries at once; ``ArgumentError`` is
@@ -105,9 +168,10 @@ class InlineBroker(RedisBroker):
             record[b"state"] = JobState.RUNNING.value.encode()
             record[b"attempts"] = str(attempt).encode()
             record[b"started_ms"] = str(now_ms()).encode()
-            ctx = self._context(msg, attempt) if task.wants_context else None
+            mw = self.app.hooks.middleware
+            ctx = self._context(msg, attempt) if task.wants_context or mw else None
             outcome, error = await run_attempt(
-                task, msg, ctx, opts, self._threads, self.app.sync_task_wrapper
+                task, msg, ctx, opts, self._threads, self.app.sync_task_wrapper, mw
             )
             if error is not None and Failures._retryable(task, msg, opts, error):
                 msg = msgspec.structs.replace(msg, retry=msg.retry + 1)
@@ -127,6 +191,7 @@ class InlineBroker(RedisBroker):
             attempt=attempt,
             worker_id=WORKER_ID,
             report=self.report_progress,
+            headers=msg.headers,
         )
 
 

@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import msgspec
 
-from .._core.message import Message, encode
+from .._core.message import Message, pack
 from .._transport.types import Admit, Verdict
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from .._core.registry import TaskDef
+    from .._core.signing import Signer
     from .._transport.broker import WorkerBroker
     from .._transport.types import Entry
 
@@ -50,8 +51,10 @@ def limited(task: TaskDef) -> bool:
 
 
 class Limits:
-    def __init__(self, streams: WorkerBroker, lease_ms: int) -> None:
+    def __init__(self, streams: WorkerBroker, lease_ms: int, signer: Signer | None = None) -> None:
         self.streams = streams
+        self.signer = signer
+        """Re-signs the messages it puts back (``App(signing_keys=…)``)."""
         self.lease_ms = lease_ms
         self.slots: dict[str, tuple[str, int]] = {}
         """Job id → (task, its max_running), for jobs running here that hold a
@@ -85,11 +88,11 @@ class Limits:
                 out.append(None)
             elif reply.verdict == Verdict.WAIT:
                 wait_ms = round(reply.wait_us / 1000)
-                payload = encode(msgspec.structs.replace(msg, reserved=True))
+                payload = pack(msgspec.structs.replace(msg, reserved=True), self.signer)
                 out.append(Deferral(payload, wait_ms, "rate_limit"))
             else:
                 wait = min(MAX_WAIT, FIRST_WAIT * 2.0**msg.waits) * random.uniform(0.5, 1.5)
-                payload = encode(msgspec.structs.replace(msg, waits=msg.waits + 1))
+                payload = pack(msgspec.structs.replace(msg, waits=msg.waits + 1), self.signer)
                 out.append(Deferral(payload, round(wait * 1000), "max_running"))
         return out
 

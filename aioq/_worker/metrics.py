@@ -54,6 +54,14 @@ QUEUE_GAUGES = (
 )
 
 
+PARTITION_GAUGES = tuple(
+    (name.replace("aioq_queue_", "aioq_queue_partition_"), f"{doc}, per partition", field)
+    for name, doc, field in QUEUE_GAUGES
+)
+"""``aioq_queue_partition_ready{queue="hot",partition="hot#3"}``, … (``aioq_queue_``
+prefix: under ``-w N`` they are taken once, like the queue gauges)."""
+
+
 class Snapshot:
     """What one scrape shows: set on the event loop, read by the collector."""
 
@@ -86,6 +94,14 @@ def _collector(snap: Snapshot) -> Collector:
             for q in snap.queues:
                 age.add_metric([q.name], q.oldest_ready_age_s or 0.0)
             yield age
+            # a partitioned queue: its sum above, each partition in families of
+            # their own (so summing a family never counts a message twice)
+            for name, doc, field in PARTITION_GAUGES:
+                g = GaugeMetricFamily(name, doc, labels=["queue", "partition"])
+                for q in snap.queues:
+                    for p in q.partitions:
+                        g.add_metric([q.name, p.name], getattr(p, field))
+                yield g
             worker = snap.worker
             if worker is None:
                 return
@@ -129,7 +145,8 @@ class Exposition:
         from prometheus_client import CollectorRegistry
 
         self.app = app
-        self.queues = list(queues) if queues else None
+        # logical names: a partitioned queue is reported as its sum and its partitions
+        self.queues = list(dict.fromkeys(map(app.partitions.logical, queues))) if queues else None
         self.snapshot = Snapshot(worker)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_collector(self.snapshot))

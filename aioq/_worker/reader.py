@@ -142,3 +142,58 @@ class ManyQueues:
             if entries or stopping or self.hot:
                 return entries, None
         return [], self.watch_marks()
+
+
+class FewQueues:
+    """The reads of a worker of at most ``SMALL`` queues (``Worker._read``): every
+    fetch reads every level stream, in an order that rotates on every read.
+
+    A blocking read that left the worker's only existing level stream empty is
+    followed by another blocking read at once, without ``fetch.lua`` (one round
+    trip less per message while nearly idle), for up to ``block``: a level's
+    first message then waits for the next fetch. Several streams keep
+    ``fetch.lua``: it takes the most urgent first.
+    """
+
+    def __init__(self, queues: list[str], block_ms: int) -> None:
+        self.queues = queues
+        self.block_ms = block_ms
+        self._rotate = 0
+        self._drained: tuple[dict[str, tuple[str, int]], float] | None = None
+        """Streams a blocking read left empty, and when fetch.lua last looked."""
+
+    async def read(
+        self,
+        streams: WorkerBroker,
+        levels: dict[str, tuple[str, int]],
+        consumer: str,
+        n: int,
+        ascending: bool,
+        stopping: bool,
+    ) -> list[Entry]:
+        drained, now = self._drained, time.monotonic()
+        self._drained = None
+        after: dict[str, bytes] = {}
+        if (
+            drained is None
+            or now - drained[1] > self.block_ms / 1000
+            or n < len(drained[0])
+            or stopping
+        ):
+            start = self._rotate % len(self.queues)
+            self._rotate += 1
+            queues = self.queues[start:] + self.queues[:start]
+            entries, after = await streams.fetch(consumer, queues, n, ascending)
+            if entries or stopping:
+                return entries
+            existing = {key: levels[key] for key, entry_id in after.items() if entry_id}
+            drained = (existing, now)
+        existing = drained[0]
+        if existing and n >= len(existing) and streams.one_read(list(existing)):
+            count = n // len(existing)
+            entries = await streams.read_blocking(consumer, existing, count, self.block_ms)
+            if len(existing) == 1 and len(entries) < count:
+                self._drained = drained  # the only stream is empty: block again at once
+            return entries
+        await streams.wait(after, self.block_ms)
+        return []

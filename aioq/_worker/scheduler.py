@@ -14,6 +14,11 @@ tick more than the grace ahead of Redis time and ignores a remembered last tick
 in the future of Redis time (left by a clock that ran ahead), so neither can
 silence a schedule.
 
+Schedules come from the app's code and from Redis (added at run time with
+``app.schedules.add``; read again every ``RELOAD`` seconds). A paused schedule's
+ticks are refused by ``tick.lua`` itself, so pausing needs no scheduler to
+notice; resuming does not back-fill the paused window.
+
 A tick is fired when it is due, or up to ``MISFIRE_GRACE`` later (a busy event
 loop, a short Redis blip). A tick no scheduler fired within that is *missed*
 (no scheduler ran, Redis was down, the clock jumped): with ``catch_up=False``
@@ -27,13 +32,13 @@ import logging
 import signal
 import time
 from datetime import datetime
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from .._core.message import new_message, now_ms
 from .._core.options import unwire, wire
-from .._core.schedule import latest_fire, next_fire, zone
+from .._core.schedule import decode_schedule, latest_fire, next_fire, zone
 from .._transport.connection import REDIS_ERRORS
 
 if TYPE_CHECKING:
@@ -43,7 +48,7 @@ if TYPE_CHECKING:
     from .._transport.broker import WorkerBroker
     from .host import WorkerHost
 
-__all__ = ["MISFIRE_GRACE", "RedisClock", "Scheduler", "overview", "resume_from", "upcoming"]
+__all__ = ["MISFIRE_GRACE", "RedisClock", "Scheduler", "resume_from", "upcoming"]
 
 log = logging.getLogger("aioq.scheduler")
 
@@ -55,6 +60,8 @@ RETRY_DELAY = 0.5
 """Seconds between tries while Redis fails."""
 RESYNC = 10.0
 """Seconds between two readings of the Redis clock."""
+RELOAD = 2.0
+"""Seconds between two readings of the schedules added at run time."""
 NOISY_READING = 0.2
 """A Redis clock reading whose round trip took longer (seconds) is too vague to
 replace a good one."""
@@ -130,8 +137,11 @@ def stamp(ms: int, tz: str) -> str:
 
 
 def placement(app: WorkerHost, s: Schedule) -> tuple[str, int]:
-    """(queue, priority level) of a schedule's jobs, resolved like a ``kiq()``."""
-    return app.placement(s.task, unwire(s.options, s.queue))
+    """(queue, priority level) of a schedule's jobs, resolved like a ``kiq()``. On a
+    partitioned queue, always the partition of the schedule's name: its state hash
+    (the compare-and-set of ``tick.lua``) lives in that partition's slot."""
+    queue, level = app.placement(s.task, unwire(s.options, s.queue))
+    return app.partitions.pick(queue, f"schedule:{s.name}"), level
 
 
 class Scheduler:
@@ -157,16 +167,17 @@ class Scheduler:
         connect_timeout: float = 30.0,
     ) -> None:
         self.app = app
-        self.schedules = list(app.schedules.values())
+        self.schedules: list[Schedule] = []
         self.connect_timeout = connect_timeout
         self._session = session
-        self._where = {s.name: placement(app, s) for s in self.schedules}
-        self._wire = {
-            s.name: wire(unwire(s.options)) | {"priority": self._where[s.name][1]}
-            for s in self.schedules
-        }
-        for s in self.schedules:
-            self._payload(s, f"{s.name}@{now_ms()}")  # fail now, not at the first tick
+        self._where: dict[str, tuple[str, int]] = {}
+        self._wire: dict[str, dict[str, Any]] = {}
+        self._code = list(app.schedules.values())
+        for s in self._code:
+            self._adopt(s)  # fail now, not at the first tick
+        self._added: dict[str, bytes] = {}
+        """Run-time schedules as last read from Redis (name → definition)."""
+        self._loaded = 0.0
         self._next: dict[str, int] = {}
         """Per schedule, the next tick this scheduler has not seen fired."""
         self._missed: dict[str, int] = {}
@@ -181,6 +192,42 @@ class Scheduler:
     def stop(self) -> None:
         """Stop after the tick being fired, if any."""
         self._stopping.set()
+
+    def _adopt(self, s: Schedule) -> None:
+        """Take ``s`` on: where its jobs go, its call's options; raises when its
+        call cannot be sent."""
+        self._where[s.name] = placement(self.app, s)
+        self._wire[s.name] = wire(unwire(s.options)) | {"priority": self._where[s.name][1]}
+        self._payload(s, f"{s.name}@{now_ms()}")
+        self.schedules.append(s)
+
+    async def _reload(self, session: WorkerBroker) -> list[Schedule]:
+        """Read the run-time schedules again; take on the new and changed ones (they
+        are returned, to be planned) and drop the removed ones."""
+        self._loaded = time.monotonic()
+        found = await session.schedule_definitions()
+        code = {s.name for s in self._code}
+        if found == self._added:
+            return []
+        fresh = []
+        for name in set(self._added) | set(found):
+            if name in code or self._added.get(name) == found.get(name):
+                continue
+            self.schedules = [s for s in self.schedules if s.name != name]
+            self._next.pop(name, None)
+            if name not in found:
+                log.info("schedule %r was removed", name)
+                continue
+            try:
+                s = decode_schedule(found[name])
+                self._adopt(s)
+            except Exception as exc:  # a definition this process cannot send
+                log.warning("schedule %r added at run time cannot be sent here: %s", name, exc)
+                continue
+            log.info("schedule %r added at run time: %s, task %s", name, s.spec, s.task)
+            fresh.append(s)
+        self._added = found
+        return fresh
 
     # -- main ------------------------------------------------------------------
 
@@ -221,28 +268,36 @@ class Scheduler:
         """Start each schedule after the last tick Redis says was fired; a schedule
         that never fired starts with its first tick after now (the past is not
         fired)."""
-        where = [(self._where[s.name][0], s.name) for s in self.schedules]
         while not self._stopping.is_set():
             try:
                 await self._clock.sync(session)
-                found = await session.schedule_states(where)
+                await self._reload(session)
+                await self._plan_some(session, self.schedules)
             except REDIS_ERRORS as exc:
                 self._lost(exc)
                 await self._sleep(RETRY_DELAY)
                 continue
             self._back()
-            now = self._clock.now()
-            for s, state in zip(self.schedules, found, strict=True):
-                last = state.last_ms if state else None
-                if last is not None and last > now + GRACE_MS:
-                    log.warning(
-                        "schedule %r: its last run (%s) lies in the future of Redis time "
-                        "(a scheduler's clock ran ahead); ignored",
-                        s.name,
-                        stamp(last, s.tz),
-                    )
-                self._next[s.name] = resume_from(s, last, now)
             return
+
+    async def _plan_some(self, session: WorkerBroker, todo: list[Schedule]) -> None:
+        """Plan each of ``todo`` from its state in Redis (the last tick fired, or its
+        last resume when later: a paused window is not back-filled)."""
+        if not todo:
+            return
+        where = [(self._where[s.name][0], s.name) for s in todo]
+        found = await session.schedule_states(where)
+        now = self._clock.now()
+        for s, state in zip(todo, found, strict=True):
+            last = state.planned_from if state else None
+            if last is not None and last > now + GRACE_MS:
+                log.warning(
+                    "schedule %r: its last run (%s) lies in the future of Redis time "
+                    "(a scheduler's clock ran ahead); ignored",
+                    s.name,
+                    stamp(last, s.tz),
+                )
+            self._next[s.name] = resume_from(s, last, now)
 
     def _log_startup(self) -> None:
         if not self.schedules:
@@ -270,6 +325,8 @@ class Scheduler:
             try:
                 if self._clock.stale():
                     await self._clock.sync(session)
+                if time.monotonic() - self._loaded >= RELOAD:
+                    await self._plan_some(session, await self._reload(session))
                 if await self._fire_due(session):
                     self._back()
                 delay = MAX_SLEEP
@@ -321,6 +378,11 @@ class Scheduler:
             self._payload(s, job_id),
             GRACE_MS,
         )
+        if fired.paused:  # refused by tick.lua: nothing sent; the next tick may be
+            log.debug("schedule %r is paused: %s not sent", s.name, stamp(tick, s.tz))
+            self._missed.pop(s.name, None)
+            self._next[s.name] = next_fire(s, tick)
+            return True
         if fired.early:
             if not self._early:
                 log.warning(
@@ -358,6 +420,7 @@ class Scheduler:
             s.kwargs,
             **self._wire[s.name],
             max_bytes=self.app.max_message_bytes,
+            signer=self.app.signer,
             job_id=job_id,
         )
         return payload
@@ -393,39 +456,3 @@ class Scheduler:
         if self._down:
             log.info("scheduler: Redis answers again; schedules resumed")
             self._down = False
-
-
-class Row(NamedTuple):
-    """One line of ``aioq schedule list``."""
-
-    name: str
-    task: str
-    spec: str
-    queue: str
-    next_run: str
-    last_run: str
-    last_job: str
-
-
-async def overview(app: WorkerHost, session: WorkerBroker) -> list[Row]:
-    """Every schedule of ``app`` with its next run (when a scheduler runs) and
-    what it fired last, times in the schedule's time zone."""
-    found = await session.schedule_states(
-        [(placement(app, s)[0], s.name) for s in app.schedules.values()]
-    )
-    now = await session.redis_time()
-    rows = []
-    for s, state in zip(app.schedules.values(), found, strict=True):
-        planned = resume_from(s, state.last_ms if state else None, now)
-        rows.append(
-            Row(
-                s.name,
-                s.task,
-                s.spec,
-                placement(app, s)[0],
-                stamp(upcoming(s, planned, now)[0], s.tz),
-                stamp(state.last_ms, s.tz) if state else "-",
-                state.last_job if state else "-",
-            )
-        )
-    return rows

@@ -11,6 +11,8 @@ import anyio
 from .._transport.connection import REDIS_ERRORS, outage_text
 
 if TYPE_CHECKING:
+    from anyio.abc import TaskStatus
+
     from .view import WorkerView
 
 log = logging.getLogger("aioq.worker")
@@ -43,9 +45,14 @@ def stop_while_starting() -> None:
     signal.signal(signal.SIGINT, stop)
 
 
-async def handle_signals(worker: WorkerView) -> None:
-    """First SIGTERM/SIGINT: stop reading, let in-flight tasks finish; second: cancel them."""
+async def handle_signals(
+    worker: WorkerView, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
+    """First SIGTERM/SIGINT: stop reading, let in-flight tasks finish; second: cancel
+    them. Started with ``TaskGroup.start``: once it returns, the receiver is open (the
+    worker reads nothing before that, so no signal can end it holding messages)."""
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        task_status.started()
         async for signum in signals:
             if not worker.stopping:
                 log.info(

@@ -24,12 +24,13 @@ import asyncio
 import logging
 import os
 import socket
-import time
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from .._core.context import NO_STATE
+from .._core.options import check_number
 from .._transport.connection import (
     OUTAGE_ERRORS,
     REDIS_ERRORS,
@@ -43,15 +44,16 @@ from .completer import Completer
 from .dispatch import Dispatcher
 from .health import endpoints
 from .lease import Lease
+from .lifespan import lifespan
 from .metrics import require as require_metrics
 from .pump import Pump
-from .reader import SMALL, ManyQueues
+from .reader import SMALL, FewQueues, ManyQueues
 from .recovery import Recovery
 from .scheduler import Scheduler
 from .tally import Tally
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from anyio.abc import TaskStatus
 
@@ -82,7 +84,8 @@ class Worker:
     Args:
         app: the app whose registered tasks this worker runs.
         queues: queues to consume; default: the app's default queue and every
-            queue a registered task names.
+            queue a registered task names. A partitioned queue's name means every
+            one of its partitions (``hot`` → ``hot#0`` … ``hot#7``).
         concurrency: most messages held (running or being completed) at once.
         grace: seconds in-flight tasks get to finish after a stop request.
         connect_timeout: seconds to keep retrying an unreachable Redis at start.
@@ -97,8 +100,12 @@ class Worker:
             Without it, a warning is logged.
         burst: stop once nothing runs here and its queues are empty (see
             ``stopping.idle``: delayed messages count, however far ahead).
-        health_port, metrics_port: serve ``/livez`` + ``/readyz`` (``health.py``), Prometheus
-            ``/metrics`` (``metrics.py``, needs ``aioq[metrics]``) on ``health_host``.
+        unknown_task_grace: seconds a message for a task this worker does not
+            know is handed back (for a worker running newer code: a rolling
+            deploy) before it is dead-lettered; 0: at once (docs/deploys.md).
+        health_port: serve ``/livez`` + ``/readyz`` (``health.py``) on ``health_host``.
+        metrics_port: serve Prometheus ``/metrics`` (``metrics.py``, needs
+            ``aioq[metrics]``) on ``health_host``.
     """
 
     def __init__(
@@ -118,14 +125,18 @@ class Worker:
         health_port: int | None = None,
         health_host: str = "127.0.0.1",
         metrics_port: int | None = None,
+        unknown_task_grace: float = 60.0,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         if threads is not None and threads < 1:
             raise ValueError("threads must be at least 1")
         preflight.check(app, strict, grace=grace, connect_timeout=connect_timeout)
+        check_number("unknown_task_grace", unknown_task_grace, positive=False)
+        self.unknown_task_grace = unknown_task_grace
         self.app = app
-        self.queues = list(dict.fromkeys(queues or app.queues()))
+        # a partitioned queue (App.queue) stands for all its partitions
+        self.queues = app.partitions.expand(queues or app.queues())
         self.concurrency = concurrency
         self.grace = grace
         self.connect_timeout = connect_timeout
@@ -146,12 +157,12 @@ class Worker:
         self._stopping = False
         self.ready = anyio.Event()
         """Set once the worker has connected, created its groups and started reading."""
-        self._rotate = 0
+        self.state: Mapping[str, Any] = NO_STATE
+        """What the app's ``on_worker_start`` hooks returned (``ctx.state``), once run."""
+        self._few = FewQueues(self.queues, self.block_ms)
         self._levels: dict[str, tuple[str, int]] = {}
         """Every level stream this worker reads: key → (queue, level)."""
         self._reads = 0
-        self._drained: tuple[dict[str, tuple[str, int]], float] | None = None
-        """Streams a blocking read left empty, and when fetch.lua last looked."""
         self._pause = 0.1  # between reads while Redis fails
         self._threads = anyio.CapacityLimiter(self.threads)
         vt = app.settings.visibility_timeout
@@ -213,11 +224,12 @@ class Worker:
         task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
         """Run until stopped. With ``handle_signals``, SIGTERM/SIGINT stop it."""
-        async with endpoints(self):
+        async with endpoints(self), lifespan(self.app.hooks) as self.state:
             await self._run(handle_signals, task_status)
 
     async def _run(self, handle_signals: bool, task_status: TaskStatus[None]) -> None:
-        session = self._streams = self.app.broker.session()
+        settings = self.app.settings
+        session = self._streams = self.app.broker.session(events_maxlen=settings.events_maxlen)
         self._levels = {
             session.level_stream(q, level): (q, level)
             for q in self.queues
@@ -240,6 +252,8 @@ class Worker:
                 self._poke_pump,
             )
             dispatcher.tally = self.tally if self.metrics_port is not None else None
+            dispatcher.middleware, dispatcher.state = self.app.hooks.middleware, self.state
+            dispatcher.unknown_task_grace_ms = int(self.unknown_task_grace * 1000)
             self._recovery = Recovery(self._streams, self.queues, self.id, self._lease, dispatcher)
             if self._many is not None:
                 self._recovery.existing = self._many.existing
@@ -252,7 +266,7 @@ class Worker:
             with dispatcher.keeping_leases(renewer):
                 async with anyio.create_task_group() as services:
                     if handle_signals:
-                        services.start_soon(stopping.handle_signals, self)
+                        await services.start(stopping.handle_signals, self)
                     services.start_soon(self._completer.run)
                     services.start_soon(self._pump.run)
                     services.start_soon(dispatcher.heartbeat)
@@ -422,36 +436,9 @@ class Worker:
             if watch is not None and not self._stopping:
                 await self._many.watch(watch)
             return entries
-        drained, now = self._drained, time.monotonic()
-        self._drained = None
-        after: dict[str, bytes] = {}
-        if (
-            drained is None
-            or now - drained[1] > self.block_ms / 1000
-            or n < len(drained[0])
-            or self._stopping
-        ):
-            start = self._rotate % len(self.queues)
-            self._rotate += 1
-            queues = self.queues[start:] + self.queues[:start]
-            entries, after = await self._streams.fetch(self.id, queues, n, ascending)
-            if entries or self._stopping:
-                return entries
-            existing = {key: self._levels[key] for key, entry_id in after.items() if entry_id}
-            drained = (existing, now)
-        existing = drained[0]
-        if existing and n >= len(existing):
-            count = n // len(existing)
-            entries = await self._streams.read_blocking(self.id, existing, count, self.block_ms)
-            if len(existing) == 1 and len(entries) < count:
-                # It left the only stream empty: the next read can block at once, no
-                # fetch.lua (one round trip less per message while nearly idle). A
-                # level's first message waits for the next fetch, within ``block``.
-                # (Several streams keep fetch.lua: it takes the most urgent first.)
-                self._drained = drained
-            return entries
-        await self._streams.wait(after, self.block_ms)
-        return []
+        return await self._few.read(
+            self._streams, self._levels, self.id, n, ascending, self._stopping
+        )
 
     # -- delayed messages ------------------------------------------------------
 

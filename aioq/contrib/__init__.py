@@ -1,2 +1,3 @@
-"""Integrations with other frameworks, each behind its own extra: ``aioq.contrib.django``
-(``pip install 'aioq[django]'``). Nothing in ``aioq`` itself imports them."""
+"""Integrations with other frameworks and libraries, each behind its own extra:
+``aioq.contrib.django`` (``aioq[django]``), ``aioq.contrib.otel`` (``aioq[otel]``).
+Nothing in ``aioq`` itself imports them."""

@@ -59,8 +59,11 @@ async def running_worker(
 ) -> AsyncIterator[RunningWorker]:
     """Run a ``Worker`` for ``app`` in this event loop for the ``async with`` block;
     on exit it stops (in-flight tasks get ``grace`` seconds). ``options`` go to
-    ``Worker`` (``block`` defaults to 0.1 s so the stop is quick)."""
+    ``Worker`` (``block`` defaults to 0.1 s so the stop is quick, and
+    ``unknown_task_grace`` to 0: a message for a task the app does not have is
+    dead-lettered at once, not handed back for a newer worker as in a deploy)."""
     options.setdefault("block", 0.1)
+    options.setdefault("unknown_task_grace", 0.0)
     worker = Worker(app, queues=queues, concurrency=concurrency, grace=grace, **options)
     task = asyncio.create_task(worker.run())
     ready = asyncio.create_task(worker.ready.wait())

@@ -56,6 +56,7 @@ class Fleet:
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     started: int = 0
     kills: int = 0
+    log_of: dict[int, Path] = field(default_factory=dict)
 
     def spawn(self, *extra: str) -> subprocess.Popen[bytes]:
         with open(self.logdir / f"worker{self.started}.log", "wb") as log:
@@ -79,7 +80,13 @@ class Fleet:
             )
         self.started += 1
         self.procs.append(proc)
+        self.log_of[proc.pid] = self.logdir / f"worker{self.started - 1}.log"
         return proc
+
+    def wait_logged(self, proc: subprocess.Popen[bytes], text: str, timeout: float = 30) -> None:
+        """Wait until ``proc``'s log shows ``text`` (e.g. that it is up and reading)."""
+        log = self.log_of[proc.pid]
+        wait_until(lambda: text in log.read_text(errors="replace"), timeout, f"{text!r} in {log}")
 
     def alive(self) -> list[subprocess.Popen[bytes]]:
         return [p for p in self.procs if p.poll() is None]

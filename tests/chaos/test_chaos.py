@@ -51,6 +51,9 @@ async def test_sigterm_drains_without_duplicates(chaos: Chaos) -> None:
     leaving, staying = chaos.fleet.spawn(), chaos.fleet.spawn()
     jobs = await chaosapp.work.kiq_many([(chaos.rng.randint(50, 100),) for _ in range(n)])
     ids = [j.id for j in jobs]
+    # Signalled once it reads (a slow machine may still be importing otherwise):
+    # the test is about the drain of a working worker.
+    await asyncio.to_thread(chaos.fleet.wait_logged, leaving, "task(s) registered")
     await wait_started(chaos, 40)
     leaving.send_signal(signal.SIGTERM)
     assert leaving.wait(30) == 0
@@ -145,7 +148,7 @@ async def test_long_task_on_a_live_worker_runs_once(chaos: Chaos) -> None:
 async def test_poison_messages(chaos: Chaos) -> None:
     """T6: garbage, unknown task, wrong types, oversized: each dead-lettered with its
     reason (jobs with a record fail at once); the good ones around them succeed."""
-    chaos.fleet.spawn()
+    chaos.fleet.spawn("--unknown-task-grace", "0")  # no rolling deploy here
     client = chaos.broker.client()
     stream = chaos.app.keys.stream("default")
     good = await chaosapp.work.kiq_many([(5,)] * 20)

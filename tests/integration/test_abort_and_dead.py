@@ -13,7 +13,7 @@ import pytest
 import redis
 
 import aioq
-from tests.conftest import WorkerRunner
+from tests.conftest import WorkerRunner, on_cluster_too
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,6 +40,7 @@ async def test_abort_a_queued_job(
     assert sync_redis.xlen(app.keys.stream("default")) == 0
 
 
+@on_cluster_too
 async def test_abort_a_scheduled_job(app: aioq.App, workers: WorkerRunner) -> None:
     runs = 0
 
@@ -86,6 +87,7 @@ async def test_abort_a_running_job(
     assert await job.abort() is False  # already ended
 
 
+@on_cluster_too
 async def test_dead_letters_list_retry_purge(app: aioq.App, workers: WorkerRunner) -> None:
     await workers.start(app)
     unknown = await app.send("later.defined", args=[2])
@@ -208,6 +210,7 @@ async def test_every_kind_of_send_can_be_aborted_before_it_runs(
     assert sorted(runs) == [9, 99]  # the chain's first step ran; nothing aborted did
 
 
+@on_cluster_too
 async def test_a_scheduled_tick_and_a_redriven_job_can_be_aborted_before_they_run(
     app: aioq.App, workers: WorkerRunner
 ) -> None:

@@ -13,7 +13,7 @@ import pytest
 import redis
 
 import aioq
-from tests.conftest import WorkerRunner, both_record_modes
+from tests.conftest import WorkerRunner, both_record_modes, on_cluster_too
 
 
 @dataclasses.dataclass
@@ -237,6 +237,7 @@ async def test_store_result_false_and_result_ttl(
     assert 4990 <= sync_redis.ttl(app.keys.job(longer.id)) <= 5000
 
 
+@on_cluster_too
 async def test_messages_sent_before_any_worker_are_processed(
     app: aioq.App, workers: WorkerRunner
 ) -> None:

@@ -11,7 +11,7 @@ import aioq
 from aioq import chain, chord, group
 from aioq._core.canvas import Cont, Launch, start
 from aioq._core.message import new_message
-from tests.conftest import WorkerRunner
+from tests.conftest import WorkerRunner, on_cluster_too
 
 
 def tasks(app: aioq.App) -> tuple[aioq.Task[..., int], ...]:
@@ -34,6 +34,7 @@ def tasks(app: aioq.App) -> tuple[aioq.Task[..., int], ...]:
     return add, mul, tsum, boom
 
 
+@on_cluster_too
 async def test_chain(app: aioq.App, workers: WorkerRunner) -> None:
     add, mul, _, _ = tasks(app)
     await workers.start(app)
@@ -43,6 +44,7 @@ async def test_chain(app: aioq.App, workers: WorkerRunner) -> None:
     assert await (await add.s(1, 1).kiq()).result(timeout=10) == 2
 
 
+@on_cluster_too
 async def test_group_and_chord(app: aioq.App, workers: WorkerRunner) -> None:
     add, _, tsum, _ = tasks(app)
     await workers.start(app)
@@ -69,6 +71,7 @@ async def test_nesting(app: aioq.App, workers: WorkerRunner) -> None:
     assert await job.result(timeout=10) == 120
 
 
+@on_cluster_too
 async def test_a_failed_step_stops_the_chain(app: aioq.App, workers: WorkerRunner) -> None:
     add, mul, tsum, boom = tasks(app)
     await workers.start(app)
@@ -148,6 +151,7 @@ async def test_a_10000_member_chord(app: aioq.App, workers: WorkerRunner) -> Non
     del tsum
 
 
+@on_cluster_too
 async def test_on_error_callback(app: aioq.App, workers: WorkerRunner) -> None:
     add, mul, _, boom = tasks(app)
     reported: list[tuple[str, dict[str, str]]] = []

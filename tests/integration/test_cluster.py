@@ -108,11 +108,6 @@ async def test_admit_runs_on_the_cluster_with_task_keys_in_one_slot(
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 11: App has no cluster broker yet (redis+cluster:// URLs, per-slot fetch, "
-    "cluster pub/sub); drop this mark when it lands",
-)
 async def test_core_path_on_the_cluster(redis_cluster_url: str) -> None:
     """The target: kiq -> worker -> result on a Redis Cluster, from the URL alone."""
     import aioq

@@ -10,6 +10,7 @@ import redis
 
 import aioq
 from tests import limitsapp
+from tests.conftest import on_cluster_too
 from tests.integration import test_process
 
 spawn = test_process.spawn  # the worker-process fixture
@@ -18,8 +19,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-async def client(redis_url: str, prefix: str) -> AsyncIterator[aioq.App]:
-    limitsapp.app.__init__(redis_url, prefix=prefix, visibility_timeout=2.0)  # type: ignore[misc]
+async def client(broker_url: str, prefix: str) -> AsyncIterator[aioq.App]:
+    limitsapp.app.__init__(broker_url, prefix=prefix, visibility_timeout=2.0)  # type: ignore[misc]
     for task in (limitsapp.paced, limitsapp.capped):
         limitsapp.app.registry.add(task.definition)
     yield limitsapp.app
@@ -51,16 +52,17 @@ async def test_rate_limit_holds_across_three_workers(  # type: ignore[no-untyped
     assert sync_redis.scard(f"{prefix}:workers") >= 2  # the limit was shared, not local
 
 
+@on_cluster_too
 async def test_max_running_caps_concurrency_across_workers(  # type: ignore[no-untyped-def]
-    spawn, client: aioq.App, sync_redis: redis.Redis, prefix: str
+    spawn, client: aioq.App, broker_redis: redis.Redis, prefix: str
 ) -> None:
     start_workers(spawn, 3)
     jobs = await limitsapp.capped.kiq_many([(0.2,)] * 20)
     await aioq.gather(*jobs, timeout=60)
-    seen = [int(v) for v in sync_redis.lrange(f"{prefix}:seen", 0, -1)]
+    seen = [int(v) for v in broker_redis.lrange(f"{prefix}:seen", 0, -1)]
     assert len(seen) == 20
     assert max(seen) <= 2, seen
     assert max(seen) == 2  # and the limit is used, not serialised to one
-    assert sync_redis.scard(f"{prefix}:workers") >= 2
+    assert broker_redis.scard(f"{prefix}:workers") >= 2
     # every slot was given back when its job ended
-    assert sync_redis.zcard(client.keys.running(limitsapp.capped.name)) == 0
+    assert broker_redis.zcard(client.keys.running(limitsapp.capped.name)) == 0

@@ -12,7 +12,7 @@ import redis
 
 import aioq
 from aioq._worker import pump, reader
-from tests.conftest import WorkerRunner
+from tests.conftest import WorkerRunner, on_cluster_too
 
 QUEUES = [f"q{i}" for i in range(reader.SMALL + 24)]
 
@@ -30,6 +30,7 @@ async def _send(task: aioq.Task[[int], int], queue: str, x: int, priority: int =
     return await job.result(timeout=10)
 
 
+@on_cluster_too
 async def test_every_queue_and_level_is_served(app: aioq.App, workers: WorkerRunner) -> None:
     echo = _echo(app)
     # Sent before the worker starts: everything is hot at first.
@@ -94,18 +95,18 @@ async def test_a_stop_ends_a_long_watch(
     assert time.monotonic() - started < 3
 
 
-async def test_delayed_messages_follow_the_due_index(app: aioq.App, workers: WorkerRunner) -> None:
+@on_cluster_too
+async def test_delayed_messages_follow_the_due_index(
+    app: aioq.App, workers: WorkerRunner, broker_redis: redis.Redis
+) -> None:
     echo = _echo(app)
     await workers.start(app, queues=QUEUES)
     jobs = [await echo.with_options(queue=q, delay=0.3).kiq(i) for i, q in enumerate(QUEUES[:5])]
-    r = redis.Redis.from_url(app.url)
-    try:
-        assert r.zcard(app.keys.due()) >= 1  # the senders' hints
-        assert [await j.result(timeout=10) for j in jobs] == list(range(5))
-        await asyncio.sleep(0.6)
-        assert r.zcard(app.keys.due()) == 0  # nothing waits: every hint removed
-    finally:
-        r.close()
+    r = broker_redis
+    assert r.zcard(app.keys.due()) >= 1  # the senders' hints
+    assert [await j.result(timeout=10) for j in jobs] == list(range(5))
+    await asyncio.sleep(0.6)
+    assert r.zcard(app.keys.due()) == 0  # nothing waits: every hint removed
 
 
 async def test_the_sweep_finds_delayed_messages_without_a_hint(
@@ -126,19 +127,19 @@ async def test_the_sweep_finds_delayed_messages_without_a_hint(
     assert await job.result(timeout=10) == 9
 
 
-async def test_a_dead_consumers_entries_are_recovered(app: aioq.App, workers: WorkerRunner) -> None:
+@on_cluster_too
+async def test_a_dead_consumers_entries_are_recovered(
+    app: aioq.App, workers: WorkerRunner, broker_redis: redis.Redis
+) -> None:
     # Claims follow the pending summaries: only queues where another consumer holds
     # entries (or this worker more than it runs) get a claim.lua.
     echo = _echo(app)
     jobs = [await echo.with_options(queue=q).kiq(i) for i, q in enumerate(QUEUES[20:23])]
-    r = redis.Redis.from_url(app.url)
-    try:
-        for q in QUEUES[20:23]:
-            stream = app.keys.stream(q)
-            r.xgroup_create(stream, "workers", id="0", mkstream=True)
-            assert r.xreadgroup("workers", "dead-worker", {stream: ">"}, count=10)
-    finally:
-        r.close()
+    r = broker_redis
+    for q in QUEUES[20:23]:
+        stream = app.keys.stream(q)
+        r.xgroup_create(stream, "workers", id="0", mkstream=True)
+        assert r.xreadgroup("workers", "dead-worker", {stream: ">"}, count=10)
     await workers.start(app, queues=QUEUES)
     # claimable after 0.8 x the visibility timeout (2 s) of idleness
     assert [await j.result(timeout=10) for j in jobs] == [0, 1, 2]

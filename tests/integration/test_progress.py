@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import aioq
-from tests.conftest import WorkerRunner
+from tests.conftest import WorkerRunner, on_cluster_too
 
 
+@on_cluster_too
 async def test_progress_is_recorded_and_streamed(app: aioq.App, workers: WorkerRunner) -> None:
     release = asyncio.Event()
 

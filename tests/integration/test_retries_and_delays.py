@@ -12,9 +12,10 @@ import redis
 
 import aioq
 from aioq._core.message import Message, encode
-from tests.conftest import WorkerRunner
+from tests.conftest import WorkerRunner, on_cluster_too
 
 
+@on_cluster_too
 async def test_delay_schedules_the_job(app: aioq.App, workers: WorkerRunner) -> None:
     @app.task
     async def stamp() -> float:
@@ -46,6 +47,7 @@ async def test_eta_must_be_aware_and_is_honoured(app: aioq.App, workers: WorkerR
     assert await job.result(timeout=10) >= eta.timestamp() - 0.01
 
 
+@on_cluster_too
 async def test_retries_until_success(app: aioq.App, workers: WorkerRunner) -> None:
     seen: list[int] = []
 
@@ -98,6 +100,7 @@ async def test_retry_on_filters_exceptions(app: aioq.App, workers: WorkerRunner)
     assert calls == 1
 
 
+@on_cluster_too
 async def test_per_call_retries_and_retry_state(app: aioq.App, workers: WorkerRunner) -> None:
     calls = 0
 

@@ -404,6 +404,8 @@ def test_schedule_list_shows_next_and_last_runs(
         "TASK",
         "SPEC",
         "QUEUE",
+        "SOURCE",
+        "STATE",
         "NEXT",
         "RUN",
         "LAST",
@@ -420,4 +422,5 @@ def test_schedule_list_shows_next_and_last_runs(
     assert seoul[-1] == seoul[-2] == "-"  # never fired
     assert seoul[-3].endswith("T09:00:00+09:00")  # next run, in the schedule's zone
     assert "every 0.25s" in lines["quarter"] and "(Asia/Seoul)" in lines["seoul-morning"]
+    assert second[second.index("default") + 1 :][:2] == ["code", "active"]
     assert "4 schedule(s)" in out

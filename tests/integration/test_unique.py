@@ -9,7 +9,7 @@ import redis
 
 import aioq
 from aioq._core.message import unique_key
-from tests.conftest import WorkerRunner, both_record_modes
+from tests.conftest import WorkerRunner, both_record_modes, on_cluster_too
 
 
 async def test_explicit_job_id_under_concurrent_enqueue(
@@ -38,8 +38,9 @@ async def test_explicit_job_id_under_concurrent_enqueue(
     assert runs == [value]
 
 
+@on_cluster_too
 async def test_unique_for_dedupes_equal_calls_while_pending(
-    app: aioq.App, workers: WorkerRunner, sync_redis: redis.Redis
+    app: aioq.App, workers: WorkerRunner, broker_redis: redis.Redis
 ) -> None:
     runs: list[tuple[int, str]] = []
     gate = asyncio.Event()
@@ -53,7 +54,7 @@ async def test_unique_for_dedupes_equal_calls_while_pending(
     first = await asyncio.gather(*(refresh.kiq(1) for _ in range(50)))
     assert len({j.id for j in first}) == 1
     # the calls that found the lock taken deleted the records of their unsent ids
-    assert len(list(sync_redis.scan_iter(match=app.keys.job("*")))) == 1
+    assert len(list(broker_redis.scan_iter(match=app.keys.job("*")))) == 1
     other = await refresh.kiq(2)  # other arguments: another job
     scoped = await refresh.kiq(1, scope="x")
     assert len({first[0].id, other.id, scoped.id}) == 3
@@ -91,6 +92,7 @@ async def test_unique_for_per_call_and_lock_expiry(app: aioq.App, sync_redis: re
         await ping.with_options(job_id="x").kiq_many([(1,), (2,)])
 
 
+@on_cluster_too
 async def test_delayed_unique_job(app: aioq.App, workers: WorkerRunner) -> None:
     @app.task
     async def later(n: int) -> int:

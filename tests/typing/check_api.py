@@ -7,6 +7,7 @@ This file is type-checked, never executed.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from typing import Any, assert_type
 
 import aioq
@@ -147,3 +148,29 @@ def sync_progress(ctx: aioq.Context, n: int) -> int:
 async def async_progress(ctx: aioq.Context, n: int) -> int:
     await ctx.progress(1, total=n)
     return n
+
+
+@app.on_worker_start
+async def open_pool() -> dict[str, Any]:
+    return {"pool": object()}
+
+
+@app.middleware
+async def timing(ctx: aioq.Context, call_next: Any) -> Any:
+    assert_type(ctx.state["pool"], Any)
+    assert_type(ctx.headers, dict[str, str])
+    return await call_next()
+
+
+@app.before_enqueue
+def tag(call: aioq.Enqueue) -> None:
+    call.headers["tenant"] = "acme"
+    call.priority = "high"  # type: ignore[assignment]
+
+
+def hooks_usage() -> None:
+    # the decorators hand the function back with its own type
+    started: Callable[[], Coroutine[Any, Any, dict[str, Any]]] = open_pool
+    tagged: Callable[[aioq.Enqueue], None] = tag
+    wrong: Callable[[int], None] = tag  # type: ignore[assignment]
+    del started, tagged, wrong

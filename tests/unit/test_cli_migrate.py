@@ -221,3 +221,14 @@ def test_scheduler_takes_A(project) -> None:  # type: ignore[no-untyped-def]
         ["scheduler", "-A", f"{pkg}.celery_app:app", "--loglevel", "DEBUG"]
     )
     assert (args.app_option, args.log_level) == (f"{pkg}.celery_app:app", "debug")
+
+
+def test_unknown_task_grace_flag_env_and_default(project, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    pkg = project({"celery_app.py": CELERY_APP, "tasks.py": TASKS})
+    assert worker_for(f"{pkg}.celery_app:app").unknown_task_grace == 60.0
+    monkeypatch.setenv("AIOQ_UNKNOWN_TASK_GRACE", "5")
+    assert worker_for(f"{pkg}.celery_app:app").unknown_task_grace == 5.0
+    worker = worker_for(f"{pkg}.celery_app:app", "--unknown-task-grace", "0")
+    assert worker.unknown_task_grace == 0.0
+    assert cli.main(["worker", f"{pkg}.celery_app:app", "--unknown-task-grace", "-1"]) == 1
+    assert "--unknown-task-grace must be >= 0 seconds" in capsys.readouterr().err

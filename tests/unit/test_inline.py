@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from typing import Any
 
 import pytest
 
@@ -77,6 +78,94 @@ async def test_bad_arguments_raise_at_kiq_and_the_app_is_restored() -> None:
     with app.inline():
         with pytest.raises(ArgumentError):
             await add.kiq("a", 2)  # type: ignore[arg-type]
-        with pytest.raises(aioq.ConfigurationError, match="do not run inline"):
-            await aioq.chain(add.s(1, 2), add.s(3)).kiq()
     assert app.broker is before
+
+
+async def test_workflows_run_inline() -> None:
+    """chain, group and chord run step by step in-process, results carried on as
+    a worker carries them; the handle of each awaits the last step / all members."""
+    app = make_app()
+
+    @app.task
+    async def add(x: int, y: int) -> int:
+        return x + y
+
+    @app.task
+    def total(values: list[int]) -> int:
+        return sum(values)
+
+    with app.inline():
+        chained = await aioq.chain(add.s(1, 2), add.s(3), add.s(4)).kiq()
+        assert await chained.result() == 10
+        grouped = await aioq.group(add.s(i, i) for i in range(4)).kiq()
+        assert await grouped.result() == [0, 2, 4, 6]
+        chord = await aioq.chord([add.s(1, 1), add.s(2, 2)], total.s()).kiq()
+        assert await chord.result() == 6
+        nested = await aioq.chain(aioq.group(add.s(1, 1), add.s(2, 2)), total.s(), add.s(10)).kiq()
+        assert await nested.result() == 16
+
+
+async def test_a_failed_step_ends_its_workflow_inline_and_calls_on_error() -> None:
+    app = make_app()
+    seen: list[tuple[str, str]] = []
+
+    @app.task
+    async def add(x: int, y: int) -> int:
+        return x + y
+
+    @app.task
+    async def boom(x: int) -> int:
+        raise ValueError(f"no {x}")
+
+    @app.task
+    async def report(job_id: str, error: dict[str, Any]) -> None:
+        seen.append((job_id, error["type"]))
+
+    with app.inline():
+        flow = aioq.chain(add.s(1, 2), boom.s(), add.s(5)).on_error(report.s())
+        handle = await flow.kiq()
+        with pytest.raises(aioq.TaskFailed) as caught:
+            await handle.result()
+        assert caught.value.type == "ValueError" and "no 3" in caught.value.message
+        assert [t for _, t in seen] == ["ValueError"]
+        chord = await aioq.chord([add.s(1, 1), boom.s(2)], add.s(0)).kiq()
+        with pytest.raises(aioq.TaskFailed):
+            await chord.result()
+
+
+async def test_inline_runs_the_middleware_and_the_enqueue_hooks() -> None:
+    app = aioq.App("redis://127.0.0.1:1/0", prefix="inline-hooks")
+    seen: list[str] = []
+
+    @app.before_enqueue
+    def tag(call: aioq.Enqueue) -> None:
+        call.headers["who"] = "test"
+
+    @app.middleware
+    async def around(ctx: aioq.Context, call_next: Any) -> Any:
+        seen.append(f"{ctx.task_name}:{ctx.headers['who']}:{ctx.attempt}")
+        return [await call_next()]
+
+    @app.task(name="double")
+    def double(x: int) -> int:
+        return 2 * x
+
+    with app.inline():
+        job = await double.kiq(4)
+        assert await job.result() == [8]
+    assert seen == ["double:test:1"]
+
+
+def test_sync_callers_run_inline() -> None:
+    """delay(), apply_async() and a workflow's delay() from sync code (a Django view
+    under test) run inline too, through the process's background loop."""
+    app = make_app()
+
+    @app.task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    with app.inline():
+        assert add.delay(1, 2).get(timeout=1) == 3
+        assert add.apply_async(args=(2, 3)).get(timeout=1) == 5
+        assert aioq.chain(add.s(1, 1), add.s(5)).delay().get(timeout=1) == 7

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from redis import exceptions as rex
 
-from aioq._transport.connection import OUTAGE_ERRORS, REDIS_ERRORS, outage_text
+from aioq._transport.connection import OUTAGE_ERRORS, REDIS_ERRORS, NoReplicasError, outage_text
 
 
 @pytest.mark.parametrize(
@@ -22,6 +22,7 @@ from aioq._transport.connection import OUTAGE_ERRORS, REDIS_ERRORS, outage_text
         (rex.ClusterError("TTL exhausted."), ""),
         (rex.BusyLoadingError("Redis is loading the dataset in memory"), "LOADING"),
         (rex.ConnectionError("Connection refused"), ""),
+        (NoReplicasError("Not enough good replicas to write."), "NOREPLICAS"),
     ],
 )
 def test_cluster_and_failover_errors_are_outages(error: BaseException, code: str) -> None:

@@ -15,9 +15,11 @@ Two kinds of calls are exempt, each named below with the reason:
   Cluster refuses them outright; the transport sends them only with
   ``batch_records=True``, which an app on a cluster must never set (the test checks
   that ``batch_records=False`` never sends one);
-- ``KNOWN_CROSS_SLOT``: calls that still span several slots and wait for their
-  per-slot rewrite (issue 11). Each entry must really be cross-slot here, so the
-  list cannot outlive the fix.
+- ``SINGLE_NODE_CROSS_SLOT``: reads that span a worker's queues in one command on
+  a single Redis server. A transport set up for a cluster (``cluster=True``) makes
+  them per slot group instead (``_transport/reads.py``): no call it makes may
+  cross slots. Each entry must really be cross-slot in single-node mode, so the
+  list cannot outlive a change of the reads.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ from typing import Any, NamedTuple
 import pytest
 
 import aioq._transport as transport_pkg
+from aioq._core.event import Note
 from aioq._core.options import When
-from aioq._transport import deadletters, inspect, schedules
+from aioq._transport import deadletters, events, inspect, schedules
 from aioq._transport.client import Client, NewJob
 from aioq._transport.keys import LEVELS, Keyspace
 from aioq._transport.leases import LeaseRenewer
@@ -46,17 +49,18 @@ NO_CLUSTER = frozenset(
     p.stem for p in LUA.glob("*.lua") if p.read_text().startswith("#!lua flags=no-cluster")
 )
 
-KNOWN_CROSS_SLOT = {
+SINGLE_NODE_CROSS_SLOT = {
     # fetch.lua reads the level streams of *all* the worker's queues in one script,
-    # so that the most urgent level of any queue is taken first. On a cluster the
-    # queues hash to different slots: the lead's per-slot fetch (one call per queue
-    # slot, merged by level on the worker) replaces it.
+    # so that the most urgent level of any queue is taken first; on a cluster, one
+    # call per queue slot, merged by level on the worker.
     "fetch": "one script over the level streams of every queue of a worker",
     # The idle wait blocks on every level stream of every queue at once (XREAD /
-    # XREADGROUP BLOCK over many keys): on a cluster it must block per queue slot
-    # (or per node) instead. Same rewrite as fetch.
-    "XREAD": "the idle wait watches every queue's level streams in one command",
+    # XREADGROUP BLOCK over many keys); on a cluster, one XREAD per slot group.
+    # App.events() reads every queue's event stream in one XREAD too.
+    "XREAD": "the idle wait watches every queue's level streams in one command (and "
+    "App.events() reads every queue's event stream in one XREAD)",
     "XREADGROUP": "the idle blocking read spans every queue's level streams",
+    "EXISTS": "stream discovery asks about many queues' streams at once",
 }
 
 PREFIXES = ["aioq", "my:app"]
@@ -100,6 +104,8 @@ def _reply(name: str, keys: list[str], args: list[Any]) -> Any:
         "finish": [1, b""],
         "ack": [1] * ((len(args) - 2) // 2),
         "tick": [1, 0],
+        "event": 1,
+        "pause": 1,
         "enqueue_unique": [1, args[0] if args else b""],
         "abort": [1, b"task", b"queue", b"", b"1000"],
         "redrive": 0,
@@ -108,9 +114,12 @@ def _reply(name: str, keys: list[str], args: list[Any]) -> Any:
     return replies.get(name, 1)
 
 
+MULTI_KEY = {"EXISTS", "DEL", "UNLINK", "TOUCH"}
+"""Plain commands whose every argument is a key."""
+
 _CANNED: dict[str, Any] = {
     "time": (1_700_000_000, 0),
-    "hmget": [None, None, None],
+    "hmget": [None, None, None, None, None],
     "hgetall": {},
     "xrange": [],
     "xrevrange": [(b"1-0", {b"m": b""})],
@@ -132,7 +141,9 @@ class Recorder:
     def command(self, name: str, args: tuple[Any, ...]) -> Any:
         if name.upper() == "EVALSHA":
             return self.script(args[0], int(args[1]), args[2:])
-        if args and isinstance(args[0], (str, bytes)):
+        if name.upper() in MULTI_KEY:
+            self.calls.append(Call(name.upper(), tuple(map(_text, args)), self.cluster_mode))
+        elif args and isinstance(args[0], (str, bytes)):
             self.calls.append(Call(name.upper(), (_text(args[0]),), self.cluster_mode))
         return _CANNED.get(name.lower(), 1)
 
@@ -244,7 +255,9 @@ class FakeRedis:
 
 async def _worker_calls(redis: Any, keys: Keyspace, cluster_mode: bool) -> None:
     """Every operation of the worker's ``Streams`` (the runtime's only way to Redis)."""
-    streams = Streams(redis, keys, batch_records=not cluster_mode)
+    streams = Streams(
+        redis, keys, batch_records=not cluster_mode, events_maxlen=100, cluster=cluster_mode
+    )
     worker = "host-1-abcdef"
     level_of = {
         keys.stream(q, level): (q, level) for q in QUEUES for level in reversed(range(LEVELS))
@@ -254,7 +267,11 @@ async def _worker_calls(redis: Any, keys: Keyspace, cluster_mode: bool) -> None:
     # the reader: fetch across all the worker's queues, then the idle waits
     await streams.fetch(worker, QUEUES, 10, False)
     await streams.fetch(worker, QUEUES[:1], 10, True)
-    await streams.read_blocking(worker, level_of, 1, 100)
+    if streams.one_read(list(level_of)):  # on a cluster the worker waits with XREAD then
+        await streams.read_blocking(worker, level_of, 1, 100)
+    one_queue = {k: v for k, v in level_of.items() if v[0] == QUEUES[0]}
+    assert streams.one_read(list(one_queue))
+    await streams.read_blocking(worker, one_queue, 1, 100)
     await streams.wait(dict.fromkeys(level_of, b"0-0"), 100)
     await streams.fetch_streams(worker, level_of, 10, False)
     await streams.peek(dict.fromkeys(level_of, b"0-0"), 100)
@@ -282,9 +299,19 @@ async def _worker_calls(redis: Any, keys: Keyspace, cluster_mode: bool) -> None:
         await streams.renew(entry.stream, worker, [entry.id])
         await streams.reclaim(entry.queue, entry.level, worker, [entry.id], 100)
         await streams.release(entry.stream, worker, [entry.id], 100)
-    items = [Completion(e, finishes[i % 3] if i % 4 else None) for i, e in enumerate(entries)]
+    note = Note("succeeded", JOB_IDS[0], TASKS[0], 1, "detail")
+    items = [
+        Completion(e, finishes[i % 3] if i % 4 else None, note if i % 2 else None)
+        for i, e in enumerate(entries)
+    ]
     await streams.complete(worker, items)
     await streams.ack(worker, entries)
+    await streams.ack(worker, entries, [(e.queue, note) for e in entries])
+    for entry in entries:
+        await streams.dead_letter(entry, worker, "reason", 1000, 1, note)
+        await streams.retry(entry, worker, b"payload", 100, note)
+        for job in JOB_IDS:
+            await streams.progress(job, worker, 1, b"50%", (entry, note))
     for finish in finishes:
         await streams.write_outcome(worker, finish)
     await streams.due_queues(100, 0)
@@ -314,6 +341,7 @@ async def _producer_calls(redis: Any, keys: Keyspace) -> None:
         def __init__(self) -> None:
             self.batcher = Batcher(redis)
             self.replies = None  # no reply channel: records as a fire-and-forget sender's
+            self.cluster = True
 
         async def load_scripts(self) -> None:
             pass
@@ -336,6 +364,8 @@ async def _producer_calls(redis: Any, keys: Keyspace) -> None:
             await client.enqueue_unique(job, When(delay_ms=10), 1000)
             await client.unlock(job.queue, job.lock, job.job_id, 0)
         await client.abort(job.job_id, b"outcome", 1, 1000)
+        note = Note("aborted", job.job_id, job.task, 1)
+        await events.write(redis, keys, 100, job.queue, note, "w")
         await client.expire_record(job.job_id, 1000)
         await client.report_progress(job.job_id, b"50%")
         await client.job_state(job.job_id)
@@ -350,6 +380,12 @@ async def _producer_calls(redis: Any, keys: Keyspace) -> None:
         await inspect.purge_ready(redis, keys, queue)
         for level in (0, 9):
             await schedules.fire(redis, keys, queue, level, "nightly", 1, "j@1", b"p", 1000)
+        await schedules.pause(redis, keys, queue, "nightly", resume=False)
+        await schedules.pause(redis, keys, queue, "nightly", resume=True)
+    await schedules.definitions(redis, keys)
+    await schedules.put(redis, keys, "nightly", b"definition")
+    await schedules.forget(redis, keys, "nightly")
+    await events.read(redis, keys, dict.fromkeys(QUEUES, "0-0"), 10, None, redis.cluster_mode)
     await deadletters.requeue_jobs(redis, keys, [(j, TASKS[0], QUEUES[0]) for j in JOB_IDS], 10)
     for job in JOB_IDS:
         await schedules.record(redis, keys, job, TASKS[0], QUEUES[0], 1000)
@@ -380,9 +416,11 @@ def calls() -> list[Call]:
     return _record_everything(True) + _record_everything(False)
 
 
-def _cross_slot(calls: list[Call]) -> dict[str, list[tuple[str, ...]]]:
+def _cross_slot(calls: list[Call], cluster_mode: bool) -> dict[str, list[tuple[str, ...]]]:
     found: dict[str, list[tuple[str, ...]]] = {}
     for call in calls:
+        if call.cluster_mode != cluster_mode:
+            continue
         if call.name not in NO_CLUSTER and len({slot(k) for k in call.keys}) > 1:
             found.setdefault(call.name, []).append(call.keys)
     return found
@@ -398,8 +436,12 @@ def test_every_script_is_exercised(calls: list[Call]) -> None:
 
 
 def test_every_call_keys_hash_to_one_slot(calls: list[Call]) -> None:
-    crossing = {
-        name: keys[0] for name, keys in _cross_slot(calls).items() if name not in KNOWN_CROSS_SLOT
+    """In cluster mode, no exception at all; on a single node, the listed reads."""
+    crossing = {name: keys[0] for name, keys in _cross_slot(calls, True).items()}
+    crossing |= {
+        name: keys[0]
+        for name, keys in _cross_slot(calls, False).items()
+        if name not in SINGLE_NODE_CROSS_SLOT
     }
     assert crossing == {}, "calls whose keys span several cluster slots: " + "; ".join(
         f"{name} {list(keys)} -> slots {sorted({slot(k) for k in keys})}"
@@ -407,9 +449,9 @@ def test_every_call_keys_hash_to_one_slot(calls: list[Call]) -> None:
     )
 
 
-def test_known_cross_slot_calls_are_still_cross_slot(calls: list[Call]) -> None:
-    """Drop an entry from KNOWN_CROSS_SLOT once its call is fixed."""
-    assert set(KNOWN_CROSS_SLOT) <= set(_cross_slot(calls))
+def test_single_node_cross_slot_calls_are_still_cross_slot(calls: list[Call]) -> None:
+    """Drop an entry from SINGLE_NODE_CROSS_SLOT once its call no longer crosses."""
+    assert set(SINGLE_NODE_CROSS_SLOT) <= set(_cross_slot(calls, False))
 
 
 def test_no_cluster_scripts_never_run_in_cluster_mode(calls: list[Call]) -> None:

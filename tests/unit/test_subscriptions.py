@@ -7,13 +7,17 @@ its channel, so a publish cannot fall between its read and its subscription.
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
 
 from aioq._transport.results import Subscriptions
 
 
+async def _no_connection(turn: int) -> AbstractConnection:
+    raise AssertionError("this test opens no connection")
+
+
 def subscriptions() -> Subscriptions:
-    subs = Subscriptions(Redis())  # creating a client does no I/O
+    subs = Subscriptions(_no_connection)  # creating one does no I/O
     subs._closed = True  # starts no reader task: the replies come from the test
     return subs
 

@@ -5,6 +5,7 @@
 --
 -- KEYS[1]  queue stream
 -- KEYS[2]  dead-letter stream
+-- KEYS[3]  (optional) the queue's event stream: a 'dead' event is written too
 -- ARGV[1]  consumer group
 -- ARGV[2]  this consumer's name
 -- ARGV[3]  entry id
@@ -14,11 +15,13 @@
 -- ARGV[7]  approximate cap on the dead-letter stream's length (0 = none)
 -- ARGV[8]  dead-lettered at (ms since epoch)
 -- ARGV[9]  priority level of the stream it came from (re-driven to the same)
+-- ARGV[10…13] with KEYS[3]: event stream cap, job id, task, attempt
 --
 -- Returns: the id of the new dead-letter entry, or 0 when this consumer no
 -- longer holds the entry (nothing done).
 -- #include codes.lua
 -- #include fence.lua
+-- #include event.lua
 local held = holds_entry(KEYS[1], ARGV[1], ARGV[3], ARGV[2], ARGV[4])
 if held == HELD_NOT_HELD then
   return 0
@@ -34,4 +37,7 @@ if held == HELD_HELD then
   redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
 end
 redis.call('XDEL', KEYS[1], ARGV[3])
+if KEYS[3] then
+  emit(KEYS[3], ARGV[10], 'dead', ARGV[11], ARGV[12], ARGV[2], ARGV[13], string.sub(ARGV[6], 1, 200))
+end
 return id

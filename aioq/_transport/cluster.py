@@ -1,0 +1,127 @@
+"""Redis Cluster: the clients, and the few things that differ from one node.
+
+On a cluster every command goes to the primary serving its key's slot; redis-py's
+``RedisCluster`` routes each command (and splits a pipeline per node), follows
+MOVED/ASK and refreshes its slot map after a failover. What it does not do, and
+aioq needs, lives here:
+
+- grouping keys by slot (``by_slot``), for the reads that span a worker's queues
+  (one ``fetch.lua`` / XREAD per queue slot instead of one over every queue);
+- a plain connection to one node (``node_connection``) for the results' pub/sub
+  reader: a classic PUBLISH reaches the subscribers of every node, so any node
+  will do, and after a failure the reader moves on to the next one;
+- INFO from every primary (``info_per_primary``), for the start-up checks.
+
+The rest of the transport calls a ``RedisCluster`` through the same command
+methods as a single-node ``redis.asyncio.Redis`` (both implement redis-py's
+command mixins); ``connect`` hands it out typed as ``Redis`` for that reason, and
+the few places that must tell them apart ask ``is_cluster``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import TYPE_CHECKING, Any
+
+import redis as sync_redis
+from redis.asyncio import RedisCluster
+from redis.asyncio.cluster import ClusterNode
+from redis.cluster import ClusterNode as SyncClusterNode
+from redis.crc import key_slot
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    from redis.asyncio.connection import AbstractConnection
+
+__all__ = [
+    "by_slot",
+    "cluster_client",
+    "info_per_primary",
+    "is_cluster",
+    "node_connection",
+    "slot",
+    "sync_cluster_client",
+]
+
+
+def slot(key: str | bytes) -> int:
+    """Redis Cluster's slot of ``key`` (CRC16 of the key or of its ``{hash tag}``)."""
+    return key_slot(key.encode() if isinstance(key, str) else key)
+
+
+def by_slot(keys: Iterable[str]) -> list[list[str]]:
+    """``keys`` grouped by slot, in order of each slot's first key, keys in the
+    order given within a group."""
+    groups: dict[int, list[str]] = {}
+    for key in keys:
+        groups.setdefault(slot(key), []).append(key)
+    return list(groups.values())
+
+
+def is_cluster(redis: object) -> bool:
+    """Whether ``redis`` is a cluster client (asyncio or sync)."""
+    return isinstance(redis, (RedisCluster, sync_redis.RedisCluster))
+
+
+def _accepted(cls: type[Any], options: dict[str, Any]) -> dict[str, Any]:
+    """The options ``cls.__init__`` takes (a cluster client takes no pool or
+    connection class: it makes one pool per node itself)."""
+    params = inspect.signature(cls.__init__).parameters
+    return {k: v for k, v in options.items() if k in params}
+
+
+def _tls(settings: dict[str, Any]) -> dict[str, Any]:
+    """redis-py's URL settings for a ``rediss://`` node, as cluster client options."""
+    out = {k: v for k, v in settings.items() if k not in ("host", "port", "db", "connection_class")}
+    cls = settings.get("connection_class")
+    if cls is not None and "SSL" in cls.__name__:
+        out["ssl"] = True
+    return out
+
+
+def cluster_client(
+    nodes: Sequence[tuple[str, int]], settings: dict[str, Any], options: dict[str, Any]
+) -> RedisCluster:
+    """An asyncio cluster client for the startup ``nodes`` (no I/O until used).
+
+    ``settings``: what redis-py parsed from one node's URL (credentials, TLS files);
+    ``options``: the app's ``redis_options`` (those a cluster client does not take
+    are left out). No per-read socket timeout, as for one node: the worker's
+    blocking reads outlast any fixed one, and aioq bounds whole operations itself.
+    """
+    merged = {**options, **_tls(settings)}
+    merged.setdefault("socket_timeout", None)
+    kwargs = _accepted(RedisCluster, merged)
+    startup = [ClusterNode(host, port) for host, port in nodes]
+    return RedisCluster(startup_nodes=startup, **kwargs)
+
+
+def sync_cluster_client(
+    nodes: Sequence[tuple[str, int]], settings: dict[str, Any], options: dict[str, Any]
+) -> sync_redis.RedisCluster:
+    """The synchronous cluster client of the heartbeat thread (``leases.py``)."""
+    merged = {**options, **_tls(settings)}
+    kwargs = _accepted(sync_redis.RedisCluster, merged)
+    startup = [SyncClusterNode(host, port) for host, port in nodes]  # type: ignore[no-untyped-call]
+    return sync_redis.RedisCluster(startup_nodes=startup, **kwargs)
+
+
+async def node_connection(redis: RedisCluster, turn: int) -> AbstractConnection:
+    """A new, not yet connected, plain connection to one primary of the cluster:
+    the ``turn``-th in rotation, so that a reader that lost its node tries the
+    next one. Discovers the cluster's nodes first when the client has not yet."""
+    await redis.initialize()
+    nodes = sorted(redis.get_primaries(), key=lambda n: n.name)
+    node = nodes[turn % len(nodes)]
+    conn: AbstractConnection = node.connection_class(**node.connection_kwargs)
+    return conn
+
+
+async def info_per_primary(redis: RedisCluster, section: str) -> list[dict[str, Any]]:
+    """``INFO section`` of every primary."""
+    reply = await redis.info(section, target_nodes=RedisCluster.PRIMARIES)
+    values = list(reply.values()) if reply else []
+    if values and all(isinstance(v, dict) for v in values):
+        return values
+    return [reply]  # one primary: redis-py gives its reply alone
