@@ -144,13 +144,7 @@ def main(argv: list[str] | None = None) -> int:
                 h.pythons[s] = run.venv_python(s, load(s).PACKAGES, h.log)
             if args.aioq_venv == "core" and "aioq" in systems:
                 h.pythons["aioq"] = run.venv_python("aioq-core", CORE, h.log)
-            # Installed packages come compiled (pip writes their .pyc); the checkout
-            # may not be (PYTHONDONTWRITEBYTECODE): compile it, or aioq's start-up
-            # would include compiling ~70 modules from source (~0.1 s).
-            compile_checkout = [h.pythons.get("aioq", sys.executable), "-m", "compileall", "-q"]
-            subprocess.run(
-                [*compile_checkout, "-x", r"\.venvs", "aioq", "benchmarks"], cwd=ROOT, check=True
-            )
+            run.compile_checkout(h.pythons.get("aioq", sys.executable))
             for rep in range(args.reps):
                 for s in systems:
                     h.log(f"rep {rep + 1}/{args.reps} {s}")

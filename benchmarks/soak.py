@@ -14,8 +14,7 @@ figures start from an empty server, and stops it at the end. Steps:
 3. with the worker idle, wait until every job record expired (``result_ttl``
    after its job ended): how long, ``used_memory`` against the empty-server
    baseline, and bytes per stored result (the memory the expiry gave back ÷ the
-   records it removed; records of jobs that waited longer than ``result_ttl``
-   expired while queued and are not counted);
+   records counted when the drain ended);
 4. on the same worker, a chord of ``--chord`` ``add`` members and a ``tsum``
    callback: time for ``kiq()`` to return, and until the callback's result arrived.
 
@@ -221,7 +220,7 @@ async def run(args: argparse.Namespace, url: str, tmp: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks.run import Redis, machine, private_tmp
+    from benchmarks.run import Redis, compile_checkout, machine, private_tmp
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--n", type=int, default=1_000_000, help="no-op jobs to enqueue and drain")
@@ -236,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     load_before = os.getloadavg()
+    compile_checkout(sys.executable)
     redis = Redis(None, "soak")
     os.environ.update(SOAK_REDIS_URL=redis.url, SOAK_RESULT_TTL=str(args.result_ttl))
     try:

@@ -112,12 +112,13 @@ def import_costs(python: str, reps: int) -> dict[str, float]:
 
 
 def main() -> int:
-    from benchmarks.run import Redis
+    from benchmarks.run import Redis, compile_checkout
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--python", default=sys.executable, help="the worker's interpreter")
     args = ap.parse_args()
+    compile_checkout(args.python)
     redis = Redis(None, "startup")
     os.environ["STARTUP_REDIS_URL"] = redis.url
     try:
