@@ -65,3 +65,42 @@ def test_bench_smoke(redis_url: str, tmp_path: Path) -> None:
     except ImportError:
         return
     assert out.with_suffix(".png").stat().st_size > 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_soak_smoke(tmp_path: Path) -> None:
+    """``benchmarks/soak.py`` at tiny N (its own private redis-server): every
+    figure present, every job record expired again, the chord's sum checked."""
+    out = tmp_path / "soak.json"
+    n = 200
+    proc = subprocess.run(
+        [
+            *(sys.executable, str(ROOT / "benchmarks" / "soak.py"), "--quiet"),
+            *("--n", str(n), "--batch", "64", "--chord", "50", "--result-ttl", "2"),
+            *("--timeout", "30", "--out", str(out)),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(out.read_text())
+    for key in (
+        "enqueue_per_s",
+        "drain_per_s",
+        "drain_first_result_s",
+        "bytes_per_queued_job",
+        "bytes_per_stored_result",
+        "peak_used_memory",
+        "worker_peak_rss_mb",
+        "chord_enqueue_s",
+        "chord_done_s",
+    ):
+        assert report[key] > 0, (key, report)
+    assert report["enqueued"]["keys"] == n + 1  # a record per job, and the stream
+    assert report["records_after_drain"] == n
+    assert report["chord_n"] == 50  # soak.py itself checks the callback's sum
+    assert not [k for k in report["keys_left"] if ":job:" in k], report["keys_left"]
+    assert report["peak_used_memory"] >= report["enqueued"]["used_memory"]

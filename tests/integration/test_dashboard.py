@@ -25,15 +25,16 @@ import aioq
 from aioq.dashboard import create_app
 from aioq.testing import RunningWorker
 from tests import dashapp
+from tests.conftest import on_cluster_too
 
 ROOT = Path(__file__).resolve().parents[2]
 Runner = Callable[..., AbstractAsyncContextManager[RunningWorker]]
 
 
 @pytest.fixture
-async def dash(redis_url: str, prefix: str) -> AsyncIterator[aioq.App]:
-    """``tests.dashapp:app`` on this test's prefix."""
-    dashapp.app.__init__(redis_url, prefix=prefix, visibility_timeout=2.0)  # type: ignore[misc]
+async def dash(broker_url: str, prefix: str) -> AsyncIterator[aioq.App]:
+    """``tests.dashapp:app`` on this test's prefix (on the cluster too where marked)."""
+    dashapp.app.__init__(broker_url, prefix=prefix, visibility_timeout=2.0)  # type: ignore[misc]
     for task in (dashapp.add, dashapp.boom, dashapp.parked, dashapp.slow):
         dashapp.app.registry.add(task.definition)
     yield dashapp.app
@@ -58,6 +59,7 @@ async def eventually(check: Callable[[], Any], timeout: float = 10.0) -> None:
             await asyncio.sleep(0.05)
 
 
+@on_cluster_too
 async def test_status_counts_throughput_and_workers(dash: aioq.App, aioq_worker: Runner) -> None:
     async with aioq_worker(dash, queues=["default"]) as w, client(create_app(dash)) as c:
         for n in range(3):
@@ -82,6 +84,7 @@ async def test_status_counts_throughput_and_workers(dash: aioq.App, aioq_worker:
         assert 'data-queue="parked"' in page and w.worker.id in page
 
 
+@on_cluster_too
 async def test_job_detail_of_succeeded_failed_queued_and_unknown(
     dash: aioq.App, aioq_worker: Runner
 ) -> None:
@@ -134,6 +137,7 @@ async def test_jobs_lists_and_bad_input(dash: aioq.App) -> None:
             assert r.status_code == 400 and wanted in r.json()["error"]
 
 
+@on_cluster_too
 async def test_dead_letter_redrive_through_the_api(dash: aioq.App, aioq_worker: Runner) -> None:
     site = create_app(dash)
     async with client(site) as c:
@@ -174,6 +178,7 @@ async def test_dead_letter_redrive_through_the_api(dash: aioq.App, aioq_worker: 
         assert (await c.get("/api/dead")).json() == []
 
 
+@on_cluster_too
 async def test_purge_asks_first_then_purges(dash: aioq.App) -> None:
     async with client(create_app(dash)) as c:
         jobs = [await dashapp.parked.kiq(n) for n in range(3)]
