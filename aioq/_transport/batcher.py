@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis import exceptions as rex
 
+from .cluster import execute_pipeline
 from .connection import OPERATION_TIMEOUT, bounded
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ class Batcher:
             for command in commands[start : start + MAX_BATCH]:
                 pipe.execute_command(*command)
             async with bounded(self._timeout):
-                replies.extend(await pipe.execute(raise_on_error=False))
+                replies.extend(await execute_pipeline(pipe, raise_on_error=False))
         return replies
 
     async def _flush(self) -> None:
@@ -105,5 +106,5 @@ class Batcher:
         pipe = self._redis.pipeline(transaction=False)
         for command in commands:
             pipe.execute_command(*command)
-        replies: list[Any] = await pipe.execute(raise_on_error=False)
+        replies: list[Any] = await execute_pipeline(pipe, raise_on_error=False)
         return replies

@@ -25,6 +25,9 @@ applied once or fails, and aioq's own outage handling decides what to retry
 (fenced scripts and idempotent writes; a ``kiq()`` raises ``BrokerUnavailable``,
 as on one node, whose connections re-send nothing either). MOVED, ASK and
 TRYAGAIN are still followed: those replies mean the command was not applied.
+Its re-run of a failed pipeline was also what made it read the slot map again
+after a pipeline lost its node (a primary killed, then replaced by its replica);
+``execute_pipeline`` does that instead, as redis-py does after a single command.
 
 The rest of the transport calls a ``RedisCluster`` through the same command
 methods as a single-node ``redis.asyncio.Redis`` (both implement redis-py's
@@ -38,6 +41,7 @@ import inspect
 from typing import TYPE_CHECKING, Any
 
 import redis as sync_redis
+from redis import exceptions as rex
 from redis.asyncio import RedisCluster
 from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.retry import Retry
@@ -48,11 +52,13 @@ from redis.crc import key_slot
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
+    from redis.asyncio.client import Pipeline
     from redis.asyncio.connection import AbstractConnection
 
 __all__ = [
     "by_slot",
     "cluster_client",
+    "execute_pipeline",
     "info_per_primary",
     "is_cluster",
     "node_connection",
@@ -136,6 +142,39 @@ def sync_cluster_client(
     kwargs = _accepted(sync_redis.RedisCluster, merged)
     startup = [SyncClusterNode(host, port) for host, port in nodes]  # type: ignore[no-untyped-call]
     return sync_redis.RedisCluster(startup_nodes=startup, **kwargs)
+
+
+_LOST: tuple[type[BaseException], ...] = (rex.ConnectionError, rex.TimeoutError, OSError)
+"""Errors after which a cluster client may be talking to a node that no longer
+serves its slots (the node died, or is cut off, and a replica took over)."""
+
+
+async def execute_pipeline(pipe: Pipeline, *, raise_on_error: bool = True) -> list[Any]:
+    """``pipe.execute(raise_on_error=…)``: the replies (error replies raised, or
+    returned when ``raise_on_error`` is False).
+
+    On a cluster, a lost connection (raised, or returned as a reply) also makes
+    the client read the slot map again before its next command: redis-py does so
+    after a single command's connection error, but after a pipeline's only by
+    re-running it, which aioq turns off (``_no_resends``). Without this, a
+    client that sends only pipelines (the batcher of ``result()`` waiters) would
+    keep calling a killed primary after its replica took over."""
+    try:
+        replies: list[Any] = await pipe.execute(raise_on_error=raise_on_error)
+    except _LOST:
+        _rediscover(pipe)
+        raise
+    if any(isinstance(reply, _LOST) for reply in replies):
+        _rediscover(pipe)
+    return replies
+
+
+def _rediscover(pipe: Pipeline) -> None:
+    client = getattr(pipe, "cluster_client", None)
+    if isinstance(client, RedisCluster):
+        # What redis-py's RedisCluster.execute_command does after a
+        # ConnectionError: its next command (or pipeline) first reloads the slots.
+        client._initialize = True
 
 
 async def node_connection(redis: RedisCluster, turn: int) -> AbstractConnection:
