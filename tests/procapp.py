@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import uuid
+from collections import Counter
+
+import redis
 
 import aioq
 
@@ -22,11 +26,26 @@ async def add(x: int, y: int) -> int:
     return x + y
 
 
+def runs_key(prefix: str) -> str:
+    """The hash where each run of ``sleepy`` leaves one field: run token -> job id."""
+    return f"{prefix}:runs"
+
+
+def runs_per_job(client: redis.Redis, prefix: str) -> Counter[str]:
+    """How many times each job's ``sleepy`` body ran (``client``: a sync client of
+    the app's Redis)."""
+    return Counter(v.decode() for v in client.hvals(runs_key(prefix)))
+
+
 @app.task
 async def sleepy(ctx: aioq.Context, seconds: float) -> str:
-    """Sleeps, counting each execution of each job in Redis (to spot duplicates)."""
-    redis = ctx.app.broker.redis
-    await redis.hincrby(f"{app.prefix}:executions", ctx.job_id, 1)
+    """Sleeps, leaving one mark per run of its body in Redis (to spot duplicates).
+
+    The mark is keyed by a token of this run, not counted with HINCRBY: a write
+    sent twice by a client (as redis-py's cluster client did after a broken
+    connection) must not look like a second run."""
+    run = uuid.uuid4().hex
+    await ctx.app.broker.redis.hset(runs_key(app.prefix), run, ctx.job_id)
     await asyncio.sleep(seconds)
     return ctx.worker_id
 

@@ -12,6 +12,23 @@ aioq needs, lives here:
   will do, and after a failure the reader moves on to the next one;
 - INFO from every primary (``info_per_primary``), for the start-up checks.
 
+And one thing it does that aioq must not let it do: re-send a command. By default
+``RedisCluster`` sends a command again after a ConnectionError or TimeoutError,
+though Redis may have applied it before the connection broke (a task's HINCRBY
+counted twice, a message added twice); and every fifth MOVED reply it closes all
+its connections, cutting the replies of commands in flight on them. A fresh
+client routes its first commands before it knows the slots, so a burst of
+concurrent first commands meets many MOVED replies: the close and the re-send
+then applied about one burst in two twice (tests/integration/test_cluster_resends.py).
+``cluster_client`` therefore turns both off (``_no_resends``): a command is
+applied once or fails, and aioq's own outage handling decides what to retry
+(fenced scripts and idempotent writes; a ``kiq()`` raises ``BrokerUnavailable``,
+as on one node, whose connections re-send nothing either). MOVED, ASK and
+TRYAGAIN are still followed: those replies mean the command was not applied.
+Its re-run of a failed pipeline was also what made it read the slot map again
+after a pipeline lost its node (a primary killed, then replaced by its replica);
+``execute_pipeline`` does that instead, as redis-py does after a single command.
+
 The rest of the transport calls a ``RedisCluster`` through the same command
 methods as a single-node ``redis.asyncio.Redis`` (both implement redis-py's
 command mixins); ``connect`` hands it out typed as ``Redis`` for that reason, and
@@ -24,19 +41,24 @@ import inspect
 from typing import TYPE_CHECKING, Any
 
 import redis as sync_redis
+from redis import exceptions as rex
 from redis.asyncio import RedisCluster
 from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode as SyncClusterNode
 from redis.crc import key_slot
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
+    from redis.asyncio.client import Pipeline
     from redis.asyncio.connection import AbstractConnection
 
 __all__ = [
     "by_slot",
     "cluster_client",
+    "execute_pipeline",
     "info_per_primary",
     "is_cluster",
     "node_connection",
@@ -80,6 +102,19 @@ def _tls(settings: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _no_resends() -> dict[str, Any]:
+    """redis-py options of aioq's asyncio cluster client that no ``redis_options``
+    override: with them a command is applied once or fails (module docstring)."""
+    return {
+        # Never send a command again after an error: it may have been applied.
+        "retry": Retry(NoBackoff(), 0),
+        # Follow each MOVED by fixing that slot's owner, never by closing every
+        # connection (and the replies in flight on them) to reload the whole map.
+        # A ConnectionError still reloads the map, before the next command.
+        "reinitialize_steps": 0,
+    }
+
+
 def cluster_client(
     nodes: Sequence[tuple[str, int]], settings: dict[str, Any], options: dict[str, Any]
 ) -> RedisCluster:
@@ -89,9 +124,11 @@ def cluster_client(
     ``options``: the app's ``redis_options`` (those a cluster client does not take
     are left out). No per-read socket timeout, as for one node: the worker's
     blocking reads outlast any fixed one, and aioq bounds whole operations itself.
+    No re-sends (``_no_resends``).
     """
     merged = {**options, **_tls(settings)}
     merged.setdefault("socket_timeout", None)
+    merged.update(_no_resends())
     kwargs = _accepted(RedisCluster, merged)
     startup = [ClusterNode(host, port) for host, port in nodes]
     return RedisCluster(startup_nodes=startup, **kwargs)
@@ -105,6 +142,39 @@ def sync_cluster_client(
     kwargs = _accepted(sync_redis.RedisCluster, merged)
     startup = [SyncClusterNode(host, port) for host, port in nodes]  # type: ignore[no-untyped-call]
     return sync_redis.RedisCluster(startup_nodes=startup, **kwargs)
+
+
+_LOST: tuple[type[BaseException], ...] = (rex.ConnectionError, rex.TimeoutError, OSError)
+"""Errors after which a cluster client may be talking to a node that no longer
+serves its slots (the node died, or is cut off, and a replica took over)."""
+
+
+async def execute_pipeline(pipe: Pipeline, *, raise_on_error: bool = True) -> list[Any]:
+    """``pipe.execute(raise_on_error=…)``: the replies (error replies raised, or
+    returned when ``raise_on_error`` is False).
+
+    On a cluster, a lost connection (raised, or returned as a reply) also makes
+    the client read the slot map again before its next command: redis-py does so
+    after a single command's connection error, but after a pipeline's only by
+    re-running it, which aioq turns off (``_no_resends``). Without this, a
+    client that sends only pipelines (the batcher of ``result()`` waiters) would
+    keep calling a killed primary after its replica took over."""
+    try:
+        replies: list[Any] = await pipe.execute(raise_on_error=raise_on_error)
+    except _LOST:
+        _rediscover(pipe)
+        raise
+    if any(isinstance(reply, _LOST) for reply in replies):
+        _rediscover(pipe)
+    return replies
+
+
+def _rediscover(pipe: Pipeline) -> None:
+    client = getattr(pipe, "cluster_client", None)
+    if isinstance(client, RedisCluster):
+        # What redis-py's RedisCluster.execute_command does after a
+        # ConnectionError: its next command (or pipeline) first reloads the slots.
+        client._initialize = True
 
 
 async def node_connection(redis: RedisCluster, turn: int) -> AbstractConnection:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
 
+from .cluster import execute_pipeline
 from .connection import bounded
 from .scripts import SCRIPTS
 
@@ -76,7 +77,7 @@ async def requeue_jobs(
             )
             pipe.pexpire(key, ttl_ms)
         async with bounded():
-            await pipe.execute()
+            await execute_pipeline(pipe)
 
 
 async def purge(redis: Redis, keys: Keyspace, queue: str) -> int:
@@ -85,5 +86,5 @@ async def purge(redis: Redis, keys: Keyspace, queue: str) -> int:
     pipe.xlen(dead)
     pipe.delete(dead)
     async with bounded():
-        count, _ = await pipe.execute()
+        count, _ = await execute_pipeline(pipe)
     return int(count)

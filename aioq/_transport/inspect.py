@@ -17,6 +17,7 @@ import msgspec
 
 from .._core.message import Message, decode_message
 from .._core.status import JobSummary, LevelStatus, QueueStatus
+from .cluster import execute_pipeline
 from .connection import bounded
 from .keys import GROUP, LEVELS
 from .scripts import SCRIPTS
@@ -119,7 +120,7 @@ async def queue_status(
             pipe.zcard(keys.delayed(q.name, level))
             pipe.xinfo_groups(keys.stream(q.name, level))
     async with bounded():
-        replies = await pipe.execute(raise_on_error=False)
+        replies = await execute_pipeline(pipe, raise_on_error=False)
     secs, micros = replies[0]
     now = int(secs) * 1000 + int(micros) // 1000
     i = 1
@@ -165,7 +166,7 @@ async def _details(redis: Redis, keys: Keyspace, found: list[_Queue], now: int) 
     if not asked:
         return
     async with bounded():
-        replies = await pipe.execute(raise_on_error=False)
+        replies = await execute_pipeline(pipe, raise_on_error=False)
     for (lv, what), reply in zip(asked, replies, strict=True):
         if isinstance(reply, Exception) or not reply:
             continue
@@ -213,7 +214,7 @@ async def _records(redis: Redis, keys: Keyspace, ids: Sequence[str | None]) -> l
     for job_id in ids:
         pipe.hgetall(keys.job(job_id or "-"))
     async with bounded():
-        replies = await pipe.execute(raise_on_error=False)
+        replies = await execute_pipeline(pipe, raise_on_error=False)
     return [
         {} if isinstance(r, Exception) or not r else {_text(k): v for k, v in r.items()}
         for r in replies
@@ -282,7 +283,7 @@ async def _running(
     for p in pending:
         pipe.xrange(stream, min=p["message_id"], max=p["message_id"], count=1)
     async with bounded():
-        entries = await pipe.execute(raise_on_error=False)
+        entries = await execute_pipeline(pipe, raise_on_error=False)
     msgs = [
         _decode(e[0][1].get(b"m")) if not isinstance(e, Exception) and e else None for e in entries
     ]
@@ -426,9 +427,8 @@ async def find_message(redis: Redis, keys: Keyspace, queue: str, job_id: str) ->
         pipe.zrange(keys.delayed(queue, level), 0, FIND_MAX - 1, withscores=True)
     pipe.xrange(keys.dead(queue), min="-", max="+", count=FIND_MAX)
     async with bounded():
-        replies = [
-            [] if isinstance(r, Exception) else r for r in await pipe.execute(raise_on_error=False)
-        ]
+        raw = await execute_pipeline(pipe, raise_on_error=False)
+        replies = [[] if isinstance(r, Exception) else r for r in raw]
     for i in range(LEVELS):
         for entry_id, fields in _rows(replies[2 * i]):
             if (msg := _decode(fields.get(b"m"))) is not None and msg.id == job_id:

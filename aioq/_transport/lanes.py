@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import ResponseError
 
 from . import sentinel
+from .cluster import execute_pipeline
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -86,5 +87,5 @@ class Lanes:
         pipe = self._redis.pipeline(transaction=False)
         for command in commands:
             pipe.execute_command(*command)
-        replies: list[Any] = await pipe.execute(raise_on_error=False)
+        replies: list[Any] = await execute_pipeline(pipe, raise_on_error=False)
         return replies

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from .cluster import by_slot
+from .cluster import by_slot, execute_pipeline
 from .connection import OPERATION_TIMEOUT, bounded
 from .keys import GROUP, LEVELS, PAYLOAD_FIELD
 from .scripts import SCRIPTS
@@ -150,14 +150,14 @@ class Reads:
         for part in chunks:
             pipe.execute_command("EXISTS", *part)
         async with bounded():
-            counts = await pipe.execute()
+            counts = await execute_pipeline(pipe)
             found = [k for part, n in zip(chunks, counts, strict=True) if n for k in part]
             if not found:
                 return []
             pipe = self.redis.pipeline(transaction=False)
             for key in found:
                 pipe.exists(key)
-            return [k for k, n in zip(found, await pipe.execute(), strict=True) if n]
+            return [k for k, n in zip(found, await execute_pipeline(pipe), strict=True) if n]
 
     async def wait(self, after: dict[str, bytes], block_ms: int) -> None:
         """Block until one of the streams gets an entry after the given id, or

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from .._core.status import WorkerStatus
+from .cluster import execute_pipeline
 from .connection import bounded
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ async def forget_worker(redis: Redis, keys: Keyspace, worker_id: str) -> None:
     pipe.delete(keys.worker(worker_id))
     pipe.srem(keys.workers(), worker_id)
     async with bounded():
-        await pipe.execute()
+        await execute_pipeline(pipe)
 
 
 async def prune(redis: Redis, keys: Keyspace) -> None:
@@ -34,7 +35,7 @@ async def prune(redis: Redis, keys: Keyspace) -> None:
         pipe = redis.pipeline(transaction=False)
         for worker_id in ids:
             pipe.exists(keys.worker(_text(worker_id)))
-        alive = await pipe.execute()
+        alive = await execute_pipeline(pipe)
         gone = [i for i, there in zip(ids, alive, strict=True) if not there]
         if gone:
             await redis.srem(keys.workers(), *gone)
@@ -65,7 +66,7 @@ async def live_workers(redis: Redis, keys: Keyspace) -> list[WorkerStatus]:
         pipe.hgetall(keys.worker(worker_id))
         pipe.pttl(keys.worker(worker_id))
     async with bounded():
-        replies = await pipe.execute(raise_on_error=False)
+        replies = await execute_pipeline(pipe, raise_on_error=False)
     out: list[WorkerStatus] = []
     gone: list[str] = []
     for n, worker_id in enumerate(ids):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .cluster import execute_pipeline
 from .connection import bounded
 from .scripts import SCRIPTS
 from .types import Fired, ScheduleState, TickCode
@@ -81,7 +82,7 @@ async def states(
     for queue, name in schedules:
         pipe.hmget(keys.schedule(queue, name), fields)
     async with bounded():
-        replies = await pipe.execute()
+        replies = await execute_pipeline(pipe)
     out: list[ScheduleState | None] = []
     for last_ms, last_job, fired_ms, paused, resumed_ms in replies:
         if last_ms is None and paused is None and resumed_ms is None:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import NoScriptError
 
-from .cluster import is_cluster
+from .cluster import execute_pipeline, is_cluster
 from .connection import bounded
 from .types import lua_codes
 
@@ -125,7 +125,7 @@ async def run_pipeline(redis: Redis, build: Callable[[Pipeline], None]) -> list[
         pipe = redis.pipeline(transaction=False)
         build(pipe)
         async with bounded():
-            replies: list[Any] = await pipe.execute(raise_on_error=False)
+            replies: list[Any] = await execute_pipeline(pipe, raise_on_error=False)
         if not any(isinstance(r, NoScriptError) for r in replies):
             return replies
         await SCRIPTS.load_all(redis)

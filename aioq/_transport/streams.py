@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, cast
 
 from redis import exceptions as rex
 
-from .cluster import is_cluster
+from .cluster import execute_pipeline, is_cluster
 from .connection import REDIS_ERRORS, bounded, outage_text
 from .delays import Delays
 from .keys import GROUP, LEVELS, Keyspace
@@ -109,7 +109,7 @@ class Streams(Outcomes, Delays, Reads):
                 pipe.xlen(self.keys.stream(queue, level))
                 pipe.zcard(self.keys.delayed(queue, level))
         async with bounded():
-            return sum(int(n) for n in await pipe.execute())
+            return sum(int(n) for n in await execute_pipeline(pipe))
 
     async def dead_letter(
         self,
@@ -196,7 +196,7 @@ class Streams(Outcomes, Delays, Reads):
         for job_id in job_ids:
             pipe.hget(self.keys.job(job_id), "state")
         async with bounded():
-            return cast("list[bytes | None]", await pipe.execute())
+            return cast("list[bytes | None]", await execute_pipeline(pipe))
 
     async def enqueue_once(
         self, queue: str, level: int, job_id: str, payload: bytes, ttl_ms: int
@@ -325,7 +325,7 @@ class Streams(Outcomes, Delays, Reads):
         for key in streams:
             pipe.xpending(key, GROUP)
         async with bounded():
-            replies = await pipe.execute(raise_on_error=False)
+            replies = await execute_pipeline(pipe, raise_on_error=False)
         out: dict[str, dict[str, int]] = {}
         for key, reply in zip(streams, replies, strict=True):
             if isinstance(reply, dict) and reply.get("pending"):

@@ -83,6 +83,29 @@ async def test_clients_match_the_url() -> None:
     renewer.close()
 
 
+async def test_the_cluster_client_never_sends_a_command_twice() -> None:
+    """Whatever the app's redis_options say: no re-send after an error (the command
+    may have been applied) and no closing of every connection on MOVED
+    (tests/integration/test_cluster_resends.py shows both on a real cluster)."""
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+
+    client = connect(
+        "redis+cluster://127.0.0.1:1",
+        retry=Retry(ExponentialBackoff(), 5),
+        reinitialize_steps=5,
+    )
+    try:
+        assert isinstance(client, RedisCluster)
+        assert client.retry.get_retries() == 0
+        assert client.reinitialize_steps == 0
+        # the redis-py flag execute_pipeline sets after a lost connection: its
+        # next command reloads the slot map first (a new client has it set)
+        assert client._initialize is True
+    finally:
+        await client.aclose()
+
+
 def test_keys_group_by_slot_in_order() -> None:
     keys = ["a:{q1}:stream", "a:{q2}:stream", "a:{q1}:stream:9", "a:{q2}:stream:3"]
     assert by_slot(keys) == [
