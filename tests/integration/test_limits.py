@@ -53,6 +53,24 @@ async def test_rate_limit_holds_across_three_workers(  # type: ignore[no-untyped
 
 
 @on_cluster_too
+async def test_a_rate_limit_holds_on_one_node_and_on_the_cluster(  # type: ignore[no-untyped-def]
+    spawn, client: aioq.App, broker_redis: redis.Redis, prefix: str
+) -> None:
+    """The shorter version of the test above, also on the cluster (the limit's
+    keys share the task's hash tag: one slot, one script)."""
+    start_workers(spawn, 2)
+    sent = time.time()
+    jobs = await limitsapp.paced.kiq_many([(i,) for i in range(60)])
+    assert sorted(await aioq.gather(*jobs, timeout=60)) == list(range(60))
+    took = time.time() - sent
+    starts = sorted(float(s) for s in broker_redis.lrange(f"{prefix}:starts", 0, -1))
+    assert len(starts) == 60
+    assert took >= 2.8, took  # 59 intervals of 50 ms
+    worst = max(sum(1 for t in starts[i:] if t < start + 1.0) for i, start in enumerate(starts))
+    assert worst <= 20, f"{worst} starts within one second"
+
+
+@on_cluster_too
 async def test_max_running_caps_concurrency_across_workers(  # type: ignore[no-untyped-def]
     spawn, client: aioq.App, broker_redis: redis.Redis, prefix: str
 ) -> None:
