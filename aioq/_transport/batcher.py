@@ -80,8 +80,13 @@ class Batcher:
                             replies = await self._execute(commands)
                         except rex.ConnectionError:
                             # Most often a pooled connection that died with a Redis
-                            # restart: one immediate retry gets a fresh one. (The
-                            # first try may have landed: delivery is at-least-once.)
+                            # restart: one immediate retry gets a fresh one. But the
+                            # first try may have been applied before the connection
+                            # broke, and a message added twice is a job run twice:
+                            # a batch that adds one is not sent again (its callers
+                            # get the error: kiq() raises BrokerUnavailable).
+                            if any(command[0] == "XADD" for command in commands):
+                                raise
                             replies = await self._execute(commands)
                 except Exception as exc:
                     replies = [exc] * len(batch)

@@ -39,6 +39,13 @@ if TYPE_CHECKING:
 Command = tuple[Any, ...]
 
 
+def _closed_by_server(conn: AbstractConnection) -> bool:
+    """Whether the server closed (or reset) ``conn`` since it was last used: the
+    event loop has fed its reader the end of the stream, or the error."""
+    reader = getattr(conn, "_reader", None)
+    return reader is not None and (reader.at_eof() or reader.exception() is not None)
+
+
 class Lanes:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
@@ -53,6 +60,11 @@ class Lanes:
             return await self._pipeline(commands)
         if self._idle:
             conn = self._idle.pop()
+            if _closed_by_server(conn):
+                # Redis restarted, or killed the client, while the connection sat
+                # here (the pool checks its own; ours skip it): a new one, before
+                # anything is sent (the batcher never re-sends a message).
+                await conn.disconnect(nowait=True)
         else:
             conn = await self._pool.get_connection()
         try:
