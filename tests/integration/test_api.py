@@ -467,9 +467,10 @@ async def test_a_send_whose_message_is_refused_leaves_a_record_that_expires(
         await refused.with_options(queue="blocked").kiq()
     records = list(sync_redis.scan_iter(match=app.keys.job("*")))
     assert len(records) == 1
-    assert 59_000 < sync_redis.pttl(records[0]) <= 60_000
+    # result_ttl (60 s), less the time the test took since (seconds on a loaded host)
+    assert 50_000 < sync_redis.pttl(records[0]) <= 60_000
     with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
         await refused.with_options(queue="blocked").kiq_many([(), ()])
     records = list(sync_redis.scan_iter(match=app.keys.job("*")))
     assert len(records) == 3
-    assert all(59_000 < sync_redis.pttl(key) <= 60_000 for key in records)
+    assert all(50_000 < sync_redis.pttl(key) <= 60_000 for key in records)
