@@ -96,7 +96,7 @@ async def test_cli_health_port_with_two_processes(spawn, client: aioq.App) -> No
     port = free_port()
     proc = spawn("worker", "tests.procapp:app", "-w", "2", "-c", "4", "--health-port", str(port))
     for k in (0, 1):
-        await wait_status(port + k, "/readyz", 200, within=15)
+        await wait_status(port + k, "/readyz", 200, within=40)  # -w 2: two starts
         assert await get(port + k, "/livez") == (200, "ok\n")
     proc.popen.send_signal(signal.SIGTERM)
     assert proc.popen.wait(15) == 0

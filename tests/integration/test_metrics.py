@@ -140,7 +140,7 @@ async def test_exporter_serves_queue_gauges_without_a_worker(spawn, client: aioq
         await procapp.add.kiq(i, i)
     port = free_port()
     proc = spawn("exporter", "tests.procapp:app", "--port", str(port), extra_env=child_env())
-    body = await wait_status(port, "/metrics", 200, within=15)
+    body = await wait_status(port, "/metrics", 200, within=40)
     m = parse(body)
     assert sample(m, "aioq_queue_ready", queue="default") == 3
     assert sample(m, "aioq_queue_oldest_ready_age_seconds", queue="default") >= 0
