@@ -180,8 +180,13 @@ async def test_one_endpoint_covers_every_process_of_w2(spawn, client: aioq.App) 
     for job in jobs:
         await job.result(timeout=15)
     name = procapp.add.name
-    for _ in range(100):  # both children answer once they have started
-        status, body = await get(port, "/metrics")
+    m: Samples = {}
+    for _ in range(200):  # both children answer once they have started
+        try:
+            status, body = await get(port, "/metrics")
+        except OSError:  # the supervisor's endpoint not up yet (refused, or reset)
+            await asyncio.sleep(0.1)
+            continue
         m = parse(body)
         if status == 200 and sample(m, "aioq_worker_slots", state="free") == 6:
             break
