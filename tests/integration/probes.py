@@ -3,15 +3,38 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import random
 import socket
 import time
 
+SPAN = 4
+"""Ports a probe test may use from the one it is given: the port, and under
+``-w N`` the children's (port + 1 + slot)."""
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A free port, with the next ``SPAN - 1`` free too, below the kernel's
+    ephemeral range (where every client connection of the suite takes its local
+    port, and where an OS-picked port's neighbours are soon taken) and apart from
+    the local clusters' 20000-39999: 11000-18999, a block of 2,000 per pytest-xdist
+    process so that parallel tests do not pick the same one."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    base = 11000 + 2000 * (index % 4)
+    while True:
+        port = random.randrange(base, base + 2000 - SPAN)
+        if all(_bindable(port + i) for i in range(SPAN)):
+            return port
 
 
 async def get(port: int, path: str, timeout: float = 5.0) -> tuple[int, str]:

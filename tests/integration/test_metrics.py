@@ -191,7 +191,7 @@ async def test_one_endpoint_covers_every_process_of_w2(spawn, client: aioq.App) 
         if status == 200 and sample(m, "aioq_worker_slots", state="free") == 6:
             break
         await asyncio.sleep(0.1)
-    assert sample(m, "aioq_worker_slots", state="free") == 6  # 2 processes x 3 slots
+    assert sample(m, "aioq_worker_slots", state="free") == 6, proc.output()  # 2 x 3 slots
     assert sample(m, "aioq_jobs_total", queue="default", task=name, outcome="succeeded") == 20
     assert sample(m, "aioq_job_duration_seconds_count", queue="default", task=name) == 20
     assert sample(m, "aioq_queue_ready", queue="default") == 0  # taken once, not summed
