@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
+import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -218,6 +219,28 @@ async def app(
         application.broker.batch_records = getattr(request, "param", True)  # type: ignore[attr-defined]
     yield application
     await application.aclose()
+
+
+def run_cli(
+    redis_url: str, prefix: str, *args: str, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """``python -m aioq ARGS`` against ``redis_url`` with the test's prefix (the test
+    apps read ``AIOQ_TEST_PREFIX``); stdout and stderr captured."""
+    env = {
+        **os.environ,
+        "AIOQ_REDIS_URL": redis_url,
+        "AIOQ_TEST_PREFIX": prefix,
+        "PYTHONPATH": str(ROOT),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "aioq", *args],
+        env=env,
+        cwd=ROOT,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 class WorkerRunner:

@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -26,6 +23,7 @@ from aioq._transport.streams import Streams
 from aioq._transport.types import Completion, Entry, Finish, Start
 from tests import eventsapp
 from tests.conftest import WorkerRunner, on_cluster_too
+from tests.conftest import run_cli as cli
 
 ROOT = Path(__file__).resolve().parents[2]
 TASKS = (
@@ -282,23 +280,6 @@ async def test_bad_since_is_refused(app: aioq.App) -> None:
         [ev async for ev in app.events(datetime(2026, 1, 1))]
     with pytest.raises(aioq.ConfigurationError, match="events_maxlen"):
         aioq.App(events_maxlen=-1)
-
-
-def cli(redis_url: str, prefix: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "AIOQ_REDIS_URL": redis_url,
-        "AIOQ_TEST_PREFIX": prefix,
-        "PYTHONPATH": str(ROOT),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "aioq", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 async def test_aioq_events_prints_them(

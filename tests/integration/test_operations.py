@@ -19,6 +19,7 @@ import pytest
 import aioq
 from tests import opsapp
 from tests.conftest import WorkerRunner, on_cluster_too
+from tests.conftest import run_cli as cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,26 +40,6 @@ async def ops(broker_url: str, prefix: str) -> AsyncIterator[aioq.App]:
         opsapp.app.registry.add(task.definition)
     yield opsapp.app
     await opsapp.app.aclose()
-
-
-def cli(
-    redis_url: str, prefix: str, *args: str, stdin: str = ""
-) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "AIOQ_REDIS_URL": redis_url,
-        "AIOQ_TEST_PREFIX": prefix,
-        "PYTHONPATH": str(ROOT),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "aioq", *args],
-        env=env,
-        cwd=ROOT,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:

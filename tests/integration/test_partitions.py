@@ -7,9 +7,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +16,7 @@ import aioq
 from aioq import chain, chord, group
 from aioq._core.partitions import partition_index
 from tests.conftest import WorkerRunner, both_record_modes, on_cluster_too
+from tests.conftest import run_cli as _cli
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -346,23 +344,6 @@ async def test_a_killed_workers_jobs_are_recovered_in_every_partition(
     await workers.start(app, name="second")
     assert [await j.result(timeout=15) for j in jobs] == list(range(2 * N))
     assert collections.Counter(started) == {"first": 2 * N, "second": 2 * N}
-
-
-def _cli(redis_url: str, prefix: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "AIOQ_REDIS_URL": redis_url,
-        "AIOQ_TEST_PREFIX": prefix,
-        "PYTHONPATH": str(ROOT),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "aioq", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 async def test_cli_status_purge_and_a_burst_worker_cover_every_partition(

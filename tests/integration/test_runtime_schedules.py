@@ -8,9 +8,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -21,6 +18,7 @@ import aioq
 from aioq._core.message import now_ms
 from aioq._transport.keys import Keyspace
 from tests import runschedapp
+from tests.conftest import run_cli as cli
 from tests.integration.test_scheduling import (
     Proc,
     Schedulers,
@@ -47,19 +45,6 @@ async def schedulers() -> AsyncIterator[Schedulers]:
     runner = Schedulers()
     yield runner
     await runner.stop_all()
-
-
-def cli(redis_url: str, prefix: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "AIOQ_REDIS_URL": redis_url, "AIOQ_TEST_PREFIX": prefix}
-    env["PYTHONPATH"] = str(ROOT)
-    return subprocess.run(
-        [sys.executable, "-m", "aioq", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 async def test_pause_and_resume_a_schedule_of_the_code(
