@@ -221,6 +221,30 @@ async def app(
     await application.aclose()
 
 
+@pytest.fixture
+async def named_app(redis_url: str, prefix: str) -> AsyncIterator[aioq.App]:
+    """An App whose connections carry a unique client name (to find its pub/sub one)."""
+    application = aioq.App(
+        redis_url, prefix=prefix, visibility_timeout=2.0, client_name=f"w-{uuid.uuid4().hex[:8]}"
+    )
+    yield application
+    await application.aclose()
+
+
+def pubsub_clients(client: redis.Redis, name: str) -> list[dict[str, Any]]:
+    """Pub/sub connections on the server with the given client name."""
+    return [c for c in client.client_list(_type="pubsub") if c.get("name") == name]
+
+
+def kill_pubsub(client: redis.Redis, app: aioq.App) -> int:
+    """Kill ``app``'s pub/sub connections (an app of ``named_app``: found by its
+    client name) and no other: under ``pytest -n`` the server is shared, and a
+    ``CLIENT KILL TYPE pubsub`` would cut other tests' waiters. How many died."""
+    name = app.redis_options["client_name"]
+    assert name, "kill_pubsub needs an App with a client_name (the named_app fixture)"
+    return sum(int(client.client_kill_filter(_id=c["id"])) for c in pubsub_clients(client, name))
+
+
 def run_cli(
     redis_url: str, prefix: str, *args: str, stdin: str = ""
 ) -> subprocess.CompletedProcess[str]:

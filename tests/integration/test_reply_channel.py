@@ -14,7 +14,7 @@ import redis
 
 import aioq
 from aioq._transport import results
-from tests.conftest import WorkerRunner
+from tests.conftest import WorkerRunner, kill_pubsub
 from tests.integration.test_result_waits import wait_for, write_outcome_silently
 
 
@@ -108,12 +108,13 @@ async def test_abort_wakes_a_waiter_of_the_reply_channel(
 
 
 async def test_a_lost_reply_is_found_after_the_channel_is_resubscribed(
-    app: aioq.App, sync_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+    named_app: aioq.App, sync_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The outcome is written without its message reaching the client (the pub/sub
-    connection is killed): re-subscribing the reply channel makes the waiter read
-    the record, long before its slow timer."""
+    """The outcome is written without its message reaching the client (its pub/sub
+    connection is killed, and only its own): re-subscribing the reply channel makes
+    the waiter read the record, long before its slow timer."""
     monkeypatch.setattr(results, "RECHECK_INTERVAL", 120.0)
+    app = named_app
 
     @app.task(name="lost")
     async def lost() -> int:
@@ -125,7 +126,15 @@ async def test_a_lost_reply_is_found_after_the_channel_is_resubscribed(
     waiting = asyncio.ensure_future(job.result())
     await asyncio.sleep(0.05)
     write_outcome_silently(sync_redis, app, job.id, 42)
-    assert sync_redis.client_kill_filter(_type="pubsub", skipme=True) >= 1
+    # another client's pub/sub connection (another test's, under pytest -n) lives on
+    bystander, channel = sync_redis.pubsub(), f"{app.prefix}:bystander"
+    bystander.subscribe(channel)
+    bystander.get_message(timeout=1)
+    try:
+        assert kill_pubsub(sync_redis, app) >= 1
+        assert sync_redis.pubsub_numsub(channel) == [(channel.encode(), 1)]
+    finally:
+        bystander.close()
     assert await asyncio.wait_for(waiting, 10) == 42
 
 

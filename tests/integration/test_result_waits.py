@@ -17,8 +17,7 @@ import shutil
 import signal
 import sys
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ import redis
 import aioq
 from aioq._core.message import JobState, Outcome, encode, now_ms
 from aioq._transport import results
-from tests.conftest import WorkerRunner, _load_with_redis
+from tests.conftest import WorkerRunner, _load_with_redis, kill_pubsub, pubsub_clients
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,26 +36,11 @@ BOUND = 1.0
 """Seconds past its timeout a ``result()`` call may take to return or raise."""
 
 
-def pubsub_clients(client: redis.Redis, name: str) -> list[dict[str, Any]]:
-    """Pub/sub connections on the server with the given client name."""
-    return [c for c in client.client_list(_type="pubsub") if c.get("name") == name]
-
-
 async def wait_for(predicate: Any, what: str, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.02)
-
-
-@pytest.fixture
-async def named_app(redis_url: str, prefix: str) -> AsyncIterator[aioq.App]:
-    """An App whose connections carry a unique client name (to find its pub/sub one)."""
-    application = aioq.App(
-        redis_url, prefix=prefix, visibility_timeout=2.0, client_name=f"w-{uuid.uuid4().hex[:8]}"
-    )
-    yield application
-    await application.aclose()
 
 
 def write_outcome_silently(client: redis.Redis, app: aioq.App, job_id: str, value: int) -> None:
@@ -158,7 +142,7 @@ async def test_pubsub_killed_at_random_while_2000_wait(
         await asyncio.sleep(rng.uniform(0.02, 0.3))
         mine = pubsub_clients(sync_redis, name)  # not other tests' (pytest -n)
         peak = max(peak, len(mine))
-        kills += sum(sync_redis.client_kill_filter(_id=c["id"]) for c in mine)
+        kills += sum(int(sync_redis.client_kill_filter(_id=c["id"])) for c in mine)
     assert await waits == list(range(2000))
     print(f"\n2000 waiters, {kills} pub/sub connections killed, peak {peak}")
     assert kills >= 3
@@ -274,7 +258,7 @@ async def test_no_deadline_still_finds_an_outcome_after_a_resubscribe(
     channel = app.keys.done_channel(job.id)
     await wait_for(lambda: sync_redis.pubsub_numsub(channel)[0][1] == 1, "the subscription")
     write_outcome_silently(sync_redis, app, job.id, 42)
-    assert sync_redis.client_kill_filter(_type="pubsub", skipme=True) >= 1
+    assert kill_pubsub(sync_redis, app) >= 1
     assert await asyncio.wait_for(waiting, 10) == 42
 
 
@@ -355,7 +339,7 @@ async def test_updates_through_a_killed_pubsub_connection(
         async for update in job.updates():
             states.append(update.state)
             if update.progress is not None and update.progress.current == 1:
-                sync_redis.client_kill_filter(_type="pubsub", skipme=True)
+                kill_pubsub(sync_redis, app)
                 proceed.set()
 
     await asyncio.wait_for(watch(), 15)
