@@ -122,16 +122,28 @@ def cluster_client(
 
     ``settings``: what redis-py parsed from one node's URL (credentials, TLS files);
     ``options``: the app's ``redis_options`` (those a cluster client does not take
-    are left out). No per-read socket timeout, as for one node: the worker's
-    blocking reads outlast any fixed one, and aioq bounds whole operations itself.
-    No re-sends (``_no_resends``).
+    are left out; ``parser_class`` is given to every node's connections). No
+    per-read socket timeout, as for one node: the worker's blocking reads outlast
+    any fixed one, and aioq bounds whole operations itself. No re-sends
+    (``_no_resends``).
     """
     merged = {**options, **_tls(settings)}
     merged.setdefault("socket_timeout", None)
     merged.update(_no_resends())
     kwargs = _accepted(RedisCluster, merged)
     startup = [ClusterNode(host, port) for host, port in nodes]
-    return RedisCluster(startup_nodes=startup, **kwargs)
+    client = RedisCluster(startup_nodes=startup, **kwargs)
+    parser = options.get("parser_class")
+    if parser is not None:
+        # RedisCluster takes no parser_class, but hands its connection_kwargs to
+        # every node's connections: to the startup nodes' copies, and (the same dict)
+        # to the nodes it discovers later. Without aioq's parser a node's BUSY and
+        # NOREPLICAS are bare ResponseErrors, not outages: a kiq() refused by
+        # min-replicas-to-write raised a ResponseError instead of BrokerUnavailable.
+        client.connection_kwargs["parser_class"] = parser
+        for node in client.startup_nodes:
+            node.connection_kwargs["parser_class"] = parser
+    return client
 
 
 def sync_cluster_client(

@@ -293,6 +293,8 @@ def connect(url: str, **options: Any) -> Redis:
         options.setdefault("socket_keepalive", True)
         options.setdefault("socket_keepalive_options", _keepalive())
         options.setdefault("max_connections", 100)
+        if _ASYNC_PARSER is not None:
+            options.setdefault("parser_class", _ASYNC_PARSER)
         client = cluster_client(spec.nodes, dict(redis_parse_url(spec.url)), options)
         return cast("Redis", client)
     if not url.startswith("unix:"):  # TCP only (a unix connection refuses the options)

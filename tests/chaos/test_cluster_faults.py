@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -28,6 +29,7 @@ import pytest
 import redis
 
 import aioq
+from aioq._core.message import decode_message
 from tests.chaos import chaosapp
 from tests.chaos.harness import ROOT, Fleet, RedisServer, scale
 from tests.conftest import _load_script
@@ -188,3 +190,136 @@ async def test_sigkill_of_the_queues_primary(private_cluster: object, tmp_path: 
 async def test_slot_migration_under_load(private_cluster: object, tmp_path: Path) -> None:
     report = await _run(private_cluster, _migrate, tmp_path, scale(300, 3000))
     assert report["lost"] == 0
+
+
+# -- an acknowledged write lost by a failover ------------------------------------
+
+
+def _record_on(cluster: object, app: aioq.App, port: int, same: bool, tag: str) -> str:
+    """A job id whose record lives on the primary at ``port`` (``same``) or on
+    another one: records are keyed by id, in another slot than their queue."""
+    for i in range(10_000):
+        job_id = f"{tag}-{i}"
+        if (_owner(cluster, app.keys.job(job_id))[0] == port) == same:
+            return job_id
+    raise AssertionError("no such job id")
+
+
+def _stream_ids(port: int, stream: str) -> set[str]:
+    """The job ids of the messages in ``stream`` on the node at ``port``."""
+    node = redis.Redis(port=port)
+    try:
+        return {decode_message(f[b"m"]).id for _, f in node.xrange(stream)}
+    finally:
+        node.close()
+
+
+def _exists(port: int, key: str) -> bool:
+    node = redis.Redis(port=port)
+    try:
+        return bool(node.exists(key))
+    finally:
+        node.close()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("min_replicas", [0, 1], ids=["default", "min-replicas-to-write-1"])
+async def test_a_send_acknowledged_by_a_primary_that_dies_is_lost(
+    private_cluster: object, min_replicas: int
+) -> None:
+    """Replication is asynchronous: a send the queue's primary acknowledged and had
+    not streamed to its replica is gone once the primary dies and the replica is
+    promoted (docs/reliability.md, "Redis Cluster and replicas").
+
+    Made deterministic: the replica is SIGSTOPped and the primary drops its
+    replication link (``CLIENT KILL TYPE replica``), so nothing sent afterwards can
+    reach the replica (SIGSTOP alone would not do: what the primary wrote to the
+    link sits in the stopped replica's socket buffer and is applied on SIGCONT).
+    Then ``kiq()``; SIGKILL of the primary; SIGCONT and ``CLUSTER FAILOVER
+    TAKEOVER`` on the replica. Two sends: one whose record lives on the dying
+    primary too (record and message gone: its id is unknown, it reads ``queued``),
+    one whose record lives elsewhere (its record says ``queued`` for ever, no
+    message will run it).
+
+    With ``min-replicas-to-write 1`` the primary refuses the sends the moment its
+    replica is gone (``NOREPLICAS``): ``kiq()`` raises ``BrokerUnavailable``,
+    nothing acknowledged is lost."""
+    cluster = private_cluster
+    prefix = f"chaos-{uuid.uuid4().hex[:8]}"
+    url = f"redis+cluster://{cluster.nodes}"  # type: ignore[attr-defined]
+    app = aioq.App(url, prefix=prefix, visibility_timeout=2.0)
+
+    @app.task
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    stream = app.keys.stream("default")
+    port, node_id = _owner(cluster, stream)
+    replica = int(next(n for n in _nodes(port) if n["master"] == node_id)["port"])
+    replica_proc = cluster.procs[replica]  # type: ignore[attr-defined]
+    for node in _nodes(port):
+        if "master" in node["flags"]:
+            client = redis.Redis(port=int(node["port"]))
+            client.config_set("min-replicas-to-write", min_replicas)
+            client.config_set("min-replicas-max-lag", 1)
+            client.close()
+    try:
+        before = await add.kiq(1, 1)
+        primary = redis.Redis(port=port)
+        assert primary.execute_command("WAIT", 1, 5000) == 1  # the replica has it
+        ids = [
+            _record_on(cluster, app, port, same, tag)
+            for same, tag in ((True, "here"), (False, "elsewhere"))
+        ]
+
+        replica_proc.send_signal(signal.SIGSTOP)
+        assert primary.execute_command("CLIENT", "KILL", "TYPE", "replica") == 1
+        primary.close()
+        acknowledged: list[str] = []
+        refused: list[str] = []
+        for job_id in ids:
+            try:
+                acknowledged.append((await add.with_options(job_id=job_id).kiq(2, 2)).id)
+            except aioq.BrokerUnavailable as exc:
+                assert "NOREPLICAS" in str(exc), exc
+                refused.append(job_id)
+        assert _stream_ids(port, stream) == {before.id, *acknowledged}
+
+        cluster.kill(port)  # type: ignore[attr-defined]
+        replica_proc.send_signal(signal.SIGCONT)
+        promoted = redis.Redis(port=replica)
+        try:
+            promoted.execute_command("CLUSTER", "FAILOVER", "TAKEOVER")
+            deadline = time.monotonic() + 10
+            while promoted.info("replication")["role"] != "master":
+                assert time.monotonic() < deadline, "the replica was not promoted"
+                await asyncio.sleep(0.05)
+        finally:
+            promoted.close()
+
+        survived = _stream_ids(replica, stream)
+        assert before.id in survived  # replicated before the fault: still there
+        lost = [j for j in acknowledged if j not in survived]
+        print(
+            f"\n[cluster] min-replicas-to-write={min_replicas}: acknowledged "
+            f"{len(acknowledged)}, lost {len(lost)}, refused {len(refused)}"
+        )
+        if min_replicas:
+            assert (acknowledged, refused) == ([], ids)
+        else:
+            assert lost == acknowledged == ids
+            # the record written on the dead primary is gone with its message ...
+            assert not _exists(replica, app.keys.job(ids[0]))
+            # ... the one on another primary survives, and says queued for ever
+            elsewhere = _owner(cluster, app.keys.job(ids[1]))[0]
+            assert _exists(elsewhere, app.keys.job(ids[1]))
+        checker = aioq.App(url, prefix=prefix)
+        try:
+            for job_id in ids:
+                assert await checker.job(job_id).state() == "queued"
+        finally:
+            await checker.aclose()
+    finally:
+        if replica_proc.poll() is None:
+            replica_proc.send_signal(signal.SIGCONT)
+        await app.aclose()
