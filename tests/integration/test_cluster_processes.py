@@ -82,9 +82,9 @@ async def test_two_worker_processes_drain_the_queue_on_a_cluster(
     assert len(kids) == 2
 
     n = 60
-    jobs = await procapp.sleepy.kiq_many([(0.1,)] * n)
-    # each child takes at most its 4 free slots at a time: 60 jobs of 0.1 s cannot
-    # all go to one of two children that both wait on the stream
+    jobs = await procapp.sleepy.kiq_many([(0.2,)] * n)
+    # each child takes at most its 4 free slots at a time: 60 jobs of 0.2 s (3 s of
+    # work for one child) do not all go to one of two children that both wait
     ran_on = await aioq.gather(*jobs, timeout=60)
     assert len(set(ran_on)) == 2, ran_on
     assert procapp.runs_per_job(broker_redis, client.prefix) == {j.id: 1 for j in jobs}
