@@ -39,7 +39,7 @@ typecheck: $(STAMP)
 PYTEST_WORKERS ?= 4
 
 test: lint typecheck
-	$(WITH_REDIS) $(WITH_CLUSTER) $(PY) -m pytest -n $(PYTEST_WORKERS)
+	$(WITH_REDIS) $(WITH_CLUSTER) $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 # The API reference from the docstrings, into site/ (warnings are errors; the
 # test suite builds it too: tests/docs/test_api_docs.py).

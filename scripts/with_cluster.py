@@ -11,6 +11,11 @@
    node and delete the temp dir.
 3. Else exit with a message saying how to install Redis.
 
+``--tls`` (before ``--``): the private cluster speaks TLS only (``--port 0
+--tls-port P --tls-cluster yes --tls-replication yes``), with a CA and
+certificates made by ``openssl`` in its temp dir (``tlsfiles.py``); the URL is
+then ``rediss://127.0.0.1:PORT?ssl_ca_certs=…``.
+
 The URL names one node (``redis://127.0.0.1:PORT``); a cluster client finds the
 others from it. ``AIOQ_REDIS_CLUSTER_NODES`` lists every node as ``host:port,…``.
 
@@ -20,6 +25,7 @@ library only, like ``with_redis.py``.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import random
 import shutil
@@ -29,11 +35,30 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import Callable
+
+
+def _load_tlsfiles() -> Any:
+    """``tlsfiles.py`` beside this script, loaded by path (this script is itself
+    loaded by path from tests/conftest.py, with no package around it)."""
+    name = "aioq_scripts_tlsfiles"
+    if name not in sys.modules:
+        path = Path(__file__).resolve().parent / "tlsfiles.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+tlsfiles = _load_tlsfiles()
 
 INSTALL_HINT = (
     "A Redis Cluster needs `redis-server` and `redis-cli` (7.0 or newer) on PATH.\n"
@@ -48,14 +73,24 @@ BUS_OFFSET = 10000
 """Redis Cluster's bus port is the client port + 10000: both must be free."""
 
 
-def command(port: int, *args: str, host: str = HOST, timeout: float = 1.0) -> bytes | None:
-    """Send one command in RESP and return its reply's payload (a simple or bulk
-    string; None on an error reply or no answer). No client library needed."""
+def command(
+    port: int,
+    *args: str,
+    host: str = HOST,
+    timeout: float = 1.0,
+    tls: ssl.SSLContext | None = None,
+) -> bytes | None:
+    """Send one command in RESP (over TLS with a ``tls`` context) and return its
+    reply's payload (a simple or bulk string; None on an error reply or no answer).
+    No client library needed."""
     request = b"*%d\r\n" % len(args) + b"".join(
         b"$%d\r\n%s\r\n" % (len(a.encode()), a.encode()) for a in args
     )
     try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
+        with (
+            socket.create_connection((host, port), timeout=timeout) as raw,
+            tlsfiles.wrap(raw, tls) as sock,
+        ):
             sock.sendall(request)
             data = b""
             while b"\r\n" not in data:
@@ -79,17 +114,17 @@ def command(port: int, *args: str, host: str = HOST, timeout: float = 1.0) -> by
         return None
 
 
-def cluster_ok(port: int, host: str = HOST) -> bool:
-    info = command(port, "CLUSTER", "INFO", host=host)
+def cluster_ok(port: int, host: str = HOST, tls: ssl.SSLContext | None = None) -> bool:
+    info = command(port, "CLUSTER", "INFO", host=host, tls=tls)
     return info is not None and b"cluster_state:ok" in info
 
 
-def settled(port: int, replicas: int, host: str = HOST) -> bool:
+def settled(port: int, replicas: int, host: str = HOST, tls: ssl.SSLContext | None = None) -> bool:
     """The node says ``cluster_state:ok``, sees ``replicas`` replicas and no node
     failing or still joining, and (if it is a replica) has synced with its primary."""
-    if not cluster_ok(port, host):
+    if not cluster_ok(port, host, tls):
         return False
-    nodes = command(port, "CLUSTER", "NODES", host=host)
+    nodes = command(port, "CLUSTER", "NODES", host=host, tls=tls)
     if nodes is None:
         return False
     lines = nodes.decode().splitlines()
@@ -99,7 +134,7 @@ def settled(port: int, replicas: int, host: str = HOST) -> bool:
     if any(bad in f for f in flags for bad in ("fail", "handshake", "noaddr")):
         return False
     if any("myself" in f and "slave" in f for f in flags):
-        info = command(port, "INFO", "replication", host=host)
+        info = command(port, "INFO", "replication", host=host, tls=tls)
         return info is not None and b"master_link_status:up" in info
     return True
 
@@ -135,7 +170,11 @@ class PrivateCluster:
     ``replicas`` replicas), in its own temp dir.
 
     ``node_timeout_ms`` is ``cluster-node-timeout``: how long a primary may be
-    unreachable before its replica is promoted (short, for fault tests)."""
+    unreachable before its replica is promoted (short, for fault tests).
+
+    ``tls``: every node listens on a TLS port only, and nodes talk TLS to each
+    other (cluster bus, replication); True makes a CA and certificates in the
+    cluster's temp dir, or pass a ``tlsfiles.Certificates``."""
 
     def __init__(
         self,
@@ -144,6 +183,7 @@ class PrivateCluster:
         primaries: int = 3,
         replicas: int = 1,
         node_timeout_ms: int = 2000,
+        tls: Any = False,
     ) -> None:
         self.server = server
         self.cli = cli
@@ -152,10 +192,18 @@ class PrivateCluster:
         self.dir = tempfile.mkdtemp(prefix="aioq-cluster-")
         self.ports = free_ports(primaries * (1 + replicas))
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
+        if tls is True:
+            os.makedirs(os.path.join(self.dir, "tls"))
+            tls = tlsfiles.make(Path(self.dir, "tls"))
+        self.tls = tls or None
+        self.context: ssl.SSLContext | None = self.tls.context() if self.tls else None
 
     @property
     def url(self) -> str:
-        return f"redis://{HOST}:{self.ports[0]}"
+        """``redis://`` one node; with TLS ``rediss://`` and the CA in the query."""
+        if self.tls is None:
+            return f"redis://{HOST}:{self.ports[0]}"
+        return f"rediss://{HOST}:{self.ports[0]}?{self.tls.query()}"
 
     @property
     def nodes(self) -> str:
@@ -169,11 +217,14 @@ class PrivateCluster:
         """Start (or restart, keeping its nodes.conf) the node on ``port``."""
         path = self.node_dir(port)
         os.makedirs(path, exist_ok=True)
+        listen = ["--port", str(port)]
+        if self.tls is not None:  # the bus port is then the TLS port + 10000
+            listen = ["--port", "0", "--tls-port", str(port), *self.tls.server_args()]
+            listen += ["--tls-cluster", "yes", "--tls-replication", "yes"]
         self.procs[port] = subprocess.Popen(
             [
                 self.server,
-                "--port",
-                str(port),
+                *listen,
                 "--bind",
                 HOST,
                 "--dir",
@@ -219,13 +270,19 @@ class PrivateCluster:
         self.stop(keep_dir=True)
         raise SystemExit(f"Redis Cluster: no {what} within {seconds:g} s; logs in {logs}")
 
+    def answers(self, port: int) -> bool:
+        """The node on ``port`` answers PING."""
+        return command(port, "PING", tls=self.context) == b"PONG"
+
     def start(self) -> None:
         for port in self.ports:
             self.start_node(port)
-        self._wait(lambda port: command(port, "PING") == b"PONG", "PONG from every node", 10)
+        self._wait(self.answers, "PONG from every node", 10)
+        tls = [] if self.tls is None else ["--tls", "--cacert", str(self.tls.ca)]
         create = subprocess.run(
             [
                 self.cli,
+                *tls,
                 "--cluster",
                 "create",
                 *(f"{HOST}:{p}" for p in self.ports),
@@ -243,7 +300,7 @@ class PrivateCluster:
             )
         replicas = len(self.ports) - len(self.ports) // (1 + self.replicas)
         self._wait(
-            lambda port: settled(port, replicas),
+            lambda port: settled(port, replicas, tls=self.context),
             "cluster_state:ok with every replica synced, on every node",
             30,
         )
@@ -283,10 +340,11 @@ def binaries() -> tuple[str, str] | None:
 
 
 def main(argv: list[str]) -> int:
+    options: list[str] = []
     if "--" in argv:
-        argv = argv[argv.index("--") + 1 :]
-    if not argv:
-        print("usage: with_cluster.py -- COMMAND [ARGS...]", file=sys.stderr)
+        options, argv = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
+    if not argv or set(options) - {"--tls"}:
+        print("usage: with_cluster.py [--tls] -- COMMAND [ARGS...]", file=sys.stderr)
         return 2
     env = dict(os.environ)
     url = env.get("AIOQ_REDIS_CLUSTER_URL")
@@ -298,7 +356,7 @@ def main(argv: list[str]) -> int:
         if found is None:
             print(INSTALL_HINT, file=sys.stderr)
             return 1
-        cluster = PrivateCluster(*found)
+        cluster = PrivateCluster(*found, tls="--tls" in options)
         began = time.monotonic()
         cluster.start()
         env["AIOQ_REDIS_CLUSTER_URL"] = cluster.url

@@ -14,6 +14,12 @@
    delete the temp dir.
 3. Else exit with a message saying how to install Redis.
 
+``--tls`` (before ``--``): the private deployment speaks TLS only, data nodes and
+sentinels (``--port 0 --tls-port P --tls-replication yes``; sentinels with
+``tls-port`` and ``tls-replication yes``), with a CA and certificates made by
+``openssl`` in its temp dir (``tlsfiles.py``); the URL is then
+``rediss+sentinel://…/aioq?ssl_ca_certs=…``.
+
 The URL is ``redis+sentinel://127.0.0.1:S1,127.0.0.1:S2,127.0.0.1:S3/aioq``.
 ``AIOQ_REDIS_SENTINEL_NODES`` lists the data nodes as ``host:port,…``.
 
@@ -23,6 +29,7 @@ library only, like ``with_redis.py`` and ``with_cluster.py``.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
@@ -31,10 +38,29 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import Callable
+
+
+def _load_tlsfiles() -> Any:
+    """``tlsfiles.py`` beside this script, loaded by path (this script is itself
+    loaded by path from tests/conftest.py, with no package around it)."""
+    name = "aioq_scripts_tlsfiles"
+    if name not in sys.modules:
+        path = Path(__file__).resolve().parent / "tlsfiles.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+tlsfiles = _load_tlsfiles()
 
 INSTALL_HINT = (
     "A Redis Sentinel deployment needs `redis-server` (7.0 or newer) on PATH.\n"
@@ -87,32 +113,44 @@ class _Reader:
         raise ValueError(f"unexpected RESP reply {head!r}")
 
 
-def command(port: int, *args: str, host: str = HOST, timeout: float = 1.0) -> Any:
-    """Send one command in RESP and return its reply (bytes, int, list, or a
-    RuntimeError for an error reply); None when nothing answers."""
+def command(
+    port: int,
+    *args: str,
+    host: str = HOST,
+    timeout: float = 1.0,
+    tls: ssl.SSLContext | None = None,
+) -> Any:
+    """Send one command in RESP (over TLS with a ``tls`` context) and return its
+    reply (bytes, int, list, or a RuntimeError for an error reply); None when
+    nothing answers."""
     request = b"*%d\r\n" % len(args) + b"".join(
         b"$%d\r\n%s\r\n" % (len(a.encode()), a.encode()) for a in args
     )
     try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
+        with (
+            socket.create_connection((host, port), timeout=timeout) as raw,
+            tlsfiles.wrap(raw, tls) as sock,
+        ):
             sock.sendall(request)
             return _Reader(sock).reply()
     except (OSError, ValueError):
         return None
 
 
-def info(port: int, section: str) -> dict[str, str]:
+def info(port: int, section: str, tls: ssl.SSLContext | None = None) -> dict[str, str]:
     """``INFO section`` as a dict (empty when the node does not answer)."""
-    reply = command(port, "INFO", section)
+    reply = command(port, "INFO", section, tls=tls)
     if not isinstance(reply, bytes):
         return {}
     pairs = (line.split(":", 1) for line in reply.decode().splitlines() if ":" in line)
     return {k: v for k, v in pairs}
 
 
-def master_address(sentinel_port: int, service: str = SERVICE) -> tuple[str, int] | None:
+def master_address(
+    sentinel_port: int, service: str = SERVICE, tls: ssl.SSLContext | None = None
+) -> tuple[str, int] | None:
     """Where one sentinel says the service's master is (None: no answer)."""
-    reply = command(sentinel_port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", service)
+    reply = command(sentinel_port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", service, tls=tls)
     if not isinstance(reply, list) or len(reply) != 2:
         return None
     return reply[0].decode(), int(reply[1])
@@ -129,7 +167,11 @@ class PrivateSentinel:
     127.0.0.1, in its own temp dir.
 
     ``down_after_ms`` is how long the primary may be silent before a sentinel
-    calls it down; with a quorum of 2 the failover starts right after."""
+    calls it down; with a quorum of 2 the failover starts right after.
+
+    ``tls``: every process listens on a TLS port only, and they talk TLS to each
+    other (replication, sentinels' links); True makes a CA and certificates in
+    the deployment's temp dir, or pass a ``tlsfiles.Certificates``."""
 
     def __init__(
         self,
@@ -139,6 +181,7 @@ class PrivateSentinel:
         quorum: int = 2,
         down_after_ms: int = 1000,
         failover_timeout_ms: int = 3000,
+        tls: Any = False,
     ) -> None:
         self.server = server
         self.quorum = quorum
@@ -153,11 +196,20 @@ class PrivateSentinel:
         self.sentinel_ports = ordered[1 + replicas :]
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         self._killed: set[int] = set()
+        if tls is True:
+            os.makedirs(os.path.join(self.dir, "tls"))
+            tls = tlsfiles.make(Path(self.dir, "tls"))
+        self.tls = tls or None
+        self.context: ssl.SSLContext | None = self.tls.context() if self.tls else None
 
     @property
     def url(self) -> str:
+        """``redis+sentinel://`` the sentinels; with TLS ``rediss+sentinel://`` and
+        the CA in the query."""
         hosts = ",".join(f"{HOST}:{p}" for p in self.sentinel_ports)
-        return f"redis+sentinel://{hosts}/{SERVICE}"
+        if self.tls is None:
+            return f"redis+sentinel://{hosts}/{SERVICE}"
+        return f"rediss+sentinel://{hosts}/{SERVICE}?{self.tls.query()}"
 
     @property
     def nodes(self) -> str:
@@ -173,10 +225,13 @@ class PrivateSentinel:
         """Start (or restart) the data node on ``port``, as a replica of
         ``replica_of`` when given."""
         path = self.node_dir(port)
+        listen = ["--port", str(port)]
+        if self.tls is not None:
+            listen = ["--port", "0", "--tls-port", str(port), *self.tls.server_args()]
+            listen += ["--tls-replication", "yes"]
         args = [
             self.server,
-            "--port",
-            str(port),
+            *listen,
             "--bind",
             HOST,
             "--dir",
@@ -204,9 +259,12 @@ class PrivateSentinel:
     def start_sentinel(self, port: int) -> None:
         path = self.node_dir(port)
         conf = os.path.join(path, "sentinel.conf")  # Sentinel rewrites it: its own copy
+        listen = f"port {port}\n"
+        if self.tls is not None:  # and it tells the other sentinels its TLS port
+            listen = f"port 0\ntls-port {port}\ntls-replication yes\n{self.tls.conf()}"
         with open(conf, "w") as f:
             f.write(
-                f"port {port}\n"
+                listen + f"bind {HOST}\n"
                 f"bind {HOST}\n"
                 f"dir {path}\n"
                 f"logfile {os.path.join(path, 'sentinel.log')}\n"
@@ -251,7 +309,7 @@ class PrivateSentinel:
 
     def primary(self) -> int | None:
         """The data port every sentinel names as master (None: they disagree)."""
-        seen = {master_address(p) for p in self.sentinel_ports}
+        seen = {master_address(p, tls=self.context) for p in self.sentinel_ports}
         if len(seen) != 1:
             return None
         (address,) = seen
@@ -262,7 +320,7 @@ class PrivateSentinel:
         for port in self.data_ports:
             if port in self._killed:
                 continue
-            role = info(port, "replication")
+            role = info(port, "replication", self.context)
             if role.get("role") == "slave" and role.get("master_link_status") != "up":
                 return False
             if not role:
@@ -277,16 +335,21 @@ class PrivateSentinel:
         if primary is None or primary in self._killed:
             return False
         live = len(self.data_ports) - len(self._killed)
-        if info(primary, "replication").get("role") != "master" or not self.replicated():
+        if info(primary, "replication", self.context).get("role") != "master":
+            return False
+        if not self.replicated():
             return False
         want = f"status=ok,address={HOST}:{primary},slaves={live - 1},"
         want += f"sentinels={len(self.sentinel_ports)}"
-        return all(want in info(p, "sentinel").get("master0", "") for p in self.sentinel_ports)
+        return all(
+            want in info(p, "sentinel", self.context).get("master0", "")
+            for p in self.sentinel_ports
+        )
 
     def failover(self) -> None:
         """``SENTINEL FAILOVER``: promote the replica now (the primary stays up and
         becomes a replica)."""
-        reply = command(self.sentinel_ports[0], "SENTINEL", "FAILOVER", SERVICE)
+        reply = command(self.sentinel_ports[0], "SENTINEL", "FAILOVER", SERVICE, tls=self.context)
         if reply != b"OK":
             raise RuntimeError(f"SENTINEL FAILOVER: {reply!r}")
 
@@ -343,10 +406,11 @@ def binary() -> str | None:
 
 
 def main(argv: list[str]) -> int:
+    options: list[str] = []
     if "--" in argv:
-        argv = argv[argv.index("--") + 1 :]
-    if not argv:
-        print("usage: with_sentinel.py -- COMMAND [ARGS...]", file=sys.stderr)
+        options, argv = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
+    if not argv or set(options) - {"--tls"}:
+        print("usage: with_sentinel.py [--tls] -- COMMAND [ARGS...]", file=sys.stderr)
         return 2
     env = dict(os.environ)
     url = env.get("AIOQ_REDIS_SENTINEL_URL")
@@ -358,7 +422,7 @@ def main(argv: list[str]) -> int:
         if server is None:
             print(INSTALL_HINT, file=sys.stderr)
             return 1
-        deployment = PrivateSentinel(server)
+        deployment = PrivateSentinel(server, tls="--tls" in options)
         began = time.monotonic()
         deployment.start()
         env["AIOQ_REDIS_SENTINEL_URL"] = deployment.url

@@ -49,6 +49,8 @@ from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode as SyncClusterNode
 from redis.crc import key_slot
 
+from .tls import share_contexts
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
@@ -88,8 +90,14 @@ def is_cluster(redis: object) -> bool:
 
 def _accepted(cls: type[Any], options: dict[str, Any]) -> dict[str, Any]:
     """The options ``cls.__init__`` takes (a cluster client takes no pool or
-    connection class: it makes one pool per node itself)."""
+    connection class: it makes one pool per node itself). redis-py's synchronous
+    ``RedisCluster`` takes the connection options (TLS, credentials, timeouts) as
+    ``**kwargs`` and keeps those it knows: all of them are given to it (filtering
+    on its named parameters dropped them, and the heartbeat thread's client then
+    spoke plain TCP to TLS nodes)."""
     params = inspect.signature(cls.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return dict(options)
     return {k: v for k, v in options.items() if k in params}
 
 
@@ -143,6 +151,7 @@ def cluster_client(
         client.connection_kwargs["parser_class"] = parser
         for node in client.startup_nodes:
             node.connection_kwargs["parser_class"] = parser
+    share_contexts(client)  # one SSL context for all TLS connections, not one each
     return client
 
 

@@ -20,11 +20,17 @@ from redis.asyncio.connection import (
     UnixDomainSocketConnection,
 )
 from redis.asyncio.connection import parse_url as redis_parse_url
-from redis.asyncio.sentinel import SentinelManagedConnection, SentinelManagedSSLConnection
+from redis.asyncio.sentinel import (
+    MasterNotFoundError,
+    SentinelManagedConnection,
+    SentinelManagedSSLConnection,
+)
+from redis.sentinel import MasterNotFoundError as SyncMasterNotFoundError
 
 from ..errors import BrokerUnavailable, ConfigurationError
 from . import sentinel
 from .cluster import cluster_client, info_per_primary, is_cluster
+from .tls import SharedSSLContext, plain_to_tls_hint
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -171,8 +177,9 @@ class PackedConnection(HiredisPacking, Connection):
     """``redis://``: TCP."""
 
 
-class PackedSSLConnection(HiredisPacking, SSLConnection):
-    """``rediss://``: TLS (with client certificates when given)."""
+class PackedSSLConnection(HiredisPacking, SharedSSLContext, SSLConnection):
+    """``rediss://``: TLS (with client certificates when given); one SSL context
+    shared by the connections of the same settings (``tls.py``)."""
 
 
 class PackedUnixConnection(HiredisPacking, UnixDomainSocketConnection):
@@ -183,7 +190,7 @@ class PackedSentinelConnection(HiredisPacking, SentinelManagedConnection):
     """``redis+sentinel://``: TCP to whichever node the sentinels name as master."""
 
 
-class PackedSentinelSSLConnection(HiredisPacking, SentinelManagedSSLConnection):
+class PackedSentinelSSLConnection(HiredisPacking, SharedSSLContext, SentinelManagedSSLConnection):
     """``rediss+sentinel://``: TLS to whichever node the sentinels name as master."""
 
 
@@ -362,7 +369,19 @@ async def broker_errors(url: str) -> AsyncIterator[None]:
             ) from exc
         raise
     except OUTAGE_ERRORS as exc:
-        raise BrokerUnavailable(f"cannot reach Redis at {describe(url)}: {exc}") from exc
+        hint = plain_to_tls_hint(url, exc)
+        raise BrokerUnavailable(
+            f"cannot reach Redis at {describe(url)}: {_text_of(exc)}{hint}"
+        ) from exc
+
+
+def _text_of(exc: BaseException) -> str:
+    """``exc`` for an error message: redis-py's "no master found" lists the repr
+    of every sentinel client it asked (thousands of characters), cut here."""
+    text = str(exc)
+    if isinstance(exc, (MasterNotFoundError, SyncMasterNotFoundError)) and " : " in text:
+        return text.split(" : ", 1)[0] + ": no sentinel answered"
+    return text
 
 
 async def wait_until_reachable(redis: Redis, url: str, timeout: float) -> None:

@@ -229,7 +229,11 @@ class Subscriptions:
                 await conn.connect()  # type: ignore[no-untyped-call]
             self._heard = loop.time()
             reader = asyncio.create_task(self._read(conn, after_outage))
-            while True:
+            # Until closed, not only until cancelled: redis-py can swallow the
+            # cancellation of a question to the sentinels (``_check``: it lands
+            # during their TLS handshake, becomes a connection error, and
+            # ``refresh`` ignores those), and aclose() then waited forever.
+            while not self._closed:
                 self._changed.clear()
                 await self._sync(conn)
                 changed = asyncio.ensure_future(self._changed.wait())

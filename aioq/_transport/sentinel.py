@@ -5,7 +5,9 @@ every (re)connect, so a failover is an outage that ends by itself.
 sentinels (any of them will do) and the monitored service; ``rediss+sentinel://``
 speaks TLS to the data nodes and to the sentinels. The credentials in the URL are the
 data nodes'; the sentinels' own (``requirepass`` in sentinel.conf) go in the app's
-``redis_options["sentinel_options"]`` (any redis-py connection argument).
+``redis_options["sentinel_options"]`` (any redis-py connection argument). A query
+string (``?ssl_ca_certs=…&ssl_certfile=…``: redis-py's URL options) applies to the
+data nodes, and its ``ssl_*`` options to the sentinels too.
 
 What a failover looks like from here: the old master dies (connections refused,
 reset) or is demoted (Sentinel kills every client of it; a write it still receives
@@ -22,8 +24,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.backoff import NoBackoff
+from redis.connection import parse_url as redis_parse_url
 from redis.exceptions import RedisError
+from redis.retry import Retry as SyncRetry
 from redis.sentinel import Sentinel as SyncSentinel
 from redis.sentinel import SentinelConnectionPool as SyncSentinelPool
 
@@ -54,6 +60,8 @@ class SentinelURL:
     username: str | None = None
     password: str | None = None
     tls: bool = False
+    options: tuple[tuple[str, Any], ...] = ()
+    """The query string's connection options (redis-py's parsing: typed values)."""
 
     def node_options(self) -> dict[str, Any]:
         """Connection arguments for the data nodes that the URL decides."""
@@ -93,9 +101,19 @@ def parse(url: str) -> SentinelURL | None:
         if not path[1].isdigit():
             raise ConfigurationError(f"{_safe(url)}: the database must be a number")
         db = int(path[1])
+    tls = scheme.lower().startswith("rediss")
     return SentinelURL(
-        sentinels, unquote(path[0]), db, username, password, scheme.lower().startswith("rediss")
+        sentinels, unquote(path[0]), db, username, password, tls, _query(parts.query)
     )
+
+
+def _query(query: str) -> tuple[tuple[str, Any], ...]:
+    """A URL's query string as connection options, parsed as redis-py parses a
+    ``redis://`` URL's (``socket_timeout=4`` is a float; the address is not there)."""
+    if not query:
+        return ()
+    parsed = redis_parse_url(f"redis://localhost?{query}")  # type: ignore[no-untyped-call]
+    return tuple((k, v) for k, v in parsed.items() if k not in ("host", "port"))
 
 
 def _address(item: str, url: str) -> tuple[str, int]:
@@ -115,14 +133,17 @@ def _safe(url: str) -> str:
     return url
 
 
-def _sentinel_options(target: SentinelURL, options: dict[str, Any]) -> dict[str, Any]:
+def _sentinel_options(target: SentinelURL, options: dict[str, Any], retry: Any) -> dict[str, Any]:
     """The sentinels' connection arguments: the caller's ``sentinel_options`` over
-    short timeouts, keepalive, and TLS (with the data nodes' certificates) when the
-    URL says so."""
+    short timeouts, keepalive, no retries (``retry``: a sentinel that does not
+    answer is left for the next one at once; redis-py's default of 3 retries with
+    backoff spent ~4 s on each), and TLS (with the data nodes' certificates) when
+    the URL says so."""
     out: dict[str, Any] = {
         "socket_connect_timeout": SENTINEL_TIMEOUT,
         "socket_timeout": SENTINEL_TIMEOUT,
         "socket_keepalive": True,
+        "retry": retry,
     }
     if target.tls:
         out["ssl"] = True
@@ -201,7 +222,8 @@ def master(target: SentinelURL, settings: dict[str, Any]) -> Redis:
 
     ``settings`` are the data nodes' connection arguments (``connection_class``
     among them: a ``SentinelManagedConnection`` subclass)."""
-    sentinel_kwargs = _sentinel_options(target, settings)
+    settings = {**settings, **dict(target.options)}  # the URL's win, as in from_url
+    sentinel_kwargs = _sentinel_options(target, settings, Retry(NoBackoff(), 0))
     settings = {k: v for k, v in settings.items() if k != OPTIONS_KEY}
     settings.pop("ssl", None)  # the connection class decides TLS
     manager = Sentinel(  # type: ignore[no-untyped-call]
@@ -247,7 +269,8 @@ class ClosingSentinelPool(SyncSentinelPool):
 
 def master_sync(target: SentinelURL, options: dict[str, Any]) -> redis.Redis:
     """A synchronous client of ``target``'s current master (the heartbeat thread's)."""
-    sentinel_kwargs = _sentinel_options(target, options)
+    options = {**options, **dict(target.options)}
+    sentinel_kwargs = _sentinel_options(target, options, SyncRetry(NoBackoff(), 0))
     options = {k: v for k, v in options.items() if k != OPTIONS_KEY}
     manager = SyncSentinel(  # type: ignore[no-untyped-call]
         list(target.sentinels), sentinel_kwargs=sentinel_kwargs

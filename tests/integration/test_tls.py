@@ -1,22 +1,30 @@
-"""TLS with client certificates (``rediss://``) and unix sockets (``unix://``):
-the core path runs over both, on the hiredis-packing connections.
+"""TLS: one server with client certificates (``rediss://``), a unix socket
+(``unix://``), and a TLS Redis Cluster and a TLS Sentinel deployment
+(``rediss+cluster://``, ``rediss+sentinel://``) served by a real ``aioq worker``.
 
-Each test starts its own redis-server: with ``--tls-port`` (``--port 0``,
-``--tls-auth-clients yes``) and certificates made here with ``openssl``, or on a
-unix socket. Skipped, saying why, when redis-server was built without TLS or
-openssl is missing."""
+Certificates come from ``scripts/tlsfiles.py`` (``openssl``: a CA, a server and a
+client certificate for 127.0.0.1). The single servers are started per test
+(``--port 0 --tls-port … --tls-auth-clients yes``, or a unix socket); the cluster
+(3 primaries, ``--tls-cluster yes``) and the Sentinel deployment (primary, replica
+and 3 sentinels, all TLS only) once for the tests that need them
+(``PrivateCluster`` / ``PrivateSentinel`` of ``scripts/with_cluster.py`` and
+``scripts/with_sentinel.py`` with ``tls=``), torn down after. Skipped, saying why,
+only when redis-server cannot serve TLS (found by trying) or openssl is missing."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import shutil
 import socket
-import ssl
 import subprocess
+import sys
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 import redis
@@ -24,32 +32,9 @@ import redis
 import aioq
 from aioq._transport.connection import HiredisPacking, PackedSSLConnection, PackedUnixConnection
 from aioq.testing.redis import free_port, redis_server
-
-
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-def make_certificates(where: Path) -> None:
-    """A CA, a server certificate for 127.0.0.1 and a client certificate, all
-    signed by the CA (``ca.crt``, ``server.{crt,key}``, ``client.{crt,key}``)."""
-    _openssl(
-        *("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
-        *("-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=aioq test CA"),
-        cwd=where,
-    )
-    (where / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    for name in ("server", "client"):
-        _openssl(
-            *("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key"),
-            *("-out", f"{name}.csr", "-subj", f"/CN=aioq test {name}"),
-            cwd=where,
-        )
-        _openssl(
-            *("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key"),
-            *("-CAcreateserial", "-days", "2", "-out", f"{name}.crt", "-extfile", "san.ext"),
-            cwd=where,
-        )
+from scripts import tlsfiles
+from tests import tlsapp
+from tests.conftest import ROOT, _load_script, run_cli
 
 
 class Server:
@@ -75,8 +60,6 @@ def _wait(ready: object, server: Server, what: str) -> None:
     while time.monotonic() < deadline:
         if server.proc.poll() is not None:
             out = server.proc.stdout.read().decode() if server.proc.stdout else ""
-            if "not built with TLS" in out or "TLS" in out and "support" in out:
-                pytest.skip(f"redis-server was built without TLS: {out.strip()[-200:]}")
             pytest.fail(f"redis-server ({what}) exited: {out[-500:]}")
         if ready():  # type: ignore[operator]
             return
@@ -85,39 +68,34 @@ def _wait(ready: object, server: Server, what: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def certificates(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if redis_server() is None or shutil.which("openssl") is None:
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> tlsfiles.Certificates:
+    """A CA, server and client certificates; skips when redis-server cannot serve
+    TLS (tried: a TLS-only server must answer PING)."""
+    server = redis_server()
+    if server is None or shutil.which("openssl") is None:
         pytest.skip("needs redis-server and openssl on PATH")
-    where = tmp_path_factory.mktemp("certs")
-    make_certificates(where)
-    return where
+    certs = tlsfiles.make(tmp_path_factory.mktemp("certs"))
+    why = tlsfiles.unsupported(server, certs)
+    if why is not None:
+        pytest.skip(why)
+    return certs
 
 
 @pytest.fixture
-def tls_url(certificates: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """``rediss://`` with the client certificate in the query string; and the
-    directory holding the certificates."""
+def tls_url(
+    certificates: tlsfiles.Certificates, tmp_path: Path
+) -> Iterator[tuple[str, tlsfiles.Certificates]]:
+    """``rediss://`` of a server that requires client certificates, with the client
+    certificate in the query string; and the certificates."""
     certs = certificates
     port = free_port()
-    server = Server(
-        [
-            *("--port", "0", "--tls-port", str(port)),
-            *("--tls-cert-file", str(certs / "server.crt")),
-            *("--tls-key-file", str(certs / "server.key")),
-            *("--tls-ca-cert-file", str(certs / "ca.crt")),
-            *("--tls-auth-clients", "yes"),
-        ],
-        tmp_path,
-    )
+    server = Server(["--port", "0", "--tls-port", str(port), *certs.server_args("yes")], tmp_path)
 
     def answers() -> bool:
-        context = ssl.create_default_context(cafile=str(certs / "ca.crt"))
-        context.load_cert_chain(certs / "client.crt", certs / "client.key")
+        context = certs.context()
+        context.load_cert_chain(certs.crt("client"), certs.key("client"))
         try:
-            with (
-                socket.create_connection(("127.0.0.1", port), timeout=1) as raw,
-                context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
-            ):
+            with tlsfiles.wrap(socket.create_connection(("127.0.0.1", port), 1), context) as tls:
                 tls.sendall(b"PING\r\n")
                 return tls.recv(16).startswith(b"+PONG")
         except OSError:
@@ -125,13 +103,7 @@ def tls_url(certificates: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
 
     try:
         _wait(answers, server, "TLS")
-        files = {
-            "ssl_certfile": certs / "client.crt",
-            "ssl_keyfile": certs / "client.key",
-            "ssl_ca_certs": certs / "ca.crt",
-        }
-        query = "&".join(f"{k}={quote(str(v))}" for k, v in files.items())
-        yield f"rediss://127.0.0.1:{port}/0?{query}", certs
+        yield f"rediss://127.0.0.1:{port}/0?{certs.query(client_certificate=True)}", certs
     finally:
         server.stop()
 
@@ -182,7 +154,9 @@ def packed_connections(app: aioq.App) -> set[type]:
     return {type(c) for c in [*pool._available_connections, *pool._in_use_connections]}
 
 
-async def test_tls_with_a_client_certificate(tls_url: tuple[str, Path], prefix: str) -> None:
+async def test_tls_with_a_client_certificate(
+    tls_url: tuple[str, tlsfiles.Certificates], prefix: str
+) -> None:
     url, _ = tls_url
     app = aioq.App(url, prefix=prefix, visibility_timeout=2.0)
     try:
@@ -193,15 +167,17 @@ async def test_tls_with_a_client_certificate(tls_url: tuple[str, Path], prefix: 
         await app.aclose()
 
 
-async def test_tls_options_given_to_the_app(tls_url: tuple[str, Path], prefix: str) -> None:
+async def test_tls_options_given_to_the_app(
+    tls_url: tuple[str, tlsfiles.Certificates], prefix: str
+) -> None:
     url, certs = tls_url
     bare = url.split("?")[0]
     app = aioq.App(
         bare,
         prefix=prefix,
-        ssl_certfile=str(certs / "client.crt"),
-        ssl_keyfile=str(certs / "client.key"),
-        ssl_ca_certs=str(certs / "ca.crt"),
+        ssl_certfile=str(certs.crt("client")),
+        ssl_keyfile=str(certs.key("client")),
+        ssl_ca_certs=str(certs.ca),
     )
     try:
         await app.ping()
@@ -211,14 +187,11 @@ async def test_tls_options_given_to_the_app(tls_url: tuple[str, Path], prefix: s
 
 
 async def test_tls_without_a_client_certificate_is_refused(
-    tls_url: tuple[str, Path], prefix: str
+    tls_url: tuple[str, tlsfiles.Certificates], prefix: str
 ) -> None:
     url, certs = tls_url
     app = aioq.App(
-        url.split("?")[0],
-        prefix=prefix,
-        operation_timeout=3.0,
-        ssl_ca_certs=str(certs / "ca.crt"),
+        url.split("?")[0], prefix=prefix, operation_timeout=3.0, ssl_ca_certs=str(certs.ca)
     )
     try:
         with pytest.raises(aioq.BrokerUnavailable):
@@ -244,3 +217,164 @@ def test_every_scheme_gets_hiredis_packing() -> None:
         assert issubclass(client.connection_pool.connection_class, HiredisPacking), url
     chosen = connect("redis://127.0.0.1:1/0", connection_class=redis.asyncio.Connection)
     assert chosen.connection_pool.connection_class is redis.asyncio.Connection  # caller wins
+
+
+# -- a TLS Redis Cluster and a TLS Sentinel deployment, served by `aioq worker` --
+
+TOPOLOGIES = [
+    # each deployment starts once, on one xdist process (make test: --dist loadgroup)
+    pytest.param("cluster", marks=pytest.mark.xdist_group("tls-cluster")),
+    pytest.param("sentinel", marks=pytest.mark.xdist_group("tls-sentinel")),
+]
+
+
+@pytest.fixture(scope="module")
+def tls_cluster(certificates: tlsfiles.Certificates) -> Iterator[str]:
+    """``rediss+cluster://`` of a private 3-primary cluster, TLS only (``--port 0``,
+    ``--tls-cluster yes``), the CA in the URL's query string."""
+    with_cluster = _load_script("with_cluster")
+    found = with_cluster.binaries()
+    if found is None:
+        pytest.skip(with_cluster.INSTALL_HINT)
+    cluster = with_cluster.PrivateCluster(*found, replicas=0, tls=certificates)
+    try:
+        cluster.start()
+    except SystemExit as exc:
+        pytest.fail(f"could not start a local TLS Redis Cluster: {exc}")
+    try:
+        yield "rediss+cluster://" + cluster.url.split("://", 1)[1]
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def tls_sentinel(certificates: tlsfiles.Certificates) -> Iterator[str]:
+    """``rediss+sentinel://…/aioq`` of a private primary + replica + 3 sentinels,
+    all TLS only (``--tls-replication yes``), the CA in the URL's query string."""
+    with_sentinel = _load_script("with_sentinel")
+    deployment = with_sentinel.PrivateSentinel(redis_server(), tls=certificates)
+    try:
+        deployment.start()
+    except SystemExit as exc:
+        pytest.fail(f"could not start a local TLS Sentinel deployment: {exc}")
+    try:
+        yield deployment.url
+    finally:
+        deployment.stop()
+
+
+@pytest.fixture
+def tls_deployment(request: pytest.FixtureRequest) -> str:
+    """The URL of the ``TOPOLOGIES`` param's deployment."""
+    url: str = request.getfixturevalue(f"tls_{request.param}")
+    return url
+
+
+@pytest.fixture
+async def tls_app(tls_deployment: str) -> AsyncIterator[aioq.App]:
+    """``tests.tlsapp:app`` on the deployment, with a prefix of this test (the
+    worker process loads the same app, from the same environment)."""
+    prefix = f"aioqtest-{uuid.uuid4().hex[:10]}"
+    tlsapp.app.__init__(tls_deployment, prefix=prefix, visibility_timeout=2.0)  # type: ignore[misc]
+    for task in (tlsapp.add, tlsapp.flaky):
+        tlsapp.app.registry.add(task.definition)
+    yield tlsapp.app
+    await tlsapp.app.aclose()
+
+
+def plain(url: str) -> str:
+    """``url`` without TLS: ``redis+…://`` and no certificates."""
+    return url.split("?", 1)[0].replace("rediss+", "redis+", 1)
+
+
+@contextmanager
+def worker_process(app: aioq.App, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``aioq worker tests.tlsapp:app`` on ``app``'s URL and prefix, until it has
+    registered its tasks; stopped (SIGTERM) at the end."""
+    env = {"AIOQ_REDIS_URL": app.url, "AIOQ_TEST_PREFIX": app.prefix, "PYTHONPATH": str(ROOT)}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "aioq", "worker", "tests.tlsapp:app", "-c", "4"],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while "task(s) registered" not in log.read_text():
+            assert proc.poll() is None, f"the worker exited:\n{log.read_text()}"
+            assert time.monotonic() < deadline, f"the worker did not start:\n{log.read_text()}"
+            time.sleep(0.05)
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+@pytest.mark.parametrize("tls_deployment", TOPOLOGIES, indirect=True)
+async def test_a_worker_process_serves_tls_cluster_and_sentinel(
+    tls_app: aioq.App, tmp_path: Path
+) -> None:
+    """kiq → ``aioq worker`` → result, a retry, a delayed job, the worker's registry
+    entry (written by its heartbeat thread's synchronous client) and ``aioq
+    status``, all over TLS, the CA given in the URL alone."""
+    app = tls_app
+    with worker_process(app, tmp_path / "worker.log"):
+        assert await (await tlsapp.add.kiq(2, 3)).result(timeout=15) == 5
+        assert await (await tlsapp.flaky.kiq(7)).result(timeout=15) == [7, 2]  # one retry
+        soon = await tlsapp.add.with_options(delay=0.2).kiq(1, 1)
+        later = await tlsapp.add.with_options(delay=600).kiq(0, 0)
+        assert await soon.result(timeout=15) == 2
+        assert await later.state() is aioq.JobState.SCHEDULED
+        deadline = time.monotonic() + 15
+        while len(await app.workers()) != 1:
+            assert time.monotonic() < deadline, "no registry entry from the worker"
+            await asyncio.sleep(0.1)
+        out = await asyncio.to_thread(
+            run_cli, app.url, app.prefix, "status", "tests.tlsapp:app", "--json"
+        )
+        assert out.returncode == 0, out.stderr
+        data = json.loads(out.stdout)
+        assert {q["name"]: q for q in data["queues"]}["default"]["scheduled"] == 1
+        assert len(data["workers"]) == 1
+
+
+@pytest.mark.parametrize("tls_deployment", TOPOLOGIES, indirect=True)
+async def test_certificates_given_to_the_app(
+    tls_deployment: str, certificates: tlsfiles.Certificates
+) -> None:
+    """The other way to pass the CA: ``App(url, ssl_ca_certs=…)`` (every node, and
+    the sentinels, get it)."""
+    url = tls_deployment.split("?", 1)[0]
+    prefix = f"aioqtest-{uuid.uuid4().hex[:10]}"
+    app = aioq.App(url, prefix=prefix, ssl_ca_certs=str(certificates.ca))
+    try:
+        await app.ping()
+    finally:
+        await app.aclose()
+
+
+@pytest.mark.parametrize("tls_deployment", TOPOLOGIES, indirect=True)
+async def test_a_plain_url_to_tls_ports_fails_clearly(tls_deployment: str) -> None:
+    """``redis+cluster://`` / ``redis+sentinel://`` to TLS-only ports: the client
+    and the worker fail at once with a message that says TLS, no hang."""
+    url = plain(tls_deployment)
+    prefix = f"aioqtest-{uuid.uuid4().hex[:10]}"
+    app = aioq.App(url, prefix=prefix, operation_timeout=5.0)
+
+    @app.task
+    async def nothing() -> None: ...
+
+    try:
+        with pytest.raises(aioq.BrokerUnavailable, match="rediss"):
+            await app.ping()
+        with pytest.raises(aioq.BrokerUnavailable, match="rediss"):
+            await nothing.kiq()
+    finally:
+        await app.aclose()
+    out = await asyncio.to_thread(
+        run_cli, url, prefix, "worker", "tests.tlsapp:app", "--connect-timeout", "1"
+    )
+    last = out.stderr.strip().splitlines()[-1]
+    assert out.returncode == 1 and "rediss" in last and "TLS" in last, out.stderr

@@ -60,6 +60,8 @@ async def test_options_go_to_the_nodes_and_sentinel_options_to_the_sentinels() -
         manager = pool.sentinel_manager  # type: ignore[attr-defined]
         assert manager.sentinel_kwargs["password"] == "sentinelpw"
         assert manager.sentinel_kwargs["socket_timeout"] == 2.0
+        # a sentinel that does not answer is left at once for the next one
+        assert manager.sentinel_kwargs["retry"].get_retries() == 0
         hosts = [s.connection_pool.connection_kwargs["port"] for s in manager.sentinels]
         assert hosts == [1, 2]
     finally:
@@ -81,9 +83,42 @@ def test_the_heartbeats_sync_client_follows_the_sentinels_too() -> None:
         assert pool.connection_kwargs["password"] == "nodepw"
         assert pool.connection_kwargs["db"] == 2
         assert pool.sentinel_manager.sentinel_kwargs["username"] == "s"  # type: ignore[attr-defined]
+        assert pool.sentinel_manager.sentinel_kwargs["retry"].get_retries() == 0  # type: ignore[attr-defined]
     finally:
         client.close()
 
 
 def test_describe_hides_the_password() -> None:
     assert describe("redis+sentinel://:pw@a:1,b:2/svc") == "redis+sentinel://***@a:1,b:2/svc"
+
+
+async def test_the_urls_query_string_reaches_the_nodes_and_the_sentinels() -> None:
+    """``?ssl_ca_certs=…`` (any redis-py connection option) in a Sentinel URL, as in
+    a ``rediss://`` one: the only way to pass it to an ``aioq`` CLI command. It
+    wins over the app's own options, as redis-py's ``from_url`` does."""
+    url = "rediss+sentinel://:pw@h:1,h:2/svc/3?ssl_ca_certs=/ca.pem&socket_timeout=4"
+    assert parse(url) == SentinelURL(
+        (("h", 1), ("h", 2)),
+        "svc",
+        3,
+        None,
+        "pw",
+        tls=True,
+        options=(("ssl_ca_certs", "/ca.pem"), ("socket_timeout", 4.0)),
+    )
+    client = connect(url, ssl_ca_certs="/other.pem", ssl_certfile="/client.crt")
+    try:
+        kwargs = client.connection_pool.connection_kwargs
+        assert (kwargs["ssl_ca_certs"], kwargs["ssl_certfile"]) == ("/ca.pem", "/client.crt")
+        assert (kwargs["socket_timeout"], kwargs["db"], kwargs["password"]) == (4.0, 3, "pw")
+        sentinels = client.connection_pool.sentinel_manager.sentinel_kwargs  # type: ignore[attr-defined]
+        assert (sentinels["ssl_ca_certs"], sentinels["ssl"]) == ("/ca.pem", True)
+    finally:
+        await client.aclose()
+    sync = connect_sync(url)
+    try:
+        assert sync.connection_pool.connection_kwargs["ssl_ca_certs"] == "/ca.pem"
+        sentinels = sync.connection_pool.sentinel_manager.sentinel_kwargs  # type: ignore[attr-defined]
+        assert sentinels["ssl_ca_certs"] == "/ca.pem"
+    finally:
+        sync.close()
