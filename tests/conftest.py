@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import pytest
 import redis
 
@@ -26,6 +27,13 @@ import aioq.testing.plugin
 import aioq.testing.redis
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Property tests check behaviour, never speed: 4 pytest processes on 2 cores make a
+# single example take longer than Hypothesis's default 200 ms deadline.
+hypothesis.settings.register_profile(
+    "aioq", deadline=None, suppress_health_check=[hypothesis.HealthCheck.too_slow]
+)
+hypothesis.settings.load_profile("aioq")
 
 
 def _load_script(name: str):  # type: ignore[no-untyped-def]

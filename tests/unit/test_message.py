@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from aioq._core.message import (
@@ -36,8 +36,6 @@ plain = st.recursive(
 )
 
 
-# A loaded CI host (pytest -n 4 on 2 cores) makes generation slow: not a failure.
-@settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(
     args=st.lists(plain, max_size=5),
     kwargs=st.dictionaries(st.text(), plain, max_size=3),
