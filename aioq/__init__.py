@@ -11,7 +11,7 @@ Import everything from here::
         return x + y
 """
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 from ._core.message import Progress as Progress
 from ._version import __version__ as __version__
@@ -57,7 +57,7 @@ from .task import SyncTask as SyncTask
 from .task import Task as Task
 from .worker import Worker as Worker
 
-if TYPE_CHECKING:
+if _TYPE_CHECKING:
     from ._worker.scheduler import Scheduler as Scheduler
 
 __all__ = [
