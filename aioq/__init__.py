@@ -11,6 +11,8 @@ Import everything from here::
         return x + y
 """
 
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+
 from ._core.message import Progress as Progress
 from ._version import __version__ as __version__
 from .app import App as App
@@ -44,7 +46,6 @@ from .job import JobUpdate as JobUpdate
 from .job import gather as gather
 from .schedules import ScheduleInfo as ScheduleInfo
 from .schedules import Schedules as Schedules
-from .scheduling import Scheduler as Scheduler
 from .status import JobSummary as JobSummary
 from .status import LevelStatus as LevelStatus
 from .status import QueueStatus as QueueStatus
@@ -55,6 +56,9 @@ from .task import AsyncTask as AsyncTask
 from .task import SyncTask as SyncTask
 from .task import Task as Task
 from .worker import Worker as Worker
+
+if _TYPE_CHECKING:
+    from ._worker.scheduler import Scheduler as Scheduler
 
 __all__ = [
     "AioqError",
@@ -101,3 +105,17 @@ __all__ = [
     "gather",
     "group",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # Loaded on first use: a worker of an app without schedules never needs the
+    # scheduler's module (issue 14, worker memory).
+    if name == "Scheduler":
+        from ._worker.scheduler import Scheduler
+
+        return Scheduler
+    raise AttributeError(f"module 'aioq' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), "Scheduler"})

@@ -14,8 +14,10 @@ import msgspec
 from ._core.message import new_message
 from ._core.options import unwire, wire
 from ._core.schedule import Schedule, ScheduleInfo, decode_schedule
-from ._worker.scheduler import placement, resume_from, upcoming
 from .errors import ConfigurationError
+
+# The scheduler's module (with cronsim) loads when a run-time schedule is used:
+# a worker without schedules never needs it (issue 14, worker memory).
 
 if TYPE_CHECKING:
     import builtins
@@ -105,6 +107,8 @@ class Schedules(Mapping[str, Schedule]):
             tz=tz,
             catch_up=catch_up,
         )
+        from ._worker.scheduler import placement
+
         app = self._app
         where, level = placement(app, when)
         new_message(  # fails now, not at its first tick
@@ -135,6 +139,8 @@ class Schedules(Mapping[str, Schedule]):
         if data is None:
             return False
         # paused first: a scheduler that has not reloaded yet sends nothing more
+        from ._worker.scheduler import placement
+
         queue = placement(self._app, decode_schedule(data))[0]
         await broker.pause_schedule(queue, name, resume=False)
         return await broker.forget_schedule(name)
@@ -158,11 +164,15 @@ class Schedules(Mapping[str, Schedule]):
             if data is None:
                 raise KeyError(f"no schedule named {name!r}, in the code or added at run time")
             s = decode_schedule(data)
+        from ._worker.scheduler import placement
+
         return await broker.pause_schedule(placement(self._app, s)[0], name, resume)
 
     async def list(self) -> builtins.list[ScheduleInfo]:
         """Every schedule — of the code, then those added at run time — with its
         state: paused or not, next run (when a scheduler runs), last run and job."""
+        from ._worker.scheduler import placement, resume_from, upcoming
+
         app, broker = self._app, self._app.broker
         added = await broker.schedule_definitions()
         found: builtins.list[tuple[Schedule, str]] = [(s, "code") for s in self._code.values()]

@@ -1,7 +1,8 @@
 """Schedules registered on an app: ``app.schedule(sig, cron=…)`` and the
 ``cron=`` / ``periodic`` decorators (``App.task``, ``App.periodic``); the
 run-time ones (``app.schedules.add/pause/…``, ``schedules.py``); and
-``aioq.Scheduler``, which sends them (``aioq scheduler`` uses the same class)."""
+``aioq.Scheduler`` (``_worker/scheduler.py``, loaded on first use), which sends
+them (``aioq scheduler`` uses the same class)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from typing import TYPE_CHECKING, Any, cast
 import msgspec
 
 from ._core.schedule import Schedule
-from ._worker.scheduler import Scheduler
 from .schedules import Schedules
 
 if TYPE_CHECKING:
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from .canvas import Signature
     from .task import TaskDecorator
 
-__all__ = ["Scheduler", "Scheduling"]
+__all__ = ["Scheduling"]
 
 _UNSET: Any = msgspec.UNSET
 

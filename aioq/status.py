@@ -25,7 +25,6 @@ from ._core.status import (
     summed,
 )
 from ._transport.connection import broker_errors
-from ._worker.scheduler import stamp
 from .job import JobInfo
 
 if TYPE_CHECKING:
@@ -260,6 +259,8 @@ async def schedule_overview(app: Scheduled) -> list[dict[str, str]]:
     """The app's schedules as ``aioq schedule list`` shows them (``app.schedules.list()``):
     name, task, spec, queue, source (code / runtime), state (active / paused), next
     run, last run, last job (times in each schedule's time zone, '-' for none)."""
+    from ._worker.scheduler import stamp
+
     found = await app.schedules.list()
 
     def at(when: datetime | None, tz: str) -> str:

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
-from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import TYPE_CHECKING, Any
 
 import msgspec
-from cronsim import CronSim, CronSimError
 
 from ..errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
+# cronsim and zoneinfo (with sysconfig, ~0.3 MB) load on the first schedule: a
+# worker of an app without schedules never needs them (issue 14, worker memory).
 
 __all__ = ["Schedule", "ScheduleInfo", "decode_schedule", "latest_fire", "next_fire"]
 
@@ -48,6 +52,8 @@ class Schedule(msgspec.Struct, frozen=True, kw_only=True):
             )
         zone(self.tz)
         if self.cron is not None:
+            from cronsim import CronSim, CronSimError
+
             try:
                 CronSim(self.cron, datetime.now(UTC))
             except CronSimError as exc:
@@ -91,6 +97,8 @@ def decode_schedule(data: bytes) -> Schedule:
 
 
 def zone(name: str) -> ZoneInfo:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
@@ -105,6 +113,8 @@ def next_fire(s: Schedule, after_ms: int) -> int:
         step = round(s.every * 1000)
         return (after_ms // step + 1) * step
     assert s.cron is not None
+    from cronsim import CronSim
+
     start = datetime.fromtimestamp(after_ms / 1000, zone(s.tz))
     return _ms(next(CronSim(s.cron, start)))
 
@@ -115,6 +125,8 @@ def latest_fire(s: Schedule, at_ms: int) -> int:
         step = round(s.every * 1000)
         return (at_ms // step) * step
     assert s.cron is not None
+    from cronsim import CronSim
+
     start = datetime.fromtimestamp(at_ms / 1000, zone(s.tz)) + timedelta(microseconds=1)
     found = _ms(next(CronSim(s.cron, start, reverse=True)))
     # cronsim's reverse walk skips the second copy of an hour repeated when the

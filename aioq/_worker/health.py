@@ -20,13 +20,12 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from .httpd import Response, serving
-
 log = logging.getLogger("aioq.worker")
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    from .httpd import Response
     from .view import WorkerView
 
 TICK = 0.25
@@ -85,6 +84,8 @@ class Health:
     async def serving(self, host: str, port: int) -> AsyncIterator[None]:
         """Serve the probes (and tick the loop's ticker) for the duration of the block."""
         routes = {"/livez": self._livez, "/readyz": self._readyz}
+        from .httpd import serving  # only with a health port (worker memory)
+
         async with serving(host, port, routes):
             ticker = asyncio.create_task(self._tick())
             try:

@@ -45,11 +45,9 @@ from .dispatch import Dispatcher
 from .health import endpoints
 from .lease import Lease
 from .lifespan import lifespan
-from .metrics import require as require_metrics
 from .pump import Pump
 from .reader import SMALL, FewQueues, ManyQueues
 from .recovery import Recovery
-from .scheduler import Scheduler
 from .tally import Tally
 
 if TYPE_CHECKING:
@@ -147,7 +145,11 @@ class Worker:
         self.burst = burst
         self.health_port = health_port
         self.health_host = health_host
-        self.metrics_port = require_metrics(metrics_port)
+        if metrics_port is not None:  # metrics.py loads only then (worker memory)
+            from .metrics import require
+
+            require(metrics_port)
+        self.metrics_port = metrics_port
         self.tally = Tally()  # kept only with metrics_port
         self.read_failing = False  # the read loop meets an outage (/readyz: 503)
         self.id = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -273,6 +275,8 @@ class Worker:
                     services.start_soon(dispatcher.abort_listener)
                     services.start_soon(self._recovery.sweep_forever)
                     if self.scheduler:
+                        from .scheduler import Scheduler  # only then (worker memory)
+
                         services.start_soon(Scheduler(self.app, session).run)
                     if self.burst:
                         services.start_soon(stopping.stop_when_idle, self)

@@ -1,0 +1,74 @@
+"""What a worker process imports (issue 14, worker memory): ``import aioq``, the
+CLI's modules and a ``Worker`` built for an app without schedules, metrics or
+probes leave the optional parts unloaded. Module presence in ``sys.modules`` of
+a fresh interpreter, not a byte count: what each part weighs is measured by
+``benchmarks/footprint.py`` (benchmarks/README.md, "Scale and memory").
+
+redis-py's own cluster and Sentinel modules are not checked: ``import redis``
+imports both (redis/__init__.py), whatever aioq does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+NOT_FOR_A_PLAIN_WORKER = [
+    "aioq.dashboard",  # aioq dashboard
+    "aioq.contrib.otel",
+    "aioq.contrib.django",
+    "aioq._worker.scheduler",  # --scheduler, aioq.Scheduler, app.schedules.*
+    "aioq._worker.metrics",  # --metrics-port
+    "aioq._worker.httpd",  # --health-port / --metrics-port
+    "cronsim",  # a cron= schedule
+    "zoneinfo",  # a schedule's tz=
+    "prometheus_client",
+]
+
+WORKER = """
+import json, sys
+import aioq, aioq.cli, aioq._workercli
+app = aioq.App("redis://127.0.0.1:1/0")
+@app.task
+async def noop() -> None: ...
+worker = aioq.Worker(app, concurrency=100)
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def imported(code: str) -> set[str]:
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    return set(json.loads(out.stdout.splitlines()[-1]))
+
+
+def test_a_plain_worker_leaves_the_optional_parts_unloaded() -> None:
+    loaded = imported(WORKER)
+    assert "aioq._worker.worker" in loaded  # it did get that far
+    assert sorted(m for m in NOT_FOR_A_PLAIN_WORKER if m in loaded) == []
+
+
+def test_import_aioq_alone_leaves_them_unloaded() -> None:
+    loaded = imported("import json, sys, aioq; print(json.dumps(sorted(sys.modules)))")
+    assert sorted(m for m in NOT_FOR_A_PLAIN_WORKER if m in loaded) == []
+
+
+def test_a_schedule_loads_what_it_needs() -> None:
+    code = WORKER.replace(
+        "worker = ",
+        "app.schedule(noop.s(), cron='*/5 * * * *', tz='Asia/Seoul')\n"
+        "assert aioq.Scheduler.__name__ == 'Scheduler'\nworker = ",
+    )
+    loaded = imported(code)
+    assert {"cronsim", "zoneinfo", "aioq._worker.scheduler"} <= loaded
