@@ -16,6 +16,8 @@ the completions, the lowest of REPS runs. One Redis server only.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 import sys
 import time
 import uuid
@@ -29,6 +31,14 @@ from aioq._transport.types import Completion, Entry, Finish, Start
 
 PAYLOAD = b"\x00" * 120  # about a no-op's envelope
 OUTCOME = b"\x92\x01\xc0"
+
+
+CALLGRIND = os.environ.get("AIOQ_CALLGRIND_PID")
+
+
+def _callgrind(*args: str) -> None:
+    if CALLGRIND:
+        subprocess.run(["callgrind_control", *args, CALLGRIND], check=True, capture_output=True)
 
 
 async def _cpu(r: aredis.Redis) -> float:
@@ -68,10 +78,14 @@ async def once(url: str, n: int, batch: int) -> tuple[float, float]:
     for i in range(0, n, batch):
         chunk = list(zip(ids[i : i + batch], entries[i : i + batch], strict=True))
         starting = await _cpu(r)
+        _callgrind("-i", "on")
         started = await streams.start(
             "w1", now, [Start(job_id, "noop", "default", now) for job_id, _ in chunk]
         )
+        _callgrind("-d")
+        _callgrind("-i", "off")
         middle = await _cpu(r)
+        _callgrind("-i", "on")
         done = await streams.complete(
             "w1",
             [
@@ -79,6 +93,8 @@ async def once(url: str, n: int, batch: int) -> tuple[float, float]:
                 for (job_id, e), a in zip(chunk, started, strict=True)
             ],
         )
+        _callgrind("-d")
+        _callgrind("-i", "off")
         end = await _cpu(r)
         assert all(not isinstance(d, Exception) and d.acked for d in done), done[:3]
         start_cpu += middle - starting
