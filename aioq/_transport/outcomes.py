@@ -78,16 +78,13 @@ class Outcomes:
 
         def build_many(pipe: Commands) -> None:
             for chunk in chunks:
+                # Events off: no event arguments (each costs Redis ~0.2 µs).
                 per_job = [
                     a
                     for s in chunk
                     for a in (
-                        self.keys.job(s.job_id),
-                        s.task,
-                        s.queue,
-                        s.enqueued_ms,
-                        self.keys.events(s.queue) if on else "",
-                        s.job_id if on else "",
+                        (self.keys.job(s.job_id), s.task, s.queue, s.enqueued_ms)
+                        + ((self.keys.events(s.queue), s.job_id) if on else ())
                     )
                 ]
                 args = [worker, started_ms, self.events_maxlen, *per_job]
@@ -136,7 +133,12 @@ class Outcomes:
 
         def args(c: Completion) -> tuple[Any, ...]:
             e, f, n = c.entry, c.finish, c.note if on else None
-            ev = (self.keys.events(e.queue), n.task, n.detail) if n is not None else ("", "", "")
+            # Events off: no event arguments (each costs Redis ~0.2 µs).
+            ev: tuple[Any, ...] = ()
+            if n is not None:
+                ev = (self.keys.events(e.queue), n.task, n.detail)
+            elif on:
+                ev = ("", "", "")
             if f is None:
                 return (e.stream, e.id, e.deliveries, "", "", 0, "", "", 0, 0, "", "", 0, *ev)
             lock, keep = f.unlock or ("", 0)

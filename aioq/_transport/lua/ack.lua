@@ -16,6 +16,9 @@
 local out = {}
 local acks = ack_batch()
 for i = 3, #ARGV, 2 do
+  ack_plan(acks, KEYS[1], ARGV[i])
+end
+for i = 3, #ARGV, 2 do
   out[#out + 1] = ack_entry(acks, KEYS[1], ARGV[1], ARGV[i], ARGV[2], ARGV[i + 1])
 end
 ack_flush(acks, ARGV[1])

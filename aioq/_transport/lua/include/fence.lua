@@ -41,9 +41,83 @@ end
 -- (One XDEL per entry, oldest first, cost Redis ~6 us each: each one looks for
 -- the stream's new first entry past every entry deleted before it; one XDEL for
 -- a hundred entries costs ~1 us per entry.)
+-- The stream side of the fence is read once per stream and batch, too: a
+-- script that acks several entries first names them all with ack_plan(acks,
+-- stream, id), and the first ack_entry of that stream reads the consumer's
+-- pending entries between the lowest and the highest id planned, in one
+-- XPENDING (an XPENDING per entry cost ~2 us each). An entry not planned, or
+-- not in a reply that was cut short by its count, is checked on its own.
 -- Returns 1 when done, 0 when another delivery holds the entry (left alone).
+local PENDING_PAGE = 1000
+
+local function ack_batch()
+  return {order = {}, by = {}, plan = {}}
+end
+
+-- an entry id as two numbers (ms, seq); ms fits a Lua number exactly
+local function id_parts(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+
+local function ack_plan(acks, stream, id)
+  local ms, seq = id_parts(id)
+  if not ms then
+    return  -- not an entry id: checked on its own
+  end
+  local plan = acks.plan[stream]
+  if not plan then
+    acks.plan[stream] = {low = id, lms = ms, lseq = seq, high = id, hms = ms, hseq = seq,
+      n = 1, ids = {[id] = true}}
+    return
+  end
+  if ms < plan.lms or (ms == plan.lms and seq < plan.lseq) then
+    plan.low, plan.lms, plan.lseq = id, ms, seq
+  end
+  if ms > plan.hms or (ms == plan.hms and seq > plan.hseq) then
+    plan.high, plan.hms, plan.hseq = id, ms, seq
+  end
+  plan.n = plan.n + 1
+  plan.ids[id] = true
+end
+
+-- pending(acks, stream, group, consumer, id): when `id` was planned with others,
+-- the planned range's entries pending for `consumer` (id -> deliveries, read
+-- once) and whether that reply was cut short; false when the group is gone; nil
+-- when `id` is to be checked on its own.
+local function pending(acks, stream, group, consumer, id)
+  local plan = acks.plan[stream]
+  if not plan or plan.n < 2 or not plan.ids[id] then
+    return nil
+  end
+  if plan.held == nil then
+    local p = redis.pcall('XPENDING', stream, group, plan.low, plan.high, PENDING_PAGE, consumer)
+    if p.err then
+      plan.held = false
+    else
+      local held = {}
+      for _, e in ipairs(p) do
+        held[e[1]] = tonumber(e[4])
+      end
+      plan.held = held
+      plan.full = #p >= PENDING_PAGE
+    end
+  end
+  return plan.held, plan.full
+end
+
 local function ack_entry(acks, stream, group, id, consumer, deliveries)
-  local held = holds_entry(stream, group, id, consumer, deliveries)
+  local held
+  local seen, full = pending(acks, stream, group, consumer, id)
+  if seen == false then
+    held = HELD_NO_GROUP
+  elseif seen and seen[id] then
+    held = seen[id] == tonumber(deliveries) and HELD_HELD or HELD_NOT_HELD
+  elseif seen and not full then
+    held = HELD_NOT_HELD
+  else
+    held = holds_entry(stream, group, id, consumer, deliveries)
+  end
   if held == HELD_NOT_HELD then
     return 0
   end
@@ -58,10 +132,6 @@ local function ack_entry(acks, stream, group, id, consumer, deliveries)
   end
   batch.del[#batch.del + 1] = id
   return 1
-end
-
-local function ack_batch()
-  return {order = {}, by = {}}
 end
 
 local function ack_flush(acks, group)
