@@ -20,8 +20,10 @@ writes once its replica is gone: the producer sees ``BrokerUnavailable``).
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -80,6 +82,8 @@ class Roles:
 
     def __post_init__(self) -> None:
         self._roles = {port: _info(port) for port in self.ports}
+        """The last role each node answered (a node that does not answer keeps its
+        last one: a stalled master that wakes up is no promotion)."""
         self._asked = {port: time.monotonic() for port in self.ports}
         self._primary = self.ports[0]  # the primary before the fault
         self._thread = threading.Thread(target=self._watch, daemon=True)
@@ -90,6 +94,8 @@ class Roles:
             for port in self.ports:
                 asked = time.monotonic()  # the role was at most this old when seen
                 role = _info(port)
+                if role is None:
+                    continue
                 if role == "master" and self._roles[port] != "master":
                     # promoted since it was last seen not master (a poll can
                     # take seconds on a loaded host)
@@ -147,6 +153,10 @@ _FULL_ONLY = pytest.mark.skipif(not FULL, reason="AIOQ_CHAOS=full")
 CASES = [
     pytest.param("failover", 0, id="sentinel-failover"),
     pytest.param("kill", 0, id="kill-primary"),
+    # SIGSTOP past down-after-milliseconds: the sentinels fail it over, and it
+    # wakes up a writable master until they demote it (what a stalled primary on
+    # a busy host does: an unasked second failover)
+    pytest.param("stall", 0, id="stall-primary"),
     # With one replica and min-replicas-to-write 1, writes stop until the old
     # primary is back as a replica (8-20 s after SENTINEL FAILOVER): long for CI;
     # tests/integration/test_sentinel.py shows the refusal in CI.
@@ -203,13 +213,12 @@ async def test_failover_under_load(
         await asyncio.sleep(2.0)
         roles = Roles(deployment, [old, new])
         faulted, faulted_wall = time.monotonic(), time.time()
-        if fault == "failover":
-            deployment.failover()
-        else:
-            deployment.kill(old)
+        _inject(deployment, fault, old)
         while deployment.primary() in (old, None):
             assert time.monotonic() - faulted < 20, "the sentinels did not switch"
             await asyncio.sleep(0.05)
+        if fault == "stall":  # it wakes up still a master, and takes writes until demoted
+            deployment.procs[old].send_signal(signal.SIGCONT)
         reviving = None
         if fault == "kill":  # an operator (or supervisor) restarts the dead node
             reviving = asyncio.create_task(asyncio.to_thread(deployment.revive, old))
@@ -257,12 +266,7 @@ async def test_failover_under_load(
             "longest_send_gap_s": round(max(gaps), 2),
             "recovered_s": round(recovered, 2),
         }
-        print(
-            f"\n[sentinel] {fault} min-replicas-to-write={min_replicas}: "
-            + ", ".join(f"{k}={v}" for k, v in figures.items())
-        )
-        if lost or len(roles.promotions) > 1 or os.environ.get("AIOQ_CHAOS_TIMELINE"):
-            print(story)
+        _publish({"fault": fault, "min_replicas": min_replicas, "load_s": load, **figures}, story)
         assert exits == [], fleet.logs()[-3000:]
         outside = [
             (round(s.began - faulted, 2), st)
@@ -280,11 +284,35 @@ async def test_failover_under_load(
         assert duplicates <= WORKERS * CONCURRENCY + len(in_window)
         assert len(sent) > 100
     finally:
+        if fault == "stall":
+            deployment.procs[old].send_signal(signal.SIGCONT)
         if roles is not None:
             roles.stop()
         fleet.stop()
         await app.aclose()
         oracle.stop()
+
+
+def _inject(deployment: Any, fault: str, old: int) -> None:
+    if fault == "failover":
+        deployment.failover()
+    elif fault == "stall":
+        deployment.procs[old].send_signal(signal.SIGSTOP)
+    else:
+        deployment.kill(old)
+
+
+def _publish(row: dict[str, Any], story: str) -> None:
+    """The run's oracle as one ``[sentinel]`` line (``-s``), the timeline when
+    something was lost or failed over twice (or ``AIOQ_CHAOS_TIMELINE`` is set),
+    and one JSON line appended to the file ``AIOQ_CHAOS_REPORT`` names."""
+    print("\n[sentinel] " + ", ".join(f"{k}={v}" for k, v in row.items()))
+    if row["lost"] or row["promotions"] > 1 or os.environ.get("AIOQ_CHAOS_TIMELINE"):
+        print(story)
+    report = os.environ.get("AIOQ_CHAOS_REPORT")
+    if report:
+        with open(report, "a") as f:
+            f.write(json.dumps(row) + "\n")
 
 
 def _story(
