@@ -208,7 +208,8 @@ async def test_failover_under_load(
             fleet.spawn()
         sent: list[Sent] = []
         refused: list[float] = []
-        load = float(scale(5, 30))
+        # the stall holds every send for ~3 s: longer load for as many sends
+        load = float(scale(8 if fault == "stall" else 5, 30))
         producer = asyncio.create_task(_produce(load, sent, refused))
         await asyncio.sleep(2.0)
         roles = Roles(deployment, [old, new])
