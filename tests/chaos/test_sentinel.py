@@ -2,8 +2,10 @@
 
 A producer sends jobs one at a time through ``redis+sentinel://`` while two
 ``aioq worker`` processes run them; meanwhile the primary is failed over
-(``SENTINEL FAILOVER``: it stays up and is demoted later) or SIGKILLed (the
-sentinels promote the replica; the dead node is restarted as a replica).
+(``SENTINEL FAILOVER``: it stays up and is demoted later), SIGKILLed (the
+sentinels promote the replica; the dead node is restarted as a replica) or
+stalled (SIGSTOP until the sentinels switch: it wakes up a writable master that
+they demote ~10 s later; a busy host's stalled primary does the same, unasked).
 Executions are counted in a separate oracle Redis that no fault touches.
 
 What may be lost (asynchronous replication): sends acknowledged by the old master
@@ -11,8 +13,10 @@ that never reached the new one. After ``SENTINEL FAILOVER`` that is what the old
 master acknowledged between the replica's promotion and the moment the clients
 moved (the sentinels switch about 1 s after the promotion; aioq's pools ask them
 again every ``MASTER_RECHECK`` s); after a SIGKILL, what was acknowledged but not
-yet streamed to the replica (on loopback: nothing measurable). The test checks
-that every lost job was sent inside that window, and that with
+yet streamed to the replica (on loopback: nothing measurable); after a stall,
+what the stalled master took on waking before the clients asked the sentinels
+again. Any promotion the test sees (a second, unasked failover too) opens such a
+window. The test checks that every lost job was sent inside one, and that with
 ``min-replicas-to-write 1`` nothing acknowledged is lost (the old master refuses
 writes once its replica is gone: the producer sees ``BrokerUnavailable``).
 """
