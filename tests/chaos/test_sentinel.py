@@ -2,8 +2,10 @@
 
 A producer sends jobs one at a time through ``redis+sentinel://`` while two
 ``aioq worker`` processes run them; meanwhile the primary is failed over
-(``SENTINEL FAILOVER``: it stays up and is demoted later) or SIGKILLed (the
-sentinels promote the replica; the dead node is restarted as a replica).
+(``SENTINEL FAILOVER``: it stays up and is demoted later), SIGKILLed (the
+sentinels promote the replica; the dead node is restarted as a replica) or
+stalled (SIGSTOP until the sentinels switch: it wakes up a writable master that
+they demote ~10 s later; a busy host's stalled primary does the same, unasked).
 Executions are counted in a separate oracle Redis that no fault touches.
 
 What may be lost (asynchronous replication): sends acknowledged by the old master
@@ -11,8 +13,10 @@ that never reached the new one. After ``SENTINEL FAILOVER`` that is what the old
 master acknowledged between the replica's promotion and the moment the clients
 moved (the sentinels switch about 1 s after the promotion; aioq's pools ask them
 again every ``MASTER_RECHECK`` s); after a SIGKILL, what was acknowledged but not
-yet streamed to the replica (on loopback: nothing measurable). The test checks
-that every lost job was sent inside that window, and that with
+yet streamed to the replica (on loopback: nothing measurable); after a stall,
+what the stalled master took on waking before the clients asked the sentinels
+again. Any promotion the test sees (a second, unasked failover too) opens such a
+window. The test checks that every lost job was sent inside one, and that with
 ``min-replicas-to-write 1`` nothing acknowledged is lost (the old master refuses
 writes once its replica is gone: the producer sees ``BrokerUnavailable``).
 """
@@ -20,8 +24,10 @@ writes once its replica is gone: the producer sees ``BrokerUnavailable``).
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -30,11 +36,13 @@ from typing import Any
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 import aioq
 from aioq._transport.connection import connect_sync
 from aioq._transport.sentinel import MASTER_RECHECK
-from tests.chaos import chaosapp
+from tests.chaos import chaosapp, timeline
 from tests.chaos.harness import FULL, ROOT, Fleet, RedisServer, scale
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
@@ -45,7 +53,15 @@ WORKERS = 2
 
 
 def _info(port: int) -> str | None:
-    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=0.5)
+    # no retries: redis-py's default backoff spent seconds on a dead node, and
+    # the watcher's poll (the promotion's lower bound) with it
+    client = redis.Redis(
+        host="127.0.0.1",
+        port=port,
+        socket_timeout=0.5,
+        socket_connect_timeout=0.5,
+        retry=Retry(NoBackoff(), 0),
+    )
     try:
         return str(client.info("replication")["role"])
     except redis.RedisError:
@@ -63,12 +79,16 @@ class Roles:
 
     deployment: Any
     ports: list[int]
-    promotions: list[float] = field(default_factory=list)
+    promotions: list[tuple[float, float]] = field(default_factory=list)
+    """(last seen not master, first seen master) of each node that became one."""
     switches: list[float] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         self._roles = {port: _info(port) for port in self.ports}
+        """The last role each node answered (a node that does not answer keeps its
+        last one: a stalled master that wakes up is no promotion)."""
+        self._asked = {port: time.monotonic() for port in self.ports}
         self._primary = self.ports[0]  # the primary before the fault
         self._thread = threading.Thread(target=self._watch, daemon=True)
         self._thread.start()
@@ -78,9 +98,14 @@ class Roles:
             for port in self.ports:
                 asked = time.monotonic()  # the role was at most this old when seen
                 role = _info(port)
+                if role is None:
+                    continue
                 if role == "master" and self._roles[port] != "master":
-                    self.promotions.append(asked)
+                    # promoted since it was last seen not master (a poll can
+                    # take seconds on a loaded host)
+                    self.promotions.append((self._asked[port], asked))
                 self._roles[port] = role
+                self._asked[port] = asked
             primary = self.deployment.primary()
             if primary is not None and primary != self._primary:
                 self.switches.append(time.monotonic())
@@ -94,9 +119,9 @@ class Roles:
         out = []
         if fault == "kill":
             out.append((faulted - 0.25, faulted))
-        for promoted in self.promotions:
-            after = [t for t in self.switches if t >= promoted - 0.05]
-            out.append((promoted - 0.05, (after[0] if after else math.inf) + slack))
+        for since, _seen in self.promotions:
+            after = [t for t in self.switches if t >= since - 0.05]
+            out.append((since - 0.05, (after[0] if after else math.inf) + slack))
         return out
 
     def stop(self) -> None:
@@ -109,6 +134,8 @@ class Sent:
     job_id: str
     began: float
     acked: float
+    node: int | None
+    """The port the producer's pool named as master when the send returned."""
 
 
 async def _produce(seconds: float, sent: list[Sent], refused: list[float]) -> None:
@@ -121,7 +148,8 @@ async def _produce(seconds: float, sent: list[Sent], refused: list[float]) -> No
             refused.append(began)
             await asyncio.sleep(0.05)
             continue
-        sent.append(Sent(job.id, began, time.monotonic()))
+        address = chaosapp.app.broker.redis.connection_pool.master_address
+        sent.append(Sent(job.id, began, time.monotonic(), address and address[1]))
         await asyncio.sleep(0.005)
 
 
@@ -129,6 +157,10 @@ _FULL_ONLY = pytest.mark.skipif(not FULL, reason="AIOQ_CHAOS=full")
 CASES = [
     pytest.param("failover", 0, id="sentinel-failover"),
     pytest.param("kill", 0, id="kill-primary"),
+    # SIGSTOP past down-after-milliseconds: the sentinels fail it over, and it
+    # wakes up a writable master until they demote it (what a stalled primary on
+    # a busy host does: an unasked second failover)
+    pytest.param("stall", 0, id="stall-primary"),
     # With one replica and min-replicas-to-write 1, writes stop until the old
     # primary is back as a replica (8-20 s after SENTINEL FAILOVER): long for CI;
     # tests/integration/test_sentinel.py shows the refusal in CI.
@@ -180,18 +212,18 @@ async def test_failover_under_load(
             fleet.spawn()
         sent: list[Sent] = []
         refused: list[float] = []
-        load = float(scale(5, 30))
+        # the stall holds every send for ~3 s: longer load for as many sends
+        load = float(scale(8 if fault == "stall" else 5, 30))
         producer = asyncio.create_task(_produce(load, sent, refused))
         await asyncio.sleep(2.0)
         roles = Roles(deployment, [old, new])
-        faulted = time.monotonic()
-        if fault == "failover":
-            deployment.failover()
-        else:
-            deployment.kill(old)
+        faulted, faulted_wall = time.monotonic(), time.time()
+        _inject(deployment, fault, old)
         while deployment.primary() in (old, None):
             assert time.monotonic() - faulted < 20, "the sentinels did not switch"
             await asyncio.sleep(0.05)
+        if fault == "stall":  # it wakes up still a master, and takes writes until demoted
+            deployment.procs[old].send_signal(signal.SIGCONT)
         reviving = None
         if fault == "kill":  # an operator (or supervisor) restarts the dead node
             reviving = asyncio.create_task(asyncio.to_thread(deployment.revive, old))
@@ -211,9 +243,16 @@ async def test_failover_under_load(
         finally:
             client.close()
 
+        roles.stop()
         windows = roles.windows(fault, faulted)
         lost = [s for s, st in zip(sent, states, strict=True) if st != b"succeeded"]
         in_window = [s for s in sent if any(s.acked >= a and s.began <= b for a, b in windows)]
+        lost_in_window = [s for s in lost if s in in_window]
+        found = timeline.events(
+            deployment.dir, deployment.data_ports, deployment.sentinel_ports, faulted_wall
+        )
+        story = _story(roles, faulted, windows, sent, lost, found)
+        (tmp_path / "timeline.txt").write_text(story)
         duplicates = sum(max(0, executions.get(s.job_id, 0) - 1) for s in sent)
         gaps = [b.acked - a.acked for a, b in zip(sent, sent[1:], strict=False)]
         exits = [p.returncode for p in fleet.procs if p.poll() is not None]
@@ -222,17 +261,17 @@ async def test_failover_under_load(
             "refused": len(refused),
             "sent_in_unsafe_window": len(in_window),
             "lost": len(lost),
+            "lost_in_window": len(lost_in_window),
+            "lost_outside_window": len(lost) - len(lost_in_window),
             "duplicates": duplicates,
             "worker_exits": len(exits),
             "switch_s": round(min(t for t in roles.switches if t >= faulted) - faulted, 2),
             "failovers": len(roles.switches),
+            "promotions": len(roles.promotions),
             "longest_send_gap_s": round(max(gaps), 2),
             "recovered_s": round(recovered, 2),
         }
-        print(
-            f"\n[sentinel] {fault} min-replicas-to-write={min_replicas}: "
-            + ", ".join(f"{k}={v}" for k, v in figures.items())
-        )
+        _publish({"fault": fault, "min_replicas": min_replicas, "load_s": load, **figures}, story)
         assert exits == [], fleet.logs()[-3000:]
         outside = [
             (round(s.began - faulted, 2), st)
@@ -242,7 +281,7 @@ async def test_failover_under_load(
         spans = [(round(a - faulted, 2), round(b - faulted, 2)) for a, b in windows]
         assert not outside, (
             f"lost outside the unsafe windows {spans} "
-            f"(sent at s after the fault, state): {outside[:20]}…\n" + fleet.logs()[-3000:]
+            f"(sent at s after the fault, state): {outside[:20]}…\n{story}\n" + fleet.logs()[-3000:]
         )
         if min_replicas:
             assert lost == []
@@ -250,11 +289,82 @@ async def test_failover_under_load(
         assert duplicates <= WORKERS * CONCURRENCY + len(in_window)
         assert len(sent) > 100
     finally:
+        if fault == "stall":
+            deployment.procs[old].send_signal(signal.SIGCONT)
         if roles is not None:
             roles.stop()
         fleet.stop()
         await app.aclose()
         oracle.stop()
+
+
+def _inject(deployment: Any, fault: str, old: int) -> None:
+    if fault == "failover":
+        deployment.failover()
+    elif fault == "stall":
+        deployment.procs[old].send_signal(signal.SIGSTOP)
+    else:
+        deployment.kill(old)
+
+
+def _publish(row: dict[str, Any], story: str) -> None:
+    """The run's oracle as one ``[sentinel]`` line (``-s``), the timeline when
+    something was lost or failed over twice (or ``AIOQ_CHAOS_TIMELINE`` is set),
+    and one JSON line appended to the file ``AIOQ_CHAOS_REPORT`` names."""
+    print("\n[sentinel] " + ", ".join(f"{k}={v}" for k, v in row.items()))
+    if row["lost"] or row["promotions"] > 1 or os.environ.get("AIOQ_CHAOS_TIMELINE"):
+        print(story)
+    report = os.environ.get("AIOQ_CHAOS_REPORT")
+    if report:
+        with open(report, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+def _story(
+    roles: Roles,
+    faulted: float,
+    windows: list[tuple[float, float]],
+    sent: list[Sent],
+    lost: list[Sent],
+    found: list[timeline.Event],
+) -> str:
+    """What happened, in seconds from the fault: the promotions and switches the
+    test saw, the unsafe windows, where the producer sent when, the lost sends,
+    and the deployment's own logs."""
+
+    def rel(t: float) -> str:
+        return f"{t - faulted:+.2f}"
+
+    lines = [
+        "promotions (last seen not master, seen master): "
+        + ", ".join(f"({rel(a)}, {rel(b)})" for a, b in roles.promotions),
+        "switches: " + ", ".join(rel(t) for t in roles.switches),
+        "unsafe windows: " + ", ".join(f"[{rel(a)}, {rel(b)}]" for a, b in windows),
+    ]
+    runs: list[tuple[int | None, float, float, int]] = []  # node, first, last, count
+    for s in sent:
+        if runs and runs[-1][0] == s.node:
+            node, first, _, count = runs[-1]
+            runs[-1] = (node, first, s.acked, count + 1)
+        else:
+            runs.append((s.node, s.acked, s.acked, 1))
+    lines.append(
+        "producer sent to: " + ", ".join(f"{n} [{rel(a)}, {rel(b)}] x{c}" for n, a, b, c in runs)
+    )
+    if lost:
+        by_node: dict[int | None, list[Sent]] = {}
+        for s in lost:
+            by_node.setdefault(s.node, []).append(s)
+        lines.append(
+            "lost sends: "
+            + ", ".join(
+                f"{len(v)} via {n} acked in [{rel(v[0].acked)}, {rel(v[-1].acked)}]"
+                for n, v in by_node.items()
+            )
+        )
+    lines.append("deployment logs:")
+    lines.append(timeline.render(found))
+    return "\n".join(lines)
 
 
 async def _wait_final(
