@@ -396,8 +396,7 @@ class Worker:
 
     async def _recreate_groups(self) -> None:
         try:
-            for queue in self.queues:
-                await self._streams.ensure_group(queue)
+            await self._streams.ensure_groups(self.queues)
         except OUTAGE_ERRORS as exc:
             log.warning("could not recreate the consumer groups yet (%s)", outage_text(exc))
             await anyio.sleep(0.5)
