@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING
 import anyio
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .._transport.broker import WorkerBroker
     from .._transport.types import Entry
 
@@ -45,6 +47,10 @@ PEEK_MIN = 0.05
 WATCH_PER_KEY = 0.001
 """Seconds of blocking per watched key (at least the worker's ``block``): registering
 a blocked XREAD costs Redis about 1 µs per key, paid once per wake-up or timeout."""
+FETCH_KEYS = 16
+"""A fetch names at most ``FETCH_KEYS + 2 × free slots`` hot streams, the most urgent
+first: a stream it looks at either gives entries or turns cold, so that many are
+enough, and a fetch's cost stays independent of the number of hot streams."""
 DISCOVER_PER_KEY = 0.0001
 """Seconds between two looks for new level streams, per missing stream (at least
 the worker's ``block``)."""
@@ -63,7 +69,7 @@ class ManyQueues:
         self.hot: dict[str, None] = dict.fromkeys(self.order)
         self.marks: dict[str, bytes] = {}
         self.missing: set[str] = set()
-        self._rotate = 0
+        self._looked = False
         self._next_peek = 0.0
         self._next_discovery = time.monotonic() + self._discover_every()
         self._watching: anyio.CancelScope | None = None
@@ -131,17 +137,30 @@ class ManyQueues:
             self._next_discovery = now + self._discover_every()
             self.heat(await self.streams.existing(sorted(self.missing)))
         if self.hot:
-            hot = list(self.hot)
-            start = self._rotate % len(hot)
-            self._rotate += 1
-            hot = hot[start:] + hot[:start]
+            # Most urgent first (sorted() is stable: the served-last order stays
+            # within a level; fetch.lua then has nothing to sort), and only as many
+            # as the fetch can use, except on the first (most streams are missing).
+            hot = sorted(self.hot, key=self._level_key(ascending))
+            if self._looked:
+                hot = hot[: FETCH_KEYS + 2 * n]
+            self._looked = True
             entries, marks = await self.streams.fetch_streams(
                 consumer, {k: self.order[k] for k in hot}, n, ascending
             )
             self._cool(marks)
+            for key in dict.fromkeys(e.stream for e in entries):
+                if key in self.hot:  # served: to the back of its level (round robin)
+                    del self.hot[key]
+                    self.hot[key] = None
             if entries or stopping or self.hot:
                 return entries, None
         return [], self.watch_marks()
+
+    def _level_key(self, ascending: bool) -> Callable[[str], int]:
+        order = self.order
+        if ascending:
+            return lambda k: order[k][1]
+        return lambda k: -order[k][1]
 
 
 class FewQueues:

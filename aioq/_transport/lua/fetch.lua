@@ -27,20 +27,27 @@
 local group, consumer = ARGV[1], ARGV[2]
 local left = tonumber(ARGV[3])
 local ascending = ARGV[4] == '1'
-local order = {}
+local order, level, sorted = {}, {}, true
 for i = 1, #KEYS do
   order[i] = i
-end
-table.sort(order, function(a, b)
-  local la, lb = tonumber(ARGV[4 + a]), tonumber(ARGV[4 + b])
-  if la ~= lb then
-    if ascending then
-      return la < lb
-    end
-    return la > lb
+  level[i] = tonumber(ARGV[4 + i])
+  if i > 1 and level[i] ~= level[i - 1] and (level[i] < level[i - 1]) == ascending then
+    sorted = false
   end
-  return a < b
-end)
+end
+-- The worker of many queues sends its keys in this order already: no sort then.
+if not sorted then
+  table.sort(order, function(a, b)
+    local la, lb = level[a], level[b]
+    if la ~= lb then
+      if ascending then
+        return la < lb
+      end
+      return la > lb
+    end
+    return a < b
+  end)
+end
 
 local marks, out = {}, {}
 
