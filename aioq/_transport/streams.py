@@ -353,9 +353,7 @@ class Streams(Outcomes, Delays, Reads):
             while i < len(reply):
                 key, n = part[int(reply[i]) - 1], int(reply[i + 1])
                 names = reply[i + 2 : i + 2 + 2 * n]
-                out[key] = {
-                    _text(names[j]): int(names[j + 1]) for j in range(0, len(names), 2)
-                }
+                out[key] = {_text(names[j]): int(names[j + 1]) for j in range(0, len(names), 2)}
                 i += 2 + 2 * n
         return out
 

@@ -143,3 +143,35 @@ async def test_a_dead_consumers_entries_are_recovered(
     await workers.start(app, queues=QUEUES)
     # claimable after 0.8 x the visibility timeout (2 s) of idleness
     assert [await j.result(timeout=10) for j in jobs] == [0, 1, 2]
+
+
+async def test_a_busy_queue_does_not_starve_the_many(app: aioq.App, workers: WorkerRunner) -> None:
+    # One queue with 400 jobs ahead of 999 queues with 5 each, all sent before the
+    # worker starts. A served stream goes to the back of its level: the busy queue
+    # is served again only after every other queue was served once, so it starts
+    # at most one fetch's worth (the concurrency) before each small queue has
+    # started its first job. And every job runs exactly once.
+    started: list[tuple[str, int]] = []
+
+    @app.task(name="note")
+    async def note(queue: str, x: int) -> None:
+        started.append((queue, x))
+        await asyncio.sleep(0)
+
+    busy, small = "busy", [f"s{i}" for i in range(999)]
+    sent = [("busy", i) for i in range(400)] + [(q, i) for q in small for i in range(5)]
+    await note.with_options(queue=busy).kiq_many([(busy, i) for i in range(400)])
+    for q in small:
+        await note.with_options(queue=q).kiq_many([(q, i) for i in range(5)])
+    concurrency = 20
+    await workers.start(app, queues=[busy, *small], concurrency=concurrency)
+    deadline = time.monotonic() + 60
+    while len(started) < len(sent):
+        assert time.monotonic() < deadline, f"{len(started)} of {len(sent)} ran"
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.2)
+    assert sorted(started) == sorted(sent)  # each exactly once
+    first = {q: started.index((q, 0)) for q in small}
+    last_first = max(first.values())
+    busy_before = sum(1 for q, _ in started[:last_first] if q == busy)
+    assert busy_before <= 2 * concurrency, (busy_before, last_first)
