@@ -5,13 +5,18 @@ on every fetch. With more, ``ManyQueues`` keeps track of which level streams can
 have work:
 
 - **hot** streams are read by ``fetch.lua``: at start every stream, later those a
-  watch or a peek found something in. A fetch that finds nothing new in a stream
-  returns its *mark* (the id after which its next entry will appear) and the
-  stream turns cold; a stream that does not exist yet turns *missing*.
+  watch or a peek found something in; at most ``FETCH_KEYS`` + 2 × free slots per
+  fetch, most urgent first, a served stream going to the back of its level (round
+  robin). A fetch that leaves nothing new in a stream (finds none, or reads it
+  short of the count) returns its *mark* (the id after which its next entry will
+  appear) and the stream turns cold; a stream that does not exist yet turns
+  *missing*.
 - **cold** streams are watched, never read: when nothing is hot the worker blocks
-  in one ``XREAD`` (takes nothing) from their marks; the stream that wakes it
-  turns hot. While hot streams keep it busy, a non-blocking ``XREAD`` over the cold
-  ones (a *peek*, every ``peek_every``) lets their new messages in too.
+  in ``XREAD`` (takes nothing) from their marks, split in up to ``WATCH_PARTS``
+  parts of whole queues, each on its own connection; the stream that wakes its
+  part turns hot, and only that part is armed again. While hot streams keep it
+  busy, a non-blocking ``XREAD`` over the cold ones (a *peek*, every
+  ``peek_every``) lets their new messages in too.
 - **missing** streams (levels never used) are watched too while the watch stays
   small (``WATCH_ALL`` keys); beyond that, a multi-key ``EXISTS`` now and then
   (``discover_every``) finds the ones that appeared.
@@ -19,12 +24,14 @@ have work:
 An ``XREAD`` from a mark stale by a few entries (delivered since to another
 worker) only wakes the reader early: the fetch that follows finds nothing and
 renews the mark. Nothing is ever read past a mark, so no message is missed; the
-price of many queues is one ``XREAD`` over the cold streams per wake-up, which
-the watch's longer block (``watch_block``) keeps rare while idle.
+price of many queues is one ``XREAD`` over one part's cold streams per wake-up,
+and the parts' timeouts, which the watch's longer block (``watch_block``) keeps
+rare while idle.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING
 
@@ -44,6 +51,10 @@ PEEK_PER_KEY = 0.00005
 """Seconds between two peeks per cold stream (at least ``PEEK_MIN``): a peek costs
 Redis about 0.3 µs per key, so it stays under 1 % of a core while busy."""
 PEEK_MIN = 0.05
+WATCH_PARTS = 16
+WATCH_PART_MIN = 32
+"""The watch is split into at most ``WATCH_PARTS`` parts of at least
+``WATCH_PART_MIN`` queues each (``ManyQueues.watch``)."""
 WATCH_PER_KEY = 0.001
 """Seconds of blocking per watched key (at least the worker's ``block``): registering
 a blocked XREAD costs Redis about 1 µs per key, paid once per wake-up or timeout."""
@@ -73,6 +84,16 @@ class ManyQueues:
         self._next_peek = 0.0
         self._next_discovery = time.monotonic() + self._discover_every()
         self._watching: anyio.CancelScope | None = None
+        parts = max(1, min(WATCH_PARTS, len(queues) // WATCH_PART_MIN))
+        part_of = {q: i % parts for i, q in enumerate(queues)}
+        self._parts: list[list[str]] = [[] for _ in range(parts)]
+        """The watch's parts: every level stream of a queue in the same one."""
+        for key, (queue, _) in self.order.items():
+            self._parts[part_of[queue]].append(key)
+        self._part_of = {k: part_of[q] for k, (q, _) in self.order.items()}
+        self._armed: dict[int, asyncio.Task[None]] = {}
+        self._woke = asyncio.Event()
+        self._failed: BaseException | None = None
 
     def _discover_every(self) -> float:
         return max(self.block_ms / 1000, DISCOVER_PER_KEY * len(self.missing))
@@ -108,21 +129,64 @@ class ManyQueues:
     def _peek_every(self) -> float:
         return max(PEEK_MIN, PEEK_PER_KEY * len(self.marks))
 
+    def _part_marks(self, part: int) -> dict[str, bytes]:
+        """``watch_marks()`` of one part of the watch."""
+        keys = self._parts[part]
+        marks = {k: self.marks[k] for k in keys if k in self.marks}
+        if len(self.marks) + len(self.missing) <= WATCH_ALL:
+            marks.update((k, b"0-0") for k in keys if k in self.missing)
+        return marks
+
+    async def _watch_part(self, part: int) -> None:
+        """One part's blocking watch, armed again on every timeout, until one of its
+        streams gets an entry: it turns hot and wakes the reader."""
+        try:
+            while marks := self._part_marks(part):
+                watched = len(self.marks) + len(self.missing)
+                if watched > WATCH_ALL:
+                    watched = len(self.marks)
+                woke = await self.streams.peek(marks, self.watch_block(watched))
+                if woke:
+                    self.heat(woke)
+                    self._woke.set()
+                    return
+        except Exception as exc:  # an outage: the reader raises it
+            self._failed = exc
+            self._woke.set()
+        finally:
+            del self._armed[part]
+
     async def watch(self, marks: dict[str, bytes]) -> None:
         """Block until one of ``marks``' streams gets an entry (it turns hot), the
-        watch's block time passes, or ``stop()``."""
+        watch's block time passes, or ``stop()``.
+
+        The watch is split into parts (``WATCH_PARTS``, each with whole queues), each
+        one blocking XREAD on its own connection: an entry wakes only its part, and
+        only that part is armed again, so a wake-up costs Redis the keys of one part
+        (registering and unregistering a blocked XREAD is about 1 µs per key), not
+        of every cold stream. A part stays armed across watches (its own timeout
+        re-arms it) while the reader serves the streams that turned hot."""
+        for part in {self._part_of[k] for k in marks}:
+            if part not in self._armed:
+                self._armed[part] = asyncio.ensure_future(self._watch_part(part))
         with anyio.CancelScope() as scope:
             self._watching = scope
-            woke = await self.streams.peek(marks, self.watch_block(len(marks)))
-            self.heat(woke)
+            with anyio.move_on_after(self.watch_block(len(marks)) / 1000):
+                await self._woke.wait()
             # Just woken for one stream: no need to peek at the others at once.
             self._next_peek = time.monotonic() + self._peek_every()
         self._watching = None
+        self._woke.clear()
+        failed, self._failed = self._failed, None
+        if failed is not None:
+            raise failed
 
     def stop(self) -> None:
         """End a watch in progress (the worker stops reading)."""
         if self._watching is not None:
             self._watching.cancel()
+        for task in self._armed.values():
+            task.cancel()
 
     async def fetch(
         self, consumer: str, n: int, ascending: bool, stopping: bool

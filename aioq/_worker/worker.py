@@ -280,7 +280,11 @@ class Worker:
                         dispatcher.bind(executors)
                         task_status.started()
                         self.ready.set()
-                        await self._read_loop()
+                        try:
+                            await self._read_loop()
+                        finally:
+                            if self._many is not None:
+                                self._many.stop()  # its armed watches end
                         await self._drain()
                     await self._release_unfinished()
                     services.cancel_scope.cancel()
