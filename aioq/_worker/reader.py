@@ -90,7 +90,6 @@ class ManyQueues:
         """The watch's parts: every level stream of a queue in the same one."""
         for key, (queue, _) in self.order.items():
             self._parts[part_of[queue]].append(key)
-        self._part_of = {k: part_of[q] for k, (q, _) in self.order.items()}
         self._armed: dict[int, asyncio.Task[None]] = {}
         self._woke = asyncio.Event()
         self._failed: BaseException | None = None
@@ -116,12 +115,11 @@ class ManyQueues:
             else:
                 self.missing.add(key)
 
-    def watch_marks(self) -> dict[str, bytes]:
-        """What one blocking watch waits on: the cold streams from their marks, and the
-        missing ones from the start while the whole stays within ``WATCH_ALL``."""
-        if len(self.marks) + len(self.missing) <= WATCH_ALL:
-            return {**self.marks, **dict.fromkeys(self.missing, b"0-0")}
-        return dict(self.marks)
+    def watched(self) -> int:
+        """How many keys the watch waits on: the cold streams from their marks, and
+        the missing ones from the start while the whole stays within ``WATCH_ALL``."""
+        total = len(self.marks) + len(self.missing)
+        return total if total <= WATCH_ALL else len(self.marks)
 
     def watch_block(self, watched: int) -> int:
         return max(self.block_ms, int(WATCH_PER_KEY * 1000 * watched))
@@ -130,7 +128,8 @@ class ManyQueues:
         return max(PEEK_MIN, PEEK_PER_KEY * len(self.marks))
 
     def _part_marks(self, part: int) -> dict[str, bytes]:
-        """``watch_marks()`` of one part of the watch."""
+        """What one part of the watch waits on (see ``watched``): its cold streams from
+        their marks, its missing ones from the start."""
         keys = self._parts[part]
         marks = {k: self.marks[k] for k in keys if k in self.marks}
         if len(self.marks) + len(self.missing) <= WATCH_ALL:
@@ -142,10 +141,7 @@ class ManyQueues:
         streams gets an entry: it turns hot and wakes the reader."""
         try:
             while marks := self._part_marks(part):
-                watched = len(self.marks) + len(self.missing)
-                if watched > WATCH_ALL:
-                    watched = len(self.marks)
-                woke = await self.streams.peek(marks, self.watch_block(watched))
+                woke = await self.streams.peek(marks, self.watch_block(self.watched()))
                 if woke:
                     self.heat(woke)
                     self._woke.set()
@@ -156,9 +152,9 @@ class ManyQueues:
         finally:
             del self._armed[part]
 
-    async def watch(self, marks: dict[str, bytes]) -> None:
-        """Block until one of ``marks``' streams gets an entry (it turns hot), the
-        watch's block time passes, or ``stop()``.
+    async def watch(self, watched: int) -> None:
+        """Block until a watched stream gets an entry (it turns hot), the watch's
+        block time (for ``watched`` keys) passes, or ``stop()``.
 
         The watch is split into parts (``WATCH_PARTS``, each with whole queues), each
         one blocking XREAD on its own connection: an entry wakes only its part, and
@@ -166,12 +162,12 @@ class ManyQueues:
         (registering and unregistering a blocked XREAD is about 1 µs per key), not
         of every cold stream. A part stays armed across watches (its own timeout
         re-arms it) while the reader serves the streams that turned hot."""
-        for part in {self._part_of[k] for k in marks}:
-            if part not in self._armed:
+        for part in range(len(self._parts)):
+            if part not in self._armed:  # a part with nothing to watch ends at once
                 self._armed[part] = asyncio.ensure_future(self._watch_part(part))
         with anyio.CancelScope() as scope:
             self._watching = scope
-            with anyio.move_on_after(self.watch_block(len(marks)) / 1000):
+            with anyio.move_on_after(self.watch_block(watched) / 1000):
                 await self._woke.wait()
             # Just woken for one stream: no need to peek at the others at once.
             self._next_peek = time.monotonic() + self._peek_every()
@@ -190,9 +186,9 @@ class ManyQueues:
 
     async def fetch(
         self, consumer: str, n: int, ascending: bool, stopping: bool
-    ) -> tuple[list[Entry], dict[str, bytes] | None]:
+    ) -> tuple[list[Entry], int | None]:
         """Up to ``n`` entries of the hot streams (after a peek and a discovery when
-        due). Returns (entries, None), or ([], marks to watch) when nothing is hot."""
+        due). Returns (entries, None), or ([], keys to watch) when nothing is hot."""
         now = time.monotonic()
         if self.hot and self.marks and now >= self._next_peek:
             self._next_peek = now + self._peek_every()
@@ -218,7 +214,7 @@ class ManyQueues:
                     self.hot[key] = None
             if entries or stopping or self.hot:
                 return entries, None
-        return [], self.watch_marks()
+        return [], self.watched()
 
     def _level_key(self, ascending: bool) -> Callable[[str], int]:
         order = self.order
