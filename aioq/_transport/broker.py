@@ -230,6 +230,9 @@ class WorkerBroker(Protocol):
     async def reclaim(
         self, queue: str, level: int, consumer: str, ids: Sequence[bytes], min_idle_ms: int
     ) -> list[Entry]: ...
+    async def forget_consumers_of(
+        self, queues: Sequence[Sequence[str]], consumer: str, chunk: int = 1000
+    ) -> None: ...
     async def forget_consumers(
         self, streams: Sequence[str], min_idle_ms: int, keep: str = "", only: str = ""
     ) -> list[str]: ...

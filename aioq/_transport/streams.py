@@ -383,6 +383,23 @@ class Streams(Outcomes, Delays, Reads):
             )
         return [r.decode() if isinstance(r, bytes) else str(r) for r in removed]
 
+    async def forget_consumers_of(
+        self, queues: Sequence[Sequence[str]], consumer: str, chunk: int = 1000
+    ) -> None:
+        """``forget_consumers(streams, 0, only=consumer)`` for each queue's level
+        streams in ``queues``: one pipeline per ``chunk`` queues (a worker leaving
+        1,000 queues makes one round trip, not 1,000)."""
+        for i in range(0, len(queues), chunk):
+            part = queues[i : i + chunk]
+
+            def build(pipe: Pipeline, part: Sequence[Sequence[str]] = part) -> None:
+                for streams in part:
+                    SCRIPTS.queue(pipe, "forget_consumers", list(streams), [GROUP, 0, "", consumer])
+
+            for reply in await run_pipeline(self.redis, build):
+                if isinstance(reply, Exception):
+                    raise reply
+
     async def release(self, stream: str, consumer: str, ids: Sequence[bytes], idle_ms: int) -> None:
         """Hand unfinished entries back at once: mark them idle for ``idle_ms`` so
         the next recovery pass of any other worker claims them (on shutdown), or

@@ -222,3 +222,18 @@ async def test_a_fetch_marks_a_stream_it_read_short_of_the_count(app: aioq.App) 
         assert set(marks) == {a, b}
     finally:
         await client.aclose()
+
+
+@on_cluster_too
+async def test_a_worker_leaving_many_queues_removes_its_consumers(
+    app: aioq.App, workers: WorkerRunner, broker_redis: redis.Redis
+) -> None:
+    # One pipeline of forget_consumers.lua for all its queues (per slot on a cluster).
+    echo = _echo(app)
+    worker = await workers.start(app, queues=QUEUES)
+    for i, q in enumerate(QUEUES[::5]):
+        assert await _send(echo, q, i) == i
+    streams = [app.keys.stream(q) for q in QUEUES[::5]]
+    assert all(broker_redis.xinfo_consumers(s, "workers") for s in streams)
+    await workers.stop(worker)
+    assert not [s for s in streams if broker_redis.xinfo_consumers(s, "workers")]

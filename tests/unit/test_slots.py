@@ -319,6 +319,7 @@ async def _worker_calls(redis: Any, keys: Keyspace, cluster_mode: bool) -> None:
             await streams.progress(job, worker, 1, b"50%", (entry, note))
     for finish in finishes:
         await streams.write_outcome(worker, finish)
+    await streams.forget_consumers_of([keys.level_streams(q) for q in QUEUES], worker)
     await streams.due_queues(100, 0)
     await streams.pump_hinted(QUEUES, 1000, 100)
     await streams.hint_due(QUEUES[0], 1000)
