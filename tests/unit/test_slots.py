@@ -322,6 +322,7 @@ async def _worker_calls(redis: Any, keys: Keyspace, cluster_mode: bool) -> None:
     await streams.forget_consumers_of([keys.level_streams(q) for q in QUEUES], worker)
     await streams.due_queues(100, 0)
     await streams.pump_hinted(QUEUES, 1000, 100)
+    await streams.with_delayed(QUEUES)
     await streams.hint_due(QUEUES[0], 1000)
     for queue in QUEUES:
         await streams.pump(queue, 100)
