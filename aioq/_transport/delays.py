@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .cluster import execute_pipeline
 from .connection import bounded
 from .scripts import SCRIPTS, run_pipeline
 
@@ -38,6 +39,16 @@ class Delays:
 
     def _pump_keys(self, queue: str) -> list[str]:
         return [*self.keys.level_delayed(queue), *self.keys.level_streams(queue)]
+
+    async def with_delayed(self, queues: Sequence[str]) -> list[str]:
+        """Those of ``queues`` that have a delayed set at any level (one multi-key
+        EXISTS per queue, its keys in its slot; one pipeline)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for queue in queues:
+            pipe.execute_command("EXISTS", *self.keys.level_delayed(queue))
+        async with bounded():
+            counts = await execute_pipeline(pipe)
+        return [q for q, n in zip(queues, counts, strict=True) if n]
 
     async def due_queues(self, limit: int, offset: int) -> tuple[int, int, list[str]]:
         """Queues the due index says need a pump now: (Redis now in ms, ms until the

@@ -70,9 +70,9 @@ class Reads:
     ) -> tuple[list[Entry], dict[str, bytes]]:
         """Up to ``count`` new entries of ``streams`` (key → (queue, level)), most
         urgent level first, equally urgent ones in the order given. The second
-        value holds a mark for every stream looked at that had nothing new: the
-        id after which its next entry will appear (``wait``), ``b""`` when it does
-        not exist yet."""
+        value holds a mark for every stream looked at that has nothing new left
+        (it had none, or was read short of ``count``): the id after which its next
+        entry will appear (``wait``), ``b""`` when it does not exist yet."""
         entries: list[Entry] = []
         marks: dict[str, bytes] = {}
         for group in self._groups(list(streams)):

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, cast
 
 from redis import exceptions as rex
 
-from .cluster import execute_pipeline, is_cluster
+from .cluster import by_slot, execute_pipeline, is_cluster
 from .connection import REDIS_ERRORS, bounded, outage_text
 from .delays import Delays
 from .keys import GROUP, LEVELS, Keyspace
@@ -99,6 +99,20 @@ class Streams(Outcomes, Delays, Reads):
         except rex.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+
+    async def ensure_groups(self, queues: Sequence[str], chunk: int = 1000) -> None:
+        """``ensure_group`` for many queues: one pipeline per ``chunk`` queues (a
+        worker on 1,000 queues starts in one round trip instead of 1,000)."""
+        for i in range(0, len(queues), chunk):
+            part = queues[i : i + chunk]
+            pipe = self.redis.pipeline(transaction=False)
+            for queue in part:
+                pipe.xgroup_create(self.keys.stream(queue), GROUP, id="0", mkstream=True)
+            async with bounded():
+                replies = await execute_pipeline(pipe, raise_on_error=False)
+            for reply in replies:
+                if isinstance(reply, Exception) and "BUSYGROUP" not in str(reply):
+                    raise reply
 
     async def backlog(self, queues: Sequence[str]) -> int:
         """Messages of ``queues`` not finished yet: ready, held by any worker (acked
@@ -318,23 +332,29 @@ class Streams(Outcomes, Delays, Reads):
         ]
         return Claimed(list(reply[:n]), entries, int(reply[n]), mine)
 
-    async def pending_summaries(self, streams: Sequence[str]) -> dict[str, dict[str, int]]:
-        """Per level stream, its pending entries per consumer (XPENDING's summary
-        form, one pipeline); streams without the group are left out."""
-        pipe = self.redis.pipeline(transaction=False)
-        for key in streams:
-            pipe.xpending(key, GROUP)
-        async with bounded():
-            replies = await execute_pipeline(pipe, raise_on_error=False)
+    async def pending_summaries(
+        self, streams: Sequence[str], chunk: int = 1000
+    ) -> dict[str, dict[str, int]]:
+        """Per level stream with pending entries, its pending entries per consumer
+        (``pending.lua`` per ``chunk`` streams, per slot group on a cluster, in one
+        pipeline); streams that hold nothing pending are left out."""
+        groups = by_slot(streams) if self.cluster else [list(streams)]
+        parts = [g[i : i + chunk] for g in groups for i in range(0, len(g), chunk)]
+
+        def build(pipe: Pipeline) -> None:
+            for part in parts:
+                SCRIPTS.queue(pipe, "pending", part, [GROUP])
+
         out: dict[str, dict[str, int]] = {}
-        for key, reply in zip(streams, replies, strict=True):
-            if isinstance(reply, dict) and reply.get("pending"):
-                out[key] = {
-                    c["name"].decode() if isinstance(c["name"], bytes) else str(c["name"]): int(
-                        c["pending"]
-                    )
-                    for c in reply.get("consumers") or ()
-                }
+        for part, reply in zip(parts, await run_pipeline(self.redis, build), strict=True):
+            if isinstance(reply, Exception):
+                raise reply
+            i = 0
+            while i < len(reply):
+                key, n = part[int(reply[i]) - 1], int(reply[i + 1])
+                names = reply[i + 2 : i + 2 + 2 * n]
+                out[key] = {_text(names[j]): int(names[j + 1]) for j in range(0, len(names), 2)}
+                i += 2 + 2 * n
         return out
 
     async def reclaim(
@@ -363,6 +383,23 @@ class Streams(Outcomes, Delays, Reads):
             )
         return [r.decode() if isinstance(r, bytes) else str(r) for r in removed]
 
+    async def forget_consumers_of(
+        self, queues: Sequence[Sequence[str]], consumer: str, chunk: int = 1000
+    ) -> None:
+        """``forget_consumers(streams, 0, only=consumer)`` for each queue's level
+        streams in ``queues``: one pipeline per ``chunk`` queues (a worker leaving
+        1,000 queues makes one round trip, not 1,000)."""
+        for i in range(0, len(queues), chunk):
+            part = queues[i : i + chunk]
+
+            def build(pipe: Pipeline, part: Sequence[Sequence[str]] = part) -> None:
+                for streams in part:
+                    SCRIPTS.queue(pipe, "forget_consumers", list(streams), [GROUP, 0, "", consumer])
+
+            for reply in await run_pipeline(self.redis, build):
+                if isinstance(reply, Exception):
+                    raise reply
+
     async def release(self, stream: str, consumer: str, ids: Sequence[bytes], idle_ms: int) -> None:
         """Hand unfinished entries back at once: mark them idle for ``idle_ms`` so
         the next recovery pass of any other worker claims them (on shutdown), or
@@ -373,3 +410,7 @@ class Streams(Outcomes, Delays, Reads):
                 await SCRIPTS.call(
                     self.redis, "release", [stream], [GROUP, consumer, idle_ms, *ids]
                 )
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -89,8 +89,7 @@ async def prepare(session: WorkerBroker, queues: Sequence[str], strict: bool) ->
                 _check_eviction(session.url, await session.eviction_policy(), strict)
                 checked = True
             await session.load_scripts()
-            for queue in queues:
-                await session.ensure_group(queue)
+            await session.ensure_groups(queues)
             return
         except OUTAGE_ERRORS as exc:
             if not failing:

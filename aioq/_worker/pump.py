@@ -103,8 +103,12 @@ class Pump:
         return wake
 
     async def sweep(self) -> None:
-        """Pump every queue and reset its hint (the safety net behind the index)."""
+        """Pump every queue that has delayed messages and reset its hint (the safety
+        net behind the index). A queue without any needs nothing: a hint it may
+        still have is due and removed by the next pump of the index."""
         for i in range(0, len(self.queues), SWEEP_CHUNK):
-            chunk = self.queues[i : i + SWEEP_CHUNK]
+            chunk = await self.streams.with_delayed(self.queues[i : i + SWEEP_CHUNK])
+            if not chunk:
+                continue
             now_ms, _, _ = await self.streams.due_queues(0, 0)
             await self.streams.pump_hinted(chunk, now_ms + HOLD_MS, PUMP_BATCH)

@@ -284,7 +284,11 @@ class Worker:
                         dispatcher.bind(executors)
                         task_status.started()
                         self.ready.set()
-                        await self._read_loop()
+                        try:
+                            await self._read_loop()
+                        finally:
+                            if self._many is not None:
+                                self._many.stop()  # its armed watches end
                         await self._drain()
                     await self._release_unfinished()
                     services.cancel_scope.cancel()
@@ -400,8 +404,7 @@ class Worker:
 
     async def _recreate_groups(self) -> None:
         try:
-            for queue in self.queues:
-                await self._streams.ensure_group(queue)
+            await self._streams.ensure_groups(self.queues)
         except OUTAGE_ERRORS as exc:
             log.warning("could not recreate the consumer groups yet (%s)", outage_text(exc))
             await anyio.sleep(0.5)

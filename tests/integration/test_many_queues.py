@@ -11,6 +11,8 @@ import pytest
 import redis
 
 import aioq
+from aioq._transport.connection import connect
+from aioq._transport.streams import Streams
 from aioq._worker import pump, reader
 from tests.conftest import WorkerRunner, on_cluster_too
 
@@ -96,6 +98,28 @@ async def test_a_stop_ends_a_long_watch(
 
 
 @on_cluster_too
+async def test_each_part_of_a_split_watch_wakes_the_worker(
+    app: aioq.App, workers: WorkerRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 40 queues in 10 parts, each a blocking XREAD of its own that would block for
+    # minutes: only an entry in one of its streams (or a stop) ends it. A part that
+    # woke is armed again; the others stay armed meanwhile.
+    monkeypatch.setattr(reader, "WATCH_PART_MIN", 4)
+    monkeypatch.setattr(reader, "WATCH_PER_KEY", 1.0)
+    echo = _echo(app)
+    worker = await workers.start(app, queues=QUEUES)
+    await asyncio.sleep(0.3)
+    for rnd in range(2):  # every part wakes, twice, one entry at a time
+        for i, q in enumerate(QUEUES):
+            assert await _send(echo, q, rnd * 100 + i) == rnd * 100 + i
+    # A level stream that never existed is watched from its start by its part.
+    assert await _send(echo, QUEUES[5], 7, priority=3) == 7
+    started = time.monotonic()
+    await workers.stop(worker)
+    assert time.monotonic() - started < 3
+
+
+@on_cluster_too
 async def test_delayed_messages_follow_the_due_index(
     app: aioq.App, workers: WorkerRunner, broker_redis: redis.Redis
 ) -> None:
@@ -143,3 +167,73 @@ async def test_a_dead_consumers_entries_are_recovered(
     await workers.start(app, queues=QUEUES)
     # claimable after 0.8 x the visibility timeout (2 s) of idleness
     assert [await j.result(timeout=10) for j in jobs] == [0, 1, 2]
+
+
+async def test_a_busy_queue_does_not_starve_the_many(app: aioq.App, workers: WorkerRunner) -> None:
+    # One queue with 400 jobs ahead of 999 queues with 5 each, all sent before the
+    # worker starts. A served stream goes to the back of its level: the busy queue
+    # is served again only after every other queue was served once, so it starts
+    # at most one fetch's worth (the concurrency) before each small queue has
+    # started its first job. And every job runs exactly once.
+    started: list[tuple[str, int]] = []
+
+    @app.task(name="note")
+    async def note(queue: str, x: int) -> None:
+        started.append((queue, x))
+        await asyncio.sleep(0)
+
+    busy, small = "busy", [f"s{i}" for i in range(999)]
+    sent = [("busy", i) for i in range(400)] + [(q, i) for q in small for i in range(5)]
+    await note.with_options(queue=busy).kiq_many([(busy, i) for i in range(400)])
+    for q in small:
+        await note.with_options(queue=q).kiq_many([(q, i) for i in range(5)])
+    concurrency = 20
+    await workers.start(app, queues=[busy, *small], concurrency=concurrency)
+    deadline = time.monotonic() + 60
+    while len(started) < len(sent):
+        assert time.monotonic() < deadline, f"{len(started)} of {len(sent)} ran"
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.2)
+    assert sorted(started) == sorted(sent)  # each exactly once
+    first = {q: started.index((q, 0)) for q in small}
+    last_first = max(first.values())
+    busy_before = sum(1 for q, _ in started[:last_first] if q == busy)
+    assert busy_before <= 2 * concurrency, (busy_before, last_first)
+
+
+async def test_a_fetch_marks_a_stream_it_read_short_of_the_count(app: aioq.App) -> None:
+    # A stream read short of the count has nothing new left: fetch.lua returns its
+    # mark (the last id read) with the entries, so it turns cold without another
+    # fetch. A stream read up to the count may hold more: no mark.
+    client = connect(app.url)
+    try:
+        streams = Streams(client, app.keys)
+        await streams.ensure_groups(["a", "b"])
+        a, b = app.keys.stream("a"), app.keys.stream("b")
+        ids = [await client.xadd(a, {"m": b"x"}) for _ in range(3)]
+        for _ in range(5):
+            await client.xadd(b, {"m": b"y"})
+        levels = {a: ("a", 0), b: ("b", 0)}
+        entries, marks = await streams.fetch_streams("w1", levels, 5, False)
+        assert [e.stream for e in entries] == [a, a, a, b, b]
+        assert marks == {a: ids[-1]}
+        entries, marks = await streams.fetch_streams("w1", levels, 5, False)
+        assert [e.stream for e in entries] == [b, b, b]  # a: nothing new, b: short
+        assert set(marks) == {a, b}
+    finally:
+        await client.aclose()
+
+
+@on_cluster_too
+async def test_a_worker_leaving_many_queues_removes_its_consumers(
+    app: aioq.App, workers: WorkerRunner, broker_redis: redis.Redis
+) -> None:
+    # One pipeline of forget_consumers.lua for all its queues (per slot on a cluster).
+    echo = _echo(app)
+    worker = await workers.start(app, queues=QUEUES)
+    for i, q in enumerate(QUEUES[::5]):
+        assert await _send(echo, q, i) == i
+    streams = [app.keys.stream(q) for q in QUEUES[::5]]
+    assert all(broker_redis.xinfo_consumers(s, "workers") for s in streams)
+    await workers.stop(worker)
+    assert not [s for s in streams if broker_redis.xinfo_consumers(s, "workers")]

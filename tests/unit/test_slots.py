@@ -61,6 +61,9 @@ SINGLE_NODE_CROSS_SLOT = {
     "App.events() reads every queue's event stream in one XREAD)",
     "XREADGROUP": "the idle blocking read spans every queue's level streams",
     "EXISTS": "stream discovery asks about many queues' streams at once",
+    # The recovery scan of a worker on many queues reads the pending summaries of
+    # all its level streams in one script; on a cluster, one call per slot group.
+    "pending": "one script over the pending summaries of every queue's level streams",
 }
 
 PREFIXES = ["aioq", "my:app"]
@@ -92,6 +95,7 @@ def _reply(name: str, keys: list[str], args: list[Any]) -> Any:
         "claim": [*([b"0-0"] * n), 0, 0],
         "reclaim": [],
         "forget_consumers": [],
+        "pending": [],
         "renew": [[], []],
         "pump": [0, -1, -1],
         "due": [1_700_000_000_000, -1, b"default"],
@@ -276,6 +280,7 @@ async def _worker_calls(redis: Any, keys: Keyspace, cluster_mode: bool) -> None:
     await streams.fetch_streams(worker, level_of, 10, False)
     await streams.peek(dict.fromkeys(level_of, b"0-0"), 100)
     await streams.existing(list(level_of))
+    await streams.pending_summaries(list(level_of))
 
     entries = [
         Entry(keys.stream(q, level), q, level, b"1-0", b"payload", 2)
@@ -314,8 +319,10 @@ async def _worker_calls(redis: Any, keys: Keyspace, cluster_mode: bool) -> None:
             await streams.progress(job, worker, 1, b"50%", (entry, note))
     for finish in finishes:
         await streams.write_outcome(worker, finish)
+    await streams.forget_consumers_of([keys.level_streams(q) for q in QUEUES], worker)
     await streams.due_queues(100, 0)
     await streams.pump_hinted(QUEUES, 1000, 100)
+    await streams.with_delayed(QUEUES)
     await streams.hint_due(QUEUES[0], 1000)
     for queue in QUEUES:
         await streams.pump(queue, 100)

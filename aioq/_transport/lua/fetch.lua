@@ -19,28 +19,36 @@
 -- ARGV[5..] the priority level of each key
 --
 -- Returns: {m, m times (key index, mark), then per entry read: key index, entry
--- id, fields}. A mark is given for every key looked at that had nothing new:
--- the id after which its next message will appear (its last entry's id, '0-0'
--- when empty: every entry in it was delivered, so an XREAD from there wakes on
--- the next one only), or '' for a stream that does not exist yet. Keys not
--- looked at (COUNT reached first) get no mark.
+-- id, fields}. A mark is given for every key looked at that has nothing new
+-- left: the id after which its next message will appear (its last entry's id,
+-- '0-0' when empty: every entry in it was delivered, so an XREAD from there
+-- wakes on the next one only; for a key read short of the count, the last id
+-- read), or '' for a stream that does not exist yet. Keys not looked at (COUNT
+-- reached first) get no mark.
 local group, consumer = ARGV[1], ARGV[2]
 local left = tonumber(ARGV[3])
 local ascending = ARGV[4] == '1'
-local order = {}
+local order, level, sorted = {}, {}, true
 for i = 1, #KEYS do
   order[i] = i
-end
-table.sort(order, function(a, b)
-  local la, lb = tonumber(ARGV[4 + a]), tonumber(ARGV[4 + b])
-  if la ~= lb then
-    if ascending then
-      return la < lb
-    end
-    return la > lb
+  level[i] = tonumber(ARGV[4 + i])
+  if i > 1 and level[i] ~= level[i - 1] and (level[i] < level[i - 1]) == ascending then
+    sorted = false
   end
-  return a < b
-end)
+end
+-- The worker of many queues sends its keys in this order already: no sort then.
+if not sorted then
+  table.sort(order, function(a, b)
+    local la, lb = level[a], level[b]
+    if la ~= lb then
+      if ascending then
+        return la < lb
+      end
+      return la > lb
+    end
+    return a < b
+  end)
+end
 
 local marks, out = {}, {}
 
@@ -60,11 +68,18 @@ local function read(i)
     r = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', left, 'STREAMS', key, '>')
   end
   if r then
+    local wanted, last = left, nil
     for _, entry in ipairs(r[1][2]) do
       out[#out + 1] = i
       out[#out + 1] = entry[1]
       out[#out + 1] = entry[2]
       left = left - 1
+      last = entry[1]
+    end
+    if wanted - left < wanted and last then
+      -- Read short of COUNT: nothing new is left, the next entry follows the last.
+      marks[#marks + 1] = i
+      marks[#marks + 1] = last
     end
   else
     local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
