@@ -3,11 +3,11 @@
 Enqueue is XADD (pipelined for the batch); the worker is
 ``XREADGROUP COUNT 500`` -> no-op (for ``io`` messages: one INCR each, run
 concurrently through their own client, ``base.incr``; for ``io_shared`` ones the
-same through one client the worker opened at start, ``base.open_client``) -> one pipeline of ``XACK`` + a result ``SET``
-per message (+ a ``PUBLISH`` of the job id on the sender's reply channel, for
-messages that name one). No envelope, no argument decoding, no recovery: what
-Redis and the client library cost, and nothing else. Runs in the project venv
-(redis 5+, hiredis).
+same through one client the worker opened at start, ``base.open_client``) -> one
+pipeline of ``XACK`` + a result ``SET`` per message (+ a ``PUBLISH`` of the job
+id on the sender's reply channel, for messages that name one). No envelope, no
+argument decoding, no recovery: what Redis and the client library cost, and
+nothing else. Runs in the project venv (redis 5+, hiredis).
 
 Round trip (D): the client subscribes once to its own reply channel and names it
 in every message; a waiter is woken by the worker's PUBLISH of its job id. That is
