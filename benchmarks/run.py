@@ -46,6 +46,9 @@ FULL = {
     "A_n": 20_000,
     "B_n": 20_000,
     "B_c": 100,
+    # a drain's deadline (s): peers drained B_io at ~150/s on the loaded 2-core
+    # machine, over the driver's old fixed 120 s (a stall still ends it after 20 s)
+    "B_timeout": 600,
     "C_n": 5_000,
     "C_c": 500,
     "C_sleep": 0.05,
@@ -65,6 +68,7 @@ SMOKE = {
     # drained within one tick often enough to make B_w1_worker_us 0 (a flaky smoke test)
     "B_n": 2000,
     "B_c": 100,
+    "B_timeout": 120,
     "C_n": 200,
     "C_c": 100,
     "C_sleep": 0.05,
@@ -416,7 +420,7 @@ class Harness:
 
         try:
             before = self.redis.cpu()
-            params = {"scenario": "drain", "n": n, "task": task}
+            params = {"scenario": "drain", "n": n, "task": task, "timeout": self.p["B_timeout"]}
             r = self.driver(system, params, start, queues=queues)
             w = holder["w"]
             r["hwm_kb"] = w.hwm_kb()
