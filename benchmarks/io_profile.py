@@ -7,7 +7,9 @@
 
 For each task of ``benchmarks/systems/aioq_.py`` named (``noop``, ``io``: one INCR
 through a client the task module opened, ``io_shared``: one INCR through the
-client an ``on_worker_start`` hook put in ``ctx.state``), enqueue ``--n`` jobs
+client an ``on_worker_start`` hook put in ``ctx.state``; ``incr``: no queue, the
+same INCR through ``base.open_client()`` in as many coroutines as the
+concurrency, for what the command alone costs), enqueue ``--n`` jobs
 with ``kiq_many``, then drain them with an in-process ``aioq.Worker(burst=True)``
 on uvloop, concurrency 100 (scenario B's), and print the rate, the process's CPU
 per task, and the Python function calls per task (cProfile, counted over the
@@ -19,6 +21,7 @@ unprofiled drain. Uses ``AIOQ_REDIS_URL`` (a private server: its keys are left).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import cProfile
 import os
 import pstats
@@ -36,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import uvloop
 
 import aioq
-from benchmarks.systems import aioq_
+from benchmarks.systems import aioq_, base
 
 
 async def enqueue(task: str, n: int) -> None:
@@ -48,7 +51,28 @@ async def drain(concurrency: int) -> None:
     await aioq.Worker(aioq_.app, concurrency=concurrency, burst=True).run()
 
 
+async def incr_alone(n: int, concurrency: int, profile: cProfile.Profile | None) -> None:
+    client = base.open_client()
+
+    async def loop(k: int) -> None:
+        for _ in range(k):
+            await client.incr(base.IO_KEY)
+
+    await asyncio.gather(*(loop(1) for _ in range(concurrency)))  # open the connections
+    if profile is not None:
+        profile.enable()
+    await asyncio.gather(*(loop(n // concurrency) for _ in range(concurrency)))
+    if profile is not None:
+        profile.disable()
+    await client.aclose()
+
+
 def one(task: str, n: int, concurrency: int, profile: cProfile.Profile | None) -> dict[str, float]:
+    if task == "incr":
+        t0, c0 = time.perf_counter(), time.process_time()
+        uvloop.run(incr_alone(n, concurrency, profile))
+        t1, c1 = time.perf_counter(), time.process_time()
+        return {"per_s": n / (t1 - t0), "cpu_us": 1e6 * (c1 - c0) / n}
     uvloop.run(enqueue(task, n))
     t0, c0 = time.perf_counter(), time.process_time()
     if profile is not None:
@@ -62,7 +86,7 @@ def one(task: str, n: int, concurrency: int, profile: cProfile.Profile | None) -
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--tasks", default="noop,io,io_shared")
+    ap.add_argument("--tasks", default="noop,io,io_shared,incr")
     ap.add_argument("--n", type=int, default=10_000)
     ap.add_argument("-c", "--concurrency", type=int, default=100)
     ap.add_argument("--no-calls", action="store_true", help="skip the cProfile drain")
