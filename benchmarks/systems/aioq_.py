@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from benchmarks.systems import base
@@ -61,7 +61,21 @@ if AVAILABLE:
     async def io() -> None:
         await base.incr()
 
-    TASKS: dict[str, Any] = {"noop": noop, "sleep": sleep, "io": io}
+    # Scenario B_io_shared: one client per worker process, made by the documented
+    # lifespan hook (docs/hooks.md) and handed to every task through ctx.state.
+    @app.on_worker_start
+    def open_clients() -> dict[str, Any]:
+        return {"redis": base.open_client()}
+
+    @app.on_worker_stop
+    async def close_clients(state: Mapping[str, Any]) -> None:
+        await state["redis"].aclose()
+
+    @app.task(name="io_shared")
+    async def io_shared(ctx: aioq.Context) -> None:
+        await ctx.state["redis"].incr(base.IO_KEY)
+
+    TASKS: dict[str, Any] = {"noop": noop, "sleep": sleep, "io": io, "io_shared": io_shared}
 
     # Scenario M: BENCH_QUEUES=N spreads the client's jobs over queues q0..q(N-1)
     # (the harness gives the worker the same list in AIOQ_QUEUES).

@@ -33,6 +33,19 @@ async def io(ctx: dict[str, Any]) -> None:
     await base.incr()
 
 
+async def io_shared(ctx: dict[str, Any]) -> None:
+    await ctx["io_redis"].incr(base.IO_KEY)
+
+
+async def startup(ctx: dict[str, Any]) -> None:
+    """``on_startup``: runs once per worker; what it puts in ``ctx`` every job sees."""
+    ctx["io_redis"] = base.open_client()
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    await ctx["io_redis"].aclose()
+
+
 if AVAILABLE:
     from arq import create_pool
     from arq.connections import RedisSettings
@@ -41,7 +54,9 @@ if AVAILABLE:
     SETTINGS = RedisSettings(host=_url.hostname or "127.0.0.1", port=_url.port or 6379)
 
     class WorkerSettings:
-        functions = [noop, sleep, io]
+        functions = [noop, sleep, io, io_shared]
+        on_startup = startup
+        on_shutdown = shutdown
         redis_settings = SETTINGS
         max_jobs = base.CONCURRENCY
         keep_result = 3600

@@ -32,7 +32,8 @@ PREFIX = os.environ.get("BENCH_PREFIX", "bench")
 VISIBILITY_TIMEOUT = float(os.environ.get("BENCH_VT", "5.0"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "100"))
 IO_KEY = f"{PREFIX}:io"
-"""The counter every ``io`` task increments (scenario B_io)."""
+"""The counter every ``io`` and ``io_shared`` task increments (B_io, B_io_shared):
+the harness checks it reached the number of jobs."""
 
 _task_clients: dict[int, Any] = {}
 _sync_client: Any = None
@@ -59,6 +60,22 @@ def incr_sync() -> None:
 
         _sync_client = redis.Redis.from_url(REDIS_URL, max_connections=10_000)
     _sync_client.incr(IO_KEY)
+
+
+def open_client() -> Any:
+    """Scenario B_io_shared: the redis.asyncio client a system's worker start-up
+    hook makes once per worker process and hands its tasks (aioq ``ctx.state``,
+    arq's and saq's ``ctx``, taskiq's ``TaskiqState``, …). No I/O until used."""
+    import redis.asyncio as aredis
+
+    return aredis.Redis.from_url(REDIS_URL, max_connections=10_000)
+
+
+def open_sync_client() -> Any:
+    """``open_client`` for the thread-pool workers (Celery, Dramatiq)."""
+    import redis
+
+    return redis.Redis.from_url(REDIS_URL, max_connections=10_000)
 
 
 def available(module: str) -> bool:

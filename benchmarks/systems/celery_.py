@@ -32,6 +32,7 @@ def worker_cmd(python: str, workers: int, concurrency: int) -> list[str]:
 if AVAILABLE:
     import redis.asyncio as aredis
     from celery import Celery
+    from celery.signals import worker_init
 
     app = Celery("bench", broker=base.REDIS_URL, backend=base.REDIS_URL)
     app.conf.update(result_expires=3600, worker_hijack_root_logger=False)
@@ -48,7 +49,21 @@ if AVAILABLE:
     def io() -> None:
         base.incr_sync()
 
-    TASKS: dict[str, Any] = {"noop": noop, "sleep": sleep, "io": io}
+    # B_io_shared: a client made once per worker process at start-up. Celery's
+    # worker_process_init fires in prefork (and solo) pool processes only; the
+    # threads pool runs in the worker's own process, which sends worker_init.
+    io_redis: Any = None
+
+    @worker_init.connect
+    def open_clients(**_: Any) -> None:
+        global io_redis
+        io_redis = base.open_sync_client()
+
+    @app.task(name="io_shared")
+    def io_shared() -> None:
+        io_redis.incr(base.IO_KEY)
+
+    TASKS: dict[str, Any] = {"noop": noop, "sleep": sleep, "io": io, "io_shared": io_shared}
 
     class Client(base.SyncClient):
         async def open(self) -> None:

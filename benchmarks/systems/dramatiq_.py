@@ -41,9 +41,19 @@ if AVAILABLE:
     def _pool() -> redis.ConnectionPool:
         return redis.ConnectionPool.from_url(base.REDIS_URL, max_connections=10_000)
 
+    class IoClient(dramatiq.Middleware):
+        """B_io_shared: a client made once per worker process, after it booted
+        (Dramatiq's per-process start-up is a middleware's ``after_process_boot``)."""
+
+        client: Any = None
+
+        def after_process_boot(self, broker: dramatiq.Broker) -> None:
+            IoClient.client = base.open_sync_client()
+
     backend = RedisBackend(connection_pool=_pool())
     broker = RedisBroker(connection_pool=_pool())
     broker.add_middleware(Results(backend=backend))
+    broker.add_middleware(IoClient())
     dramatiq.set_broker(broker)
 
     @dramatiq.actor(actor_name="noop", store_results=True)
@@ -58,7 +68,11 @@ if AVAILABLE:
     def io() -> None:
         base.incr_sync()
 
-    TASKS: dict[str, Any] = {"noop": noop, "sleep": sleep, "io": io}
+    @dramatiq.actor(actor_name="io_shared", store_results=True)
+    def io_shared() -> None:
+        IoClient.client.incr(base.IO_KEY)
+
+    TASKS: dict[str, Any] = {"noop": noop, "sleep": sleep, "io": io, "io_shared": io_shared}
 
     class Client(base.SyncClient):
         async def open(self) -> None:

@@ -2,11 +2,12 @@
 
 Enqueue is XADD (pipelined for the batch); the worker is
 ``XREADGROUP COUNT 500`` -> no-op (for ``io`` messages: one INCR each, run
-concurrently through their own client, ``base.incr``) -> one pipeline of ``XACK`` + a result ``SET``
-per message (+ a ``PUBLISH`` of the job id on the sender's reply channel, for
-messages that name one). No envelope, no argument decoding, no recovery: what
-Redis and the client library cost, and nothing else. Runs in the project venv
-(redis 5+, hiredis).
+concurrently through their own client, ``base.incr``; for ``io_shared`` ones the
+same through one client the worker opened at start, ``base.open_client``) -> one
+pipeline of ``XACK`` + a result ``SET`` per message (+ a ``PUBLISH`` of the job
+id on the sender's reply channel, for messages that name one). No envelope, no
+argument decoding, no recovery: what Redis and the client library cost, and
+nothing else. Runs in the project venv (redis 5+, hiredis).
 
 Round trip (D): the client subscribes once to its own reply channel and names it
 in every message; a waiter is woken by the worker's PUBLISH of its job id. That is
@@ -113,6 +114,7 @@ if AVAILABLE:
 
     async def work(consumer: str) -> None:
         r = aredis.Redis.from_url(base.REDIS_URL)
+        shared = base.open_client()  # the io_shared tasks' client (B_io_shared)
         try:
             await r.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
         except ResponseError:
@@ -124,6 +126,11 @@ if AVAILABLE:
             entries = reply[0][1]
             # "io" messages: each runs its INCR concurrently, through the task's own client
             io = [base.incr() for _, fields in entries if fields.get(b"t") == b"io"]
+            io += [
+                shared.incr(base.IO_KEY)
+                for _, fields in entries
+                if fields.get(b"t") == b"io_shared"
+            ]
             if io:
                 await asyncio.gather(*io)
             pipe = r.pipeline(transaction=False)

@@ -32,6 +32,19 @@ async def io(ctx: Any) -> None:
     await base.incr()
 
 
+async def io_shared(ctx: Any) -> None:
+    await ctx["io_redis"].incr(base.IO_KEY)
+
+
+async def startup(ctx: Any) -> None:
+    """The worker's ``startup``: each job's ctx is a copy of the worker's context."""
+    ctx["io_redis"] = base.open_client()
+
+
+async def shutdown(ctx: Any) -> None:
+    await ctx["io_redis"].aclose()
+
+
 if AVAILABLE:
     import redis.asyncio as aredis
     from saq.queue.redis import RedisQueue
@@ -40,7 +53,13 @@ if AVAILABLE:
     # redis-py 8 caps at 100 connections: at concurrency >= 100 the worker then fails
     # with MaxConnectionsError and leaves jobs "active" forever. Hence our own client.
     queue = RedisQueue(aredis.from_url(base.REDIS_URL, max_connections=10_000))
-    settings = {"queue": queue, "functions": [noop, sleep, io], "concurrency": base.CONCURRENCY}
+    settings = {
+        "queue": queue,
+        "functions": [noop, sleep, io, io_shared],
+        "concurrency": base.CONCURRENCY,
+        "startup": startup,
+        "shutdown": shutdown,
+    }
 
     class Client(base.Client):
         async def open(self) -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 from benchmarks.systems import base
@@ -27,10 +28,20 @@ if AVAILABLE:
     import redis.asyncio as aredis
     from streaq import Worker
 
+    @asynccontextmanager
+    async def lifespan() -> AsyncIterator[dict[str, Any]]:
+        """B_io_shared: streaq's per-worker context; tasks read ``worker.context``."""
+        client = base.open_client()
+        try:
+            yield {"io_redis": client}
+        finally:
+            await client.aclose()
+
     worker = Worker(
         redis_url=base.REDIS_URL,
         concurrency=base.CONCURRENCY,
         anyio_kwargs={"use_uvloop": True},
+        lifespan=lifespan,
     )
 
     @worker.task()
@@ -45,7 +56,11 @@ if AVAILABLE:
     async def io() -> None:
         await base.incr()
 
-    TASKS: dict[str, Any] = {"noop": noop, "sleep": sleep, "io": io}
+    @worker.task()
+    async def io_shared() -> None:
+        await worker.context["io_redis"].incr(base.IO_KEY)
+
+    TASKS: dict[str, Any] = {"noop": noop, "sleep": sleep, "io": io, "io_shared": io_shared}
 
     class Client(base.Client):
         async def open(self) -> None:

@@ -27,6 +27,7 @@ def worker_cmd(python: str, workers: int, concurrency: int) -> list[str]:
 
 if AVAILABLE:
     import redis.asyncio as aredis
+    from taskiq import Context, TaskiqDepends, TaskiqEvents, TaskiqState
     from taskiq_redis import RedisAsyncResultBackend, RedisStreamBroker
 
     # consumer_id="0": the group (made at worker start-up) also sees messages sent
@@ -47,7 +48,21 @@ if AVAILABLE:
     async def io() -> None:
         await base.incr()
 
-    TASKS: dict[str, Any] = {"noop": noop, "sleep": sleep, "io": io}
+    # B_io_shared: the documented shared-state pattern (WORKER_STARTUP fills the
+    # TaskiqState; a task gets it through its Context dependency).
+    @broker.on_event(TaskiqEvents.WORKER_STARTUP)
+    async def open_clients(state: TaskiqState) -> None:
+        state.io_redis = base.open_client()
+
+    @broker.on_event(TaskiqEvents.WORKER_SHUTDOWN)
+    async def close_clients(state: TaskiqState) -> None:
+        await state.io_redis.aclose()
+
+    @broker.task(task_name="io_shared")
+    async def io_shared(context: Context = TaskiqDepends()) -> None:  # noqa: B008 (taskiq's way)
+        await context.state.io_redis.incr(base.IO_KEY)
+
+    TASKS: dict[str, Any] = {"noop": noop, "sleep": sleep, "io": io, "io_shared": io_shared}
 
     class Client(base.Client):
         async def open(self) -> None:
