@@ -17,9 +17,10 @@ queue), then drain them with an in-process ``aioq.Worker`` on uvloop (concurrenc
 - with ``--commands``, Redis' ``INFO commandstats`` delta per task: calls and µs
   of each command (scripts count as ``evalsha``, their commands inside under
   their own names);
-- with ``--profile``, a second drain under cProfile: the ``--top`` functions by
-  own time, and the Python calls per task (cProfile slows the drain: the
-  figures above come from the unprofiled one).
+- with ``--profile``, a second drain under cProfile (``--startup``: from ``run()``
+  to the first task only): the ``--top`` functions by ``--sort`` (own time), and
+  the Python calls per task (cProfile slows the drain: the figures above come
+  from the unprofiled one).
 
 A task counts as run when its attempt ended (``Dispatcher.processed``): its
 completion is written within one completer batch after that. Uses
@@ -67,7 +68,13 @@ async def enqueue(queues: list[str], n: int) -> None:
     await aioq_.app.aclose()
 
 
-async def drain(queues: list[str], n: int, concurrency: int, marks: dict[str, float]) -> None:
+async def drain(
+    queues: list[str],
+    n: int,
+    concurrency: int,
+    marks: dict[str, float],
+    startup: cProfile.Profile | None = None,
+) -> None:
     worker = aioq.Worker(aioq_.app, queues=queues, concurrency=concurrency)
 
     async def watch() -> None:
@@ -76,6 +83,8 @@ async def drain(queues: list[str], n: int, concurrency: int, marks: dict[str, fl
         while worker._dispatcher is None or worker._dispatcher.processed == 0:
             await asyncio.sleep(0.001)
         marks["first"] = time.perf_counter()
+        if startup is not None:
+            startup.disable()  # --startup: profile run() up to the first task only
         marks["cpu_first"] = time.process_time()
         while worker._dispatcher.processed < n:
             await asyncio.sleep(0.005)
@@ -110,7 +119,12 @@ def clean(r: redis.Redis) -> None:
 
 
 def one(
-    r: redis.Redis, q: int, n: int, concurrency: int, profile: cProfile.Profile | None
+    r: redis.Redis,
+    q: int,
+    n: int,
+    concurrency: int,
+    profile: cProfile.Profile | None,
+    startup: bool = False,
 ) -> dict[str, Any]:
     clean(r)
     queues = queue_names(q)
@@ -119,7 +133,7 @@ def one(
     c0, s0 = redis_cpu(r), commandstats(r)
     if profile is not None:
         profile.enable()
-    uvloop.run(drain(queues, n, concurrency, marks))
+    uvloop.run(drain(queues, n, concurrency, marks, profile if startup else None))
     if profile is not None:
         profile.disable()
     c1, s1 = redis_cpu(r), commandstats(r)
@@ -150,6 +164,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--commands", action="store_true", help="INFO commandstats per task")
     ap.add_argument("--profile", action="store_true", help="a cProfile drain too")
+    ap.add_argument("--startup", action="store_true", help="profile up to the first task only")
     ap.add_argument("--top", type=int, default=25, help="functions printed with --profile")
     ap.add_argument("--sort", default="tottime", help="pstats order with --profile")
     args = ap.parse_args()
@@ -175,7 +190,7 @@ def main() -> None:
                         )
                 if args.profile:
                     profile = cProfile.Profile()
-                    one(r, q, args.n, args.concurrency, profile)
+                    one(r, q, args.n, args.concurrency, profile, args.startup)
                     stats = pstats.Stats(profile)
                     calls = stats.total_calls / args.n  # type: ignore[attr-defined]
                     print(f"    cProfile: {calls:.1f} Python calls/task", flush=True)
