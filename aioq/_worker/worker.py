@@ -239,10 +239,10 @@ class Worker:
         }
         try:
             await session.wait_until_reachable(self.connect_timeout)
-            await preflight.prepare(session, self.queues, self.strict)
+            existing = await preflight.prepare(session, self.queues, self.strict)
             self._pump = Pump(session, self.queues)
             if len(self.queues) > SMALL:
-                self._many = ManyQueues(session, self.queues, self.block_ms)
+                self._many = ManyQueues(session, self.queues, self.block_ms, existing)
             self._completer = Completer(self._streams, self.id)
             dispatcher = self._dispatcher = Dispatcher(
                 self.app,
