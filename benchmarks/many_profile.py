@@ -14,6 +14,8 @@ queue), then drain them with an in-process ``aioq.Worker`` on uvloop (concurrenc
   counts, minus the process's spawn and imports) and after the first task;
 - the process's CPU per task over the drain (``time.process_time``: the heartbeat
   thread included) and Redis' (``INFO`` ``used_cpu_*``);
+- the heartbeat's renewals: beats, ``renew.lua`` calls (one per level stream
+  held) and entries renewed;
 - with ``--commands``, Redis' ``INFO commandstats`` delta per task: calls and µs
   of each command (scripts count as ``evalsha``, their commands inside under
   their own names);
@@ -52,6 +54,24 @@ import uvloop
 
 import aioq
 from benchmarks.systems import aioq_
+
+BEATS = {"beats": 0, "streams": 0, "entries": 0}
+"""What the heartbeat thread renewed: beats, renew.lua calls (one per level stream
+held), entries."""
+
+
+def _count_renewals() -> None:
+    from aioq._transport.leases import LeaseRenewer
+
+    renew = LeaseRenewer.renew
+
+    def counted(self: LeaseRenewer, held: Any, status: Any = None) -> Any:
+        BEATS["beats"] += 1
+        BEATS["streams"] += len(held)
+        BEATS["entries"] += sum(len(ids) for ids in held.values())
+        return renew(self, held, status)
+
+    LeaseRenewer.renew = counted  # type: ignore[method-assign]
 
 
 def queue_names(q: int) -> list[str]:
@@ -130,6 +150,7 @@ def one(
     queues = queue_names(q)
     uvloop.run(enqueue(queues, n))
     marks: dict[str, float] = {}
+    BEATS.update(beats=0, streams=0, entries=0)
     c0, s0 = redis_cpu(r), commandstats(r)
     if profile is not None:
         profile.enable()
@@ -153,6 +174,7 @@ def one(
         "cpu_startup_ms": 1e3 * (marks["cpu_first"] - marks["cpu_run"]),
         "redis_us": 1e6 * (c1 - c0) / n,
         "commands": delta,
+        **BEATS,
     }
 
 
@@ -168,6 +190,7 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=25, help="functions printed with --profile")
     ap.add_argument("--sort", default="tottime", help="pstats order with --profile")
     args = ap.parse_args()
+    _count_renewals()
     r = redis.Redis.from_url(os.environ["AIOQ_REDIS_URL"])
     try:
         for _ in range(args.reps):
@@ -180,6 +203,10 @@ def main() -> None:
                     f" {got['cpu_us']:5.1f} us/task (start-up {got['cpu_startup_ms']:.0f} ms),"
                     f" Redis {got['redis_us']:5.1f} us/task",
                     flush=True,
+                )
+                print(
+                    f"    heartbeat: {got['beats']} beats, {got['streams']} renew.lua calls"
+                    f" (one per level stream held), {got['entries']} entries renewed"
                 )
                 if args.commands:
                     rows = sorted(got["commands"].items(), key=lambda kv: -kv[1][1])
