@@ -101,7 +101,7 @@ class ManyQueues:
             level = self.order[key][1]
             self._hot_levels[level] = self._hot_levels.get(level, 0) + 1
         self.marks: dict[str, bytes] = {}
-        self._looked = existing is not None
+        self._looked = False
         self._next_peek = 0.0
         self._next_discovery = time.monotonic() + self._discover_every()
         self._watching: anyio.CancelScope | None = None
@@ -225,8 +225,8 @@ class ManyQueues:
         if self.hot:
             # Most urgent first (sorted() is stable: the served-last order stays
             # within a level; fetch.lua then has nothing to sort), and only as many
-            # as the fetch can use, except on a first one made without knowing which
-            # streams exist (``existing`` not given: most of them are missing).
+            # as the fetch can use, except on the first: it looks at every stream
+            # that may exist, so that idle ones turn cold (or missing) in one call.
             cap = FETCH_KEYS + 2 * n if self._looked else len(self.hot)
             self._looked = True
             if sum(1 for c in self._hot_levels.values() if c) > 1:
