@@ -494,7 +494,15 @@ class Harness:
         for q in (1, self.p["M_queues"]):
             r, w = self._drain(system, 1, queues=q, n=self.p["M_n"])
             out[f"M_drain_q{q}_per_s"] = (r["n"] - r.get("stuck", 0)) / (r["done"] - w.started)
+            # Start-up apart from the steady state: spawn -> first result, and the
+            # rate over the jobs left once the first result was seen.
+            out[f"M_drain_q{q}_first_s"] = r["first_done"] - w.started
+            left = r.get("first_left", 0) - r.get("stuck", 0)
+            if left > 0 and r["done"] > r["first_done"]:
+                out[f"M_drain_q{q}_steady_per_s"] = left / (r["done"] - r["first_done"])
             out[f"M_drain_q{q}_redis_us"] = 1e6 * r["redis_drain_cpu_s"] / r["n"]
+            if "worker_cpu_per_task_s" in r:
+                out[f"M_drain_q{q}_worker_us"] = 1e6 * r["worker_cpu_per_task_s"]
             self.redis.clean()
             out[f"M_rt_q{q}_p50_ms"] = self._roundtrip(system, self.p["M_rt_n"], q)["D_p50_ms"]
             self.redis.clean()
@@ -661,6 +669,12 @@ def many_queue_metrics(p: dict[str, Any]) -> list[tuple[str, str, bool]]:
     return [
         ("M_drain_q1_per_s", "M drain, 1 queue, /s", True),
         (f"M_drain_q{q}_per_s", f"M drain, {q:,} queues, /s", True),
+        ("M_drain_q1_steady_per_s", "M drain after 1st result, 1 queue, /s", True),
+        (f"M_drain_q{q}_steady_per_s", f"M drain after 1st result, {q:,} queues, /s", True),
+        ("M_drain_q1_first_s", "M spawn -> first result, 1 queue, s", False),
+        (f"M_drain_q{q}_first_s", f"M spawn -> first result, {q:,} queues, s", False),
+        ("M_drain_q1_worker_us", "M worker CPU per task after 1st, 1 queue, us", False),
+        (f"M_drain_q{q}_worker_us", f"M worker CPU per task after 1st, {q:,} q, us", False),
         ("M_drain_q1_redis_us", "M Redis CPU per task, 1 queue, us", False),
         (f"M_drain_q{q}_redis_us", f"M Redis CPU per task, {q:,} queues, us", False),
         ("M_rt_q1_p50_ms", "M round trip p50, 1 queue, ms", False),

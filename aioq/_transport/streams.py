@@ -100,19 +100,32 @@ class Streams(Outcomes, Delays, Reads):
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    async def ensure_groups(self, queues: Sequence[str], chunk: int = 1000) -> None:
-        """``ensure_group`` for many queues: one pipeline per ``chunk`` queues (a
-        worker on 1,000 queues starts in one round trip instead of 1,000)."""
-        for i in range(0, len(queues), chunk):
-            part = queues[i : i + chunk]
-            pipe = self.redis.pipeline(transaction=False)
-            for queue in part:
-                pipe.xgroup_create(self.keys.stream(queue), GROUP, id="0", mkstream=True)
-            async with bounded():
-                replies = await execute_pipeline(pipe, raise_on_error=False)
-            for reply in replies:
-                if isinstance(reply, Exception) and "BUSYGROUP" not in str(reply):
-                    raise reply
+    async def ensure_groups(self, queues: Sequence[str], chunk: int = 100) -> set[str]:
+        """``ensure_group`` for many queues, and the level streams of ``queues``
+        that exist (every level-0 one, then): one ``groups.lua`` per ``chunk``
+        queues (per slot group on a cluster), all in one pipeline. A worker on
+        1,000 queues starts in one round trip instead of 1,000, and knows which
+        level streams are missing before its first fetch (``ManyQueues``)."""
+        level0 = {self.keys.stream(q): q for q in queues}
+        groups = by_slot(level0) if self.cluster else [list(level0)]
+        parts = [g[i : i + chunk] for g in groups for i in range(0, len(g), chunk)]
+        others = [
+            [self.keys.stream(level0[k], level) for k in part for level in range(1, LEVELS)]
+            for part in parts
+        ]
+
+        def build(pipe: Pipeline) -> None:
+            for part, rest in zip(parts, others, strict=True):
+                SCRIPTS.queue(pipe, "groups", [*part, *rest], [GROUP, len(part)])
+
+        existing = set(level0)
+        for part, rest, reply in zip(
+            parts, others, await run_pipeline(self.redis, build), strict=True
+        ):
+            if isinstance(reply, Exception):
+                raise reply
+            existing.update(rest[int(i) - len(part) - 1] for i in reply)
+        return existing
 
     async def backlog(self, queues: Sequence[str]) -> int:
         """Messages of ``queues`` not finished yet: ready, held by any worker (acked

@@ -78,9 +78,10 @@ def check(app: WorkerHost, strict: bool, *, grace: float, connect_timeout: float
     check_tasks(app, strict)
 
 
-async def prepare(session: WorkerBroker, queues: Sequence[str], strict: bool) -> None:
+async def prepare(session: WorkerBroker, queues: Sequence[str], strict: bool) -> set[str]:
     """Check the server, load the scripts, create the groups: retried through
-    outages (a Redis still LOADING, BUSY, failing over) until they are done."""
+    outages (a Redis still LOADING, BUSY, failing over) until they are done.
+    Returns the level streams of ``queues`` that exist (``ensure_groups``)."""
     failing = checked = False
     while True:
         try:
@@ -89,8 +90,7 @@ async def prepare(session: WorkerBroker, queues: Sequence[str], strict: bool) ->
                 _check_eviction(session.url, await session.eviction_policy(), strict)
                 checked = True
             await session.load_scripts()
-            await session.ensure_groups(queues)
-            return
+            return await session.ensure_groups(queues)
         except OUTAGE_ERRORS as exc:
             if not failing:
                 log.warning("Redis cannot serve yet (%s); retrying", outage_text(exc))

@@ -4,8 +4,9 @@ A worker on a few queues (at most ``SMALL`` queues) reads all their level stream
 on every fetch. With more, ``ManyQueues`` keeps track of which level streams can
 have work:
 
-- **hot** streams are read by ``fetch.lua``: at start every stream, later those a
-  watch or a peek found something in; at most ``FETCH_KEYS`` + 2 × free slots per
+- **hot** streams are read by ``fetch.lua``: at start every stream that exists
+  (``ensure_groups`` says which, as it creates the groups), later those a watch,
+  a peek or a discovery found something in; at most ``FETCH_KEYS`` + 2 × free slots per
   fetch, most urgent first, a served stream going to the back of its level (round
   robin). A fetch that leaves nothing new in a stream (finds none, or reads it
   short of the count) returns its *mark* (the id after which its next entry will
@@ -39,7 +40,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Collection
 
     from .._transport.broker import WorkerBroker
     from .._transport.types import Entry
@@ -70,7 +71,16 @@ the worker's ``block``)."""
 
 
 class ManyQueues:
-    def __init__(self, streams: WorkerBroker, queues: list[str], block_ms: int) -> None:
+    def __init__(
+        self,
+        streams: WorkerBroker,
+        queues: list[str],
+        block_ms: int,
+        existing: Collection[str] | None = None,
+    ) -> None:
+        """``existing``: the level streams known to exist at start (``ensure_groups``);
+        the others start *missing*. None: every stream starts hot, and the first
+        fetch looks at all of them."""
         self.streams = streams
         self.block_ms = block_ms
         self.order = {
@@ -79,13 +89,18 @@ class ManyQueues:
             for level in reversed(range(10))
         }
         """Every level stream: key → (queue, level), queues in the worker's order."""
-        self.hot: dict[str, None] = dict.fromkeys(self.order)
+        self.missing: set[str] = set()
+        if existing is None:
+            self.hot: dict[str, None] = dict.fromkeys(self.order)
+        else:
+            self.hot = {k: None for k in self.order if k in existing}
+            self.missing.update(k for k in self.order if k not in existing)
         self._hot_levels: dict[int, int] = {}
         """How many hot streams each level has (a fetch sorts only across levels)."""
-        for _, level in self.order.values():
+        for key in self.hot:
+            level = self.order[key][1]
             self._hot_levels[level] = self._hot_levels.get(level, 0) + 1
         self.marks: dict[str, bytes] = {}
-        self.missing: set[str] = set()
         self._looked = False
         self._next_peek = 0.0
         self._next_discovery = time.monotonic() + self._discover_every()
@@ -210,7 +225,8 @@ class ManyQueues:
         if self.hot:
             # Most urgent first (sorted() is stable: the served-last order stays
             # within a level; fetch.lua then has nothing to sort), and only as many
-            # as the fetch can use, except on the first (most streams are missing).
+            # as the fetch can use, except on the first: it looks at every stream
+            # that may exist, so that idle ones turn cold (or missing) in one call.
             cap = FETCH_KEYS + 2 * n if self._looked else len(self.hot)
             self._looked = True
             if sum(1 for c in self._hot_levels.values() if c) > 1:

@@ -163,7 +163,8 @@ class Worker:
         """What the app's ``on_worker_start`` hooks returned (``ctx.state``), once run."""
         self._few = FewQueues(self.queues, self.block_ms)
         self._levels: dict[str, tuple[str, int]] = {}
-        """Every level stream this worker reads: key → (queue, level)."""
+        """Every level stream this worker reads: key → (queue, level) (up to ``SMALL``
+        queues: ``FewQueues`` reads with it)."""
         self._reads = 0
         self._pause = 0.1  # between reads while Redis fails
         self._threads = anyio.CapacityLimiter(self.threads)
@@ -232,17 +233,18 @@ class Worker:
     async def _run(self, handle_signals: bool, task_status: TaskStatus[None]) -> None:
         settings = self.app.settings
         session = self._streams = self.app.broker.session(events_maxlen=settings.events_maxlen)
-        self._levels = {
-            session.level_stream(q, level): (q, level)
-            for q in self.queues
-            for level in range(LEVELS)
-        }
+        if len(self.queues) <= SMALL:  # many queues: ManyQueues.order instead
+            self._levels = {
+                session.level_stream(q, level): (q, level)
+                for q in self.queues
+                for level in range(LEVELS)
+            }
         try:
             await session.wait_until_reachable(self.connect_timeout)
-            await preflight.prepare(session, self.queues, self.strict)
+            existing = await preflight.prepare(session, self.queues, self.strict)
             self._pump = Pump(session, self.queues)
             if len(self.queues) > SMALL:
-                self._many = ManyQueues(session, self.queues, self.block_ms)
+                self._many = ManyQueues(session, self.queues, self.block_ms, existing)
             self._completer = Completer(self._streams, self.id)
             dispatcher = self._dispatcher = Dispatcher(
                 self.app,

@@ -116,9 +116,20 @@ if AVAILABLE:
         async def remaining(self, handles: Sequence[Any]) -> int:
             # The worker writes the result, then XACK + XDEL: an empty stream means
             # every result is visible. Streams found empty are not asked again.
-            pipe = self.redis.pipeline(transaction=False)
-            for stream in self.streams:
-                pipe.xlen(stream)
-            counts = await pipe.execute()
+            # One script call for all of them: a pipeline of 1,000 XLENs every 10 ms
+            # is redis-py work per command, on the cores the worker needs (the
+            # 1-queue drain sends one XLEN). See benchmarks/README.md, target 3.
+            if len(self.streams) == 1:
+                counts = [await self.redis.xlen(self.streams[0])]
+            else:
+                counts = await self.redis.eval(_XLENS, len(self.streams), *self.streams)
             self.streams = [s for s, n in zip(self.streams, counts, strict=True) if n]
             return sum(int(n) for n in counts)
+
+    _XLENS = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  out[i] = redis.call('XLEN', key)
+end
+return out
+"""

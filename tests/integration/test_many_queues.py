@@ -35,10 +35,13 @@ async def _send(task: aioq.Task[[int], int], queue: str, x: int, priority: int =
 @on_cluster_too
 async def test_every_queue_and_level_is_served(app: aioq.App, workers: WorkerRunner) -> None:
     echo = _echo(app)
-    # Sent before the worker starts: everything is hot at first.
+    # Sent before the worker starts: every stream that exists is hot at first (one
+    # of them a priority level above 0), the others missing.
     early = [await echo.with_options(queue=q).kiq(i) for i, q in enumerate(QUEUES)]
+    urgent = await echo.with_options(queue=QUEUES[5], priority=4).kiq(-1)
     await workers.start(app, queues=QUEUES)
     assert [await j.result(timeout=10) for j in early] == list(range(len(QUEUES)))
+    assert await urgent.result(timeout=10) == -1
     await asyncio.sleep(0.3)  # idle now: every stream cold or missing, watched
     # A queue's level stream that never existed (priority 7), and plain ones, one by one.
     assert await _send(echo, QUEUES[-1], 1, priority=7) == 1
@@ -199,6 +202,28 @@ async def test_a_busy_queue_does_not_starve_the_many(app: aioq.App, workers: Wor
     last_first = max(first.values())
     busy_before = sum(1 for q, _ in started[:last_first] if q == busy)
     assert busy_before <= 2 * concurrency, (busy_before, last_first)
+
+
+@on_cluster_too
+async def test_groups_are_made_in_one_pipeline_that_says_which_levels_exist(
+    app: aioq.App, broker_redis: redis.Redis
+) -> None:
+    # groups.lua per chunk of queues (per slot group on a cluster): level 0's group
+    # from 0, MKSTREAM; the other level streams that exist are named, so a worker of
+    # many queues starts knowing which ones are missing.
+    session = app.broker.session()
+    try:
+        broker_redis.xadd(app.keys.stream("b", 4), {"m": b"x"})
+        broker_redis.xadd(app.keys.stream("c"), {"m": b"y"})
+        queues = ["a", "b", "c", *QUEUES]
+        expected = {app.keys.stream(q) for q in queues} | {app.keys.stream("b", 4)}
+        assert await session.ensure_groups(queues, chunk=7) == expected
+        for q in queues:
+            [group] = broker_redis.xinfo_groups(app.keys.stream(q))
+            assert group["last-delivered-id"] == b"0-0"  # from the start
+        assert await session.ensure_groups(queues) == expected  # BUSYGROUP: fine
+    finally:
+        await session.aclose()
 
 
 async def test_a_fetch_marks_a_stream_it_read_short_of_the_count(app: aioq.App) -> None:

@@ -64,6 +64,9 @@ SINGLE_NODE_CROSS_SLOT = {
     # The recovery scan of a worker on many queues reads the pending summaries of
     # all its level streams in one script; on a cluster, one call per slot group.
     "pending": "one script over the pending summaries of every queue's level streams",
+    # A worker's start makes the groups of all its queues (and learns which level
+    # streams exist) in one script per chunk of queues; on a cluster, per slot group.
+    "groups": "one script makes the consumer groups of many queues at start",
 }
 
 PREFIXES = ["aioq", "my:app"]
@@ -96,6 +99,7 @@ def _reply(name: str, keys: list[str], args: list[Any]) -> Any:
         "reclaim": [],
         "forget_consumers": [],
         "pending": [],
+        "groups": [],
         "renew": [[], []],
         "pump": [0, -1, -1],
         "due": [1_700_000_000_000, -1, b"default"],
@@ -268,6 +272,7 @@ async def _worker_calls(redis: Any, keys: Keyspace, cluster_mode: bool) -> None:
     }
     for queue in QUEUES:
         await streams.ensure_group(queue)
+    await streams.ensure_groups(QUEUES)
     # the reader: fetch across all the worker's queues, then the idle waits
     await streams.fetch(worker, QUEUES, 10, False)
     await streams.fetch(worker, QUEUES[:1], 10, True)
