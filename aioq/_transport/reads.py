@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from .cluster import by_slot, execute_pipeline
 from .connection import OPERATION_TIMEOUT, bounded
 from .keys import GROUP, LEVELS, PAYLOAD_FIELD
-from .scripts import SCRIPTS
+from .scripts import SCRIPTS, run_scripts
 from .types import Entry
 
 if TYPE_CHECKING:
@@ -37,12 +37,17 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from .keys import Keyspace
+    from .lanes import Lanes
 
 
 class Reads:
     redis: Redis
     keys: Keyspace
     cluster: bool
+    if TYPE_CHECKING:
+
+        @property
+        def lanes(self) -> Lanes: ...  # Outcomes.lanes: the kept connections
 
     def one_read(self, streams: Sequence[str]) -> bool:
         """Whether one command can read all of ``streams`` (always on one server;
@@ -93,10 +98,14 @@ class Reads:
     ) -> tuple[list[Entry], dict[str, bytes]]:
         keys = list(streams)
         levels = [streams[k][1] for k in keys]
-        async with bounded():
-            reply = await SCRIPTS.call(
-                self.redis, "fetch", keys, [GROUP, consumer, count, int(ascending), *levels]
-            )
+        args = [GROUP, consumer, count, int(ascending), *levels]
+        # On a kept connection (lanes.py): redis-py's command path cost more
+        # calls than the rest of a read (profiled: issue 14).
+        (reply,) = await run_scripts(
+            self.redis, self.lanes, lambda pipe: SCRIPTS.queue(pipe, "fetch", keys, args)
+        )
+        if isinstance(reply, Exception):
+            raise reply
         m = int(reply[0])
         marks = {keys[int(reply[i]) - 1]: reply[i + 1] for i in range(1, 2 * m + 1, 2)}
         out: list[Entry] = []
@@ -171,6 +180,8 @@ class Reads:
         """XREADGROUP ``>`` on existing level streams (key → (queue, level)),
         blocking up to ``block_ms``; at most ``count`` entries per stream. The
         streams must be readable by one command (``one_read``)."""
+        if not self.cluster:
+            return await self._read_raw(consumer, streams, count, block_ms)
         async with bounded(block_ms / 1000 + OPERATION_TIMEOUT):
             reply: Any = await self.redis.xreadgroup(
                 GROUP,
@@ -186,6 +197,34 @@ class Reads:
             for entry_id, fields in items:
                 payload = fields.get(PAYLOAD_FIELD) if fields else None
                 out.append(Entry(key, queue, level, entry_id, payload))
+        return out
+
+    async def _read_raw(
+        self, consumer: str, streams: dict[str, tuple[str, int]], count: int, block_ms: int
+    ) -> list[Entry]:
+        """``read_blocking`` on one server: the XREADGROUP on a kept connection
+        (lanes.py), its reply taken raw. It is on an idle worker's path from a
+        message's arrival to its start; redis-py's command path (pool checkout,
+        retry wrapper, observability hooks, the reply turned into dicts) cost
+        more calls there than the rest of the read."""
+        keys = list(streams)
+        command = (
+            "XREADGROUP",
+            *("GROUP", GROUP, consumer, "COUNT", count, "BLOCK", block_ms, "STREAMS"),
+            *keys,
+            *(">",) * len(keys),
+        )
+        async with bounded(block_ms / 1000 + OPERATION_TIMEOUT):
+            (reply,) = await self.lanes.run([command])
+        if isinstance(reply, Exception):
+            raise reply
+        out: list[Entry] = []
+        # RESP3 (redis-py's default) answers with a map, RESP2 with pairs
+        for stream, items in reply.items() if isinstance(reply, dict) else reply or ():
+            key = stream.decode() if isinstance(stream, bytes) else stream
+            queue, level = streams[key]
+            for entry_id, fields in items:
+                out.append(Entry(key, queue, level, entry_id, payload_of(fields)))
         return out
 
 

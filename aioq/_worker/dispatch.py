@@ -53,6 +53,7 @@ log = logging.getLogger("aioq.worker")
 task_log = logging.getLogger("aioq.task")
 """One line per attempt's outcome (succeeded at INFO; failures and retries at WARNING)."""
 _SUCCEEDED = JobState.SUCCEEDED.value
+_FAILED = JobState.FAILED.value
 
 
 class Dispatcher(LeaseKeeper, Failures, UnknownTasks):
@@ -88,6 +89,9 @@ class Dispatcher(LeaseKeeper, Failures, UnknownTasks):
         self._by_job: dict[str, tuple[str, bytes]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._group: asyncio.TaskGroup | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The executors' loop (``bind``): ``current_task(loop)`` skips a
+        ``get_running_loop()``, a ``getpid`` system call per call on Python 3.11."""
         self._options: dict[tuple[str, str], Effective] = {}
         self.renewed_at = time.monotonic()
         """When every in-flight lease was last renewed (or known fresh)."""
@@ -108,6 +112,7 @@ class Dispatcher(LeaseKeeper, Failures, UnknownTasks):
 
     def bind(self, group: asyncio.TaskGroup) -> None:
         self._group = group
+        self._loop = asyncio.get_running_loop()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         assert self._group is not None
@@ -246,7 +251,7 @@ class Dispatcher(LeaseKeeper, Failures, UnknownTasks):
 
     async def _execute(self, entry: Entry, msg: Message, task: TaskDef, attempt: int) -> None:
         key = entry.key
-        current = asyncio.current_task()
+        current = asyncio.current_task(self._loop)
         assert current is not None
         self.inflight[key] = current
         self._by_job[msg.id] = key
@@ -404,7 +409,7 @@ class Dispatcher(LeaseKeeper, Failures, UnknownTasks):
         return self.app.options_for(task.name, _call_options(msg))
 
     def _finish(self, msg: Message, attempt: int, outcome: Outcome, ttl: float) -> Finish:
-        if outcome.state == JobState.FAILED.value and outcome.error is not None:
+        if outcome.state == _FAILED and outcome.error is not None:
             err = outcome.error
             task_log.warning("task %s[%s] failed: %s: %s", msg.task, msg.id, err.type, err.message)
         return Finish(

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .._core.registry import TaskDef
 
 log = logging.getLogger("aioq.worker")
+_SUCCEEDED = JobState.SUCCEEDED.value  # an enum member's .value is two calls per task
 
 
 def error_outcome(type_name: str, message: str, tb: str = "") -> Outcome:
@@ -92,7 +93,7 @@ async def run_attempt(
     except Exception as exc:
         return _exception_outcome(exc), exc
     if not opts.store_result:
-        return Outcome(JobState.SUCCEEDED.value, now_ms()), None
+        return Outcome(_SUCCEEDED, now_ms()), None
     try:
         raw = msgspec.Raw(encode(value))
     except Exception as exc:  # TypeError, OverflowError (2**70), a broken __str__…
@@ -104,7 +105,7 @@ async def run_attempt(
         # Deterministic, like an unencodable result: failed, never retried.
         message = f"the result of {task.name} is {len(raw)} bytes, over max_result_bytes={cap}"
         return error_outcome("ResultTooLarge", message), None
-    return Outcome(JobState.SUCCEEDED.value, now_ms(), result=raw), None
+    return Outcome(_SUCCEEDED, now_ms(), result=raw), None
 
 
 async def _invoke(

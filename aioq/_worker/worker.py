@@ -21,6 +21,7 @@ event loop and every thread but theirs of the GIL.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import socket
@@ -159,6 +160,10 @@ class Worker:
         self._stopping = False
         self.ready = anyio.Event()
         """Set once the worker has connected, created its groups and started reading."""
+        self.freeze_gc = False
+        """``gc.freeze()`` once ready, so full collections skip what start-up made
+        (~10 % of a no-op's CPU in a drain: benchmarks/README.md). ``aioq worker``
+        sets it (a process of its own); an embedded ``Worker`` leaves the GC alone."""
         self.state: Mapping[str, Any] = NO_STATE
         """What the app's ``on_worker_start`` hooks returned (``ctx.state``), once run."""
         self._few = FewQueues(self.queues, self.block_ms)
@@ -286,6 +291,8 @@ class Worker:
                         dispatcher.bind(executors)
                         task_status.started()
                         self.ready.set()
+                        if self.freeze_gc:
+                            gc.freeze()
                         try:
                             await self._read_loop()
                         finally:
@@ -319,6 +326,7 @@ class Worker:
         """Wait for in-flight work to complete, at most ``grace`` seconds."""
         with anyio.move_on_after(self.grace):
             while self._free < self.concurrency:
+                self._slot_freed.clear()
                 await self._slot_freed.wait()
         if self._free < self.concurrency and self._dispatcher is not None:
             log.warning(
@@ -330,8 +338,10 @@ class Worker:
     # -- slots -----------------------------------------------------------------
 
     def _release_slot_waiters(self) -> None:
+        # One event for the worker's life: whoever waits clears it first (with no
+        # await in between), so a release while nobody waits costs a flag check,
+        # not a new Event per message (profiled: issue 14).
         self._slot_freed.set()
-        self._slot_freed = asyncio.Event()
 
     def _release(self, n: int = 1) -> None:
         self._free += n
@@ -340,6 +350,7 @@ class Worker:
     async def _reserve(self) -> int:
         """Take every free slot (waiting for one if none is free); 0 when stopping."""
         while self._free == 0 and not self._stopping:
+            self._slot_freed.clear()
             await self._slot_freed.wait()
         if self._stopping:
             return 0

@@ -149,6 +149,10 @@ class Recorder:
     def command(self, name: str, args: tuple[Any, ...]) -> Any:
         if name.upper() == "EVALSHA":
             return self.script(args[0], int(args[1]), args[2:])
+        if name.upper() == "XREADGROUP":  # raw (lanes.py): the keys follow STREAMS
+            rest = args[[_text(a).upper() for a in args].index("STREAMS") + 1 :]
+            self.streams("XREADGROUP", dict.fromkeys(rest[: len(rest) // 2]))
+            return None
         if name.upper() in MULTI_KEY:
             self.calls.append(Call(name.upper(), tuple(map(_text, args)), self.cluster_mode))
         elif args and isinstance(args[0], (str, bytes)):
@@ -199,6 +203,8 @@ class FakeConnection:
     def __init__(self, rec: Recorder) -> None:
         self._rec = rec
         self._replies: list[Any] = []
+        self._parser = self  # Lanes reads replies from the connection's parser
+        self.health_check_interval = 0
 
     def pack_commands(self, commands: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         return list(commands)
