@@ -118,8 +118,10 @@ class TaskDef:
 
         Raises ``ArgumentError`` naming the parameter that does not fit.
         """
-        if not args and not kwargs and not self._signature.parameters:
-            return args, kwargs
+        if not self._convert and not kwargs and self._arity is not None:
+            low, high = self._arity  # they fit as they are: nothing to check or convert
+            if low <= len(args) <= high:
+                return args, kwargs
         try:
             bound = self._signature.bind(*args, **kwargs)
         except TypeError as exc:
