@@ -48,7 +48,9 @@ async def enqueue(task: str, n: int) -> None:
 
 
 async def drain(concurrency: int) -> None:
-    await aioq.Worker(aioq_.app, concurrency=concurrency, burst=True).run()
+    worker = aioq.Worker(aioq_.app, concurrency=concurrency, burst=True)
+    worker.freeze_gc = True  # as `aioq worker` does (an attribute older trees ignore)
+    await worker.run()
 
 
 async def incr_alone(n: int, concurrency: int, profile: cProfile.Profile | None) -> None:

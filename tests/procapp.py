@@ -53,3 +53,11 @@ async def sleepy(ctx: aioq.Context, seconds: float) -> str:
 @app.task(name="math.mul", queue="math")
 def mul(x: int, y: int) -> int:
     return x * y
+
+
+@app.task
+def frozen() -> int:
+    """How many objects the worker process moved out of the GC's sight (gc.freeze)."""
+    import gc
+
+    return gc.get_freeze_count()

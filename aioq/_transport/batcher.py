@@ -33,24 +33,34 @@ class Batcher:
         self._timeout = timeout
         self._pending: list[tuple[Command, asyncio.Future[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """Its loop, from the first call on (a batcher serves one loop: ``client.py``
+        makes one per loop). Saves a ``get_running_loop()`` per call, a ``getpid``
+        system call on Python 3.11."""
+
+    def _start(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        if self._flusher is None:
+            self._flusher = loop.create_task(self._flush())
+        return loop
 
     async def call(self, *command: Any) -> Any:
         """Run one raw command (e.g. ``"XADD", key, "*", "m", payload``); returns its reply."""
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[Any] = (self._loop or asyncio.get_running_loop()).create_future()
         self._pending.append((command, fut))
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush())
+        self._start()
         return await fut
 
     async def call_many(self, commands: Sequence[Command]) -> list[Any]:
         """Run a few commands, in this order and next to each other in the next
         pipeline (a record before its message); returns every reply, an error
         reply as its exception (the caller reads each one)."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()
         futures = [loop.create_future() for _ in commands]
         self._pending.extend(zip(commands, futures, strict=True))
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush())
+        self._start()
         replies: list[Any] = []
         for fut in futures:
             try:
@@ -100,7 +110,7 @@ class Batcher:
         finally:
             self._flusher = None
             if self._pending:  # arrived while an error unwound the loop
-                self._flusher = asyncio.create_task(self._flush())
+                self._start()
 
     async def _execute(self, commands: list[Command]) -> list[Any]:
         # One flush at a time: it usually finds its connection idle in the lanes.

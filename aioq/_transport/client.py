@@ -189,13 +189,17 @@ class Client:
         return [("HSET", key, *fields), ("PEXPIRE", key, job.result_ttl_ms)]
 
     async def _send_fresh(
-        self, jobs: Sequence[NewJob], *steps: list[Command], many: bool = False
+        self,
+        jobs: Sequence[NewJob],
+        *steps: list[Command],
+        many: bool = False,
+        bound: _Bound | None = None,
     ) -> None:
         """``_steps`` for records written without a TTL: when any command fails (a
         refused XADD, a lost connection), every record of the call gets its TTL,
         so none can outlive a message that was never sent."""
         try:
-            await self._steps(*steps, many=many)
+            await self._steps(*steps, many=many, bound=bound)
         except Exception:
             expire = [("PEXPIRE", self.keys.job(j.job_id), j.result_ttl_ms) for j in jobs]
             with contextlib.suppress(Exception):
@@ -205,15 +209,18 @@ class Client:
     def _xadd(self, job: NewJob) -> Command:
         return ("XADD", self.keys.stream(job.queue, job.level), "*", PAYLOAD_FIELD, job.payload)
 
-    async def _send(self, commands: list[Command], many: bool = False) -> list[Any]:
+    async def _send(
+        self, commands: list[Command], many: bool = False, bound: _Bound | None = None
+    ) -> list[Any]:
         """Run ``commands`` in order in the batcher's next pipeline (or, ``many``,
         in pipelined chunks); raises the first error reply.
 
         A pipeline is not a transaction: after NOSCRIPT (Redis lost its scripts)
         the other commands still ran, so only the refused scripts are sent again,
-        once the scripts are loaded.
+        once the scripts are loaded. ``bound``: this loop's, when the caller has it
+        (each ``_get`` is a ``get_running_loop()``: a ``getpid`` on Python 3.11).
         """
-        bound = self._get()
+        bound = bound or self._get()
         run = bound.batcher.pipeline if many else bound.batcher.call_many
         replies = await run(commands)
         again = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
@@ -226,23 +233,27 @@ class Client:
                 raise reply
         return replies
 
-    async def _steps(self, *steps: list[Command], many: bool = False) -> list[Any]:
+    async def _steps(
+        self, *steps: list[Command], many: bool = False, bound: _Bound | None = None
+    ) -> list[Any]:
         """Run ``steps`` in order; returns every reply (see ``_send``). On one node
         they share one pipeline (Redis runs one connection's commands in order);
         on a cluster each step is confirmed before the next is sent."""
-        if not self._get().cluster:
-            return await self._send([c for step in steps for c in step], many)
+        bound = bound or self._get()
+        if not bound.cluster:
+            return await self._send([c for step in steps for c in step], many, bound)
         replies: list[Any] = []
         for step in steps:
             if step:
-                replies.extend(await self._send(step, many))
+                replies.extend(await self._send(step, many, bound))
         return replies
 
     async def enqueue(self, job: NewJob) -> None:
         """Send a job to run now: its record, then XADD."""
         async with broker_errors(self.url):
-            replies = self._get().replies
-            await self._send_fresh([job], self._fresh_record(job, replies), [self._xadd(job)])
+            bound = self._get()
+            record = self._fresh_record(job, bound.replies)
+            await self._send_fresh([job], record, [self._xadd(job)], bound=bound)
 
     async def enqueue_delayed(self, job: NewJob, when: When) -> None:
         """Send a job to run later: its record (``scheduled``), then the message into

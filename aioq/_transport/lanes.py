@@ -74,7 +74,11 @@ class Lanes:
                 # the address the connection had).
                 await conn.disconnect()
                 await conn.connect()  # type: ignore[no-untyped-call]
-            await conn.send_packed_command(conn.pack_commands(commands))
+            if conn.health_check_interval and time.monotonic() > conn.next_health_check:
+                await conn.check_health()  # type: ignore[no-untyped-call]  # PINGs an idle one
+            # (checked here with the clock the loop's time() reads: redis-py's own
+            # check asks get_running_loop(), a getpid system call on Python 3.11)
+            await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
             parser: Any = conn._parser
             try:
                 # The parser itself: an error reply comes back as its exception.

@@ -209,7 +209,9 @@ class FakeConnection:
     def pack_commands(self, commands: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         return list(commands)
 
-    async def send_packed_command(self, commands: list[tuple[Any, ...]]) -> None:
+    async def send_packed_command(
+        self, commands: list[tuple[Any, ...]], check_health: bool = True
+    ) -> None:
         for name, *args in commands:
             if name == "EVALSHA":
                 self._replies.append(self._rec.script(args[0], args[1], tuple(args[2:])))
