@@ -156,7 +156,7 @@ def _run_worker(args: argparse.Namespace) -> int:
     stopping.stop_while_starting()
     try:
         worker = build_worker(args)
-        worker.freeze_gc = True  # a process of its own (Worker.freeze_gc)
+        worker.tune_gc = True  # a process of its own (Worker.tune_gc)
         broker = worker.app.broker
 
         async def main() -> None:

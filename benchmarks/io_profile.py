@@ -49,7 +49,7 @@ async def enqueue(task: str, n: int) -> None:
 
 async def drain(concurrency: int) -> None:
     worker = aioq.Worker(aioq_.app, concurrency=concurrency, burst=True)
-    worker.freeze_gc = True  # as `aioq worker` does (an attribute older trees ignore)
+    worker.tune_gc = True  # as `aioq worker` does (an attribute older trees ignore)
     await worker.run()
 
 

@@ -56,8 +56,9 @@ def mul(x: int, y: int) -> int:
 
 
 @app.task
-def frozen() -> int:
-    """How many objects the worker process moved out of the GC's sight (gc.freeze)."""
+def frozen() -> list[int]:
+    """How many objects the worker process moved out of the GC's sight (gc.freeze),
+    and its young generation's threshold."""
     import gc
 
-    return gc.get_freeze_count()
+    return [gc.get_freeze_count(), gc.get_threshold()[0]]

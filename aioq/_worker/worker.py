@@ -21,7 +21,6 @@ event loop and every thread but theirs of the GIL.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import socket
@@ -40,7 +39,7 @@ from .._transport.connection import (
     outage_text,
 )
 from .._transport.keys import LEVELS
-from . import preflight, presence, stopping
+from . import gcpolicy, preflight, presence, stopping
 from .completer import Completer
 from .dispatch import Dispatcher
 from .health import endpoints
@@ -160,10 +159,10 @@ class Worker:
         self._stopping = False
         self.ready = anyio.Event()
         """Set once the worker has connected, created its groups and started reading."""
-        self.freeze_gc = False
-        """``gc.freeze()`` once ready, so full collections skip what start-up made
-        (~10 % of a no-op's CPU in a drain: benchmarks/README.md). ``aioq worker``
-        sets it (a process of its own); an embedded ``Worker`` leaves the GC alone."""
+        self.tune_gc = False
+        """Once ready, freeze what start-up made and collect young objects less often
+        (``gcpolicy.py``: ~15 % of a no-op's CPU). ``aioq worker`` sets it (a process
+        of its own); an embedded ``Worker`` leaves the program's collector alone."""
         self.state: Mapping[str, Any] = NO_STATE
         """What the app's ``on_worker_start`` hooks returned (``ctx.state``), once run."""
         self._few = FewQueues(self.queues, self.block_ms)
@@ -291,8 +290,8 @@ class Worker:
                         dispatcher.bind(executors)
                         task_status.started()
                         self.ready.set()
-                        if self.freeze_gc:
-                            gc.freeze()
+                        if self.tune_gc:
+                            gcpolicy.tune()
                         try:
                             await self._read_loop()
                         finally:

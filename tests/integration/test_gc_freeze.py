@@ -1,5 +1,6 @@
-"""``aioq worker`` freezes what start-up made (``Worker.freeze_gc``); an embedded
-``aioq.Worker`` leaves the program's garbage collector alone."""
+"""``aioq worker`` freezes what start-up made and raises the young generation's
+threshold (``Worker.tune_gc``, ``_worker/gcpolicy.py``); an embedded ``aioq.Worker``
+leaves the program's garbage collector alone."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import aioq
+from aioq._worker import gcpolicy
 from tests import procapp
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,20 +43,21 @@ async def test_worker_process_freezes_its_start_up_objects(redis_url: str, prefi
             timeout=60,
         )
         assert proc.returncode == 0, proc.stderr
-        # the app, its modules, the connections: thousands of objects
-        assert await job.result(timeout=5) > 1000
+        frozen, young = await job.result(timeout=5)
+        assert frozen > 1000  # the app, its modules, the connections: thousands of objects
+        assert young == gcpolicy.YOUNG
     finally:
         await procapp.app.aclose()
 
 
 async def test_embedded_worker_leaves_the_gc_alone(redis_url: str, prefix: str) -> None:
     _use(redis_url, prefix)
-    before = gc.get_freeze_count()
+    before = [gc.get_freeze_count(), gc.get_threshold()[0]]
     try:
         job = await procapp.frozen.kiq()
         await aioq.Worker(procapp.app, burst=True).run()
         assert await job.result(timeout=5) == before
-        assert gc.get_freeze_count() == before
+        assert [gc.get_freeze_count(), gc.get_threshold()[0]] == before
     finally:
         await procapp.app.aclose()
 
