@@ -186,10 +186,12 @@ def _merged_metrics(args: argparse.Namespace) -> Callable[[], None]:
 
 def _child_metrics_port(port: int | None) -> int | None:
     """Alone: ``--metrics-port``; child k of ``-w N``: the port its parent merges from."""
+    if port is None:  # without importing metrics.py or supervisor.py (worker memory)
+        return None
     from ._worker.metrics import child_port
     from ._worker.supervisor import SLOT_ENV
 
-    if port is None or SLOT_ENV not in os.environ:
+    if SLOT_ENV not in os.environ:
         return port
     return child_port(port, _slot())
 

@@ -25,6 +25,9 @@ NOT_FOR_A_PLAIN_WORKER = [
     "aioq._worker.scheduler",  # --scheduler, aioq.Scheduler, app.schedules.*
     "aioq._worker.metrics",  # --metrics-port
     "aioq._worker.httpd",  # --health-port / --metrics-port
+    "aioq._worker.supervisor",  # -w N
+    "aioq._transport.inspect",  # status, jobs, purge: the read model
+    "aioq._transport.deadletters",  # aioq dead …
     "cronsim",  # a cron= schedule
     "zoneinfo",  # a schedule's tz=
     "prometheus_client",
@@ -39,6 +42,21 @@ async def noop() -> None: ...
 worker = aioq.Worker(app, concurrency=100)
 print(json.dumps(sorted(sys.modules)))
 """
+
+
+CLI_WORKER = """
+import json, sys, types
+import aioq, aioq.cli, aioq._workercli
+module = types.ModuleType("lean_app")
+module.app = app = aioq.App("redis://127.0.0.1:1/0")
+@app.task
+async def noop() -> None: ...
+sys.modules["lean_app"] = module
+args = aioq.cli._parser().parse_args(["worker", "lean_app:app", "-c", "100"])
+worker = aioq._workercli.build_worker(args)
+print(json.dumps(sorted(sys.modules)))
+"""
+"""What ``aioq worker lean_app:app`` builds, through the command line's own path."""
 
 
 def imported(code: str) -> set[str]:
@@ -56,6 +74,12 @@ def imported(code: str) -> set[str]:
 def test_a_plain_worker_leaves_the_optional_parts_unloaded() -> None:
     loaded = imported(WORKER)
     assert "aioq._worker.worker" in loaded  # it did get that far
+    assert sorted(m for m in NOT_FOR_A_PLAIN_WORKER if m in loaded) == []
+
+
+def test_a_worker_built_by_the_command_line_leaves_them_unloaded() -> None:
+    loaded = imported(CLI_WORKER)
+    assert "aioq._worker.worker" in loaded
     assert sorted(m for m in NOT_FOR_A_PLAIN_WORKER if m in loaded) == []
 
 
