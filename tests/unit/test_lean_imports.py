@@ -96,3 +96,74 @@ def test_a_schedule_loads_what_it_needs() -> None:
     )
     loaded = imported(code)
     assert {"cronsim", "zoneinfo", "aioq._worker.scheduler"} <= loaded
+
+
+LOOP = """
+import asyncio, json, os, sys
+import aioq.cli, aioq._workercli
+args = aioq.cli._parser().parse_args(["worker", "lean_app:app", *sys.argv[1:]])
+args = aioq._workercli._worker_options(args)
+seen = {}
+async def main() -> None:
+    seen["loop"] = type(asyncio.get_running_loop()).__module__
+aioq._workercli._serve(main, args.loop)
+print(json.dumps({"option": args.loop, "loop": seen["loop"], "uvloop": "uvloop" in sys.modules}))
+"""
+"""``aioq worker --loop``: which event loop ``_serve`` runs, and whether uvloop got imported."""
+
+
+def served(*flags: str, env: dict[str, str] | None = None) -> dict[str, object]:
+    out = subprocess.run(
+        [sys.executable, "-c", LOOP, *flags],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+    )
+    got: dict[str, object] = json.loads(out.stdout.splitlines()[-1])
+    return got
+
+
+def test_loop_asyncio_leaves_uvloop_unloaded() -> None:
+    """About 2 MB of RSS (uvloop's module, its pages touched when running, its
+    loop's buffer); the drain measured no slower without it (benchmarks/README.md,
+    "Worker memory, 2026-11-29 evening")."""
+    got = served("--loop", "asyncio")
+    assert got == {"option": "asyncio", "loop": "asyncio.unix_events", "uvloop": False}
+    assert served(env={"AIOQ_LOOP": "asyncio"})["uvloop"] is False
+
+
+def test_the_default_loop_is_uvloop_when_installed() -> None:
+    import importlib.util
+
+    got = served()
+    assert got["option"] == "auto"
+    if importlib.util.find_spec("uvloop") is not None:
+        assert got["loop"] == "uvloop" and got["uvloop"] is True
+        assert served("--loop", "uvloop")["loop"] == "uvloop"
+
+
+BAD_LOOP = """
+import json
+import aioq.cli
+from aioq._workercli import CliError, _worker_options
+try:
+    _worker_options(aioq.cli._parser().parse_args(["worker", "lean_app:app"]))
+except CliError as exc:
+    print(json.dumps({"error": str(exc)}))
+"""
+
+
+def test_a_bad_aioq_loop_is_refused_in_one_line() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", BAD_LOOP],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "AIOQ_LOOP": "trio"},
+    )
+    assert json.loads(out.stdout.splitlines()[-1]) == {
+        "error": "--loop must be one of auto, uvloop, asyncio, got 'trio'"
+    }
