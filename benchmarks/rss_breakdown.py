@@ -181,6 +181,10 @@ LAYERS = {
         ("uvloop", "import uvloop"),
         ("msgspec", "import msgspec"),
         ("anyio", "import anyio"),
+        (
+            "anyio's modules aioq uses (abc, lowlevel, streams, to_thread)",
+            "import anyio.abc, anyio.lowlevel, anyio.streams.memory, anyio.to_thread",
+        ),
         ("import aioq", "import aioq"),
         ("the CLI (aioq.cli, argparse)", "import aioq.cli, aioq._workercli"),
         ("the app module", "import benchmarks.systems.aioq_"),
@@ -262,6 +266,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "(empty: aioq-core) and these environment variables, interleaved with the others",
     )
     ap.add_argument("--layers", action="store_true", help="also: VmRSS after each import step")
+    ap.add_argument(
+        "--aioq-venv",
+        choices=["core", "project"],
+        default="core",
+        help="core: benchmarks/.venvs/aioq-core (as footprint.py); project: this python",
+    )
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "rss_breakdown.json"))
     return ap.parse_args(argv)
 
@@ -284,6 +294,8 @@ def measure(
     for label, (system, venv, _) in variants.items():
         if venv:
             pythons[label] = str(run.VENVS / venv / "bin" / "python")
+        elif system == "aioq" and args.aioq_venv == "project":
+            pythons[label] = sys.executable
         elif system == "aioq":
             pythons[label] = run.venv_python("aioq-core", footprint.CORE, h.log)
         else:
@@ -299,7 +311,10 @@ def measure(
     for s, (system, _, extra) in variants.items():
         if args.layers and system in LAYERS:
             env = {**h.env(system), **extra}
-            runs = [layers(pythons[s], LAYERS[system], env) for _ in range(3)]
+            steps = LAYERS[system]
+            if extra.get("AIOQ_LOOP") == "asyncio":  # uvloop is never imported then
+                steps = [st for st in steps if "uvloop" not in st[0]]
+            runs = [layers(pythons[s], steps, env) for _ in range(3)]
             layered[s] = [
                 (row[0], statistics.median(r[i][1] for r in runs), row[2])
                 for i, row in enumerate(runs[0])
@@ -352,12 +367,12 @@ def print_layers(
         prev = 0.0
         for i, (label, kb, mods) in enumerate(rows):
             delta = f"+{(kb - prev) / 1024:.2f}" if i else ""
-            print(f"  {label:45} {kb / 1024:6.2f} {delta:>7} {mods:5}")
+            print(f"  {label:62} {kb / 1024:6.2f} {delta:>7} {mods:5}")
             prev = kb
         if plain.get(s):
             kb = statistics.median(r["status"]["VmRSS"] for r in plain[s])
             label = "running, idle after one task (plain runs)"
-            print(f"  {label:45} {kb / 1024:6.2f} +{(kb - prev) / 1024:.2f}")
+            print(f"  {label:62} {kb / 1024:6.2f} +{(kb - prev) / 1024:.2f}")
 
 
 def print_report(
