@@ -3,7 +3,7 @@
 aioq worker myapp.tasks:app [-Q default,math] [-c 100] [--threads N] [-w 1] [--scheduler]
             [--include MODULE…] [--strict] [--log-level info]   (-A APP, --loglevel also work;
             $AIOQ_CONCURRENCY, $AIOQ_QUEUES, $AIOQ_WORKERS, $AIOQ_THREADS, $AIOQ_GRACE are defaults)
-            [--health-port 8081] [--metrics-port 9100]
+            [--health-port 8081] [--metrics-port 9100] [--loop auto|uvloop|asyncio]
 aioq exporter myapp.tasks:app [--port 9100]
 aioq scheduler myapp.tasks:app
 aioq schedule list|pause|resume|remove myapp.tasks:app [NAME]
