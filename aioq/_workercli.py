@@ -260,7 +260,8 @@ LOOPS = ("auto", "uvloop", "asyncio")
 def _serve(main: Callable[[], Awaitable[None]], loop: str = "auto") -> None:
     """Run a long-lived service on uvloop when it is installed (``loop="auto"``),
     on uvloop (an error without it), or on asyncio's own loop: then uvloop is not
-    even imported, about 2 MB less RSS (benchmarks/README.md, "Worker memory")."""
+    even imported, about 2 MB less RSS for 4-18 % more CPU per task
+    (benchmarks/README.md, "Worker memory, 2026-11-29 evening")."""
     if loop == "asyncio":
         anyio.run(main)
         return

@@ -127,7 +127,7 @@ def served(*flags: str, env: dict[str, str] | None = None) -> dict[str, object]:
 
 def test_loop_asyncio_leaves_uvloop_unloaded() -> None:
     """About 2 MB of RSS (uvloop's module, its pages touched when running, its
-    loop's buffer); the drain measured no slower without it (benchmarks/README.md,
+    loop's buffer), for 4-18 % more worker CPU per task (benchmarks/README.md,
     "Worker memory, 2026-11-29 evening")."""
     got = served("--loop", "asyncio")
     assert got == {"option": "asyncio", "loop": "asyncio.unix_events", "uvloop": False}
