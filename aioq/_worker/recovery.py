@@ -54,21 +54,27 @@ class Recovery:
         consumer: str,
         lease: Lease,
         keeper: LeaseKeeper,
+        levels: dict[str, tuple[str, int]] | None = None,
     ) -> None:
+        """``levels``: every level stream of ``queues`` → (queue, level), when the
+        worker has that map already (``ManyQueues.order``: built once, not again
+        here, 10,000 keys on 1,000 queues)."""
         self.streams = streams
         self.queues = list(queues)
         self.consumer = consumer
         self.lease = lease
         self.keeper = keeper
         self._cursors = {q: [b"0-0"] * LEVELS for q in self.queues}
-        self._levels = {
-            streams.level_stream(q, level): (q, level)
-            for q in self.queues
-            for level in range(LEVELS)
-        }
-        self._by_queue = {
-            q: [streams.level_stream(q, level) for level in range(LEVELS)] for q in self.queues
-        }
+        if levels is None:
+            levels = {
+                streams.level_stream(q, level): (q, level)
+                for q in self.queues
+                for level in range(LEVELS)
+            }
+        self._levels = levels
+        self._by_queue = {q: [""] * LEVELS for q in self.queues}
+        for key, (queue, level) in levels.items():
+            self._by_queue[queue][level] = key
         """Each queue's level streams (looked up, not filtered out of ``_levels``: that
         is queues × streams per sweep, minutes of CPU on 10,000 queues)."""
         self._next = 0.0

@@ -258,7 +258,10 @@ class Worker:
             dispatcher.tally = self.tally if self.metrics_port is not None else None
             dispatcher.middleware, dispatcher.state = self.app.hooks.middleware, self.state
             dispatcher.unknown_task_grace_ms = int(self.unknown_task_grace * 1000)
-            self._recovery = Recovery(self._streams, self.queues, self.id, self._lease, dispatcher)
+            levels = self._many.order if self._many is not None else self._levels
+            self._recovery = Recovery(
+                self._streams, self.queues, self.id, self._lease, dispatcher, levels
+            )
             if self._many is not None:
                 self._recovery.many = self._many
             self._log_startup()
