@@ -87,6 +87,7 @@ ENV_DEFAULTS: dict[str, tuple[str, type, object]] = {
     "threads": ("AIOQ_THREADS", int, None),
     "grace": ("AIOQ_GRACE", float, 30.0),
     "unknown_task_grace": ("AIOQ_UNKNOWN_TASK_GRACE", float, 60.0),
+    "loop": ("AIOQ_LOOP", str, "auto"),
 }
 """Worker options an environment variable sets when the command line does not."""
 
@@ -109,18 +110,24 @@ def _worker_options(args: argparse.Namespace) -> argparse.Namespace:
         raise CliError("which app? give it as module:attribute (or -A module:attribute)")
     if args.workers < 1 or args.concurrency < 1:
         raise CliError("--workers and --concurrency must be at least 1")
+    if args.loop not in LOOPS:
+        raise CliError(f"--loop must be one of {', '.join(LOOPS)}, got {args.loop!r}")
     if args.threads is not None and args.threads < 1:
         raise CliError("--threads must be at least 1")
     if args.workers > 1 and args.burst:
         raise CliError("--burst runs one process: drop -w/--workers")
-    for name in ("grace", "connect_timeout", "unknown_task_grace"):
-        value = getattr(args, name)
-        if not 0 <= value < math.inf:
-            raise CliError(f"--{name.replace('_', '-')} must be >= 0 seconds, got {value}")
+    _check_seconds(args)
     for queue in args.queues.split(",") if args.queues else ():
         if queue.strip():
             validate(TaskOptions(queue=queue.strip()))
     return args
+
+
+def _check_seconds(args: argparse.Namespace) -> None:
+    for name in ("grace", "connect_timeout", "unknown_task_grace"):
+        value = getattr(args, name)
+        if not 0 <= value < math.inf:
+            raise CliError(f"--{name.replace('_', '-')} must be >= 0 seconds, got {value}")
 
 
 def build_worker(args: argparse.Namespace) -> Worker:
@@ -163,7 +170,7 @@ def _run_worker(args: argparse.Namespace) -> int:
             await worker.run(handle_signals=True)
             await broker.aclose()
 
-        _serve(main)
+        _serve(main, args.loop)
     except* stopping.StoppedWhileStarting as stopped:  # raw, or out of a task group
         first = stopped.exceptions[0]
         assert isinstance(first, stopping.StoppedWhileStarting)
@@ -187,10 +194,12 @@ def _merged_metrics(args: argparse.Namespace) -> Callable[[], None]:
 
 def _child_metrics_port(port: int | None) -> int | None:
     """Alone: ``--metrics-port``; child k of ``-w N``: the port its parent merges from."""
+    if port is None:  # without importing metrics.py or supervisor.py (worker memory)
+        return None
     from ._worker.metrics import child_port
     from ._worker.supervisor import SLOT_ENV
 
-    if port is None or SLOT_ENV not in os.environ:
+    if SLOT_ENV not in os.environ:
         return port
     return child_port(port, _slot())
 
@@ -245,11 +254,23 @@ def _without_workers(argv: list[str]) -> list[str]:
     return out
 
 
-def _serve(main: Callable[[], Awaitable[None]]) -> None:
-    """Run a long-lived service on uvloop when it is installed."""
+LOOPS = ("auto", "uvloop", "asyncio")
+"""``aioq worker --loop``: uvloop when installed (auto), uvloop, or asyncio's own loop."""
+
+
+def _serve(main: Callable[[], Awaitable[None]], loop: str = "auto") -> None:
+    """Run a long-lived service on uvloop when it is installed (``loop="auto"``),
+    on uvloop (an error without it), or on asyncio's own loop: then uvloop is not
+    even imported, about 2 MB less RSS for 4-18 % more CPU per task
+    (benchmarks/README.md, "Worker memory, 2026-11-29 evening")."""
+    if loop == "asyncio":
+        anyio.run(main)
+        return
     try:
         import uvloop  # noqa: F401
     except ImportError:
+        if loop == "uvloop":
+            raise CliError("--loop uvloop: uvloop is not installed") from None
         anyio.run(main)
     else:
         anyio.run(main, backend_options={"use_uvloop": True})

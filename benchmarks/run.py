@@ -506,6 +506,10 @@ class Harness:
             self.redis.clean()
             out[f"M_rt_q{q}_p50_ms"] = self._roundtrip(system, self.p["M_rt_n"], q)["D_p50_ms"]
             self.redis.clean()
+        # The ratio within one repetition (the two drains a minute apart at most):
+        # its median over repetitions is steadier than the ratio of the medians.
+        q = self.p["M_queues"]
+        out[f"M_drain_q{q}_ratio_pct"] = 100 * out[f"M_drain_q{q}_per_s"] / out["M_drain_q1_per_s"]
         for q in (1, self.p["M_idle_queues"]):
             out.update(self._idle(system, q))
             self.redis.clean()
@@ -669,6 +673,7 @@ def many_queue_metrics(p: dict[str, Any]) -> list[tuple[str, str, bool]]:
     return [
         ("M_drain_q1_per_s", "M drain, 1 queue, /s", True),
         (f"M_drain_q{q}_per_s", f"M drain, {q:,} queues, /s", True),
+        (f"M_drain_q{q}_ratio_pct", f"M drain, {q:,} / 1 queue, same rep, %", True),
         ("M_drain_q1_steady_per_s", "M drain after 1st result, 1 queue, /s", True),
         (f"M_drain_q{q}_steady_per_s", f"M drain after 1st result, {q:,} queues, /s", True),
         ("M_drain_q1_first_s", "M spawn -> first result, 1 queue, s", False),

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
-from . import deadletters, events, inspect, registry, schedules
+from . import events, registry, schedules
 from .client import Client
 from .connection import broker_errors, parse_url
 from .session import Session
@@ -291,38 +291,56 @@ class RedisBroker(Client):
 
     async def dead_queues(self) -> list[str]:
         """Queues that have a dead-letter stream."""
+        from . import deadletters  # the read model: not a worker's (memory)
+
         return await deadletters.dead_queues(self.redis, self.keys)
 
     async def read_dead(
         self, queue: str, limit: int | None, start: bytes | str = "-"
     ) -> list[DeadRow]:
+        from . import deadletters  # the read model: not a worker's (memory)
+
         return await deadletters.read(self.redis, self.keys, queue, limit, start)
 
     async def requeue_jobs(self, jobs: Sequence[tuple[str, str, str]], ttl_ms: int) -> None:
         """Fresh ``queued`` records for (job id, task, queue) about to be re-driven."""
+        from . import deadletters  # the read model: not a worker's (memory)
+
         await deadletters.requeue_jobs(self.redis, self.keys, jobs, ttl_ms)
 
     async def redrive(self, queue: str, ids: Sequence[bytes | str]) -> int:
+        from . import deadletters  # the read model: not a worker's (memory)
+
         return await deadletters.redrive(self.redis, self.keys, queue, ids)
 
     async def purge_dead(self, queue: str) -> int:
+        from . import deadletters  # the read model: not a worker's (memory)
+
         return await deadletters.purge(self.redis, self.keys, queue)
 
     # -- the read model -----------------------------------------------------------
 
     async def queue_status(self, queues: Sequence[str]) -> tuple[list[QueueStatus], int]:
+        from . import inspect  # the read model: not a worker's (memory)
+
         return await inspect.queue_status(self.redis, self.keys, queues)
 
     async def live_workers(self) -> list[WorkerStatus]:
         return await registry.live_workers(self.redis, self.keys)
 
     async def list_jobs(self, state: str, queues: Sequence[str], limit: int) -> list[JobSummary]:
+        from . import inspect  # the read model: not a worker's (memory)
+
         return await inspect.list_jobs(self.redis, self.keys, state, queues, limit)
 
     async def purge_ready(self, queue: str) -> list[tuple[str | None, str]]:
+        from . import inspect  # the read model: not a worker's (memory)
+
         return await inspect.purge_ready(self.redis, self.keys, queue)
 
     async def find_message(self, queue: str, job_id: str) -> Found | None:
+        from . import inspect  # the read model: not a worker's (memory)
+
         return await inspect.find_message(self.redis, self.keys, queue, job_id)
 
     async def redis_time(self) -> int:

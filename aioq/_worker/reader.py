@@ -58,9 +58,12 @@ WATCH_PARTS = 16
 WATCH_PART_MIN = 32
 """The watch is split into at most ``WATCH_PARTS`` parts of at least
 ``WATCH_PART_MIN`` queues each (``ManyQueues.watch``)."""
-WATCH_PER_KEY = 0.001
+WATCH_PER_KEY = 0.003
 """Seconds of blocking per watched key (at least the worker's ``block``): registering
-a blocked XREAD costs Redis about 1 µs per key, paid once per wake-up or timeout."""
+a blocked XREAD costs Redis about 1–1.6 µs per key, paid once per wake-up or timeout,
+so an idle watch's timeouts cost about 0.05 % of a core whatever the number of keys.
+The reader's own wait ends earlier when a discovery or a recovery pass is due (the
+parts stay armed meanwhile)."""
 FETCH_KEYS = 16
 """A fetch names at most ``FETCH_KEYS + 2 × free slots`` hot streams, the most urgent
 first: a stream it looks at either gives entries or turns cold, so that many are
@@ -101,6 +104,13 @@ class ManyQueues:
             level = self.order[key][1]
             self._hot_levels[level] = self._hot_levels.get(level, 0) + 1
         self.marks: dict[str, bytes] = {}
+        self.tick = 0
+        self.touched: dict[str, int] = {}
+        """When (``tick``) each level stream last turned hot or was named by a fetch:
+        a cold stream not touched since a pending-summary scan that found nothing
+        pending in it can hold nothing pending now (``Recovery``)."""
+        self.changed: set[str] = set()
+        """Streams touched since the recovery scan last took them (``take_changed``)."""
         self._looked = False
         self._next_peek = 0.0
         self._next_discovery = time.monotonic() + self._discover_every()
@@ -122,7 +132,21 @@ class ManyQueues:
         """Level streams known (or assumed, until a fetch looks) to exist."""
         return [k for k in self.order if k not in self.missing]
 
+    def take_changed(self) -> set[str]:
+        changed, self.changed = self.changed, set()
+        return changed
+
+    def _touch(self, keys: Collection[str]) -> None:
+        self.tick += 1
+        tick = self.tick
+        touched = self.touched
+        for key in keys:
+            touched[key] = tick
+        self.changed.update(keys)
+
     def heat(self, keys: list[str]) -> None:
+        if keys:
+            self._touch(keys)
         for key in keys:
             self.marks.pop(key, None)
             self.missing.discard(key)
@@ -178,9 +202,11 @@ class ManyQueues:
         finally:
             del self._armed[part]
 
-    async def watch(self, watched: int) -> None:
+    async def watch(self, watched: int, until: float | None = None) -> None:
         """Block until a watched stream gets an entry (it turns hot), the watch's
-        block time (for ``watched`` keys) passes, or ``stop()``.
+        block time (for ``watched`` keys) passes, ``until`` (monotonic: the recovery's
+        next due pass; at least ``PEEK_MIN`` from now), the next discovery (when
+        missing streams are not watched) or ``stop()``.
 
         The watch is split into parts (``WATCH_PARTS``, each with whole queues), each
         one blocking XREAD on its own connection: an entry wakes only its part, and
@@ -193,7 +219,13 @@ class ManyQueues:
                 self._armed[part] = asyncio.ensure_future(self._watch_part(part))
         with anyio.CancelScope() as scope:
             self._watching = scope
-            with anyio.move_on_after(self.watch_block(watched) / 1000):
+            wait = self.watch_block(watched) / 1000
+            if self.missing and len(self.marks) + len(self.missing) > WATCH_ALL:
+                # missing streams not watched: the next discovery is due by then
+                until = min(until or self._next_discovery, self._next_discovery)
+            if until is not None:  # the parts stay armed: waking early costs Redis nothing
+                wait = min(wait, max(PEEK_MIN, until - time.monotonic()))
+            with anyio.move_on_after(wait):
                 await self._woke.wait()
             # Just woken for one stream: no need to peek at the others at once.
             self._next_peek = time.monotonic() + self._peek_every()
@@ -236,6 +268,9 @@ class ManyQueues:
             entries, marks = await self.streams.fetch_streams(
                 consumer, {k: self.order[k] for k in hot}, n, ascending
             )
+            # After the reply: a scan begun before it may have seen these streams'
+            # pending lists as they were before this fetch delivered from them.
+            self._touch(hot)
             self._cool(marks)
             for key in dict.fromkeys(e.stream for e in entries):
                 if key in self.hot:  # served: to the back of its level (round robin)

@@ -27,17 +27,23 @@ from .._transport.connection import OUTAGE_ERRORS, RedisError, outage_text
 from .._transport.keys import LEVELS
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
     from .._transport.broker import WorkerBroker
     from .._transport.types import Entry
     from .lease import Key, Lease, LeaseKeeper
+    from .reader import ManyQueues
 
 log = logging.getLogger("aioq.worker")
 
-SCAN_PER_STREAM = 0.0005
-"""Seconds between two pending-summary scans per level stream (many queues only):
-an XPENDING summary costs Redis about 0.5 µs, so a scan stays under 0.1 % of a core."""
+SCAN_PER_STREAM = 0.004
+"""Seconds between two pending-summary scans per level stream scanned (many queues
+only; at least ``claim_every``, at most 0.4 visibility timeouts): ``pending.lua``
+costs Redis about 3.5 µs per stream (an EXISTS and an XPENDING called from Lua),
+so a scan stays under 0.1 % of a core."""
+FULL_SCAN_EVERY = 300.0
+"""Seconds between two scans of every level stream, quiet ones included: a safety
+net for what the watch cannot see (a group's last id set back by hand)."""
 
 
 class Recovery:
@@ -48,30 +54,41 @@ class Recovery:
         consumer: str,
         lease: Lease,
         keeper: LeaseKeeper,
+        levels: dict[str, tuple[str, int]] | None = None,
     ) -> None:
+        """``levels``: every level stream of ``queues`` → (queue, level), when the
+        worker has that map already (``ManyQueues.order``: built once, not again
+        here, 10,000 keys on 1,000 queues)."""
         self.streams = streams
         self.queues = list(queues)
         self.consumer = consumer
         self.lease = lease
         self.keeper = keeper
         self._cursors = {q: [b"0-0"] * LEVELS for q in self.queues}
-        self._levels = {
-            streams.level_stream(q, level): (q, level)
-            for q in self.queues
-            for level in range(LEVELS)
-        }
-        self._by_queue = {
-            q: [streams.level_stream(q, level) for level in range(LEVELS)] for q in self.queues
-        }
+        if levels is None:
+            levels = {
+                streams.level_stream(q, level): (q, level)
+                for q in self.queues
+                for level in range(LEVELS)
+            }
+        self._levels = levels
+        self._by_queue = {q: [""] * LEVELS for q in self.queues}
+        for key, (queue, level) in levels.items():
+            self._by_queue[queue][level] = key
         """Each queue's level streams (looked up, not filtered out of ``_levels``: that
         is queues × streams per sweep, minutes of CPU on 10,000 queues)."""
         self._next = 0.0
-        self.existing: Callable[[], list[str]] | None = None
-        """With many queues (the reader's ``ManyQueues.existing``): the level streams
-        that exist. Then a pass claims only in queues a pending-summary scan showed
-        can hold something to claim, instead of one claim.lua per queue."""
+        self.many: ManyQueues | None = None
+        """With many queues, the reader: a pass then claims only in queues a
+        pending-summary scan showed can hold something to claim, instead of one
+        claim.lua per queue, and the scan looks only at the level streams that
+        exist and are not *quiet* (see ``_candidate_queues``)."""
         self._candidates: list[str] = []
         self._next_scan = 0.0
+        self._next_full = 0.0
+        self._scan: set[str] = set()
+        """The level streams the next scan looks at: every existing one but those a
+        scan found quiet (nothing pending, cold and untouched since)."""
 
     def due(self) -> bool:
         """Whether a pass is due now (about four a second, jittered); if so, the
@@ -90,7 +107,7 @@ class Recovery:
         if self.keeper.lease_stale():
             await self.keeper.renew_held()  # own leases first, after a stall
         claimed: list[Entry] = []
-        queues = self.queues if self.existing is None else await self._candidate_queues()
+        queues = self.queues if self.many is None else await self._candidate_queues()
         for queue in queues:
             if len(claimed) >= n:
                 break
@@ -127,13 +144,34 @@ class Recovery:
         """Queues where a claim may find something: another consumer's pending entries,
         or more of this worker's own than it holds. An entry can be claimed only
         once idle for ``claim_idle_ms``; the scan runs more often than that (at
-        most 0.4 visibility timeouts apart), so it never delays a recovery."""
+        most 0.4 visibility timeouts apart), so it never delays a recovery.
+
+        The scan skips *quiet* streams: cold (``ManyQueues``) streams in which an
+        earlier scan found nothing pending and that the reader has not touched
+        since. Entries become pending only when a read delivers them, and one
+        delivered after a fetch left the stream cold was added after its mark: the
+        watch or a peek sees it and turns the stream hot, so it is scanned again
+        (and a fetch of this worker's own touches it). An idle worker's scan thus
+        costs nothing, whatever the number of queues; every stream is scanned
+        again every ``FULL_SCAN_EVERY`` s all the same."""
         now = time.monotonic()
-        if now < self._next_scan or self.existing is None:
+        many = self.many
+        if now < self._next_scan or many is None:
             return self._candidates
-        streams = self.existing()
-        every = max(self.lease.claim_every, SCAN_PER_STREAM * len(streams))
+        if now >= self._next_full:
+            self._next_full = now + FULL_SCAN_EVERY
+            self._scan = set(many.existing())
+            many.take_changed()
+        else:
+            missing = many.missing
+            self._scan.update(k for k in many.take_changed() if k not in missing)
+        every = max(self.lease.claim_every, SCAN_PER_STREAM * len(self._scan))
         self._next_scan = now + min(every, self.lease.claim_idle_ms / 2000)
+        if not self._scan:
+            self._candidates = []
+            return self._candidates
+        tick = many.tick
+        streams = list(self._scan)
         summaries = await self.streams.pending_summaries(streams)
         held: dict[str, int] = {}
         for stream, _ in self.keeper.held():
@@ -143,8 +181,22 @@ class Recovery:
             mine = by_consumer.get(self.consumer, 0)
             if sum(by_consumer.values()) > mine or mine > held.get(stream, 0):
                 wanted.add(self._levels[stream][0])
+        touched, hot = many.touched, many.hot
+        self._scan.difference_update(
+            s for s in streams if s not in summaries and s not in hot and touched.get(s, -1) <= tick
+        )
         self._candidates = [q for q in self.queues if q in wanted]
         return self._candidates
+
+    def wake_at(self) -> float:
+        """When (monotonic) the reader should run a pass at the latest while it
+        waits for work: the next claim while there are queues to claim in, else
+        the next scan while some stream is not quiet, else the next full scan."""
+        if self._candidates:
+            return self._next
+        if self.many is not None and (self._scan or self.many.changed):
+            return max(self._next, self._next_scan)
+        return max(self._next, self._next_full)
 
     async def _take_back(self, orphans: list[Key]) -> list[Entry]:
         by_stream: dict[str, list[bytes]] = {}

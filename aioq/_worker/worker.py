@@ -262,9 +262,12 @@ class Worker:
             dispatcher.tally = self.tally if self.metrics_port is not None else None
             dispatcher.middleware, dispatcher.state = self.app.hooks.middleware, self.state
             dispatcher.unknown_task_grace_ms = int(self.unknown_task_grace * 1000)
-            self._recovery = Recovery(self._streams, self.queues, self.id, self._lease, dispatcher)
+            levels = self._many.order if self._many is not None else self._levels
+            self._recovery = Recovery(
+                self._streams, self.queues, self.id, self._lease, dispatcher, levels
+            )
             if self._many is not None:
-                self._recovery.existing = self._many.existing
+                self._recovery.many = self._many
             self._log_startup()
             await presence.arrive(session)
             dispatcher.status = presence.entry(self, dispatcher)
@@ -453,7 +456,7 @@ class Worker:
         if self._many is not None:
             entries, watch = await self._many.fetch(self.id, n, ascending, self._stopping)
             if watch is not None and not self._stopping:
-                await self._many.watch(watch)
+                await self._many.watch(watch, self._recovery.wake_at())
             return entries
         return await self._few.read(
             self._streams, self._levels, self.id, n, ascending, self._stopping

@@ -109,3 +109,28 @@ def test_soak_smoke(tmp_path: Path) -> None:
     assert report["chord_n"] == 50  # soak.py itself checks the callback's sum
     assert not [k for k in report["keys_left"] if ":job:" in k], report["keys_left"]
     assert report["peak_used_memory"] >= report["enqueued"]["used_memory"]
+
+
+def test_rss_breakdown_smoke(tmp_path: Path) -> None:
+    """benchmarks/rss_breakdown.py reads a running worker from outside and inside
+    (its own private redis-server, the project's python; figures not checked)."""
+    out = tmp_path / "rss.json"
+    subprocess.run(
+        [
+            *(sys.executable, str(ROOT / "benchmarks" / "rss_breakdown.py")),
+            *("--systems", "aioq", "--aioq-venv", "project", "--reps", "1", "--layers"),
+            *("--tracemalloc", "3", "--importmem", "--release", "--out", str(out)),
+        ],
+        check=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=300,
+    )
+    report = json.loads(out.read_text())
+    plain = report["plain"]["aioq"][0]
+    assert plain["status"]["VmRSS"] > 0 and plain["cats"]
+    probe = report["probed"]["aioq"]["probe"]
+    assert "aioq._worker.worker" in probe["module_names"]
+    assert probe["traced_kb"] > 0 and probe["imports"] and probe["by_traceback"]
+    assert set(probe["release"]) == {"before", "gc.collect", "malloc_trim(0)"}
+    assert [row[0] for row in report["layers"]["aioq"]][:2] == ["python -c pass", "asyncio, ssl"]

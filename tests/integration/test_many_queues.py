@@ -67,6 +67,20 @@ async def test_new_levels_are_discovered_beyond_the_watch(
     assert await _send(echo, QUEUES[4], 6, priority=2) == 6
 
 
+async def test_discovery_does_not_wait_for_a_long_watch(
+    app: aioq.App, workers: WorkerRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The watch blocks for minutes (its parts' timeouts cost Redis, so they are
+    # long); the reader still wakes for each discovery of the streams it does not
+    # watch, so a new level's first message waits for the discovery, not the watch.
+    monkeypatch.setattr(reader, "WATCH_ALL", 0)
+    monkeypatch.setattr(reader, "WATCH_PER_KEY", 1.0)
+    echo = _echo(app)
+    await workers.start(app, queues=QUEUES, block=0.2)
+    await asyncio.sleep(0.3)
+    assert await _send(echo, QUEUES[3], 5, priority=9) == 5
+
+
 async def test_two_workers_share_many_queues(app: aioq.App, workers: WorkerRunner) -> None:
     # Each one's marks go stale as the other reads: early wake-ups, nothing lost.
     ran: list[int] = []
@@ -262,3 +276,38 @@ async def test_a_worker_leaving_many_queues_removes_its_consumers(
     assert all(broker_redis.xinfo_consumers(s, "workers") for s in streams)
     await workers.stop(worker)
     assert not [s for s in streams if broker_redis.xinfo_consumers(s, "workers")]
+
+
+DEAD_AFTER_IDLE = """
+local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV))
+redis.call('XREADGROUP', 'GROUP', 'workers', 'dead-worker', 'COUNT', 1, 'STREAMS', KEYS[1], '>')
+return id
+"""
+
+
+async def test_an_idle_worker_on_thousands_of_queues_still_recovers_in_time(
+    app: aioq.App, workers: WorkerRunner, broker_redis: redis.Redis
+) -> None:
+    # An idle worker's recovery scan skips the streams it found quiet (nothing
+    # pending, cold, untouched since), so that it costs nothing on thousands of
+    # queues; and its pass runs while it waits for work (not only when its long
+    # watch times out). A message another worker takes once this one is idle, and
+    # that worker dies: the stream turns hot (a new entry after its mark), the scan
+    # sees the dead consumer's entry, and the claim comes within the documented
+    # bound: claimable after 0.8 x the visibility timeout (2 s) of idleness, found
+    # by a scan at most 0.4 x apart, 1.2 x in all (+1 s for the test's own latency).
+    many = [f"q{i}" for i in range(5000)]
+    echo = _echo(app)
+    job = await echo.with_options(queue=many[1234]).kiq(7)
+    r = broker_redis
+    stream = app.keys.stream(many[1234])
+    [(entry_id, fields)] = r.xrange(stream)
+    r.xdel(stream, entry_id)  # sent again below, once the worker is idle
+    worker = await workers.start(app, queues=many)
+    await asyncio.sleep(3)  # idle: every stream cold, the scans have found them quiet
+    assert worker._recovery._scan == set()  # an idle worker's scan looks at nothing
+    flat = [x for pair in fields.items() for x in pair]
+    r.eval(DEAD_AFTER_IDLE, 1, stream, *flat)
+    started = time.monotonic()
+    assert await job.result(timeout=10) == 7
+    assert time.monotonic() - started < 1.2 * 2.0 + 1.0

@@ -25,6 +25,9 @@ NOT_FOR_A_PLAIN_WORKER = [
     "aioq._worker.scheduler",  # --scheduler, aioq.Scheduler, app.schedules.*
     "aioq._worker.metrics",  # --metrics-port
     "aioq._worker.httpd",  # --health-port / --metrics-port
+    "aioq._worker.supervisor",  # -w N
+    "aioq._transport.inspect",  # status, jobs, purge: the read model
+    "aioq._transport.deadletters",  # aioq dead …
     "cronsim",  # a cron= schedule
     "zoneinfo",  # a schedule's tz=
     "prometheus_client",
@@ -39,6 +42,21 @@ async def noop() -> None: ...
 worker = aioq.Worker(app, concurrency=100)
 print(json.dumps(sorted(sys.modules)))
 """
+
+
+CLI_WORKER = """
+import json, sys, types
+import aioq, aioq.cli, aioq._workercli
+module = types.ModuleType("lean_app")
+module.app = app = aioq.App("redis://127.0.0.1:1/0")
+@app.task
+async def noop() -> None: ...
+sys.modules["lean_app"] = module
+args = aioq.cli._parser().parse_args(["worker", "lean_app:app", "-c", "100"])
+worker = aioq._workercli.build_worker(args)
+print(json.dumps(sorted(sys.modules)))
+"""
+"""What ``aioq worker lean_app:app`` builds, through the command line's own path."""
 
 
 def imported(code: str) -> set[str]:
@@ -59,6 +77,12 @@ def test_a_plain_worker_leaves_the_optional_parts_unloaded() -> None:
     assert sorted(m for m in NOT_FOR_A_PLAIN_WORKER if m in loaded) == []
 
 
+def test_a_worker_built_by_the_command_line_leaves_them_unloaded() -> None:
+    loaded = imported(CLI_WORKER)
+    assert "aioq._worker.worker" in loaded
+    assert sorted(m for m in NOT_FOR_A_PLAIN_WORKER if m in loaded) == []
+
+
 def test_import_aioq_alone_leaves_them_unloaded() -> None:
     loaded = imported("import json, sys, aioq; print(json.dumps(sorted(sys.modules)))")
     assert sorted(m for m in NOT_FOR_A_PLAIN_WORKER if m in loaded) == []
@@ -72,3 +96,74 @@ def test_a_schedule_loads_what_it_needs() -> None:
     )
     loaded = imported(code)
     assert {"cronsim", "zoneinfo", "aioq._worker.scheduler"} <= loaded
+
+
+LOOP = """
+import asyncio, json, os, sys
+import aioq.cli, aioq._workercli
+args = aioq.cli._parser().parse_args(["worker", "lean_app:app", *sys.argv[1:]])
+args = aioq._workercli._worker_options(args)
+seen = {}
+async def main() -> None:
+    seen["loop"] = type(asyncio.get_running_loop()).__module__
+aioq._workercli._serve(main, args.loop)
+print(json.dumps({"option": args.loop, "loop": seen["loop"], "uvloop": "uvloop" in sys.modules}))
+"""
+"""``aioq worker --loop``: which event loop ``_serve`` runs, and whether uvloop got imported."""
+
+
+def served(*flags: str, env: dict[str, str] | None = None) -> dict[str, object]:
+    out = subprocess.run(
+        [sys.executable, "-c", LOOP, *flags],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+    )
+    got: dict[str, object] = json.loads(out.stdout.splitlines()[-1])
+    return got
+
+
+def test_loop_asyncio_leaves_uvloop_unloaded() -> None:
+    """About 2 MB of RSS (uvloop's module, its pages touched when running, its
+    loop's buffer), for 4-18 % more worker CPU per task (benchmarks/README.md,
+    "Worker memory, 2026-11-29 evening")."""
+    got = served("--loop", "asyncio")
+    assert got == {"option": "asyncio", "loop": "asyncio.unix_events", "uvloop": False}
+    assert served(env={"AIOQ_LOOP": "asyncio"})["uvloop"] is False
+
+
+def test_the_default_loop_is_uvloop_when_installed() -> None:
+    import importlib.util
+
+    got = served()
+    assert got["option"] == "auto"
+    if importlib.util.find_spec("uvloop") is not None:
+        assert got["loop"] == "uvloop" and got["uvloop"] is True
+        assert served("--loop", "uvloop")["loop"] == "uvloop"
+
+
+BAD_LOOP = """
+import json
+import aioq.cli
+from aioq._workercli import CliError, _worker_options
+try:
+    _worker_options(aioq.cli._parser().parse_args(["worker", "lean_app:app"]))
+except CliError as exc:
+    print(json.dumps({"error": str(exc)}))
+"""
+
+
+def test_a_bad_aioq_loop_is_refused_in_one_line() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", BAD_LOOP],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "AIOQ_LOOP": "trio"},
+    )
+    assert json.loads(out.stdout.splitlines()[-1]) == {
+        "error": "--loop must be one of auto, uvloop, asyncio, got 'trio'"
+    }
