@@ -374,7 +374,9 @@ class Worker:
                 entries = await self._fetch(n)
             except ResponseError as exc:
                 self._release(n)
-                if "NOGROUP" in str(exc):
+                # UNBLOCKED: a read blocked on a stream that was deleted meanwhile
+                # (FLUSHDB, a DEL by hand); its group went with it, as for NOGROUP.
+                if "NOGROUP" in str(exc) or str(exc).startswith("UNBLOCKED"):
                     log.warning("consumer group missing (Redis lost its data?); recreating it")
                     await self._recreate_groups()
                     continue
