@@ -230,7 +230,11 @@ class LeaseKeeper:
                 # Seen gone a whole renewal apart *on the loop* (two reports queued
                 # behind a blocked loop arrive together and prove nothing).
                 if now - since >= self.lease.renew_every:
-                    self._cancel_taken(key, "another worker took it over and finished it")
+                    self._cancel_taken(
+                        key,
+                        "its entry is no longer pending: another worker took it over and "
+                        "finished it, or the stream was deleted (FLUSHDB, DEL)",
+                    )
         self._gone_since = gone
 
     def _cancel_taken(self, key: Key, why: str) -> None:
