@@ -313,8 +313,21 @@ def _dead(args: argparse.Namespace) -> int:
             elif args.action == "retry":
                 if not args.queue or (not args.ids and not args.all):
                     raise CliError("retry needs -Q QUEUE and either ids or --all")
-                moved = await app.retry_dead(args.queue, None if args.all else args.ids)
+                if args.all:
+                    moved = await app.retry_dead(args.queue, None)
+                    print(f"re-queued {moved} message(s) on {args.queue!r}")
+                    return 0
+                missing: list[str] = []
+                moved = 0
+                for entry_id in dict.fromkeys(args.ids):  # one by one: say which are missing
+                    one = await app.retry_dead(args.queue, [entry_id])
+                    moved += one
+                    if not one:
+                        missing.append(entry_id)
                 print(f"re-queued {moved} message(s) on {args.queue!r}")
+                for entry_id in missing:
+                    print(f"no dead letter {entry_id} on {args.queue!r}", file=sys.stderr)
+                return 1 if missing else 0
             else:
                 print(f"purged {await app.purge_dead(args.queue)} dead letter(s)")
             return 0

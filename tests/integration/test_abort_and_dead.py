@@ -142,6 +142,12 @@ def test_dead_cli(redis_url: str, prefix: str, sync_redis: redis.Redis) -> None:
     retried = aioq_cli("retry", entry_id, "-Q", "default")
     assert retried.returncode == 0 and "re-queued 1 message(s)" in retried.stdout
     assert sync_redis.xlen(f"{prefix}:{{default}}:stream") == 1
+    # the same id again (it left the dead letters) and an id never dead-lettered
+    for missing in (entry_id, "0-1"):
+        again = aioq_cli("retry", missing, "-Q", "default")
+        assert again.returncode == 1, again.stdout
+        assert f"no dead letter {missing}" in again.stderr
+    assert sync_redis.xlen(f"{prefix}:{{default}}:stream") == 1
     sync_redis.xadd(dead, {"m": b"junk2", "reason": "x"})
     purged = aioq_cli("purge")
     assert purged.returncode == 0 and "purged 1 dead letter(s)" in purged.stdout
