@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -59,16 +60,21 @@ print(json.dumps(sorted(sys.modules)))
 """What ``aioq worker lean_app:app`` builds, through the command line's own path."""
 
 
-def imported(code: str) -> set[str]:
+def last_json(code: str, *argv: str, env: dict[str, str] | None = None) -> Any:
+    """Run ``code`` in a fresh interpreter; the JSON its last line prints."""
     out = subprocess.run(
-        [sys.executable, "-c", code],
+        [sys.executable, "-c", code, *argv],
         capture_output=True,
         text=True,
         check=True,
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
     )
-    return set(json.loads(out.stdout.splitlines()[-1]))
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+def imported(code: str) -> set[str]:
+    return set(last_json(code))
 
 
 def test_a_plain_worker_leaves_the_optional_parts_unloaded() -> None:
@@ -113,15 +119,7 @@ print(json.dumps({"option": args.loop, "loop": seen["loop"], "uvloop": "uvloop" 
 
 
 def served(*flags: str, env: dict[str, str] | None = None) -> dict[str, object]:
-    out = subprocess.run(
-        [sys.executable, "-c", LOOP, *flags],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
-    )
-    got: dict[str, object] = json.loads(out.stdout.splitlines()[-1])
+    got: dict[str, object] = last_json(LOOP, *flags, env=env)
     return got
 
 
@@ -156,14 +154,6 @@ except CliError as exc:
 
 
 def test_a_bad_aioq_loop_is_refused_in_one_line() -> None:
-    out = subprocess.run(
-        [sys.executable, "-c", BAD_LOOP],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "AIOQ_LOOP": "trio"},
-    )
-    assert json.loads(out.stdout.splitlines()[-1]) == {
+    assert last_json(BAD_LOOP, env={"AIOQ_LOOP": "trio"}) == {
         "error": "--loop must be one of auto, uvloop, asyncio, got 'trio'"
     }
