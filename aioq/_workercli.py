@@ -161,6 +161,10 @@ def _run_worker(args: argparse.Namespace) -> int:
     from ._worker import stopping
 
     stopping.stop_while_starting()
+    if "AIOQ_SUPERVISOR_PID" in os.environ:  # a -w N child (not imported when alone)
+        from ._worker.orphan import watch_supervisor
+
+        watch_supervisor()
     try:
         worker = build_worker(args)
         worker.tune_gc = True  # a process of its own (Worker.tune_gc)

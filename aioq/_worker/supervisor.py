@@ -7,7 +7,8 @@ evicting Redis, a bad setting) is not restarted in a loop: the supervisor stops
 every child and exits with that child's code.
 Children are plain ``python -m aioq worker … -w 1`` processes: nothing is
 shared between them but Redis. Each learns its slot (0…N-1) from ``AIOQ_WORKER_SLOT``
-(child k serves ``--health-port`` + k).
+(child k serves ``--health-port`` + k). A child whose supervisor is gone (SIGKILLed:
+it forwards nothing) stops itself gracefully (``orphan.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import subprocess
 import sys
 import time
 from typing import TYPE_CHECKING
+
+from .orphan import SUPERVISOR_ENV
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -60,7 +63,7 @@ class _Supervisor:
     def spawn(self, slot: int) -> None:
         # Children ignore the terminal's SIGINT group delivery: the supervisor
         # forwards signals itself, exactly once.
-        env = {**os.environ, SLOT_ENV: str(slot)}
+        env = {**os.environ, SLOT_ENV: str(slot), SUPERVISOR_ENV: str(os.getpid())}
         self.children[slot] = subprocess.Popen(self.argv, start_new_session=True, env=env)
         self._started[slot] = time.monotonic()
         log.info("started worker process %d (pid %d)", slot, self.children[slot].pid)

@@ -195,6 +195,39 @@ async def test_supervisor_restarts_a_dead_process(spawn, client: aioq.App) -> No
     assert not children_of(sup.popen.pid)
 
 
+async def test_children_stop_when_their_supervisor_is_killed(spawn, client: aioq.App) -> None:  # type: ignore[no-untyped-def]
+    # A SIGKILLed supervisor cannot forward anything: its children notice they were
+    # orphaned and stop as on SIGTERM (drain, exit 0) instead of running on unseen.
+    sup = spawn("worker", "tests.procapp:app", "-w", "2", "-c", "5")
+    deadline = time.monotonic() + 15
+    while sup.output().count("task(s) registered") < 2:
+        assert time.monotonic() < deadline, sup.output()
+        await asyncio.sleep(0.05)
+    kids = children_of(sup.popen.pid)
+    assert len(kids) == 2
+    slow = await procapp.sleepy.kiq(1.0)  # in flight when the supervisor dies
+    await asyncio.sleep(0.3)
+    sup.popen.kill()
+    sup.popen.wait(10)
+    deadline = time.monotonic() + 15
+    alive = set(kids)
+    while alive:
+        assert time.monotonic() < deadline, f"orphaned children still running: {alive}"
+        alive = {pid for pid in alive if not _gone(pid)}
+        await asyncio.sleep(0.1)
+    assert await slow.result(timeout=5) is not None  # drained, not cut off
+    assert "supervisor" in sup.output() and "stopping" in sup.output()
+
+
+def _gone(pid: int) -> bool:
+    """Exited (a zombie waiting for init to reap it counts as exited)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_while_starting_stops_the_worker_cleanly(spawn, signum: int) -> None:  # type: ignore[no-untyped-def]
     """SIGTERM (say, from Kubernetes) or Ctrl-C while the worker still waits for
