@@ -170,7 +170,8 @@ async def test_sigkilled_workers_tasks_finish_elsewhere(  # type: ignore[no-unty
     assert rescuer.popen.wait(15) == 0
 
 
-async def test_supervisor_restarts_a_dead_process(spawn, client: aioq.App) -> None:  # type: ignore[no-untyped-def]
+async def two_children(spawn) -> tuple[Proc, set[int]]:  # type: ignore[no-untyped-def]
+    """``aioq worker -w 2`` once both children are up: the supervisor and their pids."""
     sup = spawn("worker", "tests.procapp:app", "-w", "2", "-c", "5")
     deadline = time.monotonic() + 15
     while sup.output().count("task(s) registered") < 2:
@@ -178,6 +179,11 @@ async def test_supervisor_restarts_a_dead_process(spawn, client: aioq.App) -> No
         await asyncio.sleep(0.05)
     kids = children_of(sup.popen.pid)
     assert len(kids) == 2
+    return sup, kids
+
+
+async def test_supervisor_restarts_a_dead_process(spawn, client: aioq.App) -> None:  # type: ignore[no-untyped-def]
+    sup, kids = await two_children(spawn)
     victim = min(kids)
     os.kill(victim, signal.SIGKILL)
     deadline = time.monotonic() + 15
@@ -198,13 +204,7 @@ async def test_supervisor_restarts_a_dead_process(spawn, client: aioq.App) -> No
 async def test_children_stop_when_their_supervisor_is_killed(spawn, client: aioq.App) -> None:  # type: ignore[no-untyped-def]
     # A SIGKILLed supervisor cannot forward anything: its children notice they were
     # orphaned and stop as on SIGTERM (drain, exit 0) instead of running on unseen.
-    sup = spawn("worker", "tests.procapp:app", "-w", "2", "-c", "5")
-    deadline = time.monotonic() + 15
-    while sup.output().count("task(s) registered") < 2:
-        assert time.monotonic() < deadline, sup.output()
-        await asyncio.sleep(0.05)
-    kids = children_of(sup.popen.pid)
-    assert len(kids) == 2
+    sup, kids = await two_children(spawn)
     slow = await procapp.sleepy.kiq(1.0)  # in flight when the supervisor dies
     await asyncio.sleep(0.3)
     sup.popen.kill()
