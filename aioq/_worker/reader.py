@@ -104,13 +104,11 @@ class ManyQueues:
             level = self.order[key][1]
             self._hot_levels[level] = self._hot_levels.get(level, 0) + 1
         self.marks: dict[str, bytes] = {}
-        self.tick = 0
-        self.touched: dict[str, int] = {}
-        """When (``tick``) each level stream last turned hot or was named by a fetch:
-        a cold stream not touched since a pending-summary scan that found nothing
-        pending in it can hold nothing pending now (``Recovery``)."""
         self.changed: set[str] = set()
-        """Streams touched since the recovery scan last took them (``take_changed``)."""
+        """Streams *touched* (turned hot, or named by a fetch) since the recovery scan
+        last took them (``take_changed``): a cold stream not touched since a
+        pending-summary scan that found nothing pending in it can hold nothing
+        pending now (``Recovery``)."""
         self._looked = False
         self._next_peek = 0.0
         self._next_discovery = time.monotonic() + self._discover_every()
@@ -136,17 +134,8 @@ class ManyQueues:
         changed, self.changed = self.changed, set()
         return changed
 
-    def _touch(self, keys: Collection[str]) -> None:
-        self.tick += 1
-        tick = self.tick
-        touched = self.touched
-        for key in keys:
-            touched[key] = tick
-        self.changed.update(keys)
-
     def heat(self, keys: list[str]) -> None:
-        if keys:
-            self._touch(keys)
+        self.changed.update(keys)
         for key in keys:
             self.marks.pop(key, None)
             self.missing.discard(key)
@@ -270,7 +259,7 @@ class ManyQueues:
             )
             # After the reply: a scan begun before it may have seen these streams'
             # pending lists as they were before this fetch delivered from them.
-            self._touch(hot)
+            self.changed.update(hot)
             self._cool(marks)
             for key in dict.fromkeys(e.stream for e in entries):
                 if key in self.hot:  # served: to the back of its level (round robin)

@@ -170,7 +170,6 @@ class Recovery:
         if not self._scan:
             self._candidates = []
             return self._candidates
-        tick = many.tick
         streams = list(self._scan)
         summaries = await self.streams.pending_summaries(streams)
         held: dict[str, int] = {}
@@ -181,10 +180,10 @@ class Recovery:
             mine = by_consumer.get(self.consumer, 0)
             if sum(by_consumer.values()) > mine or mine > held.get(stream, 0):
                 wanted.add(self._levels[stream][0])
-        touched, hot = many.touched, many.hot
-        self._scan.difference_update(
-            s for s in streams if s not in summaries and s not in hot and touched.get(s, -1) <= tick
-        )
+        # Quiet now: nothing pending and cold. One a fetch touched while this scan
+        # waited is in ``many.changed`` again: the next scan takes it back.
+        hot = many.hot
+        self._scan.difference_update(s for s in streams if s not in summaries and s not in hot)
         self._candidates = [q for q in self.queues if q in wanted]
         return self._candidates
 
