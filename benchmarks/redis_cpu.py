@@ -15,10 +15,14 @@ import asyncio
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import redis.asyncio as aredis
 
 import aioq
+
+T = TypeVar("T")
 
 
 async def _cpu(url: str) -> float:
@@ -39,7 +43,10 @@ async def _cpu(url: str) -> float:
     return sum(float(r["used_cpu_user"]) + float(r["used_cpu_sys"]) for r in rows)
 
 
-async def main(url: str, n: int) -> None:
+async def drain_noops(url: str, n: int, measure: Callable[[], Awaitable[T]]) -> tuple[float, T, T]:
+    """Send ``n`` no-ops with ``kiq_many`` and drain them with one in-process worker
+    (concurrency 100, burst) until every result is in: the seconds it took, and
+    ``measure()`` just before the sends and just after the last result."""
     app = aioq.App(url, prefix=f"bench-{uuid.uuid4().hex[:8]}")
 
     @app.task
@@ -47,14 +54,22 @@ async def main(url: str, n: int) -> None:
         return None
 
     worker = aioq.Worker(app, concurrency=100, burst=True, block=0.1)
-    before = await _cpu(url)
-    began = time.perf_counter()
-    jobs = await noop.kiq_many([()] * n)
-    await worker.run()
-    await aioq.gather(*jobs, timeout=300)
-    took = time.perf_counter() - began
-    used = await _cpu(url) - before
-    await app.aclose()
+    try:
+        before = await measure()
+        began = time.perf_counter()
+        jobs = await noop.kiq_many([()] * n)
+        await worker.run()
+        await aioq.gather(*jobs, timeout=300)
+        took = time.perf_counter() - began
+        after = await measure()
+    finally:
+        await app.aclose()
+    return took, before, after
+
+
+async def main(url: str, n: int) -> None:
+    took, before, after = await drain_noops(url, n, lambda: _cpu(url))
+    used = after - before
     rate = f"{n / took:,.0f}/s"
     print(f"{url}: {n} tasks in {took:.2f} s ({rate}), Redis CPU {used * 1e6 / n:.0f} µs/task")
 

@@ -18,12 +18,14 @@ import asyncio
 import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aredis
 from redis.exceptions import ResponseError
 
-import aioq
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.redis_cpu import drain_noops
 
 Stats = dict[str, tuple[int, int]]
 
@@ -62,22 +64,10 @@ def _report(label: str, n: int, took: float, before: Any, after: Any) -> None:
 
 async def run_aioq(url: str, n: int) -> None:
     r = aredis.Redis.from_url(url)
-    app = aioq.App(url, prefix=f"bench-{uuid.uuid4().hex[:8]}")
-
-    @app.task
-    async def noop() -> None:
-        return None
-
-    worker = aioq.Worker(app, concurrency=100, burst=True, block=0.1)
-    before = await _snapshot(r)
-    began = time.perf_counter()
-    jobs = await noop.kiq_many([()] * n)
-    await worker.run()
-    await aioq.gather(*jobs, timeout=300)
-    took = time.perf_counter() - began
-    after = await _snapshot(r)
-    await app.aclose()
-    await r.aclose()
+    try:
+        took, before, after = await drain_noops(url, n, lambda: _snapshot(r))
+    finally:
+        await r.aclose()
     _report("aioq", n, took, before, after)
 
 
