@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 _WROTE = tuple(Wrote)
 """``Wrote`` by value: indexing skips the enum's constructor (two calls per job)."""
+assert [w.value for w in _WROTE] == list(range(len(_WROTE))), "Wrote values must be 0..n-1"
 ACK_CHUNK = 500  # entries per ack.lua call: stays far below Lua's unpack() limit
 RECORD_CHUNK = 500  # jobs per start_many / complete call
 
